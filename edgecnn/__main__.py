@@ -2,4 +2,5 @@
 
 from edgecnn.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned training process re-imports this module
+    main()

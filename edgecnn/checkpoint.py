@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 FORMAT = "edgecnn-checkpoint"
 FORMAT_VERSION = 1
+FROM_FINETUNE = "give the best.pt that `edgecnn finetune` wrote"
 
 
 @dataclass
@@ -74,14 +75,15 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if path.is_dir():
         path = path / "best.pt"
     if not path.is_file():
-        raise EdgecnnError(f"checkpoint {path} does not exist; give the best.pt that `edgecnn finetune` wrote")
+        raise EdgecnnError(f"checkpoint {path} does not exist; {FROM_FINETUNE}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zips, pickles with code, random bytes
-        reason = "it holds pickled code, refused" if "weights_only" in str(exc) else "truncated or not a checkpoint"
+        refused = "weights_only" in str(exc)
+        reason = "it holds pickled code, refused" if refused else "truncated or not a checkpoint"
         raise EdgecnnError(f"cannot load checkpoint {path}: {reason}; re-run `edgecnn finetune`") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise EdgecnnError(f"{path} is not an edgecnn checkpoint; give the best.pt that `edgecnn finetune` wrote")
+        raise EdgecnnError(f"{path} is not an edgecnn checkpoint; {FROM_FINETUNE}")
     if int(payload.get("format_version", 0)) > FORMAT_VERSION:
         raise EdgecnnError(f"{path} was written by a newer edgecnn; upgrade: pip install -U edgecnn")
     try:
@@ -93,4 +95,4 @@ def load_checkpoint(path: Path) -> Checkpoint:
             training_state=dict(payload.get("training_state", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise EdgecnnError(f"{path} is an incomplete edgecnn checkpoint ({exc}); re-run `edgecnn finetune`") from exc
+        raise EdgecnnError(f"{path} is an incomplete edgecnn checkpoint ({exc}); {FROM_FINETUNE}") from exc

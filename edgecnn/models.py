@@ -84,7 +84,11 @@ def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: b
                            "resnet18 or any name from timm.list_models()")
     if weights is not None:
         model = timm.create_model(timm_name, pretrained=False)
-        model.load_state_dict(_load_state_dict(weights), strict=True)
+        try:
+            model.load_state_dict(_load_state_dict(weights), strict=True)
+        except RuntimeError as exc:  # other layer names or shapes: weights of another network
+            raise EdgecnnError(f"{weights} does not fit {arch} (other layer names or shapes); give "
+                               f"weights saved from a {arch}, or the matching --arch") from exc
         source = str(weights)
     elif arch == DEFAULT_ARCH and pretrained:
         model = timm.create_model(timm_name, pretrained=False)

@@ -1,0 +1,361 @@
+"""`edgecnn finetune`: an ImageNet-pretrained CNN adapted to a folder of photos, checkpointed, resumable.
+
+Two phases. "head": the backbone stays frozen, its pooled features are computed once and the new
+classifier trains on them in seconds. "full" (optional, `epochs`): every layer trains, the backbone at
+a lower learning rate. Each epoch ends by writing last.pt (best.pt when validation loss improves), and
+each epoch's randomness derives from (seed, epoch) alone, so `resume` retraces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgecnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edgecnn.data import (
+    DataSplit,
+    ImageDataset,
+    TrainTransform,
+    ValTransform,
+    drop_unreadable,
+    make_loader,
+    scan_folder,
+)
+from edgecnn.distributed import (
+    Dist,
+    broadcast_weights,
+    fault_point,
+    main_first,
+    per_rank_batch,
+    process_group,
+    shard_sampler,
+    wrap_ddp,
+)
+from edgecnn.errors import EdgecnnError
+from edgecnn.features import HeadPhase, cached_features
+from edgecnn.models import DEFAULT_ARCH
+from edgecnn.plots import plot_confusion, plot_curves, progress_bars, write_metrics
+from edgecnn.runtime.metadata import Preprocess
+from edgecnn.training import (
+    DEVICES,
+    FullPhase,
+    evaluate_model,
+    import_torch,
+    make_optimizer,
+    param_groups,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from rich.progress import Progress
+    from torch.utils.data import DataLoader
+
+PHASES = ("head", "full")
+OUTPUTS = ("best.pt", "last.pt", "metrics.csv", "curves.png", "confusion_matrix.png")
+RESULT_PATHS = ("best", "last", "metrics", "curves", "confusion_matrix")  # FinetuneResult.paths, as OUTPUTS
+# how to run, not what to train: kept out of checkpoint args
+_RUN_ONLY = ("resume", "progress", "force", "dist_timeout")
+_NO_BEST = {"val_loss": math.inf, "val_top1": 0.0, "epoch": 0}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    data: Path
+    out: Path
+    arch: str = DEFAULT_ARCH
+    weights: Path | None = None  # a local state dict instead of the built-in pretrained weights
+    head_epochs: int = 10  # classifier only, on cached features of the frozen backbone
+    epochs: int = 0  # then every layer
+    batch_size: int = 32
+    lr: float = 1e-3  # classifier; the backbone gets lr * backbone_lr_scale
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    warmup: float = 0.1  # fraction of each phase's steps with a linearly rising learning rate
+    val_split: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    patience: int = 5  # stop a phase after this many epochs without a lower validation loss
+    freeze: bool = True  # False: no head phase, all layers train from the start
+    aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
+    resume: bool = False
+    progress: bool = True
+    force: bool = False
+    dist_timeout: float = 120.0  # seconds a collective waits for the other processes before the job fails
+
+    def to_args(self) -> dict[str, str | int | float | bool]:
+        """Plain values only, so checkpoints stay loadable with `weights_only=True`."""
+        args = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUN_ONLY}
+        args.update(data=str(Path(self.data).resolve()), out=str(self.out),
+                    weights=str(self.weights) if self.weights else "")
+        return args
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any], **overrides: Any) -> FinetuneConfig:
+        known = {k: v for k, v in args.items() if k in cls.__dataclass_fields__}
+        known.update(data=Path(known["data"]), out=Path(known["out"]),
+                     weights=Path(known["weights"]) if known.get("weights") else None)
+        return cls(**{**known, **overrides})
+
+    def check(self) -> None:
+        """EdgecnnError naming the valid range for the first bad value."""
+        for name, (ok, valid) in {
+            "head_epochs": (self.head_epochs >= 0, ">= 0"), "epochs": (self.epochs >= 0, ">= 0"),
+            "patience": (self.patience >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"), "workers": (self.workers >= 0, ">= 0"),
+            "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
+            "aug_views": (self.aug_views >= 0, ">= 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+            "warmup": (0 <= self.warmup < 1, "in [0, 1)"), "val_split": (0 < self.val_split < 1, "in (0, 1)"),
+        }.items():
+            if not ok:
+                raise EdgecnnError(f"{name} = {getattr(self, name)} is invalid; it must be {valid}")
+        if self.device not in DEVICES:
+            raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
+        if not any(epochs for _, epochs in phases(self)):
+            raise EdgecnnError("nothing to train: give --head-epochs > 0 (with --freeze) or --epochs > 0")
+
+
+def phases(config: FinetuneConfig) -> list[tuple[str, int]]:
+    """(phase, epochs) in order; the head phase needs the frozen backbone."""
+    return [("head", config.head_epochs if config.freeze else 0), ("full", config.epochs)]
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    run_dir: Path
+    best_top1: float  # validation top-1 of best.pt
+    best_val_loss: float
+    best_epoch: int
+    epochs: int  # epochs trained, both phases
+    labels: tuple[str, ...]
+    train_images: int
+    val_images: int
+    skipped: tuple[str, ...]  # unreadable images left out
+    seconds: float
+    paths: dict[str, Path] = field(default_factory=dict)  # best, last, metrics, curves, confusion_matrix
+
+
+def finetune(config: FinetuneConfig) -> FinetuneResult:
+    """Train, checkpoint every epoch, write metrics and plots; Ctrl-C first saves a resumable last.pt.
+    Started by torchrun (or `launch`), each process trains its share and rank 0 writes the files."""
+    import_torch()
+    config.check()
+    began = time.perf_counter()
+    with process_group(config.device, config.dist_timeout) as (dist, device):
+        run = Run.resume(config, dist, device) if config.resume else Run.start(config, dist, device)
+        with progress_bars(config.progress and dist.main) as progress:
+            try:
+                run.train(progress)
+            except KeyboardInterrupt:
+                run.save_initial()
+                raise
+            return run.finish(began)
+
+
+class Run:
+    """One training run's state: model, data split, history, best so far, and where training stands."""
+
+    def __init__(self, config: FinetuneConfig, split: DataSplit, model: torch.nn.Module,
+                 preprocess: Preprocess, state: dict[str, Any], dist: Dist, device: torch.device) -> None:
+        torch = import_torch()
+        self.config, self.split, self.preprocess, self.state = config, split, preprocess, state
+        self.out, self.dist, self.device = Path(config.out), dist, device
+        self.batch_size = per_rank_batch(config.batch_size, dist.world_size)
+        # channels-last: ~1.5x faster convolutions on this CPU (oneDNN); also the layout tensor cores like
+        self.model = model.to(self.device, memory_format=torch.channels_last)
+        self.history: list[dict[str, Any]] = list(state.get("history", []))
+        self.best: dict[str, float] = dict(state.get("best", _NO_BEST))
+        self.position = (state.get("phase", "head"), state.get("phase_epoch", 0), state.get("stopped", False))
+        # kept until an epoch ends, so that Ctrl-C before then can still leave a resumable last.pt
+        self.initial = None if self.history else {k: v.detach().cpu().clone()
+                                                  for k, v in model.state_dict().items()}
+
+    @classmethod
+    def start(cls, config: FinetuneConfig, dist: Dist, device: torch.device) -> Run:
+        from edgecnn.models import build_model
+
+        torch = import_torch()
+        split = main_first(dist, lambda: _new_split(config))
+        torch.manual_seed(config.seed)  # the new classifier's initial weights
+        built = build_model(config.arch, len(split.labels), pretrained=True, weights=config.weights)
+        return cls(config, split, built.model, built.preprocess, {}, dist, device)
+
+    @classmethod
+    def resume(cls, config: FinetuneConfig, dist: Dist, device: torch.device) -> Run:
+        """Continue from RUN_DIR/last.pt with the configuration stored in it (read by rank 0, sent to all)."""
+        checkpoint, split = main_first(dist, lambda: _last_checkpoint(Path(config.out)))
+        config = FinetuneConfig.from_args(checkpoint.args, out=Path(config.out), resume=True,
+                                          progress=config.progress, dist_timeout=config.dist_timeout)
+        return cls(config, split, checkpoint.build_model(), checkpoint.preprocess, checkpoint.training_state,
+                   dist, device)
+
+    def train(self, progress: Progress) -> None:
+        for name, epochs in phases(self.config):
+            if epochs and not self._phase_done(name, epochs):
+                fault_point(self.dist, name)
+                phase = self._head_phase(progress) if name == "head" else self._full_phase()
+                self._run_phase(name, epochs, phase, progress)
+
+    def _phase_done(self, name: str, epochs: int) -> bool:
+        phase, done, stopped = self.position
+        if name != phase:
+            return PHASES.index(name) < PHASES.index(phase)
+        return stopped or done >= epochs
+
+    def _head_phase(self, progress: Progress) -> HeadPhase:
+        config = self.config
+        self.model.requires_grad_(False)
+        self.model.get_classifier().requires_grad_(True)
+        train_views = [ValTransform(self.preprocess)] + [TrainTransform(self.preprocess)] * config.aug_views
+        loaders = [self._loader(self.split.train, train_views), self._loader(self.split.val)]
+        task = progress.add_task("features", total=sum(len(loader.sampler) for loader in loaders), status="")
+        features = [cached_features(self.model, loader, self.dist, self.device,
+                                    lambda n: progress.advance(task, n)) for loader in loaders]
+        # every rank trains the same head on all features: milliseconds, and exactly one process's result
+        return HeadPhase(self.model, features[0], features[1], config.batch_size, config.label_smoothing,
+                         self.device)
+
+    def _full_phase(self) -> FullPhase:
+        self.model.requires_grad_(True)
+        dataset = ImageDataset(self.split.root, self.split.train, [TrainTransform(self.preprocess)])
+        sampler = shard_sampler(self.dist, dataset, shuffle=True)
+        train = make_loader(dataset, self.batch_size, shuffle=True, workers=self.config.workers,
+                            seed=self.config.seed, drop_last=len(sampler or dataset) > self.batch_size,
+                            sampler=sampler)
+        return FullPhase(wrap_ddp(self.dist, self.model, self.device), train, self._loader(self.split.val),
+                         self.device, self.config.label_smoothing, self.dist)
+
+    def _loader(self, samples: tuple[tuple[str, int], ...], transforms: list | None = None) -> DataLoader:
+        """Validation pixels (or seeded `transforms`), in order, this rank's share."""
+        dataset = ImageDataset(self.split.root, samples, transforms or [ValTransform(self.preprocess)],
+                               seed=self.config.seed)  # views the same in every process and worker
+        return make_loader(dataset, self.batch_size, shuffle=False, workers=self.config.workers,
+                           seed=self.config.seed, sampler=shard_sampler(self.dist, dataset, shuffle=False))
+
+    def _run_phase(self, name: str, epochs: int, phase: Any, progress: Progress) -> None:
+        """Epochs of one phase with early stopping; picks up mid-phase when resuming."""
+        torch, config = import_torch(), self.config
+        groups = param_groups(self.model, config.lr, config.backbone_lr_scale, head_only=name == "head")
+        optimizer, scheduler = make_optimizer(groups, config.weight_decay, epochs * phase.steps_per_epoch,
+                                              config.warmup)
+        start, bad_epochs = 0, 0
+        if self.position[0] == name and "optimizer" in self.state:
+            optimizer.load_state_dict(self.state["optimizer"])
+            scheduler.load_state_dict(self.state["scheduler"])
+            phase.load_state_dict(self.state["phase_state"])
+            start, bad_epochs = self.position[1], self.state["bad_epochs"]
+        elif name == "full" and self.best["epoch"]:
+            self._load_best()  # from the best head
+        steps = phase.steps_per_epoch
+        task = progress.add_task(name, total=epochs * steps, completed=start * steps, status="")
+
+        def on_step(loss: float, top1: float) -> None:
+            progress.update(task, advance=1, status=f"loss {loss:.3f} acc {top1:.0%} {self._best_text()}")
+
+        for phase_epoch in range(start, epochs):
+            epoch, began = len(self.history) + 1, time.perf_counter()
+            seed = config.seed * 100_003 + epoch  # the epoch's shuffling, augmentation and dropout
+            torch.manual_seed(seed if name == "head" else self.dist.rank_seed(seed))  # heads stay identical
+            stats = phase.train_epoch(optimizer, scheduler, seed, on_step)
+            result = phase.evaluate()
+            self.history.append({"phase": name, "epoch": epoch, "train_loss": stats.loss,
+                                 "train_top1": stats.top1, "val_loss": result.loss, "val_top1": result.top1,
+                                 "lr": optimizer.param_groups[0]["lr"],
+                                 "seconds": time.perf_counter() - began})
+            improved = result.loss < self.best["val_loss"]
+            bad_epochs = 0 if improved else bad_epochs + 1
+            self.position = (name, phase_epoch + 1, bad_epochs >= config.patience)
+            if improved:
+                self.best = {"val_loss": result.loss, "val_top1": result.top1, "epoch": epoch}
+                if self.dist.main:
+                    save_checkpoint(self._checkpoint({}), self.out / "best.pt")
+            training_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                              "phase_state": phase.state_dict(), "bad_epochs": bad_epochs}
+            self._save_last(training_state)
+            if self.position[2]:
+                progress.update(task, completed=epochs * steps, status=f"early stop {self._best_text()}")
+                break
+
+    def _best_text(self) -> str:
+        return f"val {self.best['val_top1']:.0%}" if self.best["epoch"] else ""
+
+    def _checkpoint(self, training_state: dict[str, Any]) -> Checkpoint:
+        row = self.history[-1] if self.history else {}
+        metrics = {k: float(v) for k, v in row.items() if k not in ("phase", "epoch")}
+        return Checkpoint(arch=self.config.arch, labels=list(self.split.labels), preprocess=self.preprocess,
+                          state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                          epoch=len(self.history), metrics=metrics, args=self.config.to_args(),
+                          split=self.split.to_dict(), training_state=training_state)
+
+    def _save_last(self, training_state: dict[str, Any]) -> None:
+        self.initial = None
+        if not self.dist.main:
+            return
+        phase, phase_epoch, stopped = self.position
+        state = {**training_state, "phase": phase, "phase_epoch": phase_epoch, "stopped": stopped,
+                 "best": self.best, "history": self.history}
+        save_checkpoint(self._checkpoint(state), self.out / "last.pt")
+        write_metrics(self.history, self.out / "metrics.csv")
+
+    def _load_best(self) -> None:
+        """best.pt's weights on every rank (rank 0 reads the file and sends them)."""
+        if self.dist.main:
+            self.model.load_state_dict(load_checkpoint(self.out / "best.pt").state_dict)
+        broadcast_weights(self.dist, self.model)
+
+    def save_initial(self) -> None:
+        """Interrupted before any epoch finished: last.pt with the starting weights, so --resume works."""
+        if self.initial is not None and self.dist.main:
+            state = {"phase": self.position[0], "phase_epoch": 0, "stopped": False}
+            checkpoint = replace(self._checkpoint(state), state_dict=self.initial)
+            save_checkpoint(checkpoint, self.out / "last.pt")
+
+    def finish(self, began: float) -> FinetuneResult:
+        """Plots, the confusion matrix of best.pt on the validation images, and the result record."""
+        self._load_best()
+        result = evaluate_model(self.model, self._loader(self.split.val), self.device, self.dist)
+        paths = {name: self.out / file for name, file in zip(RESULT_PATHS, OUTPUTS, strict=True)}
+        if self.dist.main:
+            write_metrics(self.history, paths["metrics"])
+            plot_curves(self.history, paths["curves"])
+            plot_confusion(self.split.labels, result.targets, result.predictions, paths["confusion_matrix"])
+        return FinetuneResult(self.out, self.best["val_top1"], self.best["val_loss"], int(self.best["epoch"]),
+                              len(self.history), self.split.labels, len(self.split.train),
+                              len(self.split.val), self.split.skipped, time.perf_counter() - began,
+                              paths)
+
+
+def _new_split(config: FinetuneConfig) -> DataSplit:
+    """The run folder made ready and the images found and decode-checked (rank 0's job)."""
+    _prepare_out(Path(config.out), config.force)
+    split = scan_folder(config.data, config.val_split, config.seed)
+    return drop_unreadable(split, threads=max(1, config.workers))
+
+
+def _last_checkpoint(out: Path) -> tuple[Checkpoint, DataSplit]:
+    last = out / "last.pt"
+    if not last.is_file():
+        raise EdgecnnError(f"no {last} to resume from; start a new run without --resume")
+    checkpoint = load_checkpoint(last)
+    split = DataSplit.from_dict(checkpoint.split, checkpoint.labels)
+    if not split.root.is_dir():
+        raise EdgecnnError(f"the run's data folder {split.root} is gone; restore it to resume the run")
+    return checkpoint, split
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    """Refuse to mix two runs in one folder; with `force`, remove only the files a run writes."""
+    if out.exists() and not out.is_dir():
+        raise EdgecnnError(f"--out {out} is a file; give a folder for the run")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise EdgecnnError(f"run folder {out} is not empty; pass --force to overwrite it or "
+                               f"--resume {out} to continue it")
+        for name in OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,122 @@
+"""What a training run shows and leaves: progress bars, the summary table, metrics.csv, curves.png and
+confusion_matrix.png (files written atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from edgecnn.finetune import FinetuneResult
+
+METRICS_COLUMNS = ("phase", "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "lr", "seconds")
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Temporary name in the same folder, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_metrics(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """One row per epoch, both phases, in order."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, METRICS_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, text.getvalue().encode())
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Loss and top-1 per epoch, train and validation; a dotted line where full fine-tuning starts."""
+    from matplotlib.figure import Figure
+
+    epochs = [row["epoch"] for row in rows]
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    loss_axes, top1_axes = figure.subplots(1, 2)
+    for axes, key, title in ((loss_axes, "loss", "loss"), (top1_axes, "top1", "top-1 accuracy")):
+        axes.plot(epochs, [row[f"train_{key}"] for row in rows], "o-", label="train")
+        axes.plot(epochs, [row[f"val_{key}"] for row in rows], "o-", label="validation")
+        phases = [row["phase"] for row in rows]
+        for start in [epochs[i] - 0.5 for i in range(1, len(rows)) if phases[i] != phases[i - 1]]:
+            axes.axvline(start, color="gray", linestyle=":", label="all layers train")
+        axes.set(title=title, xlabel="epoch")
+        axes.legend()
+        axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_confusion(labels: Sequence[str], targets: Sequence[int], predictions: Sequence[int],
+                   path: Path) -> Path:
+    """Validation confusion matrix of the best checkpoint: rows true class, columns predicted."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    counts = np.zeros((len(labels), len(labels)), dtype=int)
+    for target, prediction in zip(targets, predictions, strict=True):
+        counts[target, prediction] += 1
+    size = 2.5 + 0.6 * len(labels)
+    figure = Figure(figsize=(size, size), layout="constrained")
+    axes = figure.subplots()
+    axes.imshow(counts, cmap="Blues")
+    for (row, col), count in np.ndenumerate(counts):
+        axes.text(col, row, str(count), ha="center", va="center",
+                  color="white" if count > counts.max() / 2 else "black")
+    ticks = range(len(labels))
+    axes.set_xticks(ticks, labels, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels)
+    top1 = np.trace(counts) / max(1, counts.sum())
+    axes.set(xlabel="predicted", ylabel="true", title=f"validation top-1 {top1:.1%} ({counts.sum()} images)")
+    return _save(figure, path)
+
+
+def _save(figure: Any, path: Path) -> Path:
+    """Render with Agg into memory (a bare Figure needs no display or pyplot state), then write."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return write_atomic(path, buffer.getvalue())
+
+
+def progress_bars(enabled: bool) -> Progress:
+    """One bar per stage (features, head, full) with loss, accuracy and ETA; on stderr."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description:<8}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(compact=True), TextColumn("{task.fields[status]}"),
+                    console=Console(stderr=True), disable=not enabled)
+
+
+def result_table(result: FinetuneResult) -> Table:
+    """The end-of-run summary: best validation top-1 and where every file is."""
+    from rich.table import Table
+
+    table = Table(title=f"fine-tuned on {result.train_images} images, validated on {result.val_images}",
+                  show_header=False)
+    table.add_row("best val top-1", f"[bold]{result.best_top1:.1%}[/] (epoch {result.best_epoch} of "
+                  f"{result.epochs}, val loss {result.best_val_loss:.3f})")
+    if result.skipped:
+        count, names = len(result.skipped), ", ".join(result.skipped[:3])
+        table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {names}")
+    for name, path in result.paths.items():
+        table.add_row(name.replace("_", " "), str(path))
+    table.add_row("time", f"{result.seconds:.1f} s")
+    return table

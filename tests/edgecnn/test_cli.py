@@ -1,0 +1,54 @@
+"""The command line: every command listed and exemplified, a fast torch-free start, Ctrl-C exits 130."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+
+COMMANDS = ("finetune", "export", "predict", "eval", "bench", "camera", "info")
+runner = CliRunner()
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("│ ")]
+    listed = {row[1] for row in rows if len(row) > 1}
+    assert set(COMMANDS) <= listed, result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_shows_an_example(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert f"Example: edgecnn {command}" in result.output
+
+
+def test_cli_starts_without_torch() -> None:
+    """Help and import stay fast: torch (and timm) load only inside the commands that train or export."""
+    code = ("import sys; from typer.testing import CliRunner; from edgecnn.cli import app; "
+            "result = CliRunner().invoke(app, ['finetune', '--help']); assert result.exit_code == 0; "
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision', 'nncf') if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
+
+
+def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    import edgecnn.finetune
+
+    def interrupted(config):  # noqa: ANN001, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edgecnn.finetune, "finetune", interrupted)
+    result = runner.invoke(app, ["finetune", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+
+
+def test_finetune_needs_data_or_resume() -> None:
+    result = runner.invoke(app, ["finetune"])
+    assert result.exit_code == 2 and "--resume RUN_DIR" in result.output
