@@ -1,0 +1,242 @@
+"""`export_bundle`: checkpoint -> self-describing bundle of FP32/INT8 ONNX and OpenVINO models, with proof.
+
+Everything is written into a temporary folder beside OUT and renamed into place when complete, so
+an interrupted export never leaves a half bundle that looks whole. Failed gates keep the files
+(marked failed in the report) and raise one EdgecnnError afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.export.checks import Candidate, evaluate, measure, median_latency_ms
+from edgecnn.export.onnx import check_opset
+from edgecnn.export.quantize import check_method
+from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
+from edgecnn.runtime.errors import EdgecnnError
+
+FORMATS = ("onnx", "openvino")
+
+
+class ExportFailed(EdgecnnError):
+    """A gate failed; the bundle is written (models marked failed in `report`)."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    checkpoint: Path | None = None
+    out: Path = Path("bundle")
+    pretrained: bool = False
+    arch: str = "efficientnet_lite0"  # with `pretrained`: which ImageNet classifier
+    formats: tuple[str, ...] = FORMATS
+    int8: bool = False
+    calibration: Path | None = None  # default: the checkpoint's training images (or sample photos)
+    calibration_size: int = 300
+    calibration_method: str = "minmax"
+    max_drop: float = 1.0  # allowed INT8 top-1 drop, percentage points
+    opset: int = 17
+    batch: int | None = None  # None: dynamic batch
+    force: bool = False
+    progress: bool = True
+
+
+def check_config(config: ExportConfig) -> None:
+    """Every mistake we can see before spending minutes: one-line EdgecnnError each."""
+    check_opset(config.opset)
+    check_method(config.calibration_method)
+    unknown = [f for f in config.formats if f not in FORMATS]
+    if unknown or not config.formats:
+        named = ", ".join(unknown) or "(none)"
+        raise EdgecnnError(f"unknown format {named}; choose from onnx, openvino, all")
+    if config.batch is not None and config.batch < 1:
+        raise EdgecnnError(f"--batch must be 'dynamic' or a positive number, got {config.batch}")
+    if config.calibration_size < 1:
+        raise EdgecnnError(f"--calibration-size must be at least 1, got {config.calibration_size}")
+    if config.pretrained == (config.checkpoint is not None):
+        raise EdgecnnError("give either a CHECKPOINT or --pretrained (not both, not neither)")
+    if config.checkpoint is not None and not Path(config.checkpoint).exists():
+        raise EdgecnnError(f"checkpoint {config.checkpoint} does not exist; "
+                           "give the best.pt from `edgecnn finetune`")
+    if config.calibration is not None:
+        check_calibration_folder(Path(config.calibration))
+    _check_out(Path(config.out), config.force)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise EdgecnnError(f"{out} already exists; pass --force to replace it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise EdgecnnError(f"{out} exists and is not a folder; choose another --out")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    try:  # a real probe: os.access says yes for root, on read-only mounts' parents and in /proc
+        if not parent.is_dir():
+            raise NotADirectoryError(parent)
+        Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.probe-")).rmdir()
+    except OSError as exc:
+        raise EdgecnnError(f"cannot write to {parent}; choose an --out folder you can write to") from exc
+
+
+def export_bundle(config: ExportConfig) -> dict[str, Any]:
+    """Export, quantise, check and write the bundle at `config.out`; returns the report."""
+    from edgecnn.export.progress import Steps
+    from edgecnn.export.report import build_report, failures, write_report
+
+    check_config(config)
+    out = Path(config.out)
+    with Steps(config.progress) as steps:
+        steps.say("loading the model")
+        source = _load_source(config)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+        try:
+            candidates, tried = _build_models(config, source, work, steps)
+            measured, extra = _check(config, source, candidates, work, steps)
+            report = build_report(config, source, measured, {**extra, "onnx_int8_calibration": tried})
+            steps.say("writing metadata and report")
+            _write_metadata(source, measured, work)
+            (work / "labels.txt").write_text("\n".join(source.labels) + "\n", encoding="utf-8")
+            write_report(report, work)
+            _drop_unrequested(config, work)
+            _swap_into_place(work, out)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    problems = failures(report)
+    if problems:
+        raise ExportFailed(f"{'; '.join(problems)} (files kept in {out}, marked failed in report.md)", report)
+    return report
+
+
+def _load_source(config: ExportConfig) -> Source:
+    if config.pretrained:
+        return pretrained_source(config.arch, config.calibration, config.calibration_size)
+    return checkpoint_source(Path(config.checkpoint), config.calibration, config.calibration_size)
+
+
+def _build_models(config: ExportConfig, source: Source, work: Path,
+                  steps: Any) -> tuple[list[Candidate], list[tuple[str, float]]]:
+    """Write the requested model files into `work`: candidates for checking, and the calibration methods
+    tried for ONNX INT8 (ONNX FP32 is always built: OpenVINO and both quantisers start from it)."""
+    from edgecnn.export.checks import onnx_predictor, openvino_predictor
+    from edgecnn.export.onnx import deployable, export_onnx
+    from edgecnn.export.openvino import convert_openvino, quantize_openvino
+    from edgecnn.export.quantize import quantize_onnx_best
+
+    steps.say("exporting ONNX")
+    fp32 = export_onnx(deployable(source.model, source.preprocess), source.preprocess, work / "model.onnx",
+                       opset=config.opset, batch=config.batch)
+    found, tried = [], []
+    if "onnx" in config.formats:
+        found.append(Candidate("onnx fp32", "onnxruntime", "fp32", fp32, onnx_predictor(fp32), (fp32,)))
+    if config.int8 and "onnx" in config.formats:
+        steps.say(f"quantising ONNX ({len(source.calibration)} calibration images)")
+        int8 = work / "model.int8.onnx"
+        tried = quantize_onnx_best(fp32, int8, source.calibration, source.preprocess,
+                                   config.calibration_method, config.batch, _drop_judge(config, source, fp32),
+                                   config.max_drop)
+        found.append(Candidate("onnx int8", "onnxruntime", "int8", int8, onnx_predictor(int8), (int8,),
+                               parent="onnx fp32"))
+    if "openvino" in config.formats:
+        steps.say("converting to OpenVINO")
+        xml = convert_openvino(fp32, work / "openvino" / "model.xml")
+        found.append(Candidate("openvino fp32", "openvino", "fp32", xml, openvino_predictor(xml),
+                               (xml, xml.with_suffix(".bin"))))
+        if config.int8:
+            steps.say(f"quantising OpenVINO with NNCF ({len(source.calibration)} calibration images)")
+            xml8 = quantize_openvino(fp32, work / "openvino" / "model.int8.xml", source.calibration,
+                                     source.preprocess, batch=config.batch)
+            found.append(Candidate("openvino int8", "openvino", "int8", xml8, openvino_predictor(xml8),
+                                   (xml8, xml8.with_suffix(".bin")), parent="openvino fp32"))
+    return found, tried
+
+
+def _drop_judge(config: ExportConfig, source: Source, fp32: Path) -> Any:
+    """Top-1 points an INT8 ONNX file loses against `fp32` on the validation images."""
+    from edgecnn.export.checks import onnx_predictor, top1_drop
+
+    reference = onnx_predictor(fp32)
+    return lambda path: top1_drop(reference, onnx_predictor(path), source.validation, source.preprocess,
+                                  config.batch or 1, source.labelled)
+
+
+def _check(config: ExportConfig, source: Source, candidates: list[Candidate], work: Path,
+           steps: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Accuracy and parity of every model against PyTorch, plus batch-1 latency."""
+    from edgecnn.export.checks import openvino_predictor, torch_predictor
+    from edgecnn.export.images import batches
+    from edgecnn.export.onnx import deployable
+
+    reference = torch_predictor(deployable(source.model, source.preprocess))
+    # The shipped IR has FP16 weights; the conversion itself is proven on the same graph in f32.
+    graph = [c for c in candidates if c.name == "openvino fp32"]
+    if graph:
+        import openvino as ov
+
+        f32 = ov.convert_model(str(work / "model.onnx"))
+        graph = [Candidate("openvino fp32 graph", "openvino", "fp32", graph[0].path,
+                           openvino_predictor(f32), ())]
+    batch = config.batch or 1
+    steps.say(f"checking {len(candidates)} model(s) on {len(source.validation)} validation images")
+    tallies, reference_top1, targets = evaluate(reference, candidates + graph, source.validation,
+                                                source.preprocess, batch)
+    if not targets:
+        raise EdgecnnError("none of the validation images could be read; check the data folder")
+    frames = next(batches(source.validation, source.preprocess, batch))[0]
+    latency = {}
+    for candidate in candidates:
+        steps.say(f"timing {candidate.name} (batch {batch}, 2 threads)")
+        latency[candidate.name] = median_latency_ms(candidate.predict, frames)
+    latency["pytorch"] = median_latency_ms(reference, frames)
+    measured = measure(candidates, tallies, reference_top1, targets, len(source.labels), source.labelled,
+                       latency, root=work)
+    extra = {"openvino_fp32_graph_max_abs_diff": tallies[graph[0].name].max_abs_diff} if graph else {}
+    extra["pytorch_latency_ms"] = latency["pytorch"]
+    return measured, extra
+
+
+def _write_metadata(source: Source, measured: list[Any], work: Path) -> None:
+    """Store ModelMeta (labels, preprocessing, precision, measured accuracy) inside each model file."""
+    import onnx
+    from edgecnn.export.onnx import save_onnx
+    from edgecnn.export.openvino import read_ir, save_ir
+    from edgecnn.runtime.metadata import ModelMeta
+
+    for model in measured:
+        meta = ModelMeta(labels=source.labels, preprocess=source.preprocess, arch=source.arch).stamped(
+            precision=model.precision, accuracy=model.accuracy())
+        path = work / model.path
+        if model.backend == "onnxruntime":
+            proto = onnx.load(str(path))
+            meta.write_onnx(proto)
+            save_onnx(proto, path)
+        else:
+            ir = read_ir(path)
+            meta.write_openvino(ir)
+            save_ir(ir, path)
+
+
+def _drop_unrequested(config: ExportConfig, work: Path) -> None:
+    if "onnx" not in config.formats:
+        (work / "model.onnx").unlink(missing_ok=True)
+
+
+def _swap_into_place(work: Path, out: Path) -> None:
+    """Rename the finished bundle to `out`; an existing `out` (with --force) is moved aside first."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(work, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""Proof that exported models compute what PyTorch computes: accuracy, parity, latency, size.
+
+All models see the same fitted validation batches, decoded once; each is compared with the
+PyTorch model on probabilities (max abs difference), top-1 agreement, and, where the images are
+labelled, top-1/top-5 accuracy. Latency is the median of batch-1 runs on 2 threads.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from edgecnn.export.images import ImageSet, batches
+from edgecnn.runtime.metadata import Preprocess
+
+Predict = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC batch -> probabilities
+THREADS = 2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An exported model to check: its name in the report, file, and a batch -> probabilities function."""
+
+    name: str  # e.g. "onnx int8"
+    backend: str  # "onnxruntime" | "openvino"
+    precision: str  # "fp32" | "int8"
+    path: Path
+    predict: Predict
+    files: tuple[Path, ...]  # everything on disk that the model needs (.xml + .bin)
+    parent: str | None = None  # the FP32 model an INT8 model was quantised from
+
+
+@dataclass
+class Tally:
+    """Running sums for one model over the validation batches."""
+
+    top1: list[int] = field(default_factory=list)
+    top5_hits: int = 0
+    max_abs_diff: float = 0.0
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One model's figures, as they go into the report and its metadata."""
+
+    name: str
+    backend: str
+    precision: str
+    path: str
+    top1: float | None  # percent; None when the images carry no labels
+    top5: float | None  # percent; only with more than 5 classes
+    agreement: float  # percent of images whose top-1 equals PyTorch's
+    agreement_fp32: float | None  # INT8 only: percent agreeing with its FP32 parent
+    max_abs_diff: float
+    latency_ms: float
+    size_bytes: int
+    val_images: int
+    parent: str | None = None
+
+    def accuracy(self) -> dict[str, float]:
+        """The accuracy dict stored in the model's metadata."""
+        figures = {"top1": self.top1, "top5": self.top5, "agreement": self.agreement,
+                   "max_abs_diff": self.max_abs_diff, "val_images": float(self.val_images)}
+        return {key: value for key, value in figures.items() if value is not None}
+
+
+def evaluate(reference: Predict, candidates: list[Candidate], images: ImageSet, preprocess: Preprocess,
+             batch: int) -> tuple[dict[str, Tally], list[int], list[int]]:
+    """Run PyTorch (`reference`) and every candidate over the images: tallies, PyTorch's top-1, targets."""
+    tallies = {c.name: Tally() for c in candidates}
+    reference_top1: list[int] = []
+    targets: list[int] = []
+    for frames, batch_targets in batches(images, preprocess, batch):
+        keep = batch_targets != -2  # drop the padding of the last batch
+        expected = reference(frames)[keep]
+        reference_top1 += expected.argmax(1).tolist()
+        targets += batch_targets[keep].tolist()
+        for candidate in candidates:
+            _tally(tallies[candidate.name], candidate.predict(frames)[keep], expected, batch_targets[keep])
+    return tallies, reference_top1, targets
+
+
+def _tally(tally: Tally, probabilities: np.ndarray, expected: np.ndarray, targets: np.ndarray) -> None:
+    tally.top1 += probabilities.argmax(1).tolist()
+    top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    tally.top5_hits += int((top5 == targets[:, None]).any(1).sum())
+    tally.max_abs_diff = max(tally.max_abs_diff, float(np.abs(probabilities - expected).max()))
+
+
+def measure(candidates: list[Candidate], tallies: dict[str, Tally], reference_top1: list[int],
+            targets: list[int], num_classes: int, labelled: bool, latency: dict[str, float],
+            root: Path) -> list[Measured]:
+    """Turn tallies into report figures (paths relative to the bundle folder `root`)."""
+    count = len(targets)
+    truth, ref = np.array(targets), np.array(reference_top1)
+    results = []
+    for c in candidates:
+        top1 = np.array(tallies[c.name].top1)
+        parent = np.array(tallies[c.parent].top1) if c.parent in tallies else None
+        results.append(Measured(
+            name=c.name, backend=c.backend, precision=c.precision, path=c.path.relative_to(root).as_posix(),
+            top1=_percent(top1 == truth) if labelled else None,
+            top5=100.0 * tallies[c.name].top5_hits / count if labelled and num_classes > 5 else None,
+            agreement=_percent(top1 == ref),
+            agreement_fp32=None if parent is None else _percent(top1 == parent),
+            max_abs_diff=tallies[c.name].max_abs_diff, latency_ms=latency[c.name],
+            size_bytes=sum(f.stat().st_size for f in c.files), val_images=count, parent=c.parent))
+    return results
+
+
+def _percent(hits: np.ndarray) -> float:
+    return round(100.0 * float(hits.mean()), 3) if hits.size else 0.0
+
+
+def median_latency_ms(predict: Predict, frames: np.ndarray, runs: int = 30, budget_s: float = 2.5) -> float:
+    """Median wall time of one call on `frames` after a warm-up (stops early after `budget_s`)."""
+    for _ in range(3):
+        predict(frames)
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < runs and (len(times) < 5 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        predict(frames)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def onnx_predictor(path: Path) -> Predict:
+    from edgecnn.export.onnx import cpu_session
+
+    session = cpu_session(path, threads=THREADS)
+    return lambda frames: session.run(None, {"images": frames})[0]
+
+
+def openvino_predictor(path: Path | object) -> Predict:
+    from edgecnn.export.openvino import compile_cpu
+
+    compiled = compile_cpu(path, threads=THREADS)
+    return lambda frames: compiled(frames)[0]
+
+
+def torch_predictor(wrapped: object) -> Predict:
+    """PyTorch probabilities of the deployable model, at THREADS threads like the others."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+    def predict(frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return wrapped(torch.from_numpy(frames)).numpy()
+
+    return predict
+
+
+def top1_drop(fp32: Predict, int8: Predict, images: ImageSet, preprocess: Preprocess, batch: int,
+              labelled: bool) -> float:
+    """Top-1 points the INT8 model loses against FP32 (disagreement with FP32 when unlabelled)."""
+    hits8, hits32, agree, count = 0, 0, 0, 0
+    for frames, targets in batches(images, preprocess, batch):
+        keep = targets != -2
+        top32, top8 = fp32(frames)[keep].argmax(1), int8(frames)[keep].argmax(1)
+        hits32 += int((top32 == targets[keep]).sum())
+        hits8 += int((top8 == targets[keep]).sum())
+        agree += int((top8 == top32).sum())
+        count += int(keep.sum())
+    if not count:
+        return 0.0
+    return round(100.0 * ((hits32 - hits8) if labelled else (count - agree)) / count, 3)

@@ -1,0 +1,189 @@
+"""The proof that ships with a bundle: report.json, report.md and the table printed at the end.
+
+Gates: FP32 models must match PyTorch (max abs probability difference <= 1e-3); INT8 models may lose
+at most `max_drop` top-1 points against their FP32 parent (agreement with PyTorch where the images
+carry no labels). The report also says plainly when INT8 is no faster than FP32 on this CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+PARITY_LIMIT = 1e-3
+NO_SPEEDUP = 0.95  # INT8/FP32 latency above this is "no speed-up"
+
+
+def build_report(config: Any, source: Any, measured: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Everything measured, the gates applied to it, and the INT8/FP32 ratios."""
+    from edgecnn import __version__
+
+    by_name = {m.name: m for m in measured}
+    models = [_judge(asdict(m), by_name, source.labelled, config.max_drop, extra) for m in measured]
+    report = {
+        "edgecnn_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source.description, "arch": source.arch, "num_classes": len(source.labels),
+        "labelled": source.labelled,
+        "accuracy_basis": "top-1 on the labelled validation split" if source.labelled else
+        "no labels: accuracy is top-1 agreement with the PyTorch model",
+        "validation_images": measured[0].val_images if measured else 0,
+        "calibration": {"images": len(source.calibration), "method": config.calibration_method,
+                        "onnx_tried": [{"method": m, "drop": d}
+                                       for m, d in extra.get("onnx_int8_calibration", [])]}
+        if config.int8 else None,
+        "batch": config.batch or "dynamic", "opset": config.opset, "threads": 2, "max_drop": config.max_drop,
+        "pytorch_latency_ms": extra.get("pytorch_latency_ms"),
+        "openvino_fp32_graph_max_abs_diff": extra.get("openvino_fp32_graph_max_abs_diff"),
+        "models": models,
+        "ratios": ratios(measured),
+    }
+    report["notes"] = notes(report)
+    report["passed"] = not failures(report)
+    return report
+
+
+def _judge(model: dict[str, Any], by_name: dict[str, Any], labelled: bool, max_drop: float,
+           extra: dict[str, Any]) -> dict[str, Any]:
+    """Add status/problem: the parity gate for FP32 models, the drop gate for INT8 ones."""
+    problem = ""
+    if model["precision"] == "fp32":
+        # The shipped IR stores FP16 weights; parity is checked on the same graph in f32.
+        diff = extra.get("openvino_fp32_graph_max_abs_diff", 0.0) if model["backend"] == "openvino" \
+            else model["max_abs_diff"]
+        model["parity_max_abs_diff"] = diff
+        if diff > PARITY_LIMIT:
+            problem = (f"{model['name']} differs from PyTorch by {diff:.2g} in probability "
+                       f"(limit {PARITY_LIMIT:g})")
+    elif model["parent"] in by_name:
+        parent = by_name[model["parent"]]
+        key = "top1" if labelled else "agreement"
+        drop = round(getattr(parent, key) - model[key], 3)
+        model["drop"] = drop
+        if drop > max_drop:
+            problem = (f"{model['name']} lost {drop:g} points of {'top-1' if labelled else 'agreement'} "
+                       f"against {parent.name} (--max-drop {max_drop:g})")
+    model["status"], model["problem"] = ("failed", problem) if problem else ("ok", "")
+    return model
+
+
+def ratios(measured: list[Any]) -> dict[str, Any]:
+    """INT8/FP32 latency and file-size ratios per backend, and fastest INT8 / fastest FP32."""
+    by_name = {m.name: m for m in measured}
+    result: dict[str, Any] = {}
+    for m in measured:
+        if m.parent in by_name:
+            parent = by_name[m.parent]
+            result[m.backend] = {"latency": round(m.latency_ms / parent.latency_ms, 3),
+                                 "size": round(m.size_bytes / parent.size_bytes, 3)}
+    int8 = [m for m in measured if m.precision == "int8"]
+    fp32 = [m for m in measured if m.precision == "fp32"]
+    if int8 and fp32:
+        fast8, fast32 = min(int8, key=lambda m: m.latency_ms), min(fp32, key=lambda m: m.latency_ms)
+        small8, small32 = min(int8, key=lambda m: m.size_bytes), max(fp32, key=lambda m: m.size_bytes)
+        result["fastest"] = {"int8": fast8.name, "fp32": fast32.name,
+                             "latency": round(fast8.latency_ms / fast32.latency_ms, 3)}
+        result["smallest_int8_vs_largest_fp32_size"] = round(small8.size_bytes / small32.size_bytes, 3)
+    return result
+
+
+def notes(report: dict[str, Any]) -> list[str]:
+    """Plain sentences for the reader: what accuracy means here and where INT8 does not pay."""
+    said = [f"Accuracy basis: {report['accuracy_basis']}."]
+    by_name = {m["name"]: m for m in report["models"]}
+    for m in report["models"]:
+        if m["precision"] != "int8" or m["parent"] not in by_name:
+            continue
+        parent = by_name[m["parent"]]
+        ratio = m["latency_ms"] / parent["latency_ms"]
+        if ratio > NO_SPEEDUP:
+            said.append(f"INT8 gives no speed-up for {m['backend']} on this CPU: {m['name']} takes "
+                        f"{m['latency_ms']:.1f} ms vs {parent['latency_ms']:.1f} ms for {parent['name']}; "
+                        "prefer the faster model.")
+        else:
+            said.append(f"{m['name']} runs {1 / ratio:.2f}x faster than {parent['name']} on this CPU.")
+    tried = (report["calibration"] or {}).get("onnx_tried", [])
+    if len(tried) > 1:
+        kept, others = tried[0], ", ".join(f"{t['method']} {t['drop']:g}" for t in tried[1:])
+        asked = report["calibration"]["method"]
+        said.append(f"ONNX INT8 calibration: tried alternatives after {asked} lost too much; "
+                    f"kept {kept['method']} (drop {kept['drop']:g} points; others: {others}).")
+    if any(m["backend"] == "openvino" and m["precision"] == "fp32" for m in report["models"]):
+        said.append("openvino fp32 stores FP16-compressed weights (half the file); its PyTorch parity gate "
+                    "is checked on the same graph in f32, and its max_abs_diff column is the shipped file's.")
+    return said
+
+
+def failures(report: dict[str, Any]) -> list[str]:
+    return [m["problem"] for m in report["models"] if m["status"] == "failed"]
+
+
+def write_report(report: dict[str, Any], folder: Path) -> None:
+    _write(folder / "report.json", json.dumps(report, indent=2) + "\n")
+    _write(folder / "report.md", markdown(report))
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+COLUMNS = ("model", "top-1 %", "top-5 %", "agree %", "max diff", "ms", "MB", "status")
+LONG_COLUMNS = ("model", "top-1 %", "top-5 %", "agreement with PyTorch %", "max abs prob diff", "latency ms",
+                "size MB", "status")
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row of text cells per model, shared by the Markdown and the Rich table."""
+    def cell(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    return [(m["name"], cell(m["top1"], ".1f"), cell(m["top5"], ".1f"), cell(m["agreement"], ".1f"),
+             cell(m["max_abs_diff"], ".2g"), cell(m["latency_ms"], ".1f"), cell(m["size_bytes"] / 1e6, ".2f"),
+             m["status"] if not m.get("drop") else f"{m['status']} (drop {m['drop']:g})")
+            for m in report["models"]]
+
+
+def ratio_lines(ratios: dict[str, Any]) -> list[str]:
+    """The INT8/FP32 ratios in words."""
+    lines = [f"INT8/FP32 on {backend}: latency {r['latency']:.2f}x, file size {r['size']:.2f}x"
+             for backend, r in ratios.items() if backend in ("onnxruntime", "openvino")]
+    if "fastest" in ratios:
+        fast = ratios["fastest"]
+        lines.append(f"Fastest INT8 ({fast['int8']}) / fastest FP32 ({fast['fp32']}): "
+                     f"latency {fast['latency']:.2f}x")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Export report: {report['arch']}", "", f"Source: {report['source']}  ",
+             f"Validation images: {report['validation_images']}; batch {report['batch']}, "
+             f"{report['threads']} threads; PyTorch latency {report['pytorch_latency_ms']:.1f} ms", "",
+             "| " + " | ".join(LONG_COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(report)]
+    lines += ["", *[f"- {line}" for line in ratio_lines(report["ratios"])], ""]
+    lines += [f"- {note}" for note in report["notes"]]
+    lines += [f"- FAILED: {problem}" for problem in failures(report)]
+    lines.append(f"\nResult: {'passed' if report['passed'] else 'FAILED'}")
+    return "\n".join(lines) + "\n"
+
+
+def print_report(report: dict[str, Any], console: Any) -> None:
+    """The Rich table shown at the end of `edgecnn export`."""
+    from rich.table import Table
+
+    table = Table(title=f"{report['arch']} export ({report['validation_images']} validation images)")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column in ("model", "status") else "right")
+    for row in rows(report):
+        table.add_row(*row, style="red" if row[-1].startswith("failed") else None)
+    console.print(table)
+    for line in ratio_lines(report["ratios"]):
+        console.print(line, highlight=False)
+    for note in report["notes"]:
+        console.print(note, highlight=False)

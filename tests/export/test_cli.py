@@ -1,0 +1,112 @@
+"""`edgecnn export` through the CLI: the drop gate, and every bad input gives exit 2 and no bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+
+runner = CliRunner()
+
+
+def error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+class RunsCode:
+    """Pickles into a call of os.system: loading it with pickle would run the command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.system, (f"touch {self.marker}",)
+
+
+def bad_checkpoint(kind: str, folder: Path, tiny_run: Path | None) -> Path:
+    import torch
+
+    path = folder / f"{kind}.pt"
+    if kind == "truncated":
+        data = (tiny_run / "best.pt").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "foreign":
+        torch.save({"weight": torch.zeros(3)}, path)
+    elif kind == "pickled-code":
+        torch.save({"format": "edgecnn-checkpoint", "payload": RunsCode(folder / "pwned")}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "does not exist"),
+    ("truncated", "truncated or not a checkpoint"),
+    ("foreign", "not an edgecnn checkpoint"),
+    ("pickled-code", "pickled code, refused"),
+])
+def test_bad_checkpoint_exits_2_without_bundle(tmp_path: Path, tiny_run: Path, kind: str,
+                                               message: str) -> None:
+    checkpoint = bad_checkpoint(kind, tmp_path, tiny_run)
+    out = tmp_path / "bundle"
+    result = runner.invoke(app, ["export", str(checkpoint), "--out", str(out)])
+    assert result.exit_code == 2
+    assert message in error_line(result.stderr)
+    assert not out.exists() and not (tmp_path / "pwned").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def make_no_image_folder(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is no jpeg")
+    return folder
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--opset", "7"], "unsupported opset 7; choose one from 13 to 20"),
+    (["--format", "tflite"], "choose from onnx, openvino, all"),
+    (["--calibration-method", "magic"], "choose from minmax, entropy, percentile"),
+    (["--batch", "many"], "'dynamic' or a positive number"),
+    (["--int8", "--calibration", "{no_images}"], "has no readable images"),
+])
+def test_bad_options_exit_2_without_bundle(tmp_path: Path, tiny_run: Path, args: list[str],
+                                           message: str) -> None:
+    no_images = make_no_image_folder(tmp_path / "empty")
+    args = [a.replace("{no_images}", str(no_images)) for a in args]
+    out = tmp_path / "bundle"
+    result = runner.invoke(app, ["export", str(tiny_run / "best.pt"), "--out", str(out), *args])
+    assert result.exit_code == 2
+    assert message in error_line(result.stderr)
+    assert not out.exists()
+
+
+def test_existing_out_is_refused_without_force(tmp_path: Path, tiny_run: Path) -> None:
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["export", str(tiny_run / "best.pt"), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--force" in error_line(result.stderr)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_drop_gate_fails_but_keeps_the_files(tmp_path: Path, tiny_run: Path) -> None:
+    out = tmp_path / "bundle"
+    out.mkdir()  # and --force replaces it
+    result = runner.invoke(app, ["export", str(tiny_run / "best.pt"), "--out", str(out), "--format", "onnx",
+                                 "--int8", "--calibration-size", "8", "--max-drop", "-1", "--force"])
+    assert result.exit_code == 2, result.output
+    assert "onnx int8 lost" in result.output and "--max-drop -1" in result.output
+    report = json.loads((out / "report.json").read_text())
+    int8 = next(m for m in report["models"] if m["name"] == "onnx int8")
+    assert int8["status"] == "failed" and not report["passed"]
+    assert len(report["calibration"]["onnx_tried"]) == 3  # minmax lost "too much": all methods tried
+    assert (out / "model.int8.onnx").is_file() and not (out / "openvino").exists()
+    assert "FAILED" in (out / "report.md").read_text()
