@@ -10,10 +10,11 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgecnn.runtime.errors import EdgecnnError
 
@@ -32,20 +33,33 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(func: F) -> F:
-    """Print an EdgecnnError as one line and exit 2; Ctrl-C exits 130 without a traceback."""
+    """Print an EdgecnnError as one line and exit 2; Ctrl-C (or SIGTERM) exits 130 without a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            _terminate_like_ctrl_c()
             return func(*args, **kwargs)
         except EdgecnnError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (kill, docker stop) cleans up like Ctrl-C: temporary files removed, last epoch kept."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def not_yet(command: str) -> None:
@@ -58,12 +72,44 @@ ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help=
 @app.command(epilog="Example: edgecnn finetune samples/photos --out runs/demo --epochs 3")
 @user_errors
 def finetune(
-    data: Annotated[Path, typer.Argument(help="Image folder: one subfolder per class, or train/ and val/.")],
+    data: Annotated[Path | None, typer.Argument(
+        help="Image folder: one subfolder per class, or train/ and val/ of them.")] = None,
     out: Annotated[Path, typer.Option(help="Run folder for best.pt, last.pt, metrics and plots.")] = Path(
         "runs/finetune"),
+    arch: Annotated[str, typer.Option(
+        help="efficientnet_lite0 (ImageNet weights built in) or a timm model, e.g. resnet18.")
+    ] = "efficientnet_lite0",
+    weights: Annotated[Path | None, typer.Option(help="Start from this local state dict.")] = None,
+    epochs: Annotated[int, typer.Option(min=0, help="Epochs training every layer, after the head.")] = 0,
+    head_epochs: Annotated[int, typer.Option(
+        min=0, help="Epochs training the classifier on cached features of the frozen backbone.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Classifier learning rate; backbone: 0.1x.")] = 1e-3,
+    val_split: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of each class held out when there is no val/ folder.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seeds the split, initial weights and augmentation.")] = 0,
+    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Where to train.")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes.")] = 2,
+    freeze: Annotated[bool, typer.Option(
+        "--freeze/--no-freeze", help="Train the head on the frozen backbone first (fast).")] = True,
+    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without better val loss.")
+                        ] = 5,
+    resume: Annotated[Path | None, typer.Option(
+        file_okay=False, help="Continue the interrupted run in RUN_DIR with its own settings.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite the run files in a non-empty --out.")] = False,
 ) -> None:
     """Fine-tune an ImageNet-pretrained CNN on a folder of photos."""
-    not_yet("finetune")
+    from edgecnn.finetune import FinetuneConfig
+    from edgecnn.finetune import finetune as run_finetune
+    from edgecnn.plots import result_table
+
+    if data is None and resume is None:
+        raise EdgecnnError("give the DATA folder to train on, or --resume RUN_DIR to continue a run")
+    result = run_finetune(FinetuneConfig(
+        data=data or Path("."), out=resume or out, arch=arch, weights=weights, head_epochs=head_epochs,
+        epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed, device=device,
+        workers=workers, patience=patience, freeze=freeze, resume=resume is not None, force=force))
+    console.print(result_table(result))
 
 
 @app.command(epilog="Example: edgecnn export runs/demo/best.pt --out bundles/demo --int8")
@@ -71,50 +117,260 @@ def finetune(
 def export(
     checkpoint: Annotated[Path | None, typer.Argument(help="best.pt written by `edgecnn finetune`.")] = None,
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")] = Path("bundle"),
+    format: Annotated[str, typer.Option(help="onnx, openvino or all.")] = "all",  # noqa: A002 - the CLI word
+    int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 models, checked vs FP32.")] = False,
+    calibration: Annotated[Path | None, typer.Option(
+        help="Images to calibrate INT8 on (default: the checkpoint's training images).")] = None,
+    calibration_size: Annotated[int, typer.Option(help="How many calibration images.")] = 300,
+    calibration_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    max_drop: Annotated[float, typer.Option(help="Fail when INT8 loses more top-1 points than this.")] = 1.0,
+    opset: Annotated[int, typer.Option(help="ONNX opset (13 to 20).")] = 17,
+    batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Export the ImageNet-1k model.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
 ) -> None:
     """Export a checkpoint to a self-describing ONNX + OpenVINO bundle, optionally INT8."""
-    not_yet("export")
+    from edgecnn.export.bundle import FORMATS, ExportConfig, ExportFailed, export_bundle
+    from edgecnn.export.report import print_report
+
+    if batch != "dynamic" and not batch.isdigit():
+        raise EdgecnnError(f"--batch must be 'dynamic' or a positive number, got {batch!r}")
+    config = ExportConfig(
+        checkpoint=checkpoint, out=out, pretrained=pretrained, int8=int8, calibration=calibration,
+        formats=FORMATS if format == "all" else (format,), calibration_size=calibration_size,
+        calibration_method=calibration_method, max_drop=max_drop, opset=opset,
+        batch=None if batch == "dynamic" else int(batch), force=force)
+    try:
+        report = export_bundle(config)
+    except ExportFailed as exc:  # the bundle is written, a gate failed: show the table, then the error
+        print_report(exc.report, console)
+        raise
+    print_report(report, console)
+    console.print(f"bundle written to {out}")
+
+
+ModelPath = Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or npu; auto picks the fastest present.")]
+BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    help="auto (INT8 when its accuracy check passed), fp32, fp16 (OpenVINO) or int8.")]
+LabelsOpt = Annotated[Path | None, typer.Option(help="Labels (one a line) for a model without metadata.")]
+MeanOpt = Annotated[str | None, typer.Option(help="R,G,B mean of a float-input model without metadata.")]
+StdOpt = Annotated[str | None, typer.Option(help="R,G,B std of a float-input model, e.g. 0.229,0.224,0.225.")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference (default: the backend's).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _load_engine(model: Path, device: str, backend: str, precision: str, labels: Path | None = None,
+                 mean: str | None = None, std: str | None = None, threads: int | None = None,
+                 quiet: bool = False) -> Any:
+    from edgecnn.runtime import load
+    from edgecnn.runtime.selection import parse_triplet
+
+    engine = load(model, device=device, precision=precision, backend=backend, labels=labels, threads=threads,
+                  mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"))
+    if not quiet:
+        err_console.print(f"{engine.describe()} ({engine.reason})", highlight=False)
+    return engine
 
 
 @app.command(epilog="Example: edgecnn predict bundles/demo samples/photos/tools --top-k 3")
 @user_errors
 def predict(
-    model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")],
+    model: ModelPath,
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    top_k: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
+    labels: LabelsOpt = None, mean: MeanOpt = None, std: StdOpt = None, threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Classify images with an exported model (no PyTorch needed)."""
-    not_yet("predict")
+    import json
+
+    from edgecnn.runtime.predict import predict_files
+    from edgecnn.runtime.tables import predictions_table
+
+    with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
+        rows = predict_files(engine, images, top_k)
+        if json_out:
+            for row in rows:
+                typer.echo(json.dumps(row.to_dict()))
+        else:
+            console.print(predictions_table(list(rows), title=engine.describe()))
 
 
 @app.command(name="eval", epilog="Example: edgecnn eval bundles/demo samples/photos")
 @user_errors
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")],
-    data: Annotated[Path, typer.Argument(help="Folder with one subfolder per class.")],
+    model: ModelPath,
+    data: Annotated[Path, typer.Argument(help="Folder with one subfolder per class (or a val/ of them).")],
+    out: Annotated[Path, typer.Option(help="Folder for eval.json, misclassified.txt, confusion_matrix.png.")
+                   ] = Path("runs/eval"),
+    device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
+    labels: LabelsOpt = None, mean: MeanOpt = None, std: StdOpt = None, threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Measure top-1/top-5, per-class precision/recall and the confusion matrix on a labelled folder."""
-    not_yet("eval")
+    import json
+
+    from edgecnn.runtime.evaluate import evaluate as run_eval
+    from edgecnn.runtime.tables import eval_table
+
+    with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
+        report = run_eval(engine, data, out, progress=not json_out)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    console.print(eval_table(report))
+    console.print(f"{len(report.misclassified)} misclassified, {len(report.skipped)} skipped; "
+                  f"written to {out}")
 
 
 @app.command(epilog="Example: edgecnn bench bundles/demo --device cpu --seconds 5")
 @user_errors
-def bench(model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]) -> None:
+def bench(
+    model: ModelPath,
+    device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
+    batch: Annotated[int, typer.Option(help="Images per inference.")] = 1,
+    threads: ThreadsOpt = None,
+    seconds: Annotated[float, typer.Option(help="Measuring time (half latency, half throughput).")] = 10.0,
+    baseline: Annotated[str, typer.Option(help="none, torch (PyTorch eager) or benchmark_app.")] = "none",
+    hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
+    cold_start: Annotated[bool, typer.Option(help="Also time a fresh process: import, load, 1st result.")
+                          ] = True,
+    labels: LabelsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Measure latency, throughput, cold start and memory of a model on a device."""
-    not_yet("bench")
+    import json
+
+    from edgecnn.runtime.bench import BenchConfig
+    from edgecnn.runtime.bench import bench as run_bench
+    from edgecnn.runtime.tables import bench_table
+
+    config = BenchConfig(model=model, device=device, backend=backend, precision=precision, batch=batch,
+                         threads=threads, seconds=seconds, baseline=baseline, hint=hint,
+                         cold_start=cold_start, labels=str(labels) if labels else None)
+    report = run_bench(config)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        console.print(bench_table(report))
 
 
 @app.command(epilog="Example: edgecnn camera bundles/imagenet --source samples/videos/cup.mp4 --headless")
 @user_errors
-def camera(model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]) -> None:
+def camera(
+    model: ModelPath,
+    source: Annotated[str, typer.Option(help="Webcam index (0), video file, rtsp:// or http:// URL, or a "
+                                             "folder of images.")] = "0",
+    device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
+    top_k: Annotated[int, typer.Option(help="Labels to show per frame.")] = 3,
+    min_prob: Annotated[float, typer.Option(help="Top label below this shows as 'uncertain'.")] = 0.2,
+    smooth: Annotated[float, typer.Option(help="Weight of past frames in the moving average; 0 = off.")
+                      ] = 0.6,
+    headless: Annotated[bool, typer.Option(help="No window (automatic when there is no display).")] = False,
+    save: Annotated[Path | None, typer.Option(help="Write the annotated video to this .mp4.")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per processed frame.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
+    realtime: Annotated[bool, typer.Option(help="Play files at their FPS and drop frames like a camera.")
+                        ] = False,
+    width: Annotated[int | None, typer.Option(help="Frame width to ask the webcam for.")] = None,
+    height: Annotated[int | None, typer.Option(help="Frame height to ask the webcam for.")] = None,
+    fps: Annotated[float | None, typer.Option(help="FPS to ask the webcam for (folders: slideshow speed).")
+                   ] = None,
+    reconnect_timeout: Annotated[float, typer.Option(help="Seconds to keep reconnecting a lost stream.")
+                                 ] = 30.0,
+    threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Recognise what a webcam, video file, stream or image folder shows, live."""
-    not_yet("camera")
+    import json
+    from dataclasses import asdict
+
+    from edgecnn.runtime.camera import CameraConfig, run_camera, summary_table
+    from edgecnn.runtime.video import VideoOptions, check_source
+
+    check_source(source)  # a missing file fails before the model loads
+    options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
+                           reconnect_timeout=reconnect_timeout)
+    config = CameraConfig(source=source, top_k=top_k, min_prob=min_prob, smooth=smooth, headless=headless,
+                          save=save, jsonl=jsonl, max_frames=max_frames, video=options)
+    with _load_engine(model, device, backend, precision, threads=threads) as engine:
+        summary = run_camera(engine, config, say=lambda message: err_console.print(message, highlight=False))
+    if json_out:
+        typer.echo(json.dumps(asdict(summary)))
+    else:
+        console.print(summary_table(summary))
 
 
 @app.command(epilog="Example: edgecnn info bundles/demo")
 @user_errors
-def info(model: Annotated[Path | None, typer.Argument(help="Bundle folder, .onnx or .xml.")] = None) -> None:
+def info(
+    model: Annotated[Path | None, typer.Argument(help="Bundle folder, .onnx or .xml.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Show a model's metadata and the backends and devices this machine offers."""
-    not_yet("info")
+    import json
+
+    from edgecnn.runtime.info import machine_info, model_info
+    from edgecnn.runtime.tables import info_table
+
+    data = {"machine": machine_info(), "model": model_info(model) if model is not None else None}
+    if json_out:
+        typer.echo(json.dumps(data))
+    else:
+        console.print(info_table(data))
+
+
+@app.command(epilog="Example: edgecnn serve bundles/demo --http-port 8000 --max-batch 16")
+@user_errors
+def serve(
+    model: ModelPath,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes it to the network.")] = (
+        "127.0.0.1"),
+    http_port: Annotated[int, typer.Option(help="Triton HTTP/REST port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="Triton gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics).")] = 8002,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the dynamic batcher forms.")] = 16,
+    instances: Annotated[int, typer.Option(help="Model instances running side by side.")] = 1,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "auto",
+    name: Annotated[str | None, typer.Option(help="Model name clients use (default: the folder's).")] = None,
+) -> None:
+    """Serve a model through NVIDIA Triton Inference Server (HTTP, gRPC, metrics) until SIGTERM or Ctrl-C."""
+    from edgecnn.runtime.serve import ServeConfig
+    from edgecnn.runtime.serve import serve as run_server
+
+    def ready(endpoints: Any) -> None:
+        err_console.print(f"serving {endpoints.name} ({endpoints.engine}): HTTP {endpoints.http}, gRPC "
+                          f"{endpoints.grpc}, metrics {endpoints.metrics}", markup=False, highlight=False,
+                          soft_wrap=True)
+
+    run_server(ServeConfig(model=model, host=host, http_port=http_port, grpc_port=grpc_port,
+                           metrics_port=metrics_port, max_batch=max_batch, instances=instances, device=device,
+                           precision=precision, name=name), on_ready=ready)
+
+
+@app.command(epilog="Example: edgecnn triton bundles/demo triton_repo --kind gpu --max-batch 32")
+@user_errors
+def triton(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `edgecnn export`.")],
+    repo: Annotated[Path, typer.Argument(help="Triton model repository folder to write into.")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the bundle folder's).")] = None,
+    kind: Annotated[str, typer.Option(help="Where Triton runs the ONNX model: cpu or gpu.")] = "cpu",
+    max_batch: Annotated[int, typer.Option(help="max_batch_size for the dynamic batcher.")] = 16,
+    instances: Annotated[int, typer.Option(help="Model instances (instance_group count).")] = 1,
+    precision: Annotated[str, typer.Option(help="Which bundle models to use: fp32 or int8.")] = "fp32",
+) -> None:
+    """Write a Triton Inference Server model repository (ONNX Runtime + OpenVINO) from a bundle."""
+    from edgecnn.runtime.triton_repo import TritonRepoConfig, write_triton_repo
+
+    config = TritonRepoConfig(bundle=bundle, repo=repo, name=name, kind=kind, max_batch=max_batch,
+                              instances=instances, precision=precision)
+    for folder in write_triton_repo(config):
+        console.print(f"wrote {folder}", markup=False, highlight=False)
+    console.print(f"run: tritonserver --model-repository={repo.resolve()} (see docs/serving.md)",
+                  markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m edgecnn`

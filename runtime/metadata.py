@@ -114,7 +114,8 @@ class ModelMeta:
     def from_openvino(cls, model: Any, source: str) -> ModelMeta | None:
         if not model.has_rt_info([META_KEY]):
             return None
-        return cls.from_json(str(model.get_rt_info([META_KEY])), source)
+        value = model.get_rt_info([META_KEY])  # an OVAny: str() of it is "<OVAny class>", not the text
+        return cls.from_json(value.astype(str) if hasattr(value, "astype") else str(value), source)
 
     @classmethod
     def read(cls, path: str | Path) -> ModelMeta | None:

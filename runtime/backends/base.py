@@ -1,0 +1,57 @@
+"""The one interface every inference library is wrapped behind."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model's single input accepts, as read from the model itself."""
+
+    name: str
+    shape: tuple[int | None, ...]  # None for a dynamic dimension
+    dtype: str  # numpy dtype name: "uint8" for edgecnn models, "float32" for most foreign ones
+
+    @property
+    def layout(self) -> str:
+        """NHWC when the last axis holds 3 channels, else NCHW."""
+        return "NHWC" if len(self.shape) == 4 and self.shape[-1] == 3 else "NCHW"
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.shape[0] if self.shape else None
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(height, width) when both are fixed."""
+        if len(self.shape) != 4:
+            return None
+        height, width = self.shape[1:3] if self.layout == "NHWC" else self.shape[2:4]
+        return (height, width) if height and width else None
+
+
+class Backend(Protocol):
+    """A compiled model on one device: synchronous and overlapped inference."""
+
+    name: str  # "onnxruntime" | "openvino"
+    device: str  # what actually runs it, e.g. "CPUExecutionProvider" or "CPU"
+    input: InputSpec
+    num_outputs: int  # classes in the (single) output
+    load_seconds: float  # read + compile time
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one prepared batch and return the first output."""
+        ...
+
+    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
+        """Start one batch without waiting; the future holds the first output."""
+        ...
+
+    def close(self) -> None:
+        """Wait for started work and free the model."""
+        ...

@@ -1,0 +1,112 @@
+"""ONNX Runtime backend: execution providers TensorRT -> CUDA -> CPU, always listed explicitly."""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgecnn.runtime.backends.base import InputSpec
+from edgecnn.runtime.errors import EdgecnnError
+
+# An ONNX TensorProto.external_data entry whose key is "location": field 1 "location", then field 2.
+_LOCATION = re.compile(rb"\x0a\x08location\x12")
+_ONNX_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(float16)": "float16"}
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse weights stored outside the model's folder (a model file must not read arbitrary files)."""
+    data = path.read_bytes()
+    folder = path.parent.resolve()
+    for match in _LOCATION.finditer(data):
+        length, start = _varint(data, match.end())
+        location = data[start : start + length].decode("utf-8", errors="replace")
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise EdgecnnError(f"{path} refers to external data {location!r} outside its folder; "
+                               "refusing to load it (keep the weights beside the .onnx file)")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < len(data):
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            break
+    return value, pos
+
+
+def provider_entry(provider: str, cache_dir: Path | None) -> Any:
+    """A provider with its options: TensorRT keeps built engines in the cache folder."""
+    if provider == "TensorrtExecutionProvider" and cache_dir is not None:
+        folder = cache_dir / "tensorrt"
+        folder.mkdir(parents=True, exist_ok=True)
+        return provider, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
+    return provider
+
+
+def open_session(path: str | Path, providers: list[str], threads: int | None = None,
+                 cache_dir: Path | None = None) -> Any:
+    """An `onnxruntime.InferenceSession` on exactly `providers`; EdgecnnError for a bad model file."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecnnError(f"model file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise EdgecnnError(f"model file {path} is empty (0 bytes); export it again")
+    check_external_data(path)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: provider fallbacks are reported by us
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    entries = [provider_entry(p, cache_dir) for p in providers]
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=entries)
+    except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise EdgecnnError(f"{path} is not a loadable ONNX model (truncated or not a model?): {reason}"
+                           ) from exc
+
+
+class OnnxRuntimeBackend:
+    """One ONNX Runtime session; `submit` overlaps inference with the caller on a worker thread."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, providers: list[str], threads: int | None = None,
+                 cache_dir: Path | None = None) -> None:
+        start = time.perf_counter()
+        self.session = open_session(path, providers, threads, cache_dir)
+        self.load_seconds = time.perf_counter() - start
+        self.device = self.session.get_providers()[0]
+        node = self.session.get_inputs()[0]
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape)
+        self.input = InputSpec(node.name, shape, _ONNX_DTYPES.get(node.type, node.type))
+        out_shape = self.session.get_outputs()[0].shape
+        self.num_outputs = out_shape[-1] if out_shape and isinstance(out_shape[-1], int) else 0
+        self.output_name = self.session.get_outputs()[0].name
+        self._pool: ThreadPoolExecutor | None = None
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input.name: batch})[0]
+
+    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
+        if self._pool is None:  # one worker: ORT already spreads one run over its intra-op threads
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgecnn-ort")
+        return self._pool.submit(self.infer, batch)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

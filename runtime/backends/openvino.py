@@ -1,0 +1,193 @@
+"""OpenVINO backend: NPU, GPU, CPU or AUTO; latency/throughput hints; a compiled-model cache."""
+
+from __future__ import annotations
+
+import functools
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgecnn.runtime.backends.base import InputSpec
+from edgecnn.runtime.errors import EdgecnnError
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "edgecnn" / "openvino"
+HINTS = ("latency", "throughput", "cumulative_throughput")
+_OV_DTYPES = {"u8": "uint8", "f32": "float32", "f16": "float16"}
+
+
+@functools.lru_cache(maxsize=1)
+def core() -> Any:
+    """One `openvino.Core` per process: creating it loads plugins, which is slow."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+def read_model(path: str | Path) -> Any:
+    """An `openvino.Model` from an IR .xml (its .bin beside it); EdgecnnError for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecnnError(f"model file {path} does not exist")
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise EdgecnnError(f"{path} has no weights file {weights.name} beside it; copy both .xml and .bin")
+    try:
+        return core().read_model(str(path), str(weights))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0][:200]
+        message = f"{path} is not a loadable OpenVINO IR (truncated or not a model?): {reason}"
+        raise EdgecnnError(message) from exc
+
+
+def compile_config(device: str, hint: str, precision: str, threads: int | None,
+                   cache_dir: Path | None) -> dict[str, Any]:
+    """Properties for `compile_model`; f32 execution unless the caller asks for the model's own precision."""
+    if hint.lower() not in HINTS:
+        raise EdgecnnError(f"unknown performance hint {hint!r}; choose one of {', '.join(HINTS)}")
+    config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
+    if precision == "f32" and device in ("CPU", "GPU"):
+        # IRs are saved FP16-compressed; without this hint GPU (and CPU with AMX/FP16) runs in f16/bf16.
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if threads and device == "CPU":
+        config["INFERENCE_NUM_THREADS"] = threads
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        config["CACHE_DIR"] = str(cache_dir)
+    return config
+
+
+class OpenVinoBackend:
+    """A model compiled per batch size: one infer request for `infer`, an AsyncInferQueue for `submit`.
+
+    A dynamic-batch IR is compiled with a static batch (the first size seen, usually 1): OpenVINO's CPU
+    kernels run static shapes ~15 % faster. Other sizes get their own compile (cached on disk); past
+    a few sizes, one dynamic compile serves the rest. NPUs only take static shapes.
+    """
+
+    name = "openvino"
+    max_static_sizes = 3
+
+    def __init__(self, path: Path, device: str = "CPU", hint: str = "latency", precision: str = "f32",
+                 threads: int | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
+                 model: Any = None, batch: int = 1, read_seconds: float = 0.0) -> None:
+        start = time.perf_counter()
+        self._model = model if model is not None else read_model(path)
+        self.read_seconds = read_seconds + time.perf_counter() - start
+        self._path, self._device = path, device
+        self._config = compile_config(device, hint, precision, threads, cache_dir)
+        self._dynamic = not self._model.inputs[0].get_partial_shape()[0].is_static
+        self._compiled: dict[int | None, _Compiled] = {}
+        self.input = _input_spec(self._model.inputs[0], batch if device == "NPU" else None)
+        self.num_outputs = _last_dim(self._model.outputs[0])
+        start = time.perf_counter()
+        first = self._for(batch)
+        self.compile_seconds = time.perf_counter() - start
+        self._model = None  # free the graph and weights (~10 MB); re-read if another batch size comes
+        self.load_seconds = self.read_seconds + self.compile_seconds
+        self.device = _execution_device(first.compiled, device)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        request = self._for(len(batch)).request
+        request.infer({0: batch}, share_inputs=True)
+        return request.get_output_tensor(0).data.copy()
+
+    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
+        future: Future[np.ndarray] = Future()
+        future.set_running_or_notify_cancel()
+        self._for(len(batch)).queue().start_async({0: batch}, future)  # blocks only while all are busy
+        return future
+
+    def optimal_requests(self) -> int:
+        return self._for(None if not self._dynamic else next(iter(self._compiled))).requests
+
+    def close(self) -> None:
+        for entry in self._compiled.values():
+            entry.close()
+
+    def _for(self, size: int | None) -> _Compiled:
+        """The compiled model serving batches of `size` (compiling it on first use)."""
+        key: int | None = size if self._dynamic else None
+        if key is not None and key not in self._compiled and len(self._compiled) >= self.max_static_sizes:
+            key = -1  # one dynamic-shape compile for every further size
+        if key not in self._compiled:
+            self._compiled[key] = _Compiled(self._compile(key))
+        return self._compiled[key]
+
+    def _compile(self, size: int | None) -> Any:
+        model = self._model if self._model is not None else _reread(self._path)
+        if size is not None and size > 0:
+            model = model.clone()
+            shape = [size, *[d.get_length() for d in list(model.inputs[0].get_partial_shape())[1:]]]
+            model.reshape({model.inputs[0]: shape})
+        try:
+            return core().compile_model(model, self._device, self._config)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0][:200]
+            raise EdgecnnError(f"OpenVINO cannot compile {self._path} for {self._device}: {reason}") from exc
+
+
+class _Compiled:
+    """One compiled model with its synchronous request and (lazily) its async queue."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.requests = max(2, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self._queue: Any = None
+
+    def queue(self) -> Any:
+        if self._queue is None:
+            import openvino as ov
+
+            self._queue = ov.AsyncInferQueue(self.compiled, self.requests)
+            self._queue.set_callback(_finish)
+        return self._queue
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.wait_all()
+            self._queue = None
+
+
+def _reread(path: Path) -> Any:
+    """The model again, for a compile after the first (an .onnx file is read by OpenVINO directly)."""
+    return read_model(path) if path.suffix.lower() == ".xml" else core().read_model(str(path))
+
+
+def _finish(request: Any, future: Future[np.ndarray]) -> None:
+    try:
+        future.set_result(request.get_output_tensor(0).data.copy())
+    except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the future
+        future.set_exception(exc)
+
+
+def _input_spec(node: Any, fixed_batch: int | None = None) -> InputSpec:
+    shape = tuple(d.get_length() if d.is_static else None for d in node.get_partial_shape())
+    if fixed_batch is not None and shape:
+        shape = (fixed_batch, *shape[1:])
+    dtype = _OV_DTYPES.get(node.get_element_type().get_type_name(), "float32")
+    name = next(iter(node.get_names()), "images")
+    return InputSpec(name, shape, dtype)
+
+
+def _last_dim(node: Any) -> int:
+    last = list(node.get_partial_shape())[-1]
+    return last.get_length() if last.is_static else 0
+
+
+def _execution_device(compiled: Any, asked: str) -> str:
+    """The device really used (AUTO reports what it chose)."""
+    try:
+        devices = compiled.get_property("EXECUTION_DEVICES")
+        return ",".join(devices) if devices else asked
+    except RuntimeError:
+        return asked
+
+
+def cache_dir_from(value: str | Path | None) -> Path | None:
+    """The compiled-model cache folder: the caller's, or ~/.cache/edgecnn/openvino; "" turns it off."""
+    if value is None:
+        return DEFAULT_CACHE_DIR
+    return Path(value) if str(value) else None

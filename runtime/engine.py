@@ -1,0 +1,237 @@
+"""`load()`: one door to a model (bundle folder, .onnx or OpenVINO .xml) and the `Engine` it returns.
+
+    engine = load("bundles/demo")                    # fastest accurate model for the best device
+    engine.classify(frame, top_k=3, bgr=True)        # any size, one frame or a list -> [[Prediction]]
+    probabilities = engine.infer(batch)              # N x H x W x 3 uint8, already fitted
+    future = engine.submit(batch)                    # overlapped: concurrent.futures.Future[np.ndarray]
+    engine.infer_async(batch, callback)              # callback(probabilities) on a worker thread
+    engine.wait()                                    # every infer_async started so far has finished
+
+`submit` returns at once while a request is free (OpenVINO: an AsyncInferQueue sized by the device's
+optimal request count, at least 2; ONNX Runtime: one worker thread), so a camera loop can grab and
+fit the next frame while the current one runs; with every request busy it waits for one. Callbacks
+of `infer_async` run on the backend's worker thread; `wait()` re-raises the first error they raised.
+`infer` is synchronous and meant for one calling thread at a time; `close()` (or `with load(...)`)
+waits for started work. `auto` choices are explained in `engine.reason`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.metadata import ModelMeta, Preprocess
+from edgecnn.runtime.preprocess import fit_batch
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+class Engine:
+    """A loaded model on one backend and device: labels, preprocessing, sync and overlapped inference."""
+
+    def __init__(self, backend: Any, meta: ModelMeta, model_path: Path, reason: str = "",
+                 device_kind: str = "cpu") -> None:
+        self._backend = backend
+        self.meta = meta
+        self.model_path = model_path
+        self.reason = reason  # what `auto` picked, in words
+        self.device_kind = device_kind  # "cpu" | "gpu" | "npu", as `--device` names it
+        self._pending: set[Future[np.ndarray]] = set()
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    # -- what it is --------------------------------------------------------------------------
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.meta.labels
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.meta.preprocess
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.meta.preprocess.input_size
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    @property
+    def load_seconds(self) -> float:
+        return self._backend.load_seconds
+
+    @property
+    def compile_seconds(self) -> float:
+        return getattr(self._backend, "compile_seconds", self._backend.load_seconds)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self._backend.input.fixed_batch
+
+    def describe(self) -> str:
+        return f"{self.model_path.name} ({self.meta.precision}) on {self.backend} {self.device}"
+
+    # -- synchronous ---------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities [N, classes] for an N x H x W x 3 uint8 RGB batch already fitted to the input."""
+        fixed = self.fixed_batch
+        if fixed and len(batch) != fixed:  # static-shape models (NPU): run in slices
+            return np.concatenate([self.infer(part) for part in _slices(batch, fixed)])[: len(batch)]
+        return self._finish(self._backend.infer(self._feed(batch)))
+
+    def classify(self, images: np.ndarray | Sequence[np.ndarray], top_k: int = 5,
+                 bgr: bool = False) -> list[list[Prediction]]:
+        """Top-k predictions per frame; frames of any size, RGB (or BGR as OpenCV gives them)."""
+        frames = _as_frames(images)
+        self.check_top_k(top_k)
+        return [self.top(row, top_k) for row in self.infer(fit_batch(frames, self.preprocess, bgr))]
+
+    def check_top_k(self, top_k: int) -> None:
+        if not 1 <= top_k <= len(self.labels):
+            raise EdgecnnError(f"--top-k {top_k} is out of range: the model has {len(self.labels)} classes")
+
+    def top(self, probabilities: np.ndarray, top_k: int = 5) -> list[Prediction]:
+        order = np.argsort(-probabilities, kind="stable")[:top_k]
+        return [Prediction(int(i), self.labels[i], float(probabilities[i])) for i in order]
+
+    # -- overlapped ----------------------------------------------------------------------------
+    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
+        """Start a fitted batch; the future resolves to its probabilities."""
+        if self.fixed_batch and len(batch) != self.fixed_batch:
+            raise EdgecnnError(f"this model runs batches of exactly {self.fixed_batch}; got {len(batch)}")
+        inner = self._backend.submit(self._feed(batch))
+        outer: Future[np.ndarray] = Future()
+        outer.set_running_or_notify_cancel()
+        inner.add_done_callback(lambda done: _relay(done, outer, self._finish))
+        return outer
+
+    def infer_async(self, batch: np.ndarray, callback: Callable[[np.ndarray], None]) -> None:
+        """Start a batch and call `callback(probabilities)` when it is done (on a worker thread)."""
+        future = self.submit(batch)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(lambda done: self._call_back(done, callback))
+
+    def wait(self) -> None:
+        """Block until every `infer_async` started so far has run its callback; raise the first error."""
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.exception()
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _call_back(self, done: Future[np.ndarray], callback: Callable[[np.ndarray], None]) -> None:
+        try:
+            callback(done.result())
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
+            with self._lock:
+                self._errors.append(exc)
+        finally:
+            with self._lock:
+                self._pending.discard(done)
+
+    def _feed(self, batch: np.ndarray) -> np.ndarray:
+        """The model's input from a uint8 NHWC batch: as is, or normalised float NCHW for foreign models."""
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8:
+            raise EdgecnnError(f"infer() needs an NxHxWx3 uint8 batch; got {batch.dtype} {batch.shape}: "
+                               "use classify() for raw frames")
+        if batch.shape[1:3] != tuple(self.input_size):
+            raise EdgecnnError(f"batch is {batch.shape[1]}x{batch.shape[2]} but the model takes "
+                               f"{self.input_size[0]}x{self.input_size[1]}; fit frames with fit_frame()")
+        spec = self._backend.input
+        if self.preprocess.normalize_in_graph:
+            return np.ascontiguousarray(batch) if spec.dtype == "uint8" else batch.astype(spec.dtype)
+        mean = np.asarray(self.preprocess.mean, np.float32) * 255.0
+        scale = 1.0 / (np.asarray(self.preprocess.std, np.float32) * 255.0)
+        data = (batch.astype(np.float32) - mean) * scale
+        if spec.layout == "NCHW":
+            data = data.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(data, dtype=spec.dtype)
+
+    def _finish(self, output: np.ndarray) -> np.ndarray:
+        output = np.asarray(output, dtype=np.float32).reshape(len(output), -1)
+        if self.meta.softmax_in_graph or _looks_like_probabilities(output):
+            return output
+        shifted = np.exp(output - output.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def load(path: str | Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
+         labels: str | Path | Sequence[str] | None = None, threads: int | None = None,
+         cache_dir: str | Path | None = None, mean: Sequence[float] | None = None,
+         std: Sequence[float] | None = None, hint: str = "latency") -> Engine:
+    """Load a bundle folder, .onnx or OpenVINO .xml on the best (or asked) backend and device.
+
+    In a bundle, "auto" precision/backend picks the fastest model whose accuracy check passed in
+    report.json (e.g. OpenVINO INT8 on a CPU). `labels`, `mean` and `std` make a model without
+    edgecnn metadata usable; `cache_dir` holds OpenVINO's compiled models ("" turns caching off).
+    """
+    from edgecnn.runtime.selection import choose_model, open_backend, resolve_meta
+
+    choice = choose_model(Path(path), device, precision, backend)
+    runner, embedded = open_backend(choice, threads=threads, cache_dir=cache_dir, hint=hint)
+    try:
+        meta = resolve_meta(choice, runner, embedded, labels, mean, std)
+    except EdgecnnError:
+        runner.close()
+        raise
+    return Engine(runner, meta, choice.model_path, choice.reason, choice.placement.device)
+
+
+def _as_frames(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    if isinstance(images, np.ndarray):
+        frames = list(images) if images.ndim == 4 else [images]
+    else:
+        frames = [np.asarray(image) for image in images]
+    if not frames:
+        raise EdgecnnError("no images to classify")
+    return frames
+
+
+def _slices(batch: np.ndarray, size: int) -> list[np.ndarray]:
+    parts = [batch[i : i + size] for i in range(0, len(batch), size)]
+    if len(parts[-1]) < size:  # pad the last slice by repeating its final frame, then drop the extras
+        tail = parts[-1]
+        parts[-1] = np.concatenate([tail, np.repeat(tail[-1:], size - len(tail), axis=0)])
+    return parts
+
+
+def _looks_like_probabilities(output: np.ndarray) -> bool:
+    return bool(output.min() >= 0.0 and np.allclose(output.sum(axis=1), 1.0, atol=1e-3))
+
+
+def _relay(done: Future[np.ndarray], outer: Future[np.ndarray], finish: Callable[[Any], np.ndarray]) -> None:
+    try:
+        outer.set_result(finish(done.result()))
+    except BaseException as exc:  # noqa: BLE001 - delivered through the future
+        outer.set_exception(exc)

@@ -1,0 +1,157 @@
+"""`evaluate`: accuracy of an exported model on a labelled folder, the way the device will see it.
+
+Same folder layout as finetune: one subfolder per class, or a `val/` subfolder of that layout.
+Writes eval.json, misclassified.txt and confusion_matrix.png (matplotlib when present, else OpenCV).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgecnn.runtime.engine import Engine
+from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.images import iter_image_files, read_image
+from edgecnn.runtime.preprocess import fit_frame
+
+log = logging.getLogger("edgecnn")
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    images: int
+    top1: float
+    top5: float  # top-min(5, classes)
+    classes: tuple[str, ...]  # the folder's classes, rows/columns of `confusion`
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+    support: tuple[int, ...]
+    confusion: tuple[tuple[int, ...], ...]  # [true][predicted]; a last "other" column for foreign labels
+    misclassified: tuple[dict[str, Any], ...]  # file, true, predicted, probability
+    skipped: tuple[str, ...]  # unreadable files, with the reason
+    outputs: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def labelled_images(data: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
+    """(file, label index) for every image under class folders named like the model's labels."""
+    root = data / "val" if (data / "val").is_dir() else data
+    if not root.is_dir():
+        raise EdgecnnError(f"{data} is not a folder; give a folder with one subfolder per class")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise EdgecnnError(f"{root} has no class subfolders; put each class's images in its own folder")
+    unknown = [f.name for f in folders if f.name not in labels]
+    if unknown:
+        raise EdgecnnError(f"class folder(s) {', '.join(unknown)} are not labels of this model "
+                           f"(it knows {', '.join(labels[:8])}{'...' if len(labels) > 8 else ''})")
+    items = [(file, labels.index(folder.name)) for folder in folders for file in iter_image_files(folder)]
+    if not items:
+        raise EdgecnnError(f"{root} holds no images ({', '.join(f.name for f in folders)} are empty)")
+    return items
+
+
+def evaluate(engine: Engine, data: Path, out: Path | None = None, batch_size: int = 8,
+             progress: bool = True) -> EvalReport:
+    """Top-1/top-5, per-class precision/recall, confusion matrix and misclassified files."""
+    items = labelled_images(Path(data), engine.labels)
+    top_k = min(5, len(engine.labels))
+    rows: list[tuple[Path, int, np.ndarray]] = []
+    skipped: list[str] = []
+    for chunk, batch in _batches(items, engine, batch_size, skipped, progress):
+        for (file, truth), probabilities in zip(chunk, engine.infer(batch), strict=True):
+            rows.append((file, truth, np.argsort(-probabilities, kind="stable")[:top_k]))
+    if not rows:
+        raise EdgecnnError(f"no readable images under {data}")
+    report = _score(engine, Path(data), rows, skipped)
+    return _write(report, out, engine) if out is not None else report
+
+
+def _batches(items: list[tuple[Path, int]], engine: Engine, size: int, skipped: list[str], progress: bool
+             ) -> Iterator[tuple[list[tuple[Path, int]], np.ndarray]]:
+    from rich.progress import track
+
+    chunk: list[tuple[Path, int]] = []
+    frames: list[np.ndarray] = []
+    for file, truth in track(items, description="evaluating", disable=not progress, transient=True):
+        try:
+            frames.append(fit_frame(read_image(file), engine.preprocess))
+        except EdgecnnError as exc:
+            log.warning("skipped %s", exc)
+            skipped.append(str(exc))
+            continue
+        chunk.append((file, truth))
+        if len(chunk) == size:
+            yield chunk, np.stack(frames)
+            chunk, frames = [], []
+    if chunk:
+        yield chunk, np.stack(frames)
+
+
+def _score(engine: Engine, data: Path, rows: list[tuple[Path, int, np.ndarray]], skipped: list[str]
+           ) -> EvalReport:
+    classes = sorted({truth for _, truth, _ in rows})
+    column = {index: i for i, index in enumerate(classes)}
+    other = len(classes)
+    confusion = np.zeros((len(classes), len(classes) + 1), dtype=np.int64)
+    missed = []
+    for file, truth, top in rows:
+        predicted = int(top[0])
+        confusion[column[truth], column.get(predicted, other)] += 1
+        if predicted != truth:
+            missed.append({"file": _relative(file, data), "true": engine.labels[truth],
+                           "predicted": engine.labels[predicted]})
+    if not confusion[:, other].any():
+        confusion = confusion[:, :other]
+    diagonal = np.diag(confusion[:, : len(classes)])
+    predicted_totals = confusion.sum(axis=0)[: len(classes)]
+    support = confusion.sum(axis=1)
+    return EvalReport(
+        images=len(rows),
+        top1=float(np.mean([top[0] == truth for _, truth, top in rows])),
+        top5=float(np.mean([truth in top for _, truth, top in rows])),
+        classes=tuple(engine.labels[i] for i in classes),
+        precision=tuple(float(d / p) if p else 0.0 for d, p in zip(diagonal, predicted_totals, strict=True)),
+        recall=tuple(float(d / s) if s else 0.0 for d, s in zip(diagonal, support, strict=True)),
+        support=tuple(int(s) for s in support),
+        confusion=tuple(tuple(int(v) for v in row) for row in confusion),
+        misclassified=tuple(missed), skipped=tuple(skipped), outputs={})
+
+
+def _relative(file: Path, data: Path) -> str:
+    try:
+        return str(file.relative_to(data))
+    except ValueError:
+        return str(file)
+
+
+def _write(report: EvalReport, out: Path, engine: Engine) -> EvalReport:
+    from dataclasses import replace
+
+    from edgecnn.runtime.plots import save_confusion
+
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = {"json": str(out / "eval.json"), "misclassified": str(out / "misclassified.txt"),
+               "confusion_matrix": str(out / "confusion_matrix.png")}
+    report = replace(report, outputs=outputs)
+    columns = list(report.classes) + (["other"] if len(report.confusion[0]) > len(report.classes) else [])
+    title = f"{engine.model_path.name} on {engine.backend} {engine.device}"
+    save_confusion(np.array(report.confusion), list(report.classes), columns,
+                   Path(outputs["confusion_matrix"]), title=title)
+    lines = [f"{m['file']}\ttrue={m['true']}\tpredicted={m['predicted']}" for m in report.misclassified]
+    _atomic_text(Path(outputs["misclassified"]), "\n".join(lines) + ("\n" if lines else ""))
+    _atomic_text(Path(outputs["json"]), json.dumps(report.to_dict(), indent=2))
+    return report
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)

@@ -1,0 +1,150 @@
+"""What the camera shows: top-k labels with probability bars and timings drawn on the frame, and the
+OpenCV window (q/Esc quit, space pause, s snapshot) or nothing when there is no display."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+UNCERTAIN = "uncertain"
+_GREEN, _GREY, _WHITE, _DARK = (80, 200, 80), (150, 150, 150), (255, 255, 255), (40, 40, 40)
+
+
+def draw_overlay(image: np.ndarray, top: Sequence[Any], min_prob: float,
+                 stats: dict[str, float]) -> np.ndarray:
+    """A copy of a BGR frame with the predictions (`.label`, `.probability`) and timings drawn on it."""
+    import cv2
+
+    canvas = image.copy()
+    height, width = canvas.shape[:2]
+    scale = max(0.4, min(width, height) / 600.0)
+    row = int(34 * scale) + 6
+    panel_w, panel_h = min(width, int(360 * scale) + 20), min(height, row * (len(top) + 2) + 12)
+    region = canvas[:panel_h, :panel_w]
+    cv2.addWeighted(region, 0.35, np.zeros_like(region), 0.65, 0.0, dst=region)  # dim the panel only
+    best = top[0]
+    title = best.label if best.probability >= min_prob else UNCERTAIN
+    _text(canvas, title, (8, row - 6), scale * 0.8, _WHITE)
+    for i, prediction in enumerate(top):
+        _bar(canvas, prediction, min_prob, (8, row * (i + 1) + 4), (panel_w - 16, row - 8), scale)
+    footer = (f"{stats.get('fps', 0.0):.1f} FPS  infer {stats.get('inference_ms', 0.0):.1f} ms  "
+              f"cam->result {stats.get('latency_ms', 0.0):.1f} ms")
+    _text(canvas, footer, (8, row * (len(top) + 2) - 2), scale * 0.5, _WHITE)
+    return canvas
+
+
+def _bar(canvas: np.ndarray, prediction: Any, min_prob: float, origin: tuple[int, int],
+         size: tuple[int, int], scale: float) -> None:
+    import cv2
+
+    (x, y), (w, h) = origin, size
+    filled = int(round(w * float(np.clip(prediction.probability, 0.0, 1.0))))
+    colour = _GREEN if prediction.probability >= min_prob else _GREY
+    cv2.rectangle(canvas, (x, y), (x + w, y + h), _DARK, -1)
+    cv2.rectangle(canvas, (x, y), (x + filled, y + h), colour, -1)
+    label = f"{prediction.label[:32]}  {prediction.probability * 100:.0f}%"
+    _text(canvas, label, (x + 4, y + h - max(3, h // 4)), scale * 0.55, _WHITE)
+
+
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float, colour: tuple) -> None:
+    import cv2
+
+    thickness = max(1, int(round(scale * 2)))  # on the dimmed panel: no outline needed
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
+def has_display() -> bool:
+    """A screen to open a window on: always on Windows/macOS; on Linux an X server that answers.
+
+    OpenCV's Qt aborts the whole process when DISPLAY names a server it cannot reach (ssh without X
+    forwarding), so we look before opening a window.
+    """
+    if sys.platform in ("win32", "darwin"):
+        return True
+    display = os.environ.get("DISPLAY", "")
+    host, _, number = display.rpartition(":")
+    number = number.split(".")[0]
+    if not number.isdigit():
+        return False
+    if host in ("", "unix"):
+        return Path(f"/tmp/.X11-unix/X{number}").exists()
+    try:
+        with socket.create_connection((host, 6000 + int(number)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Display:
+    """The window and its keys; headless (shows nothing) without a display or when asked."""
+
+    def __init__(self, title: str, headless: bool, snapshot_dir: Path, say: Callable[[str], None]) -> None:
+        self.title, self.snapshot_dir, self.say = title, Path(snapshot_dir), say
+        self.shows = not headless and has_display()
+        if not headless and not self.shows:
+            say("no display found: running headless (results go to --save / --jsonl and the summary)")
+        if self.shows:
+            import cv2
+
+            try:
+                cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            except cv2.error:
+                say("this OpenCV has no window support (opencv-python-headless?); running headless")
+                self.shows = False
+
+    def show(self, image: np.ndarray) -> bool:
+        """Show a frame and handle keys; False when the user quits or closes the window."""
+        import cv2
+
+        if not self.shows:
+            return True
+        cv2.imshow(self.title, image)
+        key = cv2.waitKey(1) & 0xFF
+        if key == ord(" "):
+            key = self._pause(image)
+        if key == ord("s"):
+            self.snapshot(image)
+        return key not in (ord("q"), 27) and not self._closed()
+
+    def _pause(self, image: np.ndarray) -> int:
+        """Hold the frame until space (resume), q/Esc or the window closes; s still saves it."""
+        import cv2
+
+        while True:
+            key = cv2.waitKey(50) & 0xFF
+            if key == ord("s"):
+                self.snapshot(image)
+            elif key in (ord(" "), ord("q"), 27) or self._closed():
+                return key
+
+    def _closed(self) -> bool:
+        import cv2
+
+        return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+
+    def snapshot(self, image: np.ndarray) -> Path:
+        """Save the annotated frame as a PNG (temporary name, then rename)."""
+        import cv2
+
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.perf_counter_ns() % 1000:03d}"
+        path = self.snapshot_dir / f"snapshot-{stamp}.png"
+        temp = path.with_name(f".{path.stem}.tmp.png")
+        cv2.imwrite(str(temp), image)
+        os.replace(temp, path)
+        self.say(f"snapshot saved to {path}")
+        return path
+
+    def close(self) -> None:
+        if self.shows:
+            import cv2
+
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)

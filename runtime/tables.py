@@ -1,0 +1,105 @@
+"""Rich renderings of runtime results for the CLI (the library returns records; this draws them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from edgecnn.runtime.predict import FilePrediction
+from rich.table import Table
+
+
+def predictions_table(rows: Iterable[FilePrediction], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("prediction")
+    table.add_column("prob", justify="right")
+    table.add_column("next", overflow="fold")
+    for row in rows:
+        best, *rest = row.predictions
+        others = ", ".join(f"{p.label} {p.probability:.2f}" for p in rest)
+        table.add_row(row.file, best.label, f"{best.probability:.3f}", others)
+    return table
+
+
+def eval_table(report: Any) -> Table:
+    table = Table(title=f"{report.images} images: top-1 {report.top1:.3f}, top-5 {report.top5:.3f}",
+                  title_justify="left")
+    table.add_column("class")
+    for name in ("precision", "recall", "images"):
+        table.add_column(name, justify="right")
+    for label, precision, recall, support in zip(report.classes, report.precision, report.recall,
+                                                 report.support, strict=True):
+        table.add_row(label, f"{precision:.3f}", f"{recall:.3f}", str(support))
+    return table
+
+
+def bench_table(report: Any) -> Table:
+    table = Table(title=f"{report.model} on {report.backend} {report.device} ({report.precision}, "
+                  f"batch {report.batch}, {report.threads or 'default'} threads)", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    lat = report.latency_ms
+    rows = [("picked", report.picked),
+            ("load (read + compile)", f"{report.load_seconds * 1e3:.0f} ms"),
+            ("compile", f"{report.compile_seconds * 1e3:.0f} ms"),
+            ("first inference", f"{report.first_inference_ms:.1f} ms"),
+            ("latency median / p90 / p99", f"{lat['median']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} ms"),
+            ("latency min / max", f"{lat['min']:.2f} / {lat['max']:.2f} ms"),
+            ("throughput", f"{report.throughput_fps:.1f} images/s")]
+    cold = report.cold_start
+    if cold and "error" not in cold:
+        rows.append(("cold start (import + load + 1st result)", f"{cold['seconds']:.2f} s "
+                     f"({cold['process_seconds']:.2f} s with interpreter)"))
+        rows.append(("cold start peak memory (RSS)", f"{cold['peak_rss_mb']:.0f} MB"))
+    elif cold:
+        rows.append(("cold start", f"failed: {cold['error']}"))
+    base = report.baseline
+    if base:
+        rows.append((f"{base['name']} latency median", f"{base['latency_ms']['median']:.2f} ms"))
+        rows.append((f"{base['name']} throughput", f"{base['throughput_fps']:.1f} images/s"))
+        rows.append(("latency ratio (ours / theirs)", _ratio(base.get("latency_ratio"))))
+        rows.append(("throughput ratio (ours / theirs)", _ratio(base.get("throughput_ratio"))))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def info_table(data: dict[str, Any]) -> Table:
+    table = Table(title="edgecnn info", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    for name, backend in data["machine"]["backends"].items():
+        usable = backend.get("providers_usable") or [f"{d}: {full}" for d, full in backend["devices"].items()]
+        table.add_row(f"{name} {backend['version']}", ", ".join(usable) or "no usable device")
+    for name, model in _models(data.get("model")):
+        meta = model.get("metadata")
+        if meta is None:
+            table.add_row(name, f"{model['size_mb']} MB, no edgecnn metadata (pass --labels)")
+            continue
+        pre = meta["preprocess"]
+        verdict = {True: ", accuracy check passed", False: ", accuracy check FAILED"}.get(
+            model.get("accuracy_check_passed"), "")
+        accuracy = ", ".join(f"{k} {_number(v)}" for k, v in meta.get("accuracy", {}).items())
+        table.add_row(name, f"{meta['arch']} {meta['precision']}, {len(meta['labels'])} classes, "
+                      f"input {pre['input_size'][0]}x{pre['input_size'][1]}, {model['size_mb']} MB"
+                      f"{verdict}{'; ' + accuracy if accuracy else ''}")
+    return table
+
+
+def _models(model: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    if model is None:
+        return []
+    if "models" in model:
+        return list(model["models"].items())
+    return [(model["model"], model)]
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,134 @@
+"""Write a standard Triton Inference Server model repository from a bundle.
+
+    REPO/<name>/config.pbtxt, labels.txt, 1/model.onnx                 onnxruntime backend, CPU or GPU
+    REPO/<name>_openvino/config.pbtxt, labels.txt, 1/model.xml|.bin    openvino backend, CPU
+
+The models keep the bundle's contract (uint8 NHWC `images` in, softmax `probabilities` out), so any
+Triton client can send raw fitted pixels; `label_filename` lets Triton's classification extension
+(`class_count` on an output) answer with label names. Torch-free: it only reads the bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.metadata import ModelMeta
+
+KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+PRECISIONS = {  # precision -> (ONNX file, OpenVINO IR) in a bundle
+    "fp32": ("model.onnx", "openvino/model.xml"),
+    "int8": ("model.int8.onnx", "openvino/model.int8.xml"),
+}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class TritonRepoConfig:
+    """Where to write, under which name, and how Triton should schedule the model."""
+
+    bundle: Path
+    repo: Path
+    name: str | None = None  # default: the bundle folder's name
+    kind: str = "cpu"  # instance_group of the ONNX model: cpu | gpu (OpenVINO runs on CPU only)
+    max_batch: int = 16
+    instances: int = 1
+    precision: str = "fp32"  # which bundle models: fp32 | int8
+    queue_delay_us: int = 2000  # how long the dynamic batcher waits to fill a batch
+
+
+def write_triton_repo(config: TritonRepoConfig) -> list[Path]:
+    """Write (or replace) the ONNX and OpenVINO model folders; returns the folders written."""
+    onnx_file, ir_file = _check(config)
+    name = model_name(config)
+    meta = ModelMeta.read(config.bundle / onnx_file)
+    if meta is None:
+        raise EdgecnnError(f"{config.bundle / onnx_file} has no edgecnn metadata; re-export the bundle")
+    config.repo.mkdir(parents=True, exist_ok=True)
+    written = [_write_model(config, name, meta, "onnxruntime", [config.bundle / onnx_file])]
+    xml = config.bundle / ir_file
+    if xml.is_file():
+        ir_files = [xml, xml.with_suffix(".bin")]
+        written.append(_write_model(config, f"{name}_openvino", meta, "openvino", ir_files))
+    return written
+
+
+def model_name(config: TritonRepoConfig) -> str:
+    name = config.name or re.sub(r"[^A-Za-z0-9_.-]", "_", config.bundle.resolve().name)
+    if not NAME_PATTERN.match(name):
+        raise EdgecnnError(f"model name {name!r} is not valid for Triton; use letters, digits, '_', '-', '.'")
+    return name
+
+
+def config_pbtxt(name: str, meta: ModelMeta, backend: str, kind: str, max_batch: int, instances: int,
+                 queue_delay_us: int) -> str:
+    """The model configuration in protobuf text format (Triton's ModelConfig)."""
+    height, width = meta.preprocess.input_size
+    lines = [
+        f'name: "{name}"',
+        f'backend: "{backend}"',
+        f"max_batch_size: {max_batch}",
+        "input [",
+        f'  {{ name: "images" data_type: TYPE_UINT8 format: FORMAT_NHWC dims: [ {height}, {width}, 3 ] }}',
+        "]",
+        "output [",
+        f'  {{ name: "probabilities" data_type: TYPE_FP32 dims: [ {meta.num_classes} ] '
+        'label_filename: "labels.txt" }',
+        "]",
+        f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}",
+        f"instance_group [ {{ count: {instances} kind: {KINDS[kind]} }} ]",
+    ]
+    if backend == "openvino":  # throughput streams: the dynamic batcher hands it whole batches
+        lines.append('parameters { key: "PERFORMANCE_HINT" value: { string_value: "THROUGHPUT" } }')
+    return "\n".join(lines) + "\n"
+
+
+def _check(config: TritonRepoConfig) -> tuple[str, str]:
+    if config.kind not in KINDS:
+        raise EdgecnnError(f"unknown --kind {config.kind!r}; choose one of {', '.join(KINDS)}")
+    if config.precision not in PRECISIONS:
+        raise EdgecnnError(f"unknown --precision {config.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if config.max_batch < 1 or config.instances < 1:
+        raise EdgecnnError("--max-batch and --instances must be at least 1")
+    onnx_file, ir_file = PRECISIONS[config.precision]
+    if not config.bundle.is_dir() or not (config.bundle / onnx_file).is_file():
+        raise EdgecnnError(f"{config.bundle} holds no {onnx_file}; give a bundle folder written by `edgecnn "
+                           "export`" + (" --int8" if config.precision == "int8" else ""))
+    if config.repo.exists() and not config.repo.is_dir():
+        raise EdgecnnError(f"{config.repo} is a file; give a folder for the model repository")
+    return onnx_file, ir_file
+
+
+def _write_model(config: TritonRepoConfig, name: str, meta: ModelMeta, backend: str,
+                 files: list[Path]) -> Path:
+    """Build the model folder under a temporary name beside its place, then swap it in."""
+    kind = config.kind if backend == "onnxruntime" else "cpu"
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=config.repo))
+    try:
+        (work / "1").mkdir()
+        for source in files:
+            shutil.copyfile(source, work / "1" / f"model{source.suffix}")
+        (work / "labels.txt").write_text("\n".join(meta.labels) + "\n", encoding="utf-8")
+        text = config_pbtxt(name, meta, backend, kind, config.max_batch, config.instances,
+                            config.queue_delay_us)
+        (work / "config.pbtxt").write_text(text, encoding="utf-8")
+        work.chmod(0o755)
+        return _swap_into_place(work, config.repo / name)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(work: Path, target: Path) -> Path:
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(work, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target

@@ -1,0 +1,240 @@
+"""Frames for the camera, read on their own thread from any source (`edgecnn.runtime.sources`).
+
+`VideoSource` keeps only the newest frame for live sources (webcams, streams), so a slow model never
+works through a queue of stale frames; files go frame by frame unless `realtime` paces them at their
+own FPS and drops like a camera. Live sources that fail reconnect with backoff and give up with an
+EdgecnnError after `reconnect_timeout`. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.sources import (
+    Reader,
+    Say,
+    SourceSpec,
+    VideoOptions,
+    check_source,
+    mask_url,
+    open_reader,
+    parse_source,
+)
+
+__all__ = ["AtomicVideoWriter", "Frame", "SourceSpec", "VideoOptions", "VideoSource", "check_source",
+           "mask_url", "parse_source"]
+FILE_QUEUE = 2  # frames decoded ahead of the model when reading a file frame by frame
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # HxWx3 uint8 BGR, as OpenCV decodes
+    index: int  # position in the source, counting dropped frames
+    timestamp: float  # seconds: media time for files and folders, wall clock (epoch) for live sources
+    captured: float  # time.perf_counter() right after the read: where camera-to-result latency starts
+    prepared: np.ndarray | None = None  # the model input, made on the capture thread when no frame drops
+
+
+class VideoSource:
+    """A source read on a thread: newest-frame slot for live/realtime, a short queue for files."""
+
+    def __init__(self, source: str | int | Path, options: VideoOptions | None = None,
+                 prepare: Callable[[np.ndarray], np.ndarray] | None = None, say: Say = print,
+                 opener: Callable[[], Reader] | None = None) -> None:
+        self.spec = parse_source(source)
+        self.options = options or VideoOptions()
+        self.say = say
+        self.drops = self.spec.live or self.options.realtime
+        self._prepare = None if self.drops else prepare  # live frames may be dropped: prepare on demand
+        self._open = opener or (lambda: open_reader(self.spec, self.options, say))
+        self._cond = threading.Condition()
+        self._frames: deque[Frame] = deque()
+        self._stop = threading.Event()
+        self._ended, self._error = False, None
+        self._index, self._started, self._lost_since = 0, 0.0, None
+        self.frames_delivered = self.frames_dropped = self.reconnects = 0
+        self._reader: Reader | None = None
+        self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
+
+    @property
+    def frames_read(self) -> int:
+        return self.frames_delivered + self.frames_dropped
+
+    @property
+    def fps(self) -> float:
+        return self._reader.fps if self._reader is not None else 30.0
+
+    def start(self) -> VideoSource:
+        self._reader = self._open()  # in the caller: a bad source fails here, before any window opens
+        self._started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The next frame (newest for live sources); None at the end; EdgecnnError if the source fails."""
+        timeout = timeout or self._patience()
+        deadline = time.perf_counter() + timeout
+        with self._cond:
+            while not self._frames:
+                if self._error is not None:
+                    raise self._error
+                if self._ended:
+                    return None
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise EdgecnnError(f"no frame from {self.spec.name} for {timeout:.0f} s; "
+                                       "check the source")
+                self._cond.wait(min(left, 0.25))
+            self.frames_delivered += 1
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+        if not self.drops:  # a file read frame by frame: no camera waits, latency starts when taken
+            frame = replace(frame, captured=time.perf_counter())
+        return frame
+
+    def ready(self) -> bool:
+        """True when `get` would return at once (a frame, the end or an error)."""
+        with self._cond:
+            return bool(self._frames) or self._ended or self._error is not None
+
+    def close(self) -> None:
+        """Stop reading; a capture stuck in a driver call is left to die with the process."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.options.read_timeout + 1.0)
+        elif self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> VideoSource:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _patience(self) -> float:
+        if self.spec.live:
+            return self.options.reconnect_timeout + self.options.open_timeout + self.options.read_timeout
+        return max(10.0, self.options.read_timeout * 2, 2.0 / self.fps)  # slow slideshows wait longer
+
+    # -- the capture thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self._next_frame()
+                if frame is None:
+                    break
+                self._publish(frame)
+        except EdgecnnError as exc:
+            self._error = exc
+        except Exception as exc:  # noqa: BLE001 - a driver error ends the source with a message, not a hang
+            self._error = EdgecnnError(mask_url(f"reading {self.spec.name} failed: {exc}"))
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+            if self._reader is not None:
+                self._reader.close()
+
+    def _next_frame(self) -> Frame | None:
+        while True:
+            self._pace()
+            image, media_time = self._reader.read()
+            if image is not None:
+                break
+            if not self.spec.live or not self._reconnect():
+                return None
+        captured = time.perf_counter()
+        self._lost_since = None
+        self._index += 1
+        prepared = self._prepare(image) if self._prepare is not None else None
+        timestamp = time.time() if self.spec.live else media_time
+        return Frame(image, self._index - 1, timestamp, captured, prepared)
+
+    def _pace(self) -> None:
+        """Realtime files: wait for the frame's time; skip the frames whose time has passed."""
+        if not self.options.realtime or self.spec.live:
+            return
+        interval = 1.0 / self._reader.fps
+        while time.perf_counter() > self._started + (self._index + 1) * interval:
+            if not self._reader.grab():
+                return
+            self._index += 1
+            with self._cond:
+                self.frames_dropped += 1
+        self._stop.wait(max(0.0, self._started + self._index * interval - time.perf_counter()))
+
+    def _publish(self, frame: Frame) -> None:
+        with self._cond:
+            if self.drops:
+                self.frames_dropped += len(self._frames)
+                self._frames.clear()
+            while len(self._frames) >= FILE_QUEUE and not self._stop.is_set():
+                self._cond.wait(0.25)
+            self._frames.append(frame)
+            self._cond.notify_all()
+
+    def _reconnect(self) -> bool:
+        """Reopen a live source with backoff; False when stopped, EdgecnnError past the time limit."""
+        self._reader.close()
+        limit = self.options.reconnect_timeout
+        if self._lost_since is None:
+            self._lost_since = time.perf_counter()
+            self.say(f"lost {self.spec.name}; reconnecting (giving up after {limit:.0f} s)")
+        delay = 0.25
+        while not self._stop.is_set():
+            try:
+                self._reader = self._open()
+                self.reconnects += 1
+                self.say(f"reconnected to {self.spec.name}")
+                return True
+            except EdgecnnError:
+                pass
+            if time.perf_counter() - self._lost_since + delay > limit:
+                raise EdgecnnError(f"lost {self.spec.name} and could not reconnect within {limit:.0f} s; "
+                                   "check the camera or stream and start again")
+            self._stop.wait(delay)
+            delay = min(delay * 2, 4.0)
+        return False
+
+
+class AtomicVideoWriter:
+    """An mp4 written under a temporary name and renamed on `close`, so a crash leaves no half file."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = Path(path), fps
+        self.temp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix or '.mp4'}")
+        self._writer: Any = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        import cv2
+
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.size = (image.shape[1], image.shape[0])
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # plays everywhere, needs no extra codec
+            self._writer = cv2.VideoWriter(str(self.temp), fourcc, self.fps, self.size)
+            if not self._writer.isOpened():
+                raise EdgecnnError(f"cannot write video {self.path}; check the folder and the .mp4 suffix")
+        if (image.shape[1], image.shape[0]) != self.size:  # slideshows mix sizes; a video cannot
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        self._writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            os.replace(self.temp, self.path)

@@ -1,0 +1,98 @@
+"""The engine on real exported models: the pretrained bundle sees a cat and a coffee cup."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgecnn.runtime import EdgecnnError, Prediction, load
+
+CATS = {"tabby", "tiger cat", "Egyptian cat"}
+CUPS = {"cup", "espresso", "coffee mug"}
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_pretrained_bundle_sees_cat_and_coffee(imagenet_bundle: Path, chelsea: np.ndarray, coffee: np.ndarray,
+                                               backend: str, precision: str) -> None:
+    with load(imagenet_bundle, device="cpu", backend=backend, precision=precision, threads=2) as engine:
+        assert engine.backend == backend and engine.meta.precision == precision
+        cat, cup = engine.classify([chelsea, coffee], top_k=3)
+    assert cat[0].label in CATS, cat
+    assert cup[0].label in CUPS, cup
+    assert isinstance(cat[0], Prediction) and 0.0 < cat[0].probability <= 1.0
+    assert cat[0].probability >= cat[1].probability >= cat[2].probability
+
+
+def test_bgr_frames_and_odd_formats_are_converted(imagenet_bundle: Path, chelsea: np.ndarray) -> None:
+    engine = load(imagenet_bundle, device="cpu", precision="fp32", backend="openvino")
+    rgb = engine.classify(chelsea, top_k=1)[0][0]
+    bgr = engine.classify(np.ascontiguousarray(chelsea[:, :, ::-1]), top_k=1, bgr=True)[0][0]
+    assert (bgr.index, round(bgr.probability, 4)) == (rgb.index, round(rgb.probability, 4))
+    rgba = np.dstack([chelsea, np.full(chelsea.shape[:2], 255, np.uint8)])
+    assert engine.classify(rgba, top_k=1)[0][0].index == rgb.index
+    assert engine.classify(chelsea.astype(np.uint16) * 257, top_k=1)[0][0].index == rgb.index
+    gray = chelsea.mean(axis=2).astype(np.uint8)
+    assert len(engine.classify(gray, top_k=2)[0]) == 2
+
+
+def test_overlapped_inference_matches_sync(imagenet_bundle: Path, chelsea: np.ndarray,
+                                           coffee: np.ndarray) -> None:
+    from edgecnn.runtime.preprocess import fit_batch
+
+    for backend in ("onnxruntime", "openvino"):
+        engine = load(imagenet_bundle, device="cpu", backend=backend, precision="fp32")
+        batch = fit_batch([chelsea, coffee], engine.preprocess)
+        expected = engine.infer(batch)
+        assert np.allclose(engine.submit(batch).result(timeout=60), expected, atol=1e-5)
+        got: list[np.ndarray] = []
+        for frame in batch:
+            engine.infer_async(frame[None], got.append)
+        engine.wait()
+        assert sorted(int(p.argmax()) for p in got) == sorted(int(i) for i in expected.argmax(axis=1))
+        engine.infer_async(batch, lambda _: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            engine.wait()
+        engine.close()
+
+
+def test_auto_picks_int8_openvino_when_its_check_passed(imagenet_bundle: Path) -> None:
+    engine = load(imagenet_bundle)
+    report = json.loads((imagenet_bundle / "report.json").read_text())
+    passed = {m["path"]: m["status"] == "ok" for m in report["models"]}
+    assert engine.device_kind == "cpu" and "auto picked" in engine.reason
+    if passed.get("openvino/model.int8.xml") and passed.get("model.int8.onnx"):
+        assert engine.meta.precision == "int8"
+
+
+def test_runtime_never_imports_torch(imagenet_bundle: Path) -> None:
+    code = ("import sys, numpy as np\nfrom edgecnn.runtime import load\n"
+            f"for backend in ('onnxruntime', 'openvino'):\n"
+            f"    e = load({str(imagenet_bundle)!r}, backend=backend)\n"
+            "    e.classify(np.zeros((300, 400, 3), np.uint8))\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_top_k_and_batch_checks(imagenet_bundle: Path, chelsea: np.ndarray) -> None:
+    engine = load(imagenet_bundle, backend="onnxruntime", precision="fp32")
+    with pytest.raises(EdgecnnError, match="out of range"):
+        engine.classify(chelsea, top_k=1001)
+    with pytest.raises(EdgecnnError, match="uint8"):
+        engine.infer(np.zeros((1, 224, 224, 3), np.float32))
+    with pytest.raises(EdgecnnError, match="fit_frame"):
+        engine.infer(np.zeros((1, 100, 100, 3), np.uint8))
+
+
+def test_onnx_file_on_openvino_keeps_its_metadata(imagenet_bundle: Path, chelsea: np.ndarray) -> None:
+    engine = load(imagenet_bundle / "model.int8.onnx", backend="openvino")
+    assert engine.backend == "openvino" and engine.meta.precision == "int8" and len(engine.labels) == 1000
+    assert engine.classify(chelsea, top_k=1)[0][0].label in CATS
+    with pytest.raises(EdgecnnError, match="OpenVINO IR; use --backend openvino"):
+        load(imagenet_bundle / "openvino" / "model.xml", backend="onnxruntime")

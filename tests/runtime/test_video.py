@@ -1,0 +1,160 @@
+"""Video sources on real clips and a real (loopback) MJPEG stream: order, drops, reconnects, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.video import AtomicVideoWriter, VideoOptions, VideoSource, mask_url, parse_source
+
+ROOT = Path(__file__).resolve().parents[2]
+CUP = ROOT / "samples" / "videos" / "cup.mp4"
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("rtsp://user:pass@10.0.0.2:554/live", "rtsp://***@10.0.0.2:554/live"),
+    ("http://admin@cam.local/video.mjpg", "http://***@cam.local/video.mjpg"),
+    ("error opening rtsp://a:b@h/x and https://c:d@e/f", "error opening rtsp://***@h/x and https://***@e/f"),
+    ("http://cam.local/video?user=a", "http://cam.local/video?user=a"),
+])
+def test_mask_url_hides_credentials(text: str, masked: str) -> None:
+    assert mask_url(text) == masked
+
+
+@pytest.mark.parametrize(("source", "kind", "live"), [
+    ("0", "camera", True), (2, "camera", True), ("rtsp://u:p@h/s", "stream", True),
+    (str(CUP), "file", False), (str(CUP.parent), "folder", False),
+])
+def test_parse_source_kinds(source: object, kind: str, live: bool) -> None:
+    spec = parse_source(source)
+    assert (spec.kind, spec.live) == (kind, live)
+    assert "p@" not in spec.name
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("missing/clip.mp4", "does not exist"),
+    ("ftp://user:secret@host/clip.mp4", "unsupported URL scheme"),
+    ("99", "camera 99 cannot be opened"),
+    ("http://user:secret@127.0.0.1:9/stream.mjpg", "cannot open stream http://***@127.0.0.1:9"),
+])
+def test_bad_sources_fail_fast_with_one_line(source: str, message: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(EdgecnnError) as error:
+        VideoSource(source).start()
+    assert message in str(error.value) and "\n" not in str(error.value) and "secret" not in str(error.value)
+    assert time.perf_counter() - started < 5.0
+
+
+def test_file_is_read_frame_by_frame_in_order() -> None:
+    with VideoSource(CUP) as source:
+        frames = list(iter(source.get, None))
+    assert len(frames) == 217 == source.frames_read and source.frames_dropped == 0
+    assert [f.index for f in frames] == list(range(217))
+    assert frames[0].image.shape == (480, 640, 3)
+    assert np.all(np.diff([f.timestamp for f in frames]) > 0)
+
+
+def test_prepare_runs_on_the_capture_thread_for_files() -> None:
+    with VideoSource(CUP, prepare=lambda image: image[::8, ::8].copy()) as source:
+        frame = source.get()
+    assert frame.prepared is not None and frame.prepared.shape == (60, 80, 3)
+
+
+def test_realtime_file_drops_stale_frames_for_a_slow_consumer() -> None:
+    """At 27 FPS with a consumer taking 150 ms a frame, most frames must be dropped, never queued."""
+    interval = 1 / 26.777
+    with VideoSource(CUP, VideoOptions(realtime=True)) as source:
+        frames, ages = [], []
+        for _ in range(8):
+            frame = source.get()
+            ages.append(time.perf_counter() - frame.captured)
+            frames.append(frame)
+            time.sleep(0.15)
+    indices = [f.index for f in frames]
+    assert source.frames_dropped >= 20 and all(b - a >= 3 for a, b in zip(indices, indices[1:], strict=False))
+    assert max(ages) < interval + 0.05  # the frame handed out is the newest one, not a queued one
+
+
+def test_folder_is_a_slideshow_that_skips_broken_images(tmp_path: Path) -> None:
+    capture = cv2.VideoCapture(str(CUP))
+    for name in ("a.png", "c.jpg"):
+        cv2.imwrite(str(tmp_path / name), capture.read()[1])
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    messages: list[str] = []
+    with VideoSource(tmp_path, VideoOptions(fps=2.0), say=messages.append) as source:
+        frames = list(iter(source.get, None))
+    assert [f.timestamp for f in frames] == [0.0, 1.0] and frames[0].image.shape == (480, 640, 3)
+    assert any("b.jpg" in m for m in messages)
+
+
+def test_atomic_writer_renames_a_playable_video(tmp_path: Path) -> None:
+    out = tmp_path / "clip.mp4"
+    writer = AtomicVideoWriter(out, fps=25.0)
+    for i in range(12):
+        writer.write(np.full((120, 160, 3), i * 20, np.uint8))
+    assert not out.exists() and writer.temp.exists()
+    writer.close()
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and capture.get(cv2.CAP_PROP_FPS) == 25.0
+    assert not writer.temp.exists()
+
+
+@contextmanager
+def mjpeg_server(frames_per_connection: int, connections: int) -> Iterator[str]:
+    """A loopback MJPEG stream that drops the connection after some frames (a flaky IP camera)."""
+    jpegs = [cv2.imencode(".jpg", np.full((96, 128, 3), 40 * i, np.uint8))[1].tobytes() for i in range(6)]
+    served = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            served.append(1)
+            if len(served) > connections:
+                self.send_error(503)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            for i in range(frames_per_connection):
+                jpeg = jpegs[i % len(jpegs)]
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                 % (len(jpeg), jpeg))
+                time.sleep(0.02)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://viewer:secret@127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_stream_that_drops_is_reconnected() -> None:
+    messages: list[str] = []
+    with mjpeg_server(frames_per_connection=15, connections=3) as url:
+        with VideoSource(url, VideoOptions(reconnect_timeout=3.0), say=messages.append) as source:
+            frames = [source.get() for _ in range(25)]  # more than one connection gives
+    assert source.reconnects >= 1 and all(f.image.shape == (96, 128, 3) for f in frames)
+    assert any("reconnected" in m for m in messages) and not any("secret" in m for m in messages)
+
+
+def test_stream_that_stays_down_gives_up_in_time() -> None:
+    with mjpeg_server(frames_per_connection=5, connections=1) as url:
+        source = VideoSource(url, VideoOptions(reconnect_timeout=1.5, open_timeout=1.0), say=lambda m: None)
+        started = time.perf_counter()
+        with source, pytest.raises(EdgecnnError, match="could not reconnect within 2 s") as error:
+            while source.get() is not None:
+                pass
+    assert time.perf_counter() - started < 10.0 and "secret" not in str(error.value)
