@@ -1,13 +1,16 @@
-"""Training pieces shared by both phases: device choice, optimiser, schedule, and full fine-tuning."""
+"""Training pieces shared by both phases: the run's settings, device choice, optimiser, schedule, and
+full fine-tuning."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.models import DEFAULT_ARCH
 
 if TYPE_CHECKING:
     import torch
@@ -17,6 +20,76 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 StepCallback = Callable[[float, float], None]  # (running loss, running top-1) after each batch
+
+
+PHASES = ("head", "full")
+# how to run, not what to train: kept out of checkpoint args
+_RUN_ONLY = ("resume", "progress", "force", "dist_timeout")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    data: Path
+    out: Path
+    arch: str = DEFAULT_ARCH
+    weights: Path | None = None  # a local state dict instead of the built-in pretrained weights
+    head_epochs: int = 10  # classifier only, on cached features of the frozen backbone
+    epochs: int = 0  # then every layer
+    batch_size: int = 32
+    lr: float = 1e-3  # classifier; the backbone gets lr * backbone_lr_scale
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    warmup: float = 0.1  # fraction of each phase's steps with a linearly rising learning rate
+    val_split: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    patience: int = 5  # stop a phase after this many epochs without a lower validation loss
+    freeze: bool = True  # False: no head phase, all layers train from the start
+    aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
+    resume: bool = False
+    progress: bool = True
+    force: bool = False
+    dist_timeout: float = 120.0  # seconds a collective waits for the other processes before the job fails
+
+    def to_args(self) -> dict[str, str | int | float | bool]:
+        """Plain values only, so checkpoints stay loadable with `weights_only=True`."""
+        args = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUN_ONLY}
+        args.update(data=str(Path(self.data).resolve()), out=str(self.out),
+                    weights=str(self.weights) if self.weights else "")
+        return args
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any], **overrides: Any) -> FinetuneConfig:
+        known = {k: v for k, v in args.items() if k in cls.__dataclass_fields__}
+        known.update(data=Path(known["data"]), out=Path(known["out"]),
+                     weights=Path(known["weights"]) if known.get("weights") else None)
+        return cls(**{**known, **overrides})
+
+    def check(self) -> None:
+        """EdgecnnError naming the valid range for the first bad value."""
+        for name, (ok, valid) in {
+            "head_epochs": (self.head_epochs >= 0, ">= 0"), "epochs": (self.epochs >= 0, ">= 0"),
+            "patience": (self.patience >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"), "workers": (self.workers >= 0, ">= 0"),
+            "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
+            "aug_views": (self.aug_views >= 0, ">= 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+            "warmup": (0 <= self.warmup < 1, "in [0, 1)"), "val_split": (0 < self.val_split < 1, "in (0, 1)"),
+            "dist_timeout": (self.dist_timeout > 0, "> 0 seconds"),
+        }.items():
+            if not ok:
+                raise EdgecnnError(f"{name} = {getattr(self, name)} is invalid; it must be {valid}")
+        if self.device not in DEVICES:
+            raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
+        if not any(epochs for _, epochs in phases(self)):
+            raise EdgecnnError("nothing to train: give --head-epochs > 0 (with --freeze) or --epochs > 0")
+
+
+def phases(config: FinetuneConfig) -> list[tuple[str, int]]:
+    """(phase, epochs) in order; the head phase needs the frozen backbone."""
+    return [("head", config.head_epochs if config.freeze else 0), ("full", config.epochs)]
 
 
 @dataclass(frozen=True)
