@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -70,7 +71,7 @@ def start_server(args: argparse.Namespace, ports: list[int], log: Path) -> subpr
                "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
                "--max-batch", str(args.max_batch), "--instances", str(args.instances)]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     import tritonclient.http as httpclient
 
     client, deadline = httpclient.InferenceServerClient(f"{HOST}:{ports[0]}"), time.monotonic() + 180
@@ -90,8 +91,8 @@ def stop_server(process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        except subprocess.TimeoutExpired:  # its own session: tritonserver and its stub go too
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
 

@@ -61,12 +61,13 @@ def serve(config: ServeConfig, on_ready: Callable[[Endpoints], None] | None = No
     check_config(config)
     pytriton = import_pytriton()
     check_ports_free(config)
-    # Installed first: PyTriton starts tritonserver (and loads the model) before `run()` returns.
+    # Installed before anything starts, so a SIGTERM at any moment ends in a clean stop.
     sigterm = _Sigterm()
     previous = signal.signal(signal.SIGTERM, sigterm)
     engines: list[Any] = []
     try:
         engines = _load_engines(config)
+        sigterm.unwind = False  # from here on PyTriton holds locks and threads: never interrupt it mid-way
         with _triton_errors(), pytriton.Triton(config=_triton_config(config, pytriton)) as triton:
             name = _bind(triton, pytriton, engines, config)
             triton.run()
@@ -224,24 +225,24 @@ def _endpoints(config: ServeConfig, name: str, engine: str) -> Endpoints:
 
 
 class _Sigterm:
-    """SIGTERM handler. While starting: unwind like Ctrl-C. Once serving: only note it, so the main
-    thread leaves its wait and stops Triton itself (drains in-flight requests, exit code 0)."""
+    """SIGTERM handler. While the engines load: unwind like Ctrl-C. Once PyTriton runs: only note it;
+    the main thread stops Triton when start-up is done (drains in-flight requests, exit code 0).
+    (A KeyboardInterrupt raised inside PyTriton's start-up can leave a lock held and hang its stop.)"""
 
     def __init__(self) -> None:
         self.received = False
-        self.serving = threading.Event()
+        self.unwind = True
         self.stop = threading.Event()
 
     def __call__(self, signum: int, frame: object) -> None:
         self.received = True
-        if not self.serving.is_set():
-            raise KeyboardInterrupt
         self.stop.set()
+        if self.unwind:
+            raise KeyboardInterrupt
 
 
 def _wait_for_sigterm(triton: Any, sigterm: _Sigterm) -> None:
     """Serve until SIGTERM (or Ctrl-C, raised here); leaving the `with Triton` block stops the server."""
-    sigterm.serving.set()
     while not sigterm.stop.wait(timeout=1.0):
         if not triton.is_alive():
             raise EdgecnnError("Triton stopped unexpectedly; see its log above")

@@ -49,11 +49,12 @@ class Server:
     def __init__(self, bundle: Path, log: Path) -> None:
         self.http, self.grpc, self.metrics = free_ports(3)
         self.log = log
-        command = [sys.executable, "-X", "faulthandler", "-m", "edgecnn", "serve", str(bundle), "--host", HOST, "--name", NAME,
+        command = [sys.executable, "-m", "edgecnn", "serve", str(bundle), "--host", HOST, "--name", NAME,
                    "--http-port", str(self.http), "--grpc-port", str(self.grpc),
                    "--metrics-port", str(self.metrics), "--max-batch", "8"]
         with log.open("wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def wait_ready(self) -> None:
         import tritonclient.http as httpclient
@@ -76,9 +77,8 @@ class Server:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGABRT); time.sleep(3)
-                self.process.kill()
+            except subprocess.TimeoutExpired:  # its own session: tritonserver and stub go too
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
                 raise
         return self.process.returncode
