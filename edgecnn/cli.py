@@ -51,15 +51,24 @@ def user_errors(func: F) -> F:
 
 
 def _terminate_like_ctrl_c() -> None:
-    """SIGTERM (kill, docker stop) cleans up like Ctrl-C: temporary files removed, last epoch kept."""
+    """SIGTERM (kill, docker stop) cleans up like Ctrl-C: temporary files removed, last epoch kept.
+
+    Both also set `interrupted`, so that export stops at its next step even when a library swallowed
+    the KeyboardInterrupt.
+    """
     import signal
     import threading
 
+    from edgecnn.runtime.errors import interrupted
+
     def interrupt(signum: int, frame: Any) -> None:
+        interrupted.set()
         raise KeyboardInterrupt
 
+    interrupted.clear()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def not_yet(command: str) -> None:
@@ -97,19 +106,33 @@ def finetune(
     resume: Annotated[Path | None, typer.Option(
         file_okay=False, help="Continue the interrupted run in RUN_DIR with its own settings.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite the run files in a non-empty --out.")] = False,
+    devices: Annotated[str | None, typer.Option(
+        help="Train on these GPUs, one process each (DDP), e.g. 0,1.")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        min=1, help="Train in N processes (DDP; CPU processes unless on GPUs).")] = None,
+    dist_timeout: Annotated[float, typer.Option(
+        min=1.0, help="Seconds a process waits for the others before the job fails.")] = 120.0,
 ) -> None:
-    """Fine-tune an ImageNet-pretrained CNN on a folder of photos."""
+    """Fine-tune an ImageNet-pretrained CNN on a folder of photos (several processes: --devices, --nproc)."""
+    from edgecnn.distributed import env_dist, launch, parse_devices
     from edgecnn.finetune import FinetuneConfig
     from edgecnn.finetune import finetune as run_finetune
     from edgecnn.plots import result_table
 
     if data is None and resume is None:
         raise EdgecnnError("give the DATA folder to train on, or --resume RUN_DIR to continue a run")
-    result = run_finetune(FinetuneConfig(
+    gpus = parse_devices(devices)
+    config = FinetuneConfig(
         data=data or Path("."), out=resume or out, arch=arch, weights=weights, head_epochs=head_epochs,
-        epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed, device=device,
-        workers=workers, patience=patience, freeze=freeze, resume=resume is not None, force=force))
-    console.print(result_table(result))
+        epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
+        device="cuda" if gpus else device, workers=workers, patience=patience, freeze=freeze,
+        resume=resume is not None, force=force, dist_timeout=dist_timeout)
+    if gpus or nproc:
+        result = launch(config, nproc or len(gpus), gpus)
+    else:
+        result = run_finetune(config)
+    if env_dist().main:  # under torchrun, rank 0 prints the summary
+        console.print(result_table(result))
 
 
 @app.command(epilog="Example: edgecnn export runs/demo/best.pt --out bundles/demo --int8")
@@ -179,7 +202,8 @@ def _load_engine(model: Path, device: str, backend: str, precision: str, labels:
 def predict(
     model: ModelPath,
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-    top_k: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    top_k: Annotated[int | None, typer.Option(
+        help="How many classes to show per image (default: 5, or all when the model has fewer).")] = None,
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     labels: LabelsOpt = None, mean: MeanOpt = None, std: StdOpt = None, threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
@@ -191,7 +215,7 @@ def predict(
     from edgecnn.runtime.tables import predictions_table
 
     with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
-        rows = predict_files(engine, images, top_k)
+        rows = predict_files(engine, images, min(5, len(engine.labels)) if top_k is None else top_k)
         if json_out:
             for row in rows:
                 typer.echo(json.dumps(row.to_dict()))
@@ -265,7 +289,8 @@ def camera(
     source: Annotated[str, typer.Option(help="Webcam index (0), video file, rtsp:// or http:// URL, or a "
                                              "folder of images.")] = "0",
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
-    top_k: Annotated[int, typer.Option(help="Labels to show per frame.")] = 3,
+    top_k: Annotated[int | None, typer.Option(
+        help="Labels to show per frame (default: 3, or all when the model has fewer).")] = None,
     min_prob: Annotated[float, typer.Option(help="Top label below this shows as 'uncertain'.")] = 0.2,
     smooth: Annotated[float, typer.Option(help="Weight of past frames in the moving average; 0 = off.")
                       ] = 0.6,
@@ -286,7 +311,7 @@ def camera(
 ) -> None:
     """Recognise what a webcam, video file, stream or image folder shows, live."""
     import json
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from edgecnn.runtime.camera import CameraConfig, run_camera, summary_table
     from edgecnn.runtime.video import VideoOptions, check_source
@@ -294,9 +319,12 @@ def camera(
     check_source(source)  # a missing file fails before the model loads
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
                            reconnect_timeout=reconnect_timeout)
-    config = CameraConfig(source=source, top_k=top_k, min_prob=min_prob, smooth=smooth, headless=headless,
-                          save=save, jsonl=jsonl, max_frames=max_frames, video=options)
+    config = CameraConfig(source=source, top_k=3 if top_k is None else top_k, min_prob=min_prob,
+                          smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
+                          video=options)
     with _load_engine(model, device, backend, precision, threads=threads) as engine:
+        if top_k is None:
+            config = replace(config, top_k=min(3, len(engine.labels)))
         summary = run_camera(engine, config, say=lambda message: err_console.print(message, highlight=False))
     if json_out:
         typer.echo(json.dumps(asdict(summary)))

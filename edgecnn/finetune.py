@@ -4,13 +4,15 @@ Two phases. "head": the backbone stays frozen, its pooled features are computed 
 classifier trains on them in seconds. "full" (optional, `epochs`): every layer trains, the backbone at
 a lower learning rate. Each epoch ends by writing last.pt (best.pt when validation loss improves), and
 each epoch's randomness derives from (seed, epoch) alone, so `resume` retraces an uninterrupted run.
+Under torchrun (or `edgecnn finetune --devices/--nproc`) the same loop runs in every process; see
+edgecnn/distributed.py and docs/distributed.md.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,16 +38,18 @@ from edgecnn.distributed import (
 )
 from edgecnn.errors import EdgecnnError
 from edgecnn.features import HeadPhase, cached_features
-from edgecnn.models import DEFAULT_ARCH
 from edgecnn.plots import plot_confusion, plot_curves, progress_bars, write_metrics
 from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.outputs import check_writable
 from edgecnn.training import (
-    DEVICES,
+    PHASES,
+    FinetuneConfig,
     FullPhase,
     evaluate_model,
     import_torch,
     make_optimizer,
     param_groups,
+    phases,
 )
 
 if TYPE_CHECKING:
@@ -53,76 +57,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from torch.utils.data import DataLoader
 
-PHASES = ("head", "full")
 OUTPUTS = ("best.pt", "last.pt", "metrics.csv", "curves.png", "confusion_matrix.png")
 RESULT_PATHS = ("best", "last", "metrics", "curves", "confusion_matrix")  # FinetuneResult.paths, as OUTPUTS
-# how to run, not what to train: kept out of checkpoint args
-_RUN_ONLY = ("resume", "progress", "force", "dist_timeout")
 _NO_BEST = {"val_loss": math.inf, "val_top1": 0.0, "epoch": 0}
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    data: Path
-    out: Path
-    arch: str = DEFAULT_ARCH
-    weights: Path | None = None  # a local state dict instead of the built-in pretrained weights
-    head_epochs: int = 10  # classifier only, on cached features of the frozen backbone
-    epochs: int = 0  # then every layer
-    batch_size: int = 32
-    lr: float = 1e-3  # classifier; the backbone gets lr * backbone_lr_scale
-    backbone_lr_scale: float = 0.1
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.1
-    warmup: float = 0.1  # fraction of each phase's steps with a linearly rising learning rate
-    val_split: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 2
-    patience: int = 5  # stop a phase after this many epochs without a lower validation loss
-    freeze: bool = True  # False: no head phase, all layers train from the start
-    aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
-    resume: bool = False
-    progress: bool = True
-    force: bool = False
-    dist_timeout: float = 120.0  # seconds a collective waits for the other processes before the job fails
-
-    def to_args(self) -> dict[str, str | int | float | bool]:
-        """Plain values only, so checkpoints stay loadable with `weights_only=True`."""
-        args = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUN_ONLY}
-        args.update(data=str(Path(self.data).resolve()), out=str(self.out),
-                    weights=str(self.weights) if self.weights else "")
-        return args
-
-    @classmethod
-    def from_args(cls, args: dict[str, Any], **overrides: Any) -> FinetuneConfig:
-        known = {k: v for k, v in args.items() if k in cls.__dataclass_fields__}
-        known.update(data=Path(known["data"]), out=Path(known["out"]),
-                     weights=Path(known["weights"]) if known.get("weights") else None)
-        return cls(**{**known, **overrides})
-
-    def check(self) -> None:
-        """EdgecnnError naming the valid range for the first bad value."""
-        for name, (ok, valid) in {
-            "head_epochs": (self.head_epochs >= 0, ">= 0"), "epochs": (self.epochs >= 0, ">= 0"),
-            "patience": (self.patience >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0, "> 0"), "workers": (self.workers >= 0, ">= 0"),
-            "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
-            "aug_views": (self.aug_views >= 0, ">= 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
-            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
-            "warmup": (0 <= self.warmup < 1, "in [0, 1)"), "val_split": (0 < self.val_split < 1, "in (0, 1)"),
-        }.items():
-            if not ok:
-                raise EdgecnnError(f"{name} = {getattr(self, name)} is invalid; it must be {valid}")
-        if self.device not in DEVICES:
-            raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
-        if not any(epochs for _, epochs in phases(self)):
-            raise EdgecnnError("nothing to train: give --head-epochs > 0 (with --freeze) or --epochs > 0")
-
-
-def phases(config: FinetuneConfig) -> list[tuple[str, int]]:
-    """(phase, epochs) in order; the head phase needs the frozen backbone."""
-    return [("head", config.head_epochs if config.freeze else 0), ("full", config.epochs)]
 
 
 @dataclass(frozen=True)
@@ -298,7 +235,7 @@ class Run:
             return
         phase, phase_epoch, stopped = self.position
         state = {**training_state, "phase": phase, "phase_epoch": phase_epoch, "stopped": stopped,
-                 "best": self.best, "history": self.history}
+                 "best": self.best, "history": self.history, "world_size": self.dist.world_size}
         save_checkpoint(self._checkpoint(state), self.out / "last.pt")
         write_metrics(self.history, self.out / "metrics.csv")
 
@@ -332,8 +269,8 @@ class Run:
 
 def _new_split(config: FinetuneConfig) -> DataSplit:
     """The run folder made ready and the images found and decode-checked (rank 0's job)."""
+    split = scan_folder(config.data, config.val_split, config.seed)  # data errors first: no empty run folder
     _prepare_out(Path(config.out), config.force)
-    split = scan_folder(config.data, config.val_split, config.seed)
     return drop_unreadable(split, threads=max(1, config.workers))
 
 
@@ -352,6 +289,7 @@ def _prepare_out(out: Path, force: bool) -> None:
     """Refuse to mix two runs in one folder; with `force`, remove only the files a run writes."""
     if out.exists() and not out.is_dir():
         raise EdgecnnError(f"--out {out} is a file; give a folder for the run")
+    check_writable(out, "--out")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise EdgecnnError(f"run folder {out} is not empty; pass --force to overwrite it or "

@@ -88,7 +88,7 @@ def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: b
             model.load_state_dict(_load_state_dict(weights), strict=True)
         except RuntimeError as exc:  # other layer names or shapes: weights of another network
             raise EdgecnnError(f"{weights} does not fit {arch} (other layer names or shapes); give "
-                               f"weights saved from a {arch}, or the matching --arch") from exc
+                               f"weights saved from {arch}, or the matching --arch") from exc
         source = str(weights)
     elif arch == DEFAULT_ARCH and pretrained:
         model = timm.create_model(timm_name, pretrained=False)

@@ -18,7 +18,7 @@ from edgecnn.export.checks import Candidate, evaluate, measure, median_latency_m
 from edgecnn.export.onnx import check_opset
 from edgecnn.export.quantize import check_method
 from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, raise_if_interrupted
 
 FORMATS = ("onnx", "openvino")
 
@@ -108,6 +108,7 @@ def export_bundle(config: ExportConfig) -> dict[str, Any]:
             (work / "labels.txt").write_text("\n".join(source.labels) + "\n", encoding="utf-8")
             write_report(report, work)
             _drop_unrequested(config, work)
+            raise_if_interrupted()  # never swap in a bundle whose export was interrupted
             _swap_into_place(work, out)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from edgecnn.runtime.errors import raise_if_interrupted
+
 
 class Steps:
     """Shows the current step and the time spent; a no-op when disabled."""
@@ -24,6 +26,7 @@ class Steps:
         return self
 
     def say(self, step: str) -> None:
+        raise_if_interrupted()  # a Ctrl-C that a library swallowed stops the export here
         if self.progress is not None:
             self.progress.console.print(f"[dim]•[/] {step}", highlight=False)
             self.progress.update(self.task, description=step)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.outputs import check_writable
 from edgecnn.runtime.overlay import UNCERTAIN, Display, draw_overlay
 from edgecnn.runtime.preprocess import fit_frame
 from edgecnn.runtime.video import AtomicVideoWriter, Frame, VideoOptions, VideoSource
@@ -151,6 +152,9 @@ def _check(engine: Any, config: CameraConfig) -> None:
             raise EdgecnnError(f"--{name} {value} must be positive")
     if config.save is not None and Path(config.save).suffix.lower() != ".mp4":
         raise EdgecnnError(f"--save {config.save}: give a file name ending in .mp4")
+    for option, path in (("--save", config.save), ("--jsonl", config.jsonl)):
+        if path is not None:
+            check_writable(Path(path), option)
 
 
 class _Loop:

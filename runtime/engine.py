@@ -95,10 +95,11 @@ class Engine:
             return np.concatenate([self.infer(part) for part in _slices(batch, fixed)])[: len(batch)]
         return self._finish(self._backend.infer(self._feed(batch)))
 
-    def classify(self, images: np.ndarray | Sequence[np.ndarray], top_k: int = 5,
+    def classify(self, images: np.ndarray | Sequence[np.ndarray], top_k: int | None = None,
                  bgr: bool = False) -> list[list[Prediction]]:
-        """Top-k predictions per frame; frames of any size, RGB (or BGR as OpenCV gives them)."""
+        """Top-k (default 5, or all classes of a smaller model) per frame; any size, RGB or BGR (OpenCV)."""
         frames = _as_frames(images)
+        top_k = min(5, len(self.labels)) if top_k is None else top_k
         self.check_top_k(top_k)
         return [self.top(row, top_k) for row in self.infer(fit_batch(frames, self.preprocess, bgr))]
 

@@ -17,6 +17,7 @@ import numpy as np
 from edgecnn.runtime.engine import Engine
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.images import iter_image_files, read_image
+from edgecnn.runtime.outputs import check_writable
 from edgecnn.runtime.preprocess import fit_frame
 
 log = logging.getLogger("edgecnn")
@@ -61,6 +62,8 @@ def labelled_images(data: Path, labels: tuple[str, ...]) -> list[tuple[Path, int
 def evaluate(engine: Engine, data: Path, out: Path | None = None, batch_size: int = 8,
              progress: bool = True) -> EvalReport:
     """Top-1/top-5, per-class precision/recall, confusion matrix and misclassified files."""
+    if out is not None:
+        check_writable(Path(out), "--out")
     items = labelled_images(Path(data), engine.labels)
     top_k = min(5, len(engine.labels))
     rows: list[tuple[Path, int, np.ndarray]] = []

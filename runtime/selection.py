@@ -178,7 +178,7 @@ def _ov_read_onnx(choice: Choice) -> Any:
     try:
         return core().read_model(str(choice.model_path))
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
+        reason = str(exc).strip().splitlines()[-1][:200]  # OpenVINO: the last line says what is wrong
         raise EdgecnnError(f"{choice.model_path} is not a loadable ONNX model: {reason}") from exc
 
 
@@ -193,6 +193,10 @@ def resolve_meta(choice: Choice, runner: Any, embedded: ModelMeta | None,
                  labels: str | Path | Sequence[str] | None, mean: Sequence[float] | None,
                  std: Sequence[float] | None) -> ModelMeta:
     """The model's own metadata, or one built from --labels/--mean/--std; labels must match the output."""
+    spec = runner.input
+    if spec.dtype not in ("uint8", "float32", "float16") or len(spec.shape) != 4:
+        raise EdgecnnError(f"{choice.model_path} takes a {spec.dtype} input of rank {len(spec.shape)}; "
+                           "edgecnn runs image classifiers with one uint8 or float NHWC/NCHW input")
     given = _labels_from(labels)
     if embedded is None:
         embedded = _foreign_meta(choice.model_path, runner, given, mean, std)

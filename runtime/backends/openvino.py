@@ -36,7 +36,7 @@ def read_model(path: str | Path) -> Any:
     try:
         return core().read_model(str(path), str(weights))
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
+        reason = str(exc).strip().splitlines()[-1][:200]  # the first line only names the source file
         message = f"{path} is not a loadable OpenVINO IR (truncated or not a model?): {reason}"
         raise EdgecnnError(message) from exc
 

@@ -1,0 +1,25 @@
+"""Checking an output location before the work starts, so a mistake costs seconds, not a finished run."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from edgecnn.runtime.errors import EdgecnnError
+
+
+def check_writable(path: Path, option: str) -> None:
+    """EdgecnnError unless `path` (a folder, or a file's place) can be created and written.
+
+    A real probe: as root `os.access` says yes to read-only mounts and /proc.
+    """
+    folder = Path(path).absolute()
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(folder)
+        Path(tempfile.mkdtemp(dir=folder, prefix=".edgecnn-probe-")).rmdir()
+    except OSError as exc:
+        raise EdgecnnError(f"cannot write {option} {path}: {folder} is not a writable folder; "
+                           f"choose another {option}") from exc
