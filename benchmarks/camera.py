@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 from edgecnn.runtime import load
+from edgecnn.runtime.bench import latency_loop
 from edgecnn.runtime.camera import CameraConfig, CameraSummary, run_camera
 from edgecnn.runtime.preprocess import fit_frame
 from edgecnn.runtime.video import VideoOptions, VideoSource
@@ -55,15 +56,7 @@ def reading_fps(clip: Path, engine: Any) -> float:
 
 def pure_latency_ms(engine: Any, batch: np.ndarray, seconds: float) -> float:
     """Median latency of back-to-back `engine.infer` on one fitted frame: `edgecnn bench`'s loop."""
-    for _ in range(3):
-        engine.infer(batch)
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < 10:
-        start = time.perf_counter()
-        engine.infer(batch)
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    return float(np.median(latency_loop(engine, batch, seconds)))
 
 
 def one_round(engine: Any, batch: np.ndarray, args: argparse.Namespace, folder: Path) -> dict[str, float]:

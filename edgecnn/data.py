@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.images import IMAGE_SUFFIXES, iter_image_files, read_image
+from edgecnn.runtime.images import IMAGE_SUFFIXES, is_readable, iter_image_files, read_image
 from edgecnn.runtime.metadata import Preprocess
 from edgecnn.runtime.preprocess import fit_frame
 
@@ -115,7 +115,7 @@ def drop_unreadable(split: DataSplit, threads: int = 2) -> DataSplit:
     """Decode every image once; leave out the unreadable ones and name the first few in one warning."""
     paths = [p for p, _ in split.train + split.val]
     with ThreadPoolExecutor(max(1, threads)) as pool:  # OpenCV decodes without the GIL
-        readable = dict(zip(paths, pool.map(lambda p: _readable(split.root / p), paths), strict=True))
+        readable = dict(zip(paths, pool.map(lambda p: is_readable(split.root / p), paths), strict=True))
     skipped = tuple(p for p in paths if not readable[p])
     if not skipped:
         return split
@@ -127,14 +127,6 @@ def drop_unreadable(split: DataSplit, threads: int = 2) -> DataSplit:
         raise EdgecnnError(f"no readable training images left for class {missing[0]!r}; add some to "
                            f"{split.root}")
     return replace(split, train=train, val=tuple(s for s in split.val if readable[s[0]]), skipped=skipped)
-
-
-def _readable(path: Path) -> bool:
-    try:
-        read_image(path)
-    except EdgecnnError:
-        return False
-    return True
 
 
 class ValTransform:

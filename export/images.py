@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.images import iter_image_files, read_image
+from edgecnn.runtime.images import is_readable, iter_image_files, read_image
 from edgecnn.runtime.metadata import Preprocess
 from edgecnn.runtime.preprocess import fit_frame
 
@@ -64,18 +64,10 @@ def folder_images(folder: Path) -> ImageSet:
     if not folder.is_dir():
         raise EdgecnnError(f"calibration folder {folder} does not exist; give a folder of images")
     paths = tuple(iter_image_files(folder))
-    if not any(_readable(p) for p in paths):
+    if not any(is_readable(p) for p in paths):
         raise EdgecnnError(f"calibration folder {folder} has no readable images "
                            f"(.jpg, .png, ...); give a folder of photos like the ones the model will see")
     return ImageSet(paths)
-
-
-def _readable(path: Path) -> bool:
-    try:
-        read_image(path)
-    except EdgecnnError:
-        return False
-    return True
 
 
 def fitted_images(images: ImageSet, preprocess: Preprocess) -> Iterator[tuple[np.ndarray, int]]:

@@ -73,7 +73,7 @@ def bench(config: BenchConfig, progress: bool = True) -> BenchReport:
         start = time.perf_counter()
         engine.infer(batch)
         first_ms = (time.perf_counter() - start) * 1e3
-        latencies = _latency_loop(engine, batch, config.seconds / 2)
+        latencies = latency_loop(engine, batch, config.seconds / 2)
         throughput = _throughput_loop(engine, batch, config.seconds / 2)
     report = BenchReport(
         model=str(engine.model_path), backend=engine.backend, device=engine.device,
@@ -96,7 +96,8 @@ def sample_batch(engine: Engine, size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (size, height, width, 3), dtype=np.uint8)
 
 
-def _latency_loop(engine: Engine, batch: np.ndarray, seconds: float) -> list[float]:
+def latency_loop(engine: Engine, batch: np.ndarray, seconds: float) -> list[float]:
+    """Milliseconds of back-to-back synchronous `infer` calls (after a warm-up) for `seconds`."""
     for _ in range(3):  # warm-up
         engine.infer(batch)
     times: list[float] = []

@@ -45,6 +45,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def is_readable(path: Path) -> bool:
+    """Whether `read_image` can decode the file (for skipping damaged files up front)."""
+    try:
+        read_image(path)
+    except EdgecnnError:
+        return False
+    return True
+
+
 def _truncated_jpeg(path: Path, data: np.ndarray) -> bool:
     if path.suffix.lower() not in (".jpg", ".jpeg") or data[:2].tobytes() != b"\xff\xd8":
         return False
