@@ -14,6 +14,8 @@ def check_writable(path: Path, option: str) -> None:
     A real probe: as root `os.access` says yes to read-only mounts and /proc.
     """
     folder = Path(path).absolute()
+    if folder.is_file():  # an output file being replaced: its folder must take the new copy
+        folder = folder.parent
     while not folder.exists():
         folder = folder.parent
     try:

@@ -1,0 +1,28 @@
+"""check_writable: an output place is probed before the work, and replacing a file is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.outputs import check_writable
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: tmp / "new.mp4",  # a new file
+    lambda tmp: tmp / "a" / "b" / "run",  # folders still to be made
+    lambda tmp: (tmp / "old.mp4").write_bytes(b"x") and tmp / "old.mp4",  # a file to replace
+    lambda tmp: tmp,  # an existing folder
+])
+def test_writable_places_pass(make, tmp_path: Path) -> None:  # noqa: ANN001 - a lambda
+    check_writable(make(tmp_path), "--save")
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: (tmp / "plain.txt").write_text("x") and tmp / "plain.txt" / "out.mp4",  # under a file
+    lambda tmp: Path("/proc/edgecnn-out.mp4"),  # a folder nobody can write, even root
+])
+def test_unwritable_places_are_refused(make, tmp_path: Path) -> None:  # noqa: ANN001 - a lambda
+    with pytest.raises(EdgecnnError, match="cannot write --save"):
+        check_writable(make(tmp_path), "--save")
