@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from edgecnn.runtime.outputs import write_atomic
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -17,17 +18,6 @@ if TYPE_CHECKING:
     from edgecnn.finetune import FinetuneResult
 
 METRICS_COLUMNS = ("phase", "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "lr", "seconds")
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Temporary name in the same folder, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def write_metrics(rows: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -19,6 +19,7 @@ from edgecnn.export.onnx import check_opset
 from edgecnn.export.quantize import check_method
 from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
 from edgecnn.runtime.errors import EdgecnnError, raise_if_interrupted
+from edgecnn.runtime.outputs import check_writable
 
 FORMATS = ("onnx", "openvino")
 
@@ -76,15 +77,7 @@ def _check_out(out: Path, force: bool) -> None:
         raise EdgecnnError(f"{out} already exists; pass --force to replace it or choose another --out")
     if out.exists() and not out.is_dir():
         raise EdgecnnError(f"{out} exists and is not a folder; choose another --out")
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    try:  # a real probe: os.access says yes for root, on read-only mounts' parents and in /proc
-        if not parent.is_dir():
-            raise NotADirectoryError(parent)
-        Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.probe-")).rmdir()
-    except OSError as exc:
-        raise EdgecnnError(f"cannot write to {parent}; choose an --out folder you can write to") from exc
+    check_writable(out, "--out")
 
 
 def export_bundle(config: ExportConfig) -> dict[str, Any]:

@@ -8,11 +8,12 @@ carry no labels). The report also says plainly when INT8 is no faster than FP32 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from edgecnn.runtime.outputs import write_atomic
 
 PARITY_LIMIT = 1e-3
 NO_SPEEDUP = 0.95  # INT8/FP32 latency above this is "no speed-up"
@@ -128,9 +129,7 @@ def write_report(report: dict[str, Any], folder: Path) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 COLUMNS = ("model", "top-1 %", "top-5 %", "agree %", "max diff", "ms", "MB", "status")

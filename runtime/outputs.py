@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -25,3 +26,14 @@ def check_writable(path: Path, option: str) -> None:
     except OSError as exc:
         raise EdgecnnError(f"cannot write {option} {path}: {folder} is not a writable folder; "
                            f"choose another {option}") from exc
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Temporary name in the same folder, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

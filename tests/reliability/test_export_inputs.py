@@ -144,12 +144,12 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "out under a regular file": (
         lambda t: [_dummy(t), "--out", (t / "f").write_text("x") and t / "f" / "b"],
-        ("cannot write to", "choose an --out folder"),
+        ("cannot write --out", "choose another --out"),
         True,
     ),
     "out in /proc (unwritable)": (
         lambda t: [_dummy(t), "--out", "/proc/edgecnn-bundle"],
-        ("cannot write to",),
+        ("cannot write --out",),
         True,
     ),
 }
