@@ -52,24 +52,16 @@ def plot_confusion(labels: Sequence[str], targets: Sequence[int], predictions: S
                    path: Path) -> Path:
     """Validation confusion matrix of the best checkpoint: rows true class, columns predicted."""
     import numpy as np
-    from matplotlib.figure import Figure
+
+    from edgecnn.runtime.plots import save_confusion  # the same picture `edgecnn eval` draws
 
     counts = np.zeros((len(labels), len(labels)), dtype=int)
     for target, prediction in zip(targets, predictions, strict=True):
         counts[target, prediction] += 1
-    size = 2.5 + 0.6 * len(labels)
-    figure = Figure(figsize=(size, size), layout="constrained")
-    axes = figure.subplots()
-    axes.imshow(counts, cmap="Blues")
-    for (row, col), count in np.ndenumerate(counts):
-        axes.text(col, row, str(count), ha="center", va="center",
-                  color="white" if count > counts.max() / 2 else "black")
-    ticks = range(len(labels))
-    axes.set_xticks(ticks, labels, rotation=45, ha="right")
-    axes.set_yticks(ticks, labels)
     top1 = np.trace(counts) / max(1, counts.sum())
-    axes.set(xlabel="predicted", ylabel="true", title=f"validation top-1 {top1:.1%} ({counts.sum()} images)")
-    return _save(figure, path)
+    save_confusion(counts, list(labels), list(labels), path,
+                   title=f"validation top-1 {top1:.1%} ({counts.sum()} images)")
+    return path
 
 
 def _save(figure: Any, path: Path) -> Path:
