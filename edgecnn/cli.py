@@ -332,6 +332,60 @@ def camera(
         console.print(summary_table(summary))
 
 
+@app.command(epilog="Example: edgecnn capture 0 --out data/mine --label cup --count 100 --every 0.5")
+@user_errors
+def capture(
+    source: Annotated[str, typer.Argument(help="Webcam index (0), video file, rtsp:// or http:// URL, or a "
+                                               "folder of images.")],
+    out: Annotated[Path, typer.Option(help="Data folder: frames go to OUT/LABEL/ (what finetune reads).")],
+    label: Annotated[str, typer.Option(help="Class name: the folder the frames go to.")],
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames to save.")] = 100,
+    every: Annotated[float, typer.Option(min=0, max=86_400, help="Seconds between saved frames (media time "
+                                         "for files).")] = 0.0,
+    min_change: Annotated[float, typer.Option(min=0, max=1, help="Skip a frame that differs less than this "
+                                              "from the last saved one (mean grey difference, 0-1).")] = 0.02,
+    headless: Annotated[bool, typer.Option(help="No preview window (automatic when there is no display).")
+                        ] = False,
+    reconnect_timeout: Annotated[float, typer.Option(
+        min=0, max=86_400, help="Seconds to keep reconnecting a lost stream.")] = 30.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Save frames of a camera, video or stream as training images for one class (Ctrl-C keeps them)."""
+    import json
+    from dataclasses import asdict
+
+    from edgecnn.runtime.capture import CaptureConfig, check_label, run_capture_cli
+    from edgecnn.runtime.outputs import check_writable
+    from edgecnn.runtime.video import VideoOptions, check_source
+
+    check_source(source)
+    check_label(label)
+    check_writable(out, "--out")
+    config = CaptureConfig(source=source, out=out, label=label, count=count, every=every,
+                           min_change=min_change, video=VideoOptions(reconnect_timeout=reconnect_timeout))
+    summary = run_capture_cli(config, headless=headless, progress=not json_out,
+                              say=lambda message: err_console.print(escape(message), highlight=False))
+    if json_out:
+        typer.echo(json.dumps({k: v for k, v in asdict(summary).items() if k != "files"}))
+    else:
+        console.print(escape(capture_line(summary)), highlight=False, soft_wrap=True)
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+def capture_line(summary: Any) -> str:
+    """One sentence: how many frames were saved where, and why the capture stopped early if it did."""
+    text = f"saved {summary.saved} of {summary.requested} frames to {summary.folder}"
+    if summary.skipped_similar + summary.skipped_interval:
+        text += (f" ({summary.skipped_similar} near-identical and {summary.skipped_interval} too-soon frames "
+                 "skipped)")
+    if summary.interrupted:
+        text += "; interrupted, the saved frames are kept"
+    elif summary.ended_early:
+        text += f"; the source ended after {summary.frames_read} frames"
+    return text
+
+
 @app.command(epilog="Example: edgecnn info bundles/demo")
 @user_errors
 def info(
