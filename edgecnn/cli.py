@@ -344,6 +344,8 @@ def capture(
                                          "for files).")] = 0.0,
     min_change: Annotated[float, typer.Option(min=0, max=1, help="Skip a frame that differs less than this "
                                               "from the last saved one (mean grey difference, 0-1).")] = 0.02,
+    duration: Annotated[float | None, typer.Option(
+        min=0, max=86_400, help="Stop after this many seconds of the source (media time for files).")] = None,
     headless: Annotated[bool, typer.Option(help="No preview window (automatic when there is no display).")
                         ] = False,
     reconnect_timeout: Annotated[float, typer.Option(
@@ -362,7 +364,8 @@ def capture(
     check_label(label)
     check_writable(out, "--out")
     config = CaptureConfig(source=source, out=out, label=label, count=count, every=every,
-                           min_change=min_change, video=VideoOptions(reconnect_timeout=reconnect_timeout))
+                           min_change=min_change, duration=duration,
+                           video=VideoOptions(reconnect_timeout=reconnect_timeout))
     summary = run_capture_cli(config, headless=headless, progress=not json_out,
                               say=lambda message: err_console.print(escape(message), highlight=False))
     if json_out:
@@ -381,6 +384,8 @@ def capture_line(summary: Any) -> str:
                  "skipped)")
     if summary.interrupted:
         text += "; interrupted, the saved frames are kept"
+    elif summary.duration_reached:
+        text += f"; --duration reached after {summary.frames_read} frames"
     elif summary.ended_early:
         text += f"; the source ended after {summary.frames_read} frames"
     return text

@@ -33,6 +33,7 @@ class CaptureConfig:
     count: int = 100  # frames to save
     every: float = 0.0  # seconds between saved frames: media time for files, wall clock for live sources
     min_change: float = 0.02  # mean absolute difference of grey thumbnails, 0..1, against the last saved
+    duration: float | None = None  # stop after this many seconds of the source (media time for files)
     quality: int = 92  # JPEG quality
     video: VideoOptions = field(default_factory=VideoOptions)
 
@@ -46,6 +47,7 @@ class CaptureSummary:
     skipped_similar: int = 0
     skipped_interval: int = 0
     ended_early: bool = False  # the source ended before `requested` frames were saved
+    duration_reached: bool = False  # `duration` seconds of the source went by first
     interrupted: bool = False
     files: list[str] = field(default_factory=list)
 
@@ -128,10 +130,15 @@ class Capture:
         return self.summary
 
     def _loop(self, source: VideoSource) -> None:
+        first: float | None = None
         while self.summary.saved < self.config.count:
             frame = source.get()
             if frame is None:
                 self.summary.ended_early = True
+                return
+            first = frame.timestamp if first is None else first
+            if self.config.duration is not None and frame.timestamp - first >= self.config.duration:
+                self.summary.duration_reached = True
                 return
             self.summary.frames_read += 1
             if not self.show(frame.image):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -78,6 +79,14 @@ def test_every_spaces_the_saved_frames_in_media_time(tmp_path: Path) -> None:
     indices = sorted(int(Path(f).stem.rsplit("-", 1)[1]) for f in summary.files)
     assert len(indices) >= 5 and summary.skipped_interval > 0
     assert min(np.diff(indices)) / fps >= 1.0 - 1.0 / fps
+
+
+def test_duration_stops_at_that_media_time(tmp_path: Path) -> None:
+    fps = cv2.VideoCapture(str(CUP)).get(cv2.CAP_PROP_FPS)
+    summary = capture(CaptureConfig(str(CUP), tmp_path, "cup", count=1000, min_change=0.0, duration=3.0))
+    assert summary.duration_reached and not summary.ended_early
+    before = math.ceil(3.0 * fps)  # frames 0 .. before-1 start before 3.0 s
+    assert (summary.saved, summary.frames_read) == (before, before + 1)  # the next is read, not saved
 
 
 def test_thumbnail_difference_tells_a_moved_object_from_the_same_frame() -> None:
