@@ -136,11 +136,11 @@ class Capture:
             if frame is None:
                 self.summary.ended_early = True
                 return
+            self.summary.frames_read += 1
             first = frame.timestamp if first is None else first
             if self.config.duration is not None and frame.timestamp - first >= self.config.duration:
                 self.summary.duration_reached = True
                 return
-            self.summary.frames_read += 1
             if not self.show(frame.image):
                 return
             self._consider(frame)
