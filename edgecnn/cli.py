@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, require_train
 
 app = typer.Typer(
     name="edgecnn",
@@ -78,13 +78,19 @@ def not_yet(command: str) -> None:
 ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A folder of images.")]
 
 
-@app.command(epilog="Example: edgecnn finetune samples/photos --out runs/demo --epochs 3")
+@app.command(epilog="Example: edgecnn finetune samples/photos --epochs 3   (writes runs/finetune, or "
+             "runs/finetune2... when that exists)")
 @user_errors
 def finetune(
     data: Annotated[Path | None, typer.Argument(
         help="Image folder: one subfolder per class, or train/ and val/ of them.")] = None,
-    out: Annotated[Path, typer.Option(help="Run folder for best.pt, last.pt, metrics and plots.")] = Path(
-        "runs/finetune"),
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder for best.pt, last.pt, metrics and plots (default: runs/NAME, numbered).")] = None,
+    name: Annotated[str, typer.Option(
+        help="Run name: writes runs/NAME, or runs/NAME2, runs/NAME3... when that is taken.")] = "finetune",
+    exist_ok: Annotated[bool, typer.Option(
+        "--exist-ok", help="Reuse runs/NAME instead of numbering a new one (its run files are replaced).")
+    ] = False,
     arch: Annotated[str, typer.Option(
         help="efficientnet_lite0 (ImageNet weights built in) or a timm model, e.g. resnet18.")
     ] = "efficientnet_lite0",
@@ -121,12 +127,15 @@ def finetune(
 
     if data is None and resume is None:
         raise EdgecnnError("give the DATA folder to train on, or --resume RUN_DIR to continue a run")
+    if out is not None and name != "finetune":
+        raise EdgecnnError("give --out PATH or --name NAME (runs/NAME), not both")
     gpus = parse_devices(devices)
+    out = resume or out or _run_folder(Path("runs"), name, exist_ok, numbered=not env_dist().active)
     config = FinetuneConfig(
-        data=data or Path("."), out=resume or out, arch=arch, weights=weights, head_epochs=head_epochs,
+        data=data or Path("."), out=out, arch=arch, weights=weights, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
         device="cuda" if gpus else device, workers=workers, patience=patience, freeze=freeze,
-        resume=resume is not None, force=force, dist_timeout=dist_timeout)
+        resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout)
     if gpus or nproc:
         result = launch(config, nproc or len(gpus), gpus)
     else:
@@ -135,29 +144,56 @@ def finetune(
         console.print(result_table(result))
 
 
-@app.command(epilog="Example: edgecnn export runs/demo/best.pt --out bundles/demo --int8")
+def _run_folder(root: Path, name: str, exist_ok: bool, numbered: bool = True) -> Path:
+    """runs/NAME (or bundles/NAME), numbered like Ultralytics' run folders unless --exist-ok.
+
+    torchrun starts one CLI per rank: they must agree on one folder, so no numbering there.
+    """
+    from edgecnn.runtime.outputs import next_free_folder
+
+    return next_free_folder(root, name, exist_ok or not numbered)
+
+
+@app.command(epilog="Example: edgecnn export runs/finetune/best.pt --int8   (writes bundles/finetune, or "
+             "bundles/finetune2... when that exists)")
 @user_errors
 def export(
     checkpoint: Annotated[Path | None, typer.Argument(help="best.pt written by `edgecnn finetune`.")] = None,
-    out: Annotated[Path, typer.Option(help="Bundle folder to write.")] = Path("bundle"),
+    out: Annotated[Path | None, typer.Option(
+        help="Bundle folder to write (default: bundles/NAME, numbered).")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Bundle name: writes bundles/NAME, or bundles/NAME2... when taken (default: the run folder's "
+        "name, or imagenet with --pretrained).")] = None,
+    exist_ok: Annotated[bool, typer.Option(
+        "--exist-ok", help="Replace bundles/NAME instead of numbering a new one.")] = False,
     format: Annotated[str, typer.Option(help="onnx, openvino or all.")] = "all",  # noqa: A002 - the CLI word
     int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 models, checked vs FP32.")] = False,
     calibration: Annotated[Path | None, typer.Option(
-        help="Images to calibrate INT8 on (default: the checkpoint's training images).")] = None,
+        help="Images to calibrate INT8 on (default: the checkpoint's training images; with --pretrained: "
+        "samples/photos of the edgecnn clone).")] = None,
     calibration_size: Annotated[int, typer.Option(help="How many calibration images.")] = 300,
     calibration_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
-    max_drop: Annotated[float, typer.Option(help="Fail when INT8 loses more top-1 points than this.")] = 1.0,
+    max_drop: Annotated[float, typer.Option(
+        help="Fail (exit 1, bundle kept and marked) when INT8 loses more top-1 points than this.")] = 1.0,
     opset: Annotated[int, typer.Option(help="ONNX opset (13 to 20).")] = 17,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Export the ImageNet-1k model.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
 ) -> None:
     """Export a checkpoint to a self-describing ONNX + OpenVINO bundle, optionally INT8."""
+
+    require_train("export")
     from edgecnn.export.bundle import FORMATS, ExportConfig, ExportFailed, export_bundle
     from edgecnn.export.report import print_report
 
     if batch != "dynamic" and not batch.isdigit():
         raise EdgecnnError(f"--batch must be 'dynamic' or a positive number, got {batch!r}")
+    if out is not None and name is not None:
+        raise EdgecnnError("give --out PATH or --name NAME (bundles/NAME), not both")
+    if out is None:
+        default = "imagenet" if pretrained or checkpoint is None else Path(checkpoint).resolve().parent.name
+        out = _run_folder(Path("bundles"), name or default, exist_ok)
+        force = force or exist_ok
     config = ExportConfig(
         checkpoint=checkpoint, out=out, pretrained=pretrained, int8=int8, calibration=calibration,
         formats=FORMATS if format == "all" else (format,), calibration_size=calibration_size,
@@ -165,11 +201,12 @@ def export(
         batch=None if batch == "dynamic" else int(batch), force=force)
     try:
         report = export_bundle(config)
-    except ExportFailed as exc:  # the bundle is written, a gate failed: show the table, then the error
+    except ExportFailed as exc:  # the bundle is written, a gate failed: the table, the error, exit 1
         print_report(exc.report, console)
-        raise
+        err_console.print(f"[bold red]gate failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     print_report(report, console)
-    console.print(f"bundle written to {out}")
+    console.print(f"bundle written to {out}", markup=False, highlight=False)
 
 
 ModelPath = Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]

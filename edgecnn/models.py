@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, install_hint
 from edgecnn.runtime.metadata import Preprocess
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def _import_timm():  # noqa: ANN202
     try:
         import timm
     except ImportError as exc:
-        raise EdgecnnError("training needs PyTorch and timm: pip install 'edgecnn[train]'") from exc
+        raise EdgecnnError(f"training needs PyTorch and timm: {install_hint('train')}") from exc
     return timm
 
 

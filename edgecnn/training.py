@@ -9,8 +9,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.errors import EdgecnnError
 from edgecnn.models import DEFAULT_ARCH
+from edgecnn.runtime.errors import EdgecnnError, install_hint
 
 if TYPE_CHECKING:
     import torch
@@ -111,7 +111,7 @@ def import_torch():  # noqa: ANN201 - the torch module
     try:
         import torch
     except ImportError as exc:
-        raise EdgecnnError("training needs PyTorch: pip install 'edgecnn[train]'") from exc
+        raise EdgecnnError(f"training needs PyTorch: {install_hint('train')}") from exc
     return torch
 
 

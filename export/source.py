@@ -63,7 +63,9 @@ def pretrained_source(arch: str, calibration: Path | None, calibration_size: int
 
     folder = calibration or default_calibration()
     if folder is None:
-        raise EdgecnnError("--pretrained needs images to calibrate and check on; pass --calibration DIR")
+        raise EdgecnnError("--pretrained calibrates and checks on samples/photos of the edgecnn clone by "
+                           "default, and there is none here: pass --calibration DIR (100-300 photos like "
+                           "the ones the model will see)")
     images = folder_images(folder)
     built = build_model(arch, num_classes=1000, pretrained=True)
     return Source(

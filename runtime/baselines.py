@@ -12,7 +12,7 @@ from typing import Any
 
 from edgecnn.runtime.devices import has_module
 from edgecnn.runtime.engine import Engine
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, install_hint
 
 _TORCH_EAGER = """
 import json, sys, time
@@ -54,7 +54,7 @@ def torch_eager(engine: Engine, report: Any, seconds: float) -> dict[str, Any]:
     from edgecnn.runtime.bench import summarize
 
     if not (has_module("torch") and has_module("timm")):
-        raise EdgecnnError("--baseline torch needs PyTorch: pip install 'edgecnn[train]'")
+        raise EdgecnnError(f"--baseline torch needs PyTorch: {install_hint('train')}")
     if not engine.meta.arch or engine.meta.arch == "foreign":
         raise EdgecnnError("--baseline torch needs an edgecnn model (its architecture is in the metadata)")
     height, width = engine.input_size

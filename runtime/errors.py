@@ -13,3 +13,22 @@ interrupted = __import__("threading").Event()
 def raise_if_interrupted() -> None:
     if interrupted.is_set():
         raise KeyboardInterrupt
+
+
+# Where the extras come from: edgecnn is installed from its clone (it is not on the package registry).
+TRAIN_MODULES = ("torch", "torchvision", "timm", "onnx", "nncf")
+
+
+def install_hint(extra: str) -> str:
+    """The command that adds an optional extra, e.g. "pip install '.[train]' (in the edgecnn clone)"."""
+    return f"pip install '.[{extra}]' (in the edgecnn clone)"
+
+
+def require_train(what: str) -> None:
+    """One-line EdgecnnError, before any import, when the [train] extra is not installed."""
+    import importlib.util
+
+    missing = [name for name in TRAIN_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EdgecnnError(f"{what} needs the [train] extra (missing: {', '.join(missing)}): "
+                           f"{install_hint('train')}")

@@ -37,3 +37,21 @@ def write_atomic(path: Path, data: bytes) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def next_free_folder(root: Path, name: str, exist_ok: bool = False) -> Path:
+    """`root/name`, or the first free `root/name2`, `root/name3`... (Ultralytics' run folders).
+
+    An empty folder counts as free; `exist_ok` reuses `root/name` whatever it holds.
+    """
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise EdgecnnError(f"--name {name!r} must be a plain folder name, e.g. --name tour; "
+                           "use --out for a path")
+    first = Path(root) / name
+    if exist_ok:
+        return first
+    candidate, number = first, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = first.with_name(f"{name}{number}")
+    return candidate

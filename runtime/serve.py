@@ -1,6 +1,6 @@
 """`edgecnn serve`: a bundle behind a real NVIDIA Triton Inference Server, no containers needed.
 
-NVIDIA PyTriton (`pip install 'edgecnn[serve]'`) ships the `tritonserver` binary with its Python
+NVIDIA PyTriton (`pip install '.[serve]'`) ships the `tritonserver` binary with its Python
 backend; we bind our torch-free engine to it, so clients use the standard `tritonclient` over HTTP
 or gRPC, Triton's dynamic batcher merges concurrent requests into batches of up to `max_batch`, and
 Prometheus metrics come from Triton's own endpoint. The model keeps the bundle's contract:
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, install_hint
 
-INSTALL_HINT = "serving needs NVIDIA PyTriton and tritonclient: pip install 'edgecnn[serve]'"
+INSTALL_HINT = f"serving needs NVIDIA PyTriton and tritonclient: {install_hint('serve')}"
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def import_pytriton() -> _PyTriton:
         raise EdgecnnError(INSTALL_HINT) from exc
     if int(np.__version__.split(".")[0]) >= 2:  # its Triton Python backend stub returns empty tensors
         raise EdgecnnError(f"nvidia-pytriton 0.7 needs numpy<2 (found {np.__version__}): "
-                           "pip install 'edgecnn[serve]' in its own environment")
+                           f"{install_hint('serve')} in its own environment")
     _use_own_libpython()
     return pytriton
 

@@ -52,3 +52,18 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  #
 def test_finetune_needs_data_or_resume() -> None:
     result = runner.invoke(app, ["finetune"])
     assert result.exit_code == 2 and "--resume RUN_DIR" in result.output
+
+
+def test_finetune_numbers_its_run_folders(tiny_data, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """No --out: runs/finetune, then runs/finetune2 (never "not empty"); --exist-ok reuses runs/NAME."""
+    monkeypatch.chdir(tmp_path)
+    quick = ["--head-epochs", "1", "--workers", "0", "--batch-size", "16"]
+    for expected in ("finetune", "finetune2"):
+        result = runner.invoke(app, ["finetune", str(tiny_data), *quick])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "runs" / expected / "best.pt").is_file()
+    result = runner.invoke(app, ["finetune", str(tiny_data), "--name", "finetune", "--exist-ok", *quick])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["finetune", "finetune2"]
+    result = runner.invoke(app, ["finetune", str(tiny_data), "--name", "x", "--out", "y"])
+    assert result.exit_code == 2 and "not both" in result.output

@@ -187,4 +187,4 @@ def test_cli_without_torch_says_what_to_install(tiny_data: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` now fails
     result = runner.invoke(app, ["finetune", str(tiny_data), "--out", str(tmp_path / "run")])
-    assert result.exit_code == 2 and "pip install 'edgecnn[train]'" in result.output, result.output
+    assert result.exit_code == 2 and "pip install '.[train]'" in result.output, result.output

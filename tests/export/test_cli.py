@@ -102,7 +102,7 @@ def test_drop_gate_fails_but_keeps_the_files(tmp_path: Path, tiny_run: Path) -> 
     out.mkdir()  # and --force replaces it
     result = runner.invoke(app, ["export", str(tiny_run / "best.pt"), "--out", str(out), "--format", "onnx",
                                  "--int8", "--calibration-size", "8", "--max-drop", "-1", "--force"])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output  # a failed gate is exit 1 (bad input is 2), as --help says
     assert "onnx int8 lost" in result.output and "--max-drop -1" in result.output
     report = json.loads((out / "report.json").read_text())
     int8 = next(m for m in report["models"] if m["name"] == "onnx int8")
@@ -110,3 +110,22 @@ def test_drop_gate_fails_but_keeps_the_files(tmp_path: Path, tiny_run: Path) -> 
     assert len(report["calibration"]["onnx_tried"]) == 3  # minmax lost "too much": all methods tried
     assert (out / "model.int8.onnx").is_file() and not (out / "openvino").exists()
     assert "FAILED" in (out / "report.md").read_text()
+
+
+def test_export_numbers_bundles_after_the_run(tmp_path: Path, tiny_run: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --out: bundles/<run name>, then bundles/<run name>2 (the tour never collides with make demo)."""
+    monkeypatch.chdir(tmp_path)
+    for expected in ("tiny", "tiny2"):
+        result = runner.invoke(app, ["export", str(tiny_run / "best.pt"), "--format", "onnx"])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "bundles" / expected / "model.onnx").is_file()
+        assert f"bundle written to bundles/{expected}" in result.output
+
+
+def test_export_without_torch_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime-only install: one line naming the [train] extra, not a ModuleNotFoundError traceback."""
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` now fails
+    result = runner.invoke(app, ["export", "--pretrained", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "pip install '.[train]'" in error_line(result.stderr) and "missing: torch" in result.stderr

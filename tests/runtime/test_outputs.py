@@ -26,3 +26,26 @@ def test_writable_places_pass(make, tmp_path: Path) -> None:  # noqa: ANN001 - a
 def test_unwritable_places_are_refused(make, tmp_path: Path) -> None:  # noqa: ANN001 - a lambda
     with pytest.raises(EdgecnnError, match="cannot write --save"):
         check_writable(make(tmp_path), "--save")
+
+
+def test_next_free_folder_numbers_like_ultralytics(tmp_path: Path) -> None:
+    from edgecnn.runtime.outputs import next_free_folder
+
+    assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune"
+    (tmp_path / "finetune").mkdir()  # empty: still free
+    assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune"
+    (tmp_path / "finetune" / "best.pt").write_bytes(b"x")
+    assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune2"
+    (tmp_path / "finetune2").mkdir()
+    (tmp_path / "finetune2" / "best.pt").write_bytes(b"x")
+    (tmp_path / "finetune3").write_text("a file, not a folder")
+    assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune4"
+    assert next_free_folder(tmp_path, "finetune", exist_ok=True) == tmp_path / "finetune"
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", "."])
+def test_next_free_folder_takes_plain_names_only(name: str, tmp_path: Path) -> None:
+    from edgecnn.runtime.outputs import next_free_folder
+
+    with pytest.raises(EdgecnnError, match="plain folder name"):
+        next_free_folder(tmp_path, name)

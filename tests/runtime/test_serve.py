@@ -189,7 +189,7 @@ def test_missing_pytriton_says_how_to_install(imagenet_bundle: Path, monkeypatch
         monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
     result = CliRunner().invoke(app, ["serve", str(imagenet_bundle)])
     assert result.exit_code == 2
-    assert "pip install 'edgecnn[serve]'" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "pip install '.[serve]'" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_serve_module_is_torch_free() -> None:
