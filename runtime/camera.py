@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -29,6 +29,7 @@ from edgecnn.runtime.preprocess import fit_frame
 from edgecnn.runtime.video import AtomicVideoWriter, Frame, VideoOptions, VideoSource
 
 RESULT_TIMEOUT = 30.0  # seconds one inference may take before we call it stuck
+TOP_SHOWN = 3  # labels the summary lists as recognised
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class CameraSummary:
     device: str
     reconnects: int = 0
     stopped_by: str = "end"  # end | max_frames | quit | interrupt
+    # what was recognised: the most frequent shown labels ("uncertain" included), share of processed frames
+    recognised: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class _Loop:
         self.result_times: deque[float] = deque(maxlen=30)
         self.submitted = 0
         self.stopped_by = "end"
+        self.shown: Counter[str] = Counter()  # the label each processed frame showed
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         return fit_frame(image, self.engine.preprocess, bgr=True)[None]
@@ -244,6 +248,7 @@ class _Loop:
         if writer is not None or display.shows:
             annotated = draw_overlay(result.frame.image, top, self.config.min_prob, self._stats(result))
         latency_ms = (time.perf_counter() - result.frame.captured) * 1000.0
+        self.shown[top[0].label if top[0].probability >= self.config.min_prob else UNCERTAIN] += 1
         self.result_times.append(time.perf_counter())
         self.inference_ms.append(result.inference_ms)
         self.latency_ms.append(latency_ms)
@@ -282,7 +287,8 @@ class _Loop:
             inference_ms_p95=float(np.percentile(inference, 95)),
             latency_ms_median=float(np.median(latency)), latency_ms_p95=float(np.percentile(latency, 95)),
             backend=str(self.engine.backend), device=str(self.engine.device), reconnects=source.reconnects,
-            stopped_by=self.stopped_by)
+            stopped_by=self.stopped_by,
+            recognised=tuple((label, n / processed) for label, n in self.shown.most_common(TOP_SHOWN)))
 
 
 def summary_table(summary: CameraSummary) -> Any:
@@ -299,6 +305,9 @@ def summary_table(summary: CameraSummary) -> Any:
              f"{summary.latency_ms_median:.1f} / {summary.latency_ms_p95:.1f}"),
             ("backend / device", f"{summary.backend} / {summary.device}"),
             ("reconnects", str(summary.reconnects)), ("stopped by", summary.stopped_by)]
+    if summary.recognised:
+        rows.insert(0, ("recognised (share of frames)",
+                        ", ".join(f"{label} {share:.0%}" for label, share in summary.recognised)))
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -6,6 +6,7 @@ import _thread
 import json
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ def test_cup_clip_jsonl_and_video(engine: Any, tmp_path: Path) -> None:
     ok, first = capture.read()
     assert ok and first.shape == (480, 640, 3)
     assert not list(tmp_path.glob(".*tmp*"))  # temporary names renamed away
+    shown = Counter(r["label"] for r in records)  # what each frame showed, "uncertain" included
+    assert summary.recognised == tuple((label, count / 217) for label, count in shown.most_common(3))
 
 
 def test_box_clip_is_told_apart(engine: Any, tmp_path: Path) -> None:
@@ -163,6 +166,11 @@ def test_cli_camera_json_summary(imagenet_bundle: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["frames_processed"] == 8 and summary["stopped_by"] == "max_frames"
+    labels, shares = zip(*summary["recognised"], strict=True)  # what it saw, not only timings
+    assert 0 < len(labels) <= 3 and 0 < sum(shares) <= 1.0 + 1e-9
+    table = CliRunner().invoke(app, ["camera", str(imagenet_bundle), "--source", str(CUP), "--headless",
+                                     "--max-frames", "8", "--device", "cpu"])
+    assert f"{labels[0]} {shares[0]:.0%}" in " ".join(table.stdout.split()), table.stdout
 
 
 @pytest.mark.parametrize(("source", "message"), [
