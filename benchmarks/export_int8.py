@@ -71,7 +71,7 @@ def main() -> None:
         bundle = Path(folder) / "bundle"
         report = export_bundle(ExportConfig(checkpoint=args.checkpoint, out=bundle, int8=True, max_drop=100.0,
                                             calibration_size=args.calibration_size))
-        models = {m["name"]: m for m in report["models"]}
+        models = {m.name: m for m in report.models}
         preprocess = ModelMeta.read(bundle / "model.onnx").preprocess
         runners = predictors(bundle)
         data_root = Path(load_checkpoint(args.checkpoint).split["data_root"])
@@ -82,10 +82,10 @@ def main() -> None:
     fastest8 = min((n for n in latency if "int8" in n), key=latency.get)
     fastest32 = min((n for n in latency if "fp32" in n), key=latency.get)
     figures = {
-        "validation_images": report["validation_images"],
-        "top1": {n: m["top1"] for n, m in models.items()},
-        "int8_drop_points": {n: m.get("drop") for n, m in models.items() if "int8" in n},
-        "int8_agreement_with_fp32_val": {n: m["agreement_fp32"] for n, m in models.items() if "int8" in n},
+        "validation_images": report.validation_images,
+        "top1": {n: m.top1 for n, m in models.items()},
+        "int8_drop_points": {n: m.drop for n, m in models.items() if "int8" in n},
+        "int8_agreement_with_fp32_val": {n: m.agreement_fp32 for n, m in models.items() if "int8" in n},
         f"int8_agreement_with_fp32_all_{len(everything)}_images": agree_all,
         "latency_ms": {n: round(v, 2) for n, v in latency.items()},
         "fastest_int8_over_fastest_fp32":
@@ -93,11 +93,11 @@ def main() -> None:
         "onnx_int8_over_onnx_fp32_latency": round(latency["onnx int8"] / latency["onnx fp32"], 3),
         "openvino_int8_over_openvino_fp32_latency":
             round(latency["openvino int8"] / latency["openvino fp32"], 3),
-        "size_mb": {n: round(m["size_bytes"] / 1e6, 2) for n, m in models.items()},
-        "onnx_int8_over_onnx_fp32_size": report["ratios"]["onnxruntime"]["size"],
-        "openvino_int8_over_fp32_onnx_size": round(models["openvino int8"]["size_bytes"]
-                                                   / models["onnx fp32"]["size_bytes"], 3),
-        "notes": report["notes"],
+        "size_mb": {n: round(m.size_bytes / 1e6, 2) for n, m in models.items()},
+        "onnx_int8_over_onnx_fp32_size": report.ratios["onnxruntime"]["size"],
+        "openvino_int8_over_fp32_onnx_size": round(models["openvino int8"].size_bytes
+                                                   / models["onnx fp32"].size_bytes, 3),
+        "notes": list(report.notes),
     }
     print(json.dumps(figures, indent=2))
 

@@ -6,7 +6,6 @@ pickled code ever runs. Written atomically: a crash mid-save never leaves a brok
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,13 +56,10 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> Path:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(checkpoint.to_payload(), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from edgecnn.runtime.outputs import AtomicPath
+
+    with AtomicPath(path) as temp:
+        torch.save(checkpoint.to_payload(), temp)
     return path
 
 

@@ -7,19 +7,17 @@ an interrupted export never leaves a half bundle that looks whole. Failed gates 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.export.checks import Candidate, evaluate, measure, median_latency_ms
+from edgecnn.export.checks import Candidate, compare_on_images, measure, median_latency_ms
 from edgecnn.export.onnx import check_opset
 from edgecnn.export.quantize import check_method
 from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
+from edgecnn.runtime.bundle import LABELS_TXT, BundleReport, ModelReport
 from edgecnn.runtime.errors import EdgecnnError, raise_if_interrupted
-from edgecnn.runtime.outputs import check_writable
+from edgecnn.runtime.outputs import atomic_folder, check_writable, write_text_atomic
 
 FORMATS = ("onnx", "openvino")
 
@@ -27,7 +25,7 @@ FORMATS = ("onnx", "openvino")
 class ExportFailed(EdgecnnError):
     """A gate failed; the bundle is written (models marked failed in `report`)."""
 
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
+    def __init__(self, message: str, report: BundleReport) -> None:
         super().__init__(message)
         self.report = report
 
@@ -80,33 +78,27 @@ def _check_out(out: Path, force: bool) -> None:
     check_writable(out, "--out")
 
 
-def export_bundle(config: ExportConfig) -> dict[str, Any]:
+def export_bundle(config: ExportConfig) -> BundleReport:
     """Export, quantise, check and write the bundle at `config.out`; returns the report."""
     from edgecnn.export.progress import Steps
-    from edgecnn.export.report import build_report, failures, write_report
+    from edgecnn.export.report import build_report, write_report
 
     check_config(config)
     out = Path(config.out)
     with Steps(config.progress) as steps:
         steps.say("loading the model")
         source = _load_source(config)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-        try:
+        with atomic_folder(out) as work:  # an interrupted export never leaves a half bundle that looks whole
             candidates, tried = _build_models(config, source, work, steps)
-            measured, extra = _check(config, source, candidates, work, steps)
+            measured, extra = measure_models(config, source, candidates, work, steps)
             report = build_report(config, source, measured, {**extra, "onnx_int8_calibration": tried})
             steps.say("writing metadata and report")
             _write_metadata(source, measured, work)
-            (work / "labels.txt").write_text("\n".join(source.labels) + "\n", encoding="utf-8")
+            write_text_atomic(work / LABELS_TXT, "\n".join(source.labels) + "\n")
             write_report(report, work)
             _drop_unrequested(config, work)
             raise_if_interrupted()  # never swap in a bundle whose export was interrupted
-            _swap_into_place(work, out)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-    problems = failures(report)
+    problems = report.failures()
     if problems:
         raise ExportFailed(f"{'; '.join(problems)} (files kept in {out}, marked failed in report.md)", report)
     return report
@@ -164,8 +156,8 @@ def _drop_judge(config: ExportConfig, source: Source, fp32: Path) -> Any:
                                   config.batch or 1, source.labelled)
 
 
-def _check(config: ExportConfig, source: Source, candidates: list[Candidate], work: Path,
-           steps: Any) -> tuple[list[Any], dict[str, Any]]:
+def measure_models(config: ExportConfig, source: Source, candidates: list[Candidate], work: Path,
+                   steps: Any) -> tuple[list[ModelReport], dict[str, Any]]:
     """Accuracy and parity of every model against PyTorch, plus batch-1 latency."""
     from edgecnn.export.checks import openvino_predictor, torch_predictor
     from edgecnn.export.images import batches
@@ -182,7 +174,7 @@ def _check(config: ExportConfig, source: Source, candidates: list[Candidate], wo
                            openvino_predictor(f32), ())]
     batch = config.batch or 1
     steps.say(f"checking {len(candidates)} model(s) on {len(source.validation)} validation images")
-    tallies, reference_top1, targets = evaluate(reference, candidates + graph, source.validation,
+    tallies, reference_top1, targets = compare_on_images(reference, candidates + graph, source.validation,
                                                 source.preprocess, batch)
     if not targets:
         raise EdgecnnError("none of the validation images could be read; check the data folder")
@@ -199,11 +191,12 @@ def _check(config: ExportConfig, source: Source, candidates: list[Candidate], wo
     return measured, extra
 
 
-def _write_metadata(source: Source, measured: list[Any], work: Path) -> None:
+def _write_metadata(source: Source, measured: list[ModelReport], work: Path) -> None:
     """Store ModelMeta (labels, preprocessing, precision, measured accuracy) inside each model file."""
     import onnx
     from edgecnn.export.onnx import save_onnx
-    from edgecnn.export.openvino import read_ir, save_ir
+    from edgecnn.export.openvino import save_ir
+    from edgecnn.runtime.backends.openvino import read_model
     from edgecnn.runtime.metadata import ModelMeta
 
     for model in measured:
@@ -215,7 +208,7 @@ def _write_metadata(source: Source, measured: list[Any], work: Path) -> None:
             meta.write_onnx(proto)
             save_onnx(proto, path)
         else:
-            ir = read_ir(path)
+            ir = read_model(path)
             meta.write_openvino(ir)
             save_ir(ir, path)
 
@@ -223,14 +216,3 @@ def _write_metadata(source: Source, measured: list[Any], work: Path) -> None:
 def _drop_unrequested(config: ExportConfig, work: Path) -> None:
     if "onnx" not in config.formats:
         (work / "model.onnx").unlink(missing_ok=True)
-
-
-def _swap_into_place(work: Path, out: Path) -> None:
-    """Rename the finished bundle to `out`; an existing `out` (with --force) is moved aside first."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(work, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

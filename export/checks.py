@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from edgecnn.export.images import ImageSet, batches
+from edgecnn.runtime.bundle import ModelReport
 from edgecnn.runtime.metadata import Preprocess
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC batch -> probabilities
@@ -43,33 +44,8 @@ class Tally:
     max_abs_diff: float = 0.0
 
 
-@dataclass(frozen=True)
-class Measured:
-    """One model's figures, as they go into the report and its metadata."""
-
-    name: str
-    backend: str
-    precision: str
-    path: str
-    top1: float | None  # percent; None when the images carry no labels
-    top5: float | None  # percent; only with more than 5 classes
-    agreement: float  # percent of images whose top-1 equals PyTorch's
-    agreement_fp32: float | None  # INT8 only: percent agreeing with its FP32 parent
-    max_abs_diff: float
-    latency_ms: float
-    size_bytes: int
-    val_images: int
-    parent: str | None = None
-
-    def accuracy(self) -> dict[str, float]:
-        """The accuracy dict stored in the model's metadata."""
-        figures = {"top1": self.top1, "top5": self.top5, "agreement": self.agreement,
-                   "max_abs_diff": self.max_abs_diff, "val_images": float(self.val_images)}
-        return {key: value for key, value in figures.items() if value is not None}
-
-
-def evaluate(reference: Predict, candidates: list[Candidate], images: ImageSet, preprocess: Preprocess,
-             batch: int) -> tuple[dict[str, Tally], list[int], list[int]]:
+def compare_on_images(reference: Predict, candidates: list[Candidate], images: ImageSet,
+                      preprocess: Preprocess, batch: int) -> tuple[dict[str, Tally], list[int], list[int]]:
     """Run PyTorch (`reference`) and every candidate over the images: tallies, PyTorch's top-1, targets."""
     tallies = {c.name: Tally() for c in candidates}
     reference_top1: list[int] = []
@@ -93,15 +69,15 @@ def _tally(tally: Tally, probabilities: np.ndarray, expected: np.ndarray, target
 
 def measure(candidates: list[Candidate], tallies: dict[str, Tally], reference_top1: list[int],
             targets: list[int], num_classes: int, labelled: bool, latency: dict[str, float],
-            root: Path) -> list[Measured]:
-    """Turn tallies into report figures (paths relative to the bundle folder `root`)."""
+            root: Path) -> list[ModelReport]:
+    """Turn tallies into report figures (paths relative to the bundle folder `root`); no verdicts yet."""
     count = len(targets)
     truth, ref = np.array(targets), np.array(reference_top1)
     results = []
     for c in candidates:
         top1 = np.array(tallies[c.name].top1)
         parent = np.array(tallies[c.parent].top1) if c.parent in tallies else None
-        results.append(Measured(
+        results.append(ModelReport(
             name=c.name, backend=c.backend, precision=c.precision, path=c.path.relative_to(root).as_posix(),
             top1=_percent(top1 == truth) if labelled else None,
             top5=100.0 * tallies[c.name].top5_hits / count if labelled and num_classes > 5 else None,
@@ -130,16 +106,22 @@ def median_latency_ms(predict: Predict, frames: np.ndarray, runs: int = 30, budg
 
 
 def onnx_predictor(path: Path) -> Predict:
-    from edgecnn.export.onnx import cpu_session
+    """The runtime's own ONNX Runtime session set-up, on the CPU at THREADS threads."""
+    from edgecnn.runtime.backends.onnxruntime import open_session
 
-    session = cpu_session(path, threads=THREADS)
+    session = open_session(path, ["CPUExecutionProvider"], threads=THREADS)
     return lambda frames: session.run(None, {"images": frames})[0]
 
 
-def openvino_predictor(path: Path | object) -> Predict:
-    from edgecnn.export.openvino import compile_cpu
+def openvino_predictor(model: Path | object) -> Predict:
+    """The runtime's OpenVINO core and compile settings: CPU, f32 execution, latency hint, THREADS threads.
 
-    compiled = compile_cpu(path, threads=THREADS)
+    (On bf16-capable CPUs OpenVINO would otherwise run FP32 models in bf16, slower and less exact here.)
+    """
+    from edgecnn.runtime.backends.openvino import compile_config, core
+
+    config = compile_config("CPU", "latency", "f32", THREADS, cache_dir=None)
+    compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", config)
     return lambda frames: compiled(frames)[0]
 
 

@@ -8,13 +8,13 @@ Shape/Ceil/Pad subgraph that onnxslim folds away (bit-identical output) before a
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.outputs import AtomicPath
 
 if TYPE_CHECKING:
     import onnx
@@ -88,22 +88,6 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> Path:
     """Save as one self-contained file, via a temporary name in the same folder."""
     import onnx
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        onnx.save_model(model, str(tmp), save_as_external_data=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with AtomicPath(path) as temp:
+        onnx.save_model(model, str(temp), save_as_external_data=False)
     return path
-
-
-def cpu_session(path: Path, threads: int | None = None):  # noqa: ANN201 - onnxruntime.InferenceSession
-    """An ONNX Runtime CPU session (providers explicit: onnxruntime-gpu logs a false CUDA alarm otherwise)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

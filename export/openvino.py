@@ -13,6 +13,7 @@ from typing import Any
 
 from edgecnn.export.images import ImageSet, batches
 from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.outputs import AtomicPath
 
 
 def convert_openvino(onnx_path: Path, xml_path: Path) -> Path:
@@ -56,31 +57,9 @@ def quantize_openvino(onnx_path: Path, xml_path: Path, images: ImageSet, preproc
     return xml_path
 
 
-def compile_cpu(model: Path | Any, threads: int | None = None) -> Any:
-    """Compile an IR for the CPU in f32: on bf16-capable CPUs OpenVINO would otherwise run FP32
-    models in bf16, slower and less exact here."""
-    import openvino as ov
-
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    source = str(model) if isinstance(model, (str, Path)) else model  # a file or an in-memory ov.Model
-    return ov.Core().compile_model(source, "CPU", config)
-
-
-def read_ir(path: Path) -> Any:
-    import openvino as ov
-
-    return ov.Core().read_model(str(path))
-
-
 def save_ir(model: Any, xml_path: Path) -> None:
     """Re-save an IR read from disk (weights already compressed) via temporary names, then rename."""
-    import os
-
     import openvino as ov
 
-    tmp = xml_path.with_name(f".{xml_path.stem}.tmp-{os.getpid()}.xml")
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
-    os.replace(tmp.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-    os.replace(tmp, xml_path)
+    with AtomicPath(xml_path, also=(".bin",)) as temp:
+        ov.save_model(model, str(temp), compress_to_fp16=False)

@@ -7,72 +7,73 @@ carry no labels). The report also says plainly when INT8 is no faster than FP32 
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgecnn.runtime.outputs import write_atomic
+from edgecnn.runtime.bundle import (
+    REPORT_JSON,
+    REPORT_MD,
+    BundleReport,
+    Calibration,
+    CalibrationTry,
+    ModelReport,
+)
+from edgecnn.runtime.outputs import write_text_atomic
 
 PARITY_LIMIT = 1e-3
 NO_SPEEDUP = 0.95  # INT8/FP32 latency above this is "no speed-up"
 
 
-def build_report(config: Any, source: Any, measured: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
+def build_report(config: Any, source: Any, measured: list[ModelReport],
+                 extra: dict[str, Any]) -> BundleReport:
     """Everything measured, the gates applied to it, and the INT8/FP32 ratios."""
     from edgecnn import __version__
 
     by_name = {m.name: m for m in measured}
-    models = [_judge(asdict(m), by_name, source.labelled, config.max_drop, extra) for m in measured]
-    report = {
-        "edgecnn_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": source.description, "arch": source.arch, "num_classes": len(source.labels),
-        "labelled": source.labelled,
-        "accuracy_basis": "top-1 on the labelled validation split" if source.labelled else
+    graph_diff = extra.get("openvino_fp32_graph_max_abs_diff")
+    models = tuple(_judge(m, by_name, source.labelled, config.max_drop, graph_diff) for m in measured)
+    calibration = Calibration(
+        images=len(source.calibration), method=config.calibration_method,
+        onnx_tried=tuple(CalibrationTry(m, d) for m, d in extra.get("onnx_int8_calibration", [])))
+    report = BundleReport(
+        models=models, arch=source.arch, source=source.description, num_classes=len(source.labels),
+        labelled=source.labelled,
+        accuracy_basis="top-1 on the labelled validation split" if source.labelled else
         "no labels: accuracy is top-1 agreement with the PyTorch model",
-        "validation_images": measured[0].val_images if measured else 0,
-        "calibration": {"images": len(source.calibration), "method": config.calibration_method,
-                        "onnx_tried": [{"method": m, "drop": d}
-                                       for m, d in extra.get("onnx_int8_calibration", [])]}
-        if config.int8 else None,
-        "batch": config.batch or "dynamic", "opset": config.opset, "threads": 2, "max_drop": config.max_drop,
-        "pytorch_latency_ms": extra.get("pytorch_latency_ms"),
-        "openvino_fp32_graph_max_abs_diff": extra.get("openvino_fp32_graph_max_abs_diff"),
-        "models": models,
-        "ratios": ratios(measured),
-    }
-    report["notes"] = notes(report)
-    report["passed"] = not failures(report)
-    return report
+        validation_images=measured[0].val_images if measured else 0,
+        calibration=calibration if config.int8 else None,
+        batch=config.batch or "dynamic", opset=config.opset, threads=2, max_drop=config.max_drop,
+        pytorch_latency_ms=extra.get("pytorch_latency_ms"), openvino_fp32_graph_max_abs_diff=graph_diff,
+        ratios=ratios(measured), edgecnn_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return replace(report, notes=tuple(notes(report)), passed=not report.failures())
 
 
-def _judge(model: dict[str, Any], by_name: dict[str, Any], labelled: bool, max_drop: float,
-           extra: dict[str, Any]) -> dict[str, Any]:
-    """Add status/problem: the parity gate for FP32 models, the drop gate for INT8 ones."""
-    problem = ""
-    if model["precision"] == "fp32":
+def _judge(model: ModelReport, by_name: dict[str, ModelReport], labelled: bool, max_drop: float,
+           graph_diff: float | None) -> ModelReport:
+    """Add the verdict: the parity gate for FP32 models, the drop gate for INT8 ones."""
+    problem, changes = "", {}
+    if model.precision == "fp32":
         # The shipped IR stores FP16 weights; parity is checked on the same graph in f32.
-        diff = extra.get("openvino_fp32_graph_max_abs_diff", 0.0) if model["backend"] == "openvino" \
-            else model["max_abs_diff"]
-        model["parity_max_abs_diff"] = diff
+        diff = (graph_diff or 0.0) if model.backend == "openvino" else model.max_abs_diff
+        changes["parity_max_abs_diff"] = diff
         if diff > PARITY_LIMIT:
-            problem = (f"{model['name']} differs from PyTorch by {diff:.2g} in probability "
+            problem = (f"{model.name} differs from PyTorch by {diff:.2g} in probability "
                        f"(limit {PARITY_LIMIT:g})")
-    elif model["parent"] in by_name:
-        parent = by_name[model["parent"]]
+    elif model.parent in by_name:
+        parent = by_name[model.parent]
         key = "top1" if labelled else "agreement"
-        drop = round(getattr(parent, key) - model[key], 3)
-        model["drop"] = drop
+        drop = round(getattr(parent, key) - getattr(model, key), 3)
+        changes["drop"] = drop
         if drop > max_drop:
-            problem = (f"{model['name']} lost {drop:g} points of {'top-1' if labelled else 'agreement'} "
+            problem = (f"{model.name} lost {drop:g} points of {'top-1' if labelled else 'agreement'} "
                        f"against {parent.name} (--max-drop {max_drop:g})")
-    model["status"], model["problem"] = ("failed", problem) if problem else ("ok", "")
-    return model
+    return replace(model, status="failed" if problem else "ok", problem=problem, **changes)
 
 
-def ratios(measured: list[Any]) -> dict[str, Any]:
+def ratios(measured: list[ModelReport]) -> dict[str, Any]:
     """INT8/FP32 latency and file-size ratios per backend, and fastest INT8 / fastest FP32."""
     by_name = {m.name: m for m in measured}
     result: dict[str, Any] = {}
@@ -92,44 +93,39 @@ def ratios(measured: list[Any]) -> dict[str, Any]:
     return result
 
 
-def notes(report: dict[str, Any]) -> list[str]:
+def notes(report: BundleReport) -> list[str]:
     """Plain sentences for the reader: what accuracy means here and where INT8 does not pay."""
-    said = [f"Accuracy basis: {report['accuracy_basis']}."]
-    by_name = {m["name"]: m for m in report["models"]}
-    for m in report["models"]:
-        if m["precision"] != "int8" or m["parent"] not in by_name:
+    said = [f"Accuracy basis: {report.accuracy_basis}."]
+    by_name = {m.name: m for m in report.models}
+    for m in report.models:
+        if m.precision != "int8" or m.parent not in by_name:
             continue
-        parent = by_name[m["parent"]]
-        ratio = m["latency_ms"] / parent["latency_ms"]
+        parent = by_name[m.parent]
+        ratio = m.latency_ms / parent.latency_ms
         if ratio > NO_SPEEDUP:
-            said.append(f"INT8 gives no speed-up for {m['backend']} on this CPU: {m['name']} takes "
-                        f"{m['latency_ms']:.1f} ms vs {parent['latency_ms']:.1f} ms for {parent['name']}; "
+            said.append(f"INT8 gives no speed-up for {m.backend} on this CPU: {m.name} takes "
+                        f"{m.latency_ms:.1f} ms vs {parent.latency_ms:.1f} ms for {parent.name}; "
                         "prefer the faster model.")
         else:
-            said.append(f"{m['name']} runs {1 / ratio:.2f}x faster than {parent['name']} on this CPU.")
-    tried = (report["calibration"] or {}).get("onnx_tried", [])
+            said.append(f"{m.name} runs {1 / ratio:.2f}x faster than {parent.name} on this CPU.")
+    tried = report.calibration.onnx_tried if report.calibration else ()
     if len(tried) > 1:
-        kept, others = tried[0], ", ".join(f"{t['method']} {t['drop']:g}" for t in tried[1:])
-        asked = report["calibration"]["method"]
-        said.append(f"ONNX INT8 calibration: tried alternatives after {asked} lost too much; "
-                    f"kept {kept['method']} (drop {kept['drop']:g} points; others: {others}).")
-    if any(m["backend"] == "openvino" and m["precision"] == "fp32" for m in report["models"]):
+        kept, others = tried[0], ", ".join(f"{t.method} {t.drop:g}" for t in tried[1:])
+        said.append(f"ONNX INT8 calibration: tried alternatives after {report.calibration.method} lost too "
+                    f"much; kept {kept.method} (drop {kept.drop:g} points; others: {others}).")
+    if any(m.backend == "openvino" and m.precision == "fp32" for m in report.models):
         said.append("openvino fp32 stores FP16-compressed weights (half the file); its PyTorch parity gate "
                     "is checked on the same graph in f32, and its max_abs_diff column is the shipped file's.")
     return said
 
 
-def failures(report: dict[str, Any]) -> list[str]:
-    return [m["problem"] for m in report["models"] if m["status"] == "failed"]
+def failures(report: BundleReport) -> list[str]:
+    return report.failures()
 
 
-def write_report(report: dict[str, Any], folder: Path) -> None:
-    _write(folder / "report.json", json.dumps(report, indent=2) + "\n")
-    _write(folder / "report.md", markdown(report))
-
-
-def _write(path: Path, text: str) -> None:
-    write_atomic(path, text.encode("utf-8"))
+def write_report(report: BundleReport, folder: Path) -> None:
+    write_text_atomic(folder / REPORT_JSON, report.to_json())
+    write_text_atomic(folder / REPORT_MD, markdown(report))
 
 
 COLUMNS = ("model", "top-1 %", "top-5 %", "agree %", "max diff", "ms", "MB", "status")
@@ -137,15 +133,15 @@ LONG_COLUMNS = ("model", "top-1 %", "top-5 %", "agreement with PyTorch %", "max 
                 "size MB", "status")
 
 
-def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+def rows(report: BundleReport) -> list[tuple[str, ...]]:
     """One row of text cells per model, shared by the Markdown and the Rich table."""
     def cell(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    return [(m["name"], cell(m["top1"], ".1f"), cell(m["top5"], ".1f"), cell(m["agreement"], ".1f"),
-             cell(m["max_abs_diff"], ".2g"), cell(m["latency_ms"], ".1f"), cell(m["size_bytes"] / 1e6, ".2f"),
-             m["status"] if not m.get("drop") else f"{m['status']} (drop {m['drop']:g})")
-            for m in report["models"]]
+    return [(m.name, cell(m.top1, ".1f"), cell(m.top5, ".1f"), cell(m.agreement, ".1f"),
+             cell(m.max_abs_diff, ".2g"), cell(m.latency_ms, ".1f"), cell(m.size_bytes / 1e6, ".2f"),
+             m.status if not m.drop else f"{m.status} (drop {m.drop:g})")
+            for m in report.models]
 
 
 def ratio_lines(ratios: dict[str, Any]) -> list[str]:
@@ -159,30 +155,30 @@ def ratio_lines(ratios: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Export report: {report['arch']}", "", f"Source: {report['source']}  ",
-             f"Validation images: {report['validation_images']}; batch {report['batch']}, "
-             f"{report['threads']} threads; PyTorch latency {report['pytorch_latency_ms']:.1f} ms", "",
+def markdown(report: BundleReport) -> str:
+    lines = [f"# Export report: {report.arch}", "", f"Source: {report.source}  ",
+             f"Validation images: {report.validation_images}; batch {report.batch}, "
+             f"{report.threads} threads; PyTorch latency {report.pytorch_latency_ms:.1f} ms", "",
              "| " + " | ".join(LONG_COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(report)]
-    lines += ["", *[f"- {line}" for line in ratio_lines(report["ratios"])], ""]
-    lines += [f"- {note}" for note in report["notes"]]
-    lines += [f"- FAILED: {problem}" for problem in failures(report)]
-    lines.append(f"\nResult: {'passed' if report['passed'] else 'FAILED'}")
+    lines += ["", *[f"- {line}" for line in ratio_lines(report.ratios)], ""]
+    lines += [f"- {note}" for note in report.notes]
+    lines += [f"- FAILED: {problem}" for problem in report.failures()]
+    lines.append(f"\nResult: {'passed' if report.passed else 'FAILED'}")
     return "\n".join(lines) + "\n"
 
 
-def print_report(report: dict[str, Any], console: Any) -> None:
+def print_report(report: BundleReport, console: Any) -> None:
     """The Rich table shown at the end of `edgecnn export`."""
     from rich.table import Table
 
-    table = Table(title=f"{report['arch']} export ({report['validation_images']} validation images)")
+    table = Table(title=f"{report.arch} export ({report.validation_images} validation images)")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("model", "status") else "right")
     for row in rows(report):
         table.add_row(*row, style="red" if row[-1].startswith("failed") else None)
     console.print(table)
-    for line in ratio_lines(report["ratios"]):
+    for line in ratio_lines(report.ratios):
         console.print(line, highlight=False)
-    for note in report["notes"]:
+    for note in report.notes:
         console.print(note, highlight=False)

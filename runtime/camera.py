@@ -11,7 +11,6 @@ is ready.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.outputs import check_writable
+from edgecnn.runtime.outputs import AtomicPath, check_writable
 from edgecnn.runtime.overlay import UNCERTAIN, Display, draw_overlay
 from edgecnn.runtime.preprocess import fit_frame
 from edgecnn.runtime.video import AtomicVideoWriter, Frame, VideoOptions, VideoSource
@@ -119,9 +118,8 @@ class JsonlWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.file = self.temp.open("w", encoding="utf-8")
+        self._target = AtomicPath(self.path)
+        self.file = self._target.temp.open("w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")
@@ -129,7 +127,7 @@ class JsonlWriter:
     def close(self) -> None:
         if not self.file.closed:
             self.file.close()
-            os.replace(self.temp, self.path)
+            self._target.commit()
 
 
 def run_camera(engine: Any, config: CameraConfig, say: Callable[[str], None] = print) -> CameraSummary:

@@ -17,7 +17,7 @@ import numpy as np
 from edgecnn.runtime.engine import Engine
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.images import iter_image_files, read_image
-from edgecnn.runtime.outputs import check_writable
+from edgecnn.runtime.outputs import check_writable, write_text_atomic
 from edgecnn.runtime.preprocess import fit_frame
 
 log = logging.getLogger("edgecnn")
@@ -149,12 +149,6 @@ def _write(report: EvalReport, out: Path, engine: Engine) -> EvalReport:
     save_confusion(np.array(report.confusion), list(report.classes), columns,
                    Path(outputs["confusion_matrix"]), title=title)
     lines = [f"{m['file']}\ttrue={m['true']}\tpredicted={m['predicted']}" for m in report.misclassified]
-    _atomic_text(Path(outputs["misclassified"]), "\n".join(lines) + ("\n" if lines else ""))
-    _atomic_text(Path(outputs["json"]), json.dumps(report.to_dict(), indent=2))
+    write_text_atomic(Path(outputs["misclassified"]), "\n".join(lines) + ("\n" if lines else ""))
+    write_text_atomic(Path(outputs["json"]), json.dumps(report.to_dict(), indent=2))
     return report
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    temp.replace(path)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.runtime import devices
+from edgecnn.runtime.bundle import Bundle
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.metadata import ModelMeta
-from edgecnn.runtime.selection import BUNDLE_FILES, bundle_file, report_passed
 
 
 def machine_info() -> dict[str, Any]:
@@ -35,11 +35,8 @@ def machine_info() -> dict[str, Any]:
 def model_info(path: Path) -> dict[str, Any]:
     """Metadata of a model file, or of every model in a bundle with its accuracy-check verdict."""
     if path.is_dir():
-        passed = report_passed(path)
-        models = {rel: _file_info(path / rel, passed.get(rel)) for rel in BUNDLE_FILES.values()
-                  if bundle_file(path, rel)}
-        if not models:
-            raise EdgecnnError(f"{path} holds no model.onnx or openvino/model.xml; is it an edgecnn bundle?")
+        models = {m.rel: _file_info(m.path, None if m.report is None else m.passed)
+                  for m in Bundle(path).models()}
         return {"bundle": str(path), "models": models}
     if not path.exists():
         raise EdgecnnError(f"{path} does not exist; give a bundle folder, a .onnx or an OpenVINO .xml")

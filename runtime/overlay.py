@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecnn.runtime.outputs import AtomicPath
 
 UNCERTAIN = "uncertain"
 _GREEN, _GREY, _WHITE, _DARK = (80, 200, 80), (150, 150, 150), (255, 255, 255), (40, 40, 40)
@@ -136,9 +137,8 @@ class Display:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.perf_counter_ns() % 1000:03d}"
         path = self.snapshot_dir / f"snapshot-{stamp}.png"
-        temp = path.with_name(f".{path.stem}.tmp.png")
-        cv2.imwrite(str(temp), image)
-        os.replace(temp, path)
+        with AtomicPath(path) as temp:
+            cv2.imwrite(str(temp), image)
         self.say(f"snapshot saved to {path}")
         return path
 

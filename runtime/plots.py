@@ -6,17 +6,17 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+from edgecnn.runtime.outputs import AtomicPath
 
 
 def save_confusion(matrix: np.ndarray, rows: list[str], columns: list[str], path: Path,
                    title: str = "") -> None:
     """Write a counts heat map, true classes down, predicted across; atomically."""
-    temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if importlib.util.find_spec("matplotlib") is not None:
-        _matplotlib(matrix, rows, columns, temp, title)
-    else:
-        _opencv(matrix, rows, columns, temp)
-    temp.replace(path)
+    with AtomicPath(path) as temp:
+        if importlib.util.find_spec("matplotlib") is not None:
+            _matplotlib(matrix, rows, columns, temp, title)
+        else:
+            _opencv(matrix, rows, columns, temp)
 
 
 def _matplotlib(matrix: np.ndarray, rows: list[str], columns: list[str], path: Path, title: str) -> None:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime.bundle import Bundle, BundleModel
 from edgecnn.runtime.devices import Placement, place
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.metadata import META_KEY, ModelMeta, Preprocess, read_labels
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
-# Bundle layout (export writes it): (backend, precision) -> file.
-BUNDLE_FILES = {
-    ("openvino", "int8"): "openvino/model.int8.xml",
-    ("openvino", "fp32"): "openvino/model.xml",
-    ("onnxruntime", "int8"): "model.int8.onnx",
-    ("onnxruntime", "fp32"): "model.onnx",
-}
 
 
 @dataclass(frozen=True)
@@ -53,14 +47,11 @@ def choose_model(path: Path, device: str, precision: str, backend: str) -> Choic
     return Choice(path, placement, precision if precision != "auto" else "", placement.reason)
 
 
-def _choose_in_bundle(bundle: Path, device: str, precision: str, backend: str) -> Choice:
+def _choose_in_bundle(folder: Path, device: str, precision: str, backend: str) -> Choice:
     """The fastest model that passed export's accuracy check (report.json), among those that can run here."""
-    present = {key: bundle / rel for key, rel in BUNDLE_FILES.items() if bundle_file(bundle, rel)}
-    if not present:
-        raise EdgecnnError(f"{bundle} holds no model.onnx or openvino/model.xml; is it an edgecnn bundle?")
-    report = bundle_report(bundle)
+    models = Bundle(folder).models()
     # Without measurements: OpenVINO first on CPU/NPU, ONNX Runtime (TensorRT/CUDA) first on GPU.
-    prefer = [b for b in ("openvino", "onnxruntime") if any(k[0] == b for k in present)]
+    prefer = [b for b in ("openvino", "onnxruntime") if any(m.backend == b for m in models)]
     placement = place(device, backend, tuple(prefer))
     if backend == "auto" and placement.device == "gpu" and "onnxruntime" in prefer:
         placement = place("gpu", "auto", ("onnxruntime", "openvino"))
@@ -68,78 +59,36 @@ def _choose_in_bundle(bundle: Path, device: str, precision: str, backend: str) -
     backends = [placement.backend]
     if backend == "auto":
         backends += [b for b in prefer if b != placement.backend and placement.device in _devices_of(b)]
-    ranked = []
-    for key, path in present.items():
-        entry = report.get(BUNDLE_FILES[key], {})
-        if key[0] not in backends or wanted not in ("auto", key[1]):
-            continue
-        if wanted == "auto" and key[1] == "int8" and not entry.get("passed", False):
-            continue  # INT8 only when its accuracy check passed
-        latency = entry.get("latency_ms")
-        ranked.append((latency if isinstance(latency, (int, float)) else float("inf"),
-                       key[1] != "int8", backends.index(key[0]), key, path, latency))
+    ranked = rank(models, backends, wanted)
     if not ranked:
-        have = ", ".join(f"{b} {p}" for b, p in present)
-        raise EdgecnnError(f"{bundle} has no {wanted} model for {placement.backend}; it has: {have}")
-    *_, (chosen_backend, prec), path, latency = min(ranked)
-    if chosen_backend != placement.backend:
-        placement = place(placement.device, chosen_backend)
-        placement = replace(placement, reason=f"auto picked {chosen_backend} on {placement.device}")
-    why = f"{placement.reason}, {prec.upper()}"
+        have = ", ".join(f"{m.backend} {m.precision}" for m in models)
+        raise EdgecnnError(f"{folder} has no {wanted} model for {placement.backend}; it has: {have}")
+    chosen = ranked[0]
+    if chosen.backend != placement.backend:
+        placement = place(placement.device, chosen.backend)
+        placement = replace(placement, reason=f"auto picked {chosen.backend} on {placement.device}")
+    why = f"{placement.reason}, {chosen.precision.upper()}"
     if precision == "auto" and len(ranked) > 1:
-        why += f" (fastest accurate in report.json: {latency:.1f} ms)" if latency else " (check passed)"
-    return Choice(path, placement, precision if precision == "fp16" else prec, why, bundle)
+        measured = math.isfinite(chosen.latency_ms)
+        why += f" (fastest accurate in report.json: {chosen.latency_ms:.1f} ms)" if measured \
+            else " (check passed)"
+    return Choice(chosen.path, placement, precision if precision == "fp16" else chosen.precision, why, folder)
 
 
-def bundle_file(bundle: Path, rel: str) -> Path | None:
-    """`bundle/rel` when it is a file; EdgecnnError when it (or an .xml's .bin) leads outside the bundle."""
-    path = bundle / rel
-    if not path.is_file():
-        return None
-    root = bundle.resolve()
-    for item in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
-        if (item.exists() or item.is_symlink()) and not item.resolve().is_relative_to(root):
-            raise EdgecnnError(f"{item} links outside the bundle folder {bundle}; refusing to read it "
-                               "(an untrusted bundle?): replace the link with the file itself")
-    return path
+def rank(models: list[BundleModel], backends: list[str], precision: str) -> list[BundleModel]:
+    """The models that may run, best first: measured latency, then INT8 before FP32, then `backends` order.
+
+    `precision` "auto" admits INT8 only when its accuracy check passed; "fp32"/"int8" admit only that.
+    """
+    allowed = [m for m in models if m.backend in backends and precision in ("auto", m.precision)
+               and not (precision == "auto" and m.precision == "int8" and not m.passed)]
+    return sorted(allowed, key=lambda m: (m.latency_ms, m.precision != "int8", backends.index(m.backend)))
 
 
 def _devices_of(backend: str) -> list[str]:
     from edgecnn.runtime.devices import backend_devices
 
     return backend_devices(backend)
-
-
-def bundle_report(bundle: Path) -> dict[str, dict[str, Any]]:
-    """Bundle-relative model path -> {"passed": bool, "latency_ms": float | None} from report.json."""
-    report_path = bundle / "report.json"
-    if not bundle_file(bundle, "report.json"):
-        return {}
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise EdgecnnError(f"{report_path} is unreadable ({exc}); export the bundle again") from exc
-    entries = {}
-    for rel, entry in _model_entries(report).items():
-        passed = entry["status"] == "ok" if "status" in entry else bool(entry.get("passed", False))
-        entries[rel] = {"passed": passed, "latency_ms": entry.get("latency_ms")}
-    return entries
-
-
-def report_passed(bundle: Path) -> dict[str, bool]:
-    """Bundle-relative model path -> whether export's accuracy check passed."""
-    return {rel: entry["passed"] for rel, entry in bundle_report(bundle).items()}
-
-
-def _model_entries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    models = report.get("models", [])
-    if isinstance(models, dict):
-        models = [dict(entry, path=entry.get("path", key)) for key, entry in models.items()]
-    entries = {}
-    for entry in models:
-        if isinstance(entry, dict) and (entry.get("path") or entry.get("file")):
-            entries[str(entry.get("path") or entry.get("file")).replace("\\", "/")] = entry
-    return entries
 
 
 def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | None, hint: str
@@ -171,8 +120,8 @@ def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | No
 
 
 def _ov_read_onnx(choice: Choice) -> Any:
-    from edgecnn.runtime.backends.onnxruntime import check_external_data
     from edgecnn.runtime.backends.openvino import core
+    from edgecnn.runtime.bundle import check_external_data
 
     check_external_data(choice.model_path)
     try:
@@ -202,8 +151,9 @@ def resolve_meta(choice: Choice, runner: Any, embedded: ModelMeta | None,
         embedded = _foreign_meta(choice.model_path, runner, given, mean, std)
     elif given is not None:
         embedded = replace(embedded, labels=given)
-    if choice.bundle is not None and given is None and bundle_file(choice.bundle, "labels.txt"):
-        listed = read_labels(choice.bundle / "labels.txt")
+    listed_file = Bundle(choice.bundle).labels_file() if choice.bundle is not None and given is None else None
+    if listed_file is not None:
+        listed = read_labels(listed_file)
         if len(listed) != len(embedded.labels):
             raise EdgecnnError(f"{choice.bundle}/labels.txt lists {len(listed)} labels but the model "
                                f"has {len(embedded.labels)}; export the bundle again")

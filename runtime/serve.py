@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecnn.runtime.bundle import Bundle
 from edgecnn.runtime.errors import EdgecnnError, install_hint
 
 INSTALL_HINT = f"serving needs NVIDIA PyTriton and tritonclient: {install_hint('serve')}"
@@ -84,6 +85,9 @@ def serve(config: ServeConfig, on_ready: Callable[[Endpoints], None] | None = No
 
 
 def check_config(config: ServeConfig) -> None:
+    """Every mistake visible before Triton starts, including a bundle file that leads outside its folder."""
+    if config.model.is_dir():
+        Bundle(config.model).models()
     for option, value in (("--max-batch", config.max_batch), ("--instances", config.instances)):
         if value < 1:
             raise EdgecnnError(f"{option} must be at least 1, got {value}")

@@ -10,21 +10,18 @@ Triton client can send raw fitted pixels; `label_filename` lets Triton's classif
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecnn.runtime.bundle import Bundle, layout_path
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.metadata import ModelMeta
+from edgecnn.runtime.outputs import atomic_folder
 
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
-PRECISIONS = {  # precision -> (ONNX file, OpenVINO IR) in a bundle
-    "fp32": ("model.onnx", "openvino/model.xml"),
-    "int8": ("model.int8.onnx", "openvino/model.int8.xml"),
-}
+PRECISIONS = ("fp32", "int8")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -44,15 +41,14 @@ class TritonRepoConfig:
 
 def write_triton_repo(config: TritonRepoConfig) -> list[Path]:
     """Write (or replace) the ONNX and OpenVINO model folders; returns the folders written."""
-    onnx_file, ir_file = _check(config)
+    onnx_file, xml = _check(config)
     name = model_name(config)
-    meta = ModelMeta.read(config.bundle / onnx_file)
+    meta = ModelMeta.read(onnx_file)
     if meta is None:
-        raise EdgecnnError(f"{config.bundle / onnx_file} has no edgecnn metadata; re-export the bundle")
+        raise EdgecnnError(f"{onnx_file} has no edgecnn metadata; re-export the bundle")
     config.repo.mkdir(parents=True, exist_ok=True)
-    written = [_write_model(config, name, meta, "onnxruntime", [config.bundle / onnx_file])]
-    xml = config.bundle / ir_file
-    if xml.is_file():
+    written = [_write_model(config, name, meta, "onnxruntime", [onnx_file])]
+    if xml is not None:
         ir_files = [xml, xml.with_suffix(".bin")]
         written.append(_write_model(config, f"{name}_openvino", meta, "openvino", ir_files))
     return written
@@ -88,47 +84,35 @@ def config_pbtxt(name: str, meta: ModelMeta, backend: str, kind: str, max_batch:
     return "\n".join(lines) + "\n"
 
 
-def _check(config: TritonRepoConfig) -> tuple[str, str]:
+def _check(config: TritonRepoConfig) -> tuple[Path, Path | None]:
+    """The bundle's ONNX file and OpenVINO IR (None when absent) at the asked precision, safely resolved."""
     if config.kind not in KINDS:
         raise EdgecnnError(f"unknown --kind {config.kind!r}; choose one of {', '.join(KINDS)}")
     if config.precision not in PRECISIONS:
         raise EdgecnnError(f"unknown --precision {config.precision!r}; choose one of {', '.join(PRECISIONS)}")
     if config.max_batch < 1 or config.instances < 1:
         raise EdgecnnError("--max-batch and --instances must be at least 1")
-    onnx_file, ir_file = PRECISIONS[config.precision]
-    if not config.bundle.is_dir() or not (config.bundle / onnx_file).is_file():
-        raise EdgecnnError(f"{config.bundle} holds no {onnx_file}; give a bundle folder written by `edgecnn "
+    onnx_rel = layout_path("onnxruntime", config.precision)
+    onnx_file = Bundle(config.bundle).file(onnx_rel) if config.bundle.is_dir() else None
+    if onnx_file is None:
+        raise EdgecnnError(f"{config.bundle} holds no {onnx_rel}; give a bundle folder written by `edgecnn "
                            "export`" + (" --int8" if config.precision == "int8" else ""))
     if config.repo.exists() and not config.repo.is_dir():
         raise EdgecnnError(f"{config.repo} is a file; give a folder for the model repository")
-    return onnx_file, ir_file
+    return onnx_file, Bundle(config.bundle).file(layout_path("openvino", config.precision))
 
 
 def _write_model(config: TritonRepoConfig, name: str, meta: ModelMeta, backend: str,
                  files: list[Path]) -> Path:
     """Build the model folder under a temporary name beside its place, then swap it in."""
     kind = config.kind if backend == "onnxruntime" else "cpu"
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=config.repo))
-    try:
+    with atomic_folder(config.repo / name) as work:
         (work / "1").mkdir()
-        for source in files:
+        for source in files:  # resolved by Bundle.file: inside the bundle
             shutil.copyfile(source, work / "1" / f"model{source.suffix}")
         (work / "labels.txt").write_text("\n".join(meta.labels) + "\n", encoding="utf-8")
         text = config_pbtxt(name, meta, backend, kind, config.max_batch, config.instances,
                             config.queue_delay_us)
-        (work / "config.pbtxt").write_text(text, encoding="utf-8")
+        (work / "config.pbtxt").write_text(text, encoding="utf-8")  # the folder swap makes it atomic
         work.chmod(0o755)
-        return _swap_into_place(work, config.repo / name)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-
-
-def _swap_into_place(work: Path, target: Path) -> Path:
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(work, target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return config.repo / name

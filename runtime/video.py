@@ -8,7 +8,6 @@ EdgecnnError after `reconnect_timeout`. Every wait is bounded.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.outputs import AtomicPath
 from edgecnn.runtime.sources import (
     Reader,
     Say,
@@ -213,7 +213,7 @@ class AtomicVideoWriter:
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path, self.fps = Path(path), fps
-        self.temp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix or '.mp4'}")
+        self._target: AtomicPath | None = None
         self._writer: Any = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
@@ -222,10 +222,10 @@ class AtomicVideoWriter:
         import cv2
 
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._target = AtomicPath(self.path, suffix=self.path.suffix or ".mp4")  # cv2 goes by the suffix
             self.size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # plays everywhere, needs no extra codec
-            self._writer = cv2.VideoWriter(str(self.temp), fourcc, self.fps, self.size)
+            self._writer = cv2.VideoWriter(str(self._target.temp), fourcc, self.fps, self.size)
             if not self._writer.isOpened():
                 raise EdgecnnError(f"cannot write video {self.path}; check the folder and the .mp4 suffix")
         if (image.shape[1], image.shape[0]) != self.size:  # slideshows mix sizes; a video cannot
@@ -237,4 +237,4 @@ class AtomicVideoWriter:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            os.replace(self.temp, self.path)
+            self._target.commit()  # type: ignore[union-attr]  # set with the writer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -10,35 +9,10 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime.backends.base import InputSpec
+from edgecnn.runtime.bundle import check_external_data
 from edgecnn.runtime.errors import EdgecnnError
 
-# An ONNX TensorProto.external_data entry whose key is "location": field 1 "location", then field 2.
-_LOCATION = re.compile(rb"\x0a\x08location\x12")
 _ONNX_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(float16)": "float16"}
-
-
-def check_external_data(path: Path) -> None:
-    """Refuse weights stored outside the model's folder (a model file must not read arbitrary files)."""
-    data = path.read_bytes()
-    folder = path.parent.resolve()
-    for match in _LOCATION.finditer(data):
-        length, start = _varint(data, match.end())
-        location = data[start : start + length].decode("utf-8", errors="replace")
-        target = (folder / location).resolve()
-        if Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise EdgecnnError(f"{path} refers to external data {location!r} outside its folder; "
-                               "refusing to load it (keep the weights beside the .onnx file)")
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while pos < len(data):
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            break
-    return value, pos
 
 
 def provider_entry(provider: str, cache_dir: Path | None) -> Any:

@@ -1,0 +1,289 @@
+"""A bundle folder: its layout, its typed report, and the one safe way to reach its files.
+
+    model.onnx, model.int8.onnx                    ONNX Runtime, FP32 and INT8
+    openvino/model.xml|.bin, model.int8.xml|.bin   OpenVINO IR, FP32 and INT8
+    labels.txt                                     one class name per line
+    report.json, report.md                         what export measured (`BundleReport`), for code and people
+
+Export writes a bundle into a temporary folder and swaps it into place (`outputs.atomic_folder`);
+everyone else opens it with `Bundle`, which refuses any file that leads outside the folder (symlinks,
+`..`, absolute paths, ONNX external data). Torch-free.
+
+report.json versioning (`REPORT_SCHEMA_VERSION`): a field added with a default keeps the version, and
+readers ignore fields they do not know, so an older edgecnn still reads it. Renaming, removing or
+changing the meaning of a field bumps the version. A report from a newer schema is refused ("upgrade
+edgecnn"); one from an older schema (or none) reads as "nothing measured": selection then never
+auto-picks INT8, whose accuracy check it cannot see. Readers never guess between spellings.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from edgecnn.runtime.errors import EdgecnnError
+
+REPORT_SCHEMA_VERSION = 1
+REPORT_JSON, REPORT_MD, LABELS_TXT = "report.json", "report.md", "labels.txt"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model's place in the layout."""
+
+    backend: str  # "onnxruntime" | "openvino"
+    precision: str  # "fp32" | "int8"
+    path: str  # relative to the bundle folder, "/"-separated
+
+
+# Fallback preference among equals: this order (OpenVINO first, INT8 first) is the ranking's last key.
+LAYOUT = (
+    ModelFile("openvino", "int8", "openvino/model.int8.xml"),
+    ModelFile("openvino", "fp32", "openvino/model.xml"),
+    ModelFile("onnxruntime", "int8", "model.int8.onnx"),
+    ModelFile("onnxruntime", "fp32", "model.onnx"),
+)
+
+
+def layout_path(backend: str, precision: str) -> str:
+    """The bundle-relative file of `backend` at `precision`."""
+    return next(f.path for f in LAYOUT if (f.backend, f.precision) == (backend, precision))
+
+
+# -- the report -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelReport:
+    """What export measured for one model file, and its gate verdict."""
+
+    name: str  # e.g. "onnx int8"
+    backend: str
+    precision: str
+    path: str  # bundle-relative, as in LAYOUT
+    top1: float | None = None  # percent; None when the images carry no labels
+    top5: float | None = None  # percent; only with more than 5 classes
+    agreement: float = 0.0  # percent of images whose top-1 equals PyTorch's
+    agreement_fp32: float | None = None  # INT8 only: percent agreeing with its FP32 parent
+    max_abs_diff: float = 0.0  # largest probability difference against PyTorch (the shipped file)
+    latency_ms: float | None = None  # median batch-1 latency at the report's `threads`
+    size_bytes: int = 0
+    val_images: int = 0
+    parent: str | None = None  # INT8: the FP32 model it was quantised from
+    parity_max_abs_diff: float | None = None  # FP32: what the parity gate judged
+    drop: float | None = None  # INT8: top-1 (or agreement) points lost against the parent
+    status: str = "ok"  # "ok" | "failed"
+    problem: str = ""  # why it failed, one sentence
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "ok"
+
+    def accuracy(self) -> dict[str, float]:
+        """The accuracy dict stored in the model's own metadata."""
+        figures = {"top1": self.top1, "top5": self.top5, "agreement": self.agreement,
+                   "max_abs_diff": self.max_abs_diff, "val_images": float(self.val_images)}
+        return {key: value for key, value in figures.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelReport:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class CalibrationTry:
+    method: str
+    drop: float  # top-1 points lost with this calibration method
+
+
+@dataclass(frozen=True)
+class Calibration:
+    images: int
+    method: str  # the method asked for
+    onnx_tried: tuple[CalibrationTry, ...] = ()  # the kept one first
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        known = _known(cls, data)
+        known["onnx_tried"] = tuple(CalibrationTry(**_known(CalibrationTry, t))
+                                    for t in known.get("onnx_tried", ()))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """report.json: the export's settings, every model's figures and verdict, and the INT8/FP32 ratios."""
+
+    models: tuple[ModelReport, ...]
+    arch: str = ""
+    source: str = ""  # where the model came from, in words
+    num_classes: int = 0
+    labelled: bool = True
+    accuracy_basis: str = ""
+    validation_images: int = 0
+    calibration: Calibration | None = None  # None without --int8
+    batch: int | str = "dynamic"
+    opset: int = 17
+    threads: int = 2
+    max_drop: float = 1.0
+    pytorch_latency_ms: float | None = None
+    openvino_fp32_graph_max_abs_diff: float | None = None
+    ratios: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    passed: bool = False
+    edgecnn_version: str = ""
+    created: str = ""
+    schema_version: int = REPORT_SCHEMA_VERSION
+
+    def model(self, path: str) -> ModelReport | None:
+        """The report of the model at bundle-relative `path`."""
+        return next((m for m in self.models if m.path == path), None)
+
+    def failures(self) -> list[str]:
+        return [m.problem for m in self.models if not m.passed]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = REPORT_JSON) -> BundleReport | None:
+        """The report; None when it is from an older schema; EdgecnnError when newer or malformed."""
+        try:
+            version = int(data.get("schema_version", 0))
+            if version > REPORT_SCHEMA_VERSION:
+                raise EdgecnnError(f"{source} was written by a newer edgecnn (report schema {version}); "
+                                   "upgrade: pip install -U edgecnn")
+            if version < REPORT_SCHEMA_VERSION:
+                return None
+            known = _known(cls, data)
+            known["models"] = tuple(ModelReport.from_dict(m) for m in known["models"])
+            if known.get("calibration") is not None:
+                known["calibration"] = Calibration.from_dict(known["calibration"])
+            known["notes"] = tuple(known.get("notes", ()))
+            return cls(**known)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise EdgecnnError(f"{source} is unreadable ({type(exc).__name__}: {exc}); "
+                               "export the bundle again") from exc
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields `cls` knows; others (added by a later edgecnn of the same schema) are ignored."""
+    if not isinstance(data, dict):
+        raise TypeError(f"expected an object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
+# -- reading a bundle -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BundleModel:
+    """A model file present in a bundle, with what export measured for it (None: not in the report)."""
+
+    backend: str
+    precision: str
+    rel: str  # bundle-relative path
+    path: Path
+    report: ModelReport | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether export's accuracy gate passed (False when nothing was measured)."""
+        return self.report is not None and self.report.passed
+
+    @property
+    def latency_ms(self) -> float:
+        """Measured latency, or infinity when nothing was measured (ranks last)."""
+        latency = self.report.latency_ms if self.report is not None else None
+        return latency if latency is not None and math.isfinite(latency) else math.inf
+
+
+class Bundle:
+    """A bundle folder opened for reading."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise EdgecnnError(f"{self.root} is not a folder; "
+                               "give a bundle folder written by `edgecnn export`")
+
+    def file(self, rel: str) -> Path | None:
+        """`rel` inside the bundle when it is a file, None when it is absent; EdgecnnError when it (an
+        .xml's .bin, an .onnx's external data) leads outside the folder."""
+        parts = PurePosixPath(rel.replace("\\", "/"))
+        if parts.is_absolute() or ".." in parts.parts or Path(rel).is_absolute():
+            raise EdgecnnError(f"{rel!r} is not a path inside the bundle {self.root}; refusing to read it")
+        path = self.root.joinpath(*parts.parts)
+        if not path.is_file():
+            return None
+        inside(path, self.root)
+        if path.suffix == ".xml":
+            inside(path.with_suffix(".bin"), self.root)
+        if path.suffix == ".onnx":
+            check_external_data(path, self.root)
+        return path
+
+    @functools.cached_property
+    def report(self) -> BundleReport | None:
+        """report.json as a typed record; None when it is missing or from an older schema."""
+        path = self.file(REPORT_JSON)
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EdgecnnError(f"{path} is unreadable ({exc}); export the bundle again") from exc
+        return BundleReport.from_dict(data, str(path))
+
+    def models(self) -> list[BundleModel]:
+        """Every model file present, in LAYOUT order, with its report; EdgecnnError when there is none."""
+        present = [(f, path) for f in LAYOUT for path in [self.file(f.path)] if path is not None]
+        if not present:
+            raise EdgecnnError(f"{self.root} holds no model.onnx or openvino/model.xml; "
+                               "is it an edgecnn bundle?")
+        report = self.report
+        found = [BundleModel(f.backend, f.precision, f.path, path, report.model(f.path) if report else None)
+                 for f, path in present]
+        return found
+
+    def labels_file(self) -> Path | None:
+        return self.file(LABELS_TXT)
+
+
+def inside(path: Path, root: Path) -> Path:
+    """`path` unless it (through links) lies outside `root`: EdgecnnError then."""
+    if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(root.resolve()):
+        raise EdgecnnError(f"{path} links outside the bundle folder {root}; refusing to read it "
+                           "(an untrusted bundle?): replace the link with the file itself")
+    return path
+
+
+# An ONNX TensorProto.external_data entry whose key is "location": field 1 "location", then field 2.
+_LOCATION = re.compile(rb"\x0a\x08location\x12")
+
+
+def check_external_data(path: Path, root: Path | None = None) -> None:
+    """Refuse weights stored outside `root` (default: the model's folder): a model must not read
+    arbitrary files. A byte scan; ONNX Runtime's own check catches reordered fields."""
+    data = path.read_bytes()
+    folder = (root or path.parent).resolve()
+    for match in _LOCATION.finditer(data):
+        length, start = _varint(data, match.end())
+        location = data[start : start + length].decode("utf-8", errors="replace")
+        target = (path.parent / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise EdgecnnError(f"{path} refers to external data {location!r} outside its folder; "
+                               "refusing to load it (keep the weights beside the .onnx file)")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < len(data):
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            break
+    return value, pos
