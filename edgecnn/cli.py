@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -319,7 +320,8 @@ def bench(
         console.print(bench_table(report))
 
 
-@app.command(epilog="Example: edgecnn camera bundles/imagenet --source samples/videos/cup.mp4 --headless")
+@app.command(epilog="Example: edgecnn camera bundles/imagenet --source samples/videos/cup.mp4 --headless "
+                     "--serve 8080")
 @user_errors
 def camera(
     model: ModelPath,
@@ -344,25 +346,42 @@ def camera(
     reconnect_timeout: Annotated[float, typer.Option(help="Seconds to keep reconnecting a lost stream.")
                                  ] = 30.0,
     threads: ThreadsOpt = None,
+    serve: Annotated[str | None, typer.Option(
+        metavar="[HOST:]PORT", help="Show the live picture and results on a web page at this address "
+        "(host 127.0.0.1 unless given; another host needs --token or --no-auth).")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="EDGECNN_TOKEN", help="Secret viewers of --serve must give: open /?token=TOKEN.")] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Let anyone who can reach a non-loopback --serve address watch.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recognise what a webcam, video file, stream or image folder shows, live."""
+    """Recognise what a webcam, video file, stream or image folder shows, live.
+
+    With --serve, a browser shows it too: http://127.0.0.1:PORT/ (also /stream.mjpg, /events,
+    /api/state and /healthz).
+    """
     import json
+    from contextlib import ExitStack
     from dataclasses import asdict, replace
 
     from edgecnn.runtime.camera import CameraConfig, run_camera, summary_table
     from edgecnn.runtime.video import VideoOptions, check_source
 
-    check_source(source)  # a missing file fails before the model loads
+    say = lambda message: err_console.print(message, highlight=False)  # noqa: E731
+    spec = check_source(source)  # a missing file fails before the model loads
+    if serve is None and no_auth:
+        raise EdgecnnError("--no-auth goes with --serve [HOST:]PORT")
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
                            reconnect_timeout=reconnect_timeout)
     config = CameraConfig(source=source, top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
                           video=options)
-    with _load_engine(model, device, backend, precision, threads=threads) as engine:
+    with ExitStack() as stack:
+        sinks = [stack.enter_context(_live_server(serve, spec.name, token, no_auth, say))] if serve else []
+        engine = stack.enter_context(_load_engine(model, device, backend, precision, threads=threads))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
-        summary = run_camera(engine, config, say=lambda message: err_console.print(message, highlight=False))
+        summary = run_camera(engine, config, say=say, sinks=sinks)
     if json_out:
         typer.echo(json.dumps(asdict(summary)))
     else:
@@ -426,6 +445,18 @@ def capture_line(summary: Any) -> str:
     elif summary.ended_early:
         text += f"; the source ended after {summary.frames_read} frames"
     return text
+
+
+@contextmanager
+def _live_server(serve: str, source: str, token: str | None, no_auth: bool,
+                 say: Callable[[str], None]) -> Iterator[Any]:
+    """The --serve page, listening before the model loads (a port in use fails at once)."""
+    from edgecnn.runtime.web import LiveServer, check_access, parse_address
+
+    address = parse_address(serve)
+    with LiveServer(address, source, check_access(address, token, no_auth, say), say) as server:
+        say(f"camera page: {server.url}" + ("?token=TOKEN" if server.token else ""))
+        yield server
 
 
 @app.command(epilog="Example: edgecnn info bundles/demo")

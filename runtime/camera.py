@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
@@ -70,6 +70,21 @@ class Result:
     frame: Frame
     probabilities: np.ndarray  # smoothed
     inference_ms: float
+
+
+@dataclass(frozen=True)
+class LiveUpdate:
+    """What the loop hands a sink for each result: the --jsonl record, run counters, and the frame."""
+
+    record: dict[str, Any]
+    stats: dict[str, Any]  # fps, frames_read, frames_processed, frames_dropped, reconnects, captured_at
+    draw: Callable[[], np.ndarray]  # the annotated BGR frame, drawn on first call (from any thread)
+
+
+class Sink(Protocol):
+    """A live consumer of results (the web page). `publish` must return at once: the loop waits for it."""
+
+    def publish(self, update: LiveUpdate) -> None: ...
 
 
 class Inference:
@@ -130,11 +145,12 @@ class JsonlWriter:
             self._target.commit()
 
 
-def run_camera(engine: Any, config: CameraConfig, say: Callable[[str], None] = print) -> CameraSummary:
+def run_camera(engine: Any, config: CameraConfig, say: Callable[[str], None] = print,
+               sinks: Sequence[Sink] = ()) -> CameraSummary:
     """Run the loop until the source ends, `max_frames`, q/Esc, window close or Ctrl-C."""
     _check(engine, config)
     smooth = 0.0 if Path(str(config.source)).is_dir() else config.smooth  # slideshow frames are unrelated
-    loop = _Loop(engine, config, Smoother(smooth), say)
+    loop = _Loop(engine, config, Smoother(smooth), say, sinks)
     return loop.run()
 
 
@@ -162,8 +178,10 @@ class _Loop:
     """One camera run: owns the source, the outputs and the measurements."""
 
     def __init__(self, engine: Any, config: CameraConfig, smoother: Smoother,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], sinks: Sequence[Sink] = ()) -> None:
         self.engine, self.config, self.smoother, self.say = engine, config, smoother, say
+        self.sinks = tuple(sinks)
+        self.source: VideoSource | None = None
         self.inference = Inference(engine)
         self.inference_ms: list[float] = []
         self.latency_ms: list[float] = []
@@ -178,6 +196,7 @@ class _Loop:
     def run(self) -> CameraSummary:
         source = VideoSource(self.config.source, self.config.video, prepare=self.prepare, say=self.say)
         source.start()  # a bad source fails here, before any output file exists
+        self.source = source
         outputs: list[Any] = []
         started = time.perf_counter()
         try:
@@ -252,9 +271,32 @@ class _Loop:
         self.latency_ms.append(latency_ms)
         if writer is not None:
             writer.write(annotated)
-        if jsonl is not None:
-            jsonl.write(self._record(result, top, latency_ms))
+        if jsonl is not None or self.sinks:
+            record = self._record(result, top, latency_ms)
+            if jsonl is not None:
+                jsonl.write(record)
+            if self.sinks:
+                self._publish(result, top, record, annotated)
         return display.show(annotated) if display.shows else True
+
+    def _publish(self, result: Result, top: list[Any], record: dict[str, Any],
+                 annotated: np.ndarray | None) -> None:
+        drawn = [annotated]
+        stats = self._stats(result)
+
+        def draw() -> np.ndarray:  # drawn at most once, only when a sink wants the picture
+            if drawn[0] is None:
+                drawn[0] = draw_overlay(result.frame.image, top, self.config.min_prob, stats)
+            return drawn[0]
+
+        source = self.source
+        counters = {"fps": round(stats["fps"], 2), "frames_read": source.frames_read,
+                    "frames_processed": len(self.inference_ms), "frames_dropped": source.frames_dropped,
+                    "reconnects": source.reconnects,
+                    "captured_at": time.time() - (time.perf_counter() - result.frame.captured)}
+        update = LiveUpdate(record, counters, draw)
+        for sink in self.sinks:
+            sink.publish(update)
 
     def _stats(self, result: Result) -> dict[str, float]:
         last = self.latency_ms[-1] if self.latency_ms else 0.0

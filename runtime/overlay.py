@@ -89,13 +89,14 @@ class Display:
     def __init__(self, title: str, headless: bool, snapshot_dir: Path, say: Callable[[str], None]) -> None:
         self.title, self.snapshot_dir, self.say = title, Path(snapshot_dir), say
         self.shows = not headless and has_display()
+        self._sized = False
         if not headless and not self.shows:
             say("no display found: running headless (results go to --save / --jsonl and the summary)")
         if self.shows:
             import cv2
 
-            try:
-                cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            try:  # resizable, no Qt toolbar or status bar: only the picture; sized to the first frame
+                cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
             except cv2.error:
                 say("this OpenCV has no window support (opencv-python-headless?); running headless")
                 self.shows = False
@@ -106,6 +107,9 @@ class Display:
 
         if not self.shows:
             return True
+        if not self._sized:  # the window opens at the first frame's size, not Qt's 400x300
+            self._sized = True
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
         cv2.imshow(self.title, image)
         key = cv2.waitKey(1) & 0xFF
         if key == ord(" "):

@@ -1,0 +1,112 @@
+"""The camera page as a person sees it: headless Chromium (the system's, driven by Selenium) opens it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from edgecnn.runtime.web import LiveServer, ServeAddress
+
+from tests.runtime.cameras import served_camera, wait_for
+from tests.runtime.test_camera import CUP
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and CHROMEDRIVER),
+    reason="headless Chromium is not installed (apt-get install chromium chromium-driver)")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+         "--window-size=1120,640"]
+
+
+@pytest.fixture(scope="module")
+def engine(imagenet_bundle: Path) -> Any:
+    from edgecnn.runtime import load
+
+    with load(imagenet_bundle, device="cpu", precision="int8") as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # no driver download
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def api_state(port: int, query: str = "") -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state{query}", timeout=5) as response:
+        return json.load(response)
+
+
+def picture(browser: Any) -> np.ndarray:
+    """What the <img> shows right now, as the browser paints it."""
+    png = browser.find_element("id", "picture").screenshot_as_png
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
+def text(browser: Any, element: str) -> str:
+    return browser.find_element("id", element).text
+
+
+def shown_and_reported(browser: Any, port: int, query: str = "") -> tuple[str, str] | None:
+    """The page's label and /api/state's, when both are about the same frame."""
+    frame, label = text(browser, "frame"), text(browser, "label")
+    state = api_state(port, query)
+    if frame != str(state["frame"]) or text(browser, "frame") != frame:
+        return None
+    return label, state["label"]
+
+
+def test_page_shows_the_live_picture_and_the_reported_label(engine: Any, browser: Any,
+                                                            tmp_path: Path) -> None:
+    server = LiveServer(ServeAddress("127.0.0.1", 0), source="rtsp://cam:hunter2@10.0.0.7/stream",
+                        token="page-token", say=lambda m: None)
+    # A slow camera (4 FPS): the page's text has time to catch up with each new result.
+    with served_camera(engine, CUP, server, fps=4.0, top_k=3):
+        browser.get(f"http://127.0.0.1:{server.port}/?token=page-token")
+        wait_for(lambda: browser.execute_script(
+            "const p = document.getElementById('picture'); return p.complete && p.naturalWidth > 0"),
+            timeout=20)
+        wait_for(lambda: text(browser, "status") == "live" and text(browser, "frame") != "-", timeout=20)
+        first = picture(browser)
+        time.sleep(1.0)
+        second = picture(browser)
+        assert first.shape == second.shape and first.shape[0] >= 240
+        assert np.abs(first.astype(int) - second).mean() > 1.0  # the picture moves
+        pairs = [wait_for(lambda: shown_and_reported(browser, server.port, "?token=page-token"), timeout=10)
+                 for _ in range(3)]
+        assert all(shown == reported for shown, reported in pairs), pairs
+        assert len(browser.find_elements("css selector", "#top .bar")) == 3
+        assert text(browser, "source") == "rtsp://***@10.0.0.7/stream"
+        assert "hunter2" not in browser.page_source
+        fps = float(text(browser, "fps"))
+        assert 1.0 < fps < 10.0 and text(browser, "latency").endswith(" ms")
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        shot = cv2.imread(str(tmp_path / "page.png"))
+        assert shot is not None and shot.shape[1] >= 1000
+
+
+def test_page_without_the_token_shows_nothing(engine: Any, browser: Any) -> None:
+    server = LiveServer(ServeAddress("127.0.0.1", 0), source="cup", token="page-token", say=lambda m: None)
+    with server:
+        browser.get(f"http://127.0.0.1:{server.port}/")
+        assert "unauthorized" in browser.page_source and "picture" not in browser.page_source
