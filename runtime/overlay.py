@@ -89,27 +89,38 @@ class Display:
     def __init__(self, title: str, headless: bool, snapshot_dir: Path, say: Callable[[str], None]) -> None:
         self.title, self.snapshot_dir, self.say = title, Path(snapshot_dir), say
         self.shows = not headless and has_display()
-        self._sized = False
+        self._opened = False
         if not headless and not self.shows:
             say("no display found: running headless (results go to --save / --jsonl and the summary)")
         if self.shows:
             import cv2
 
-            try:  # resizable, no Qt toolbar or status bar: only the picture; sized to the first frame
-                cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
-            except cv2.error:
-                say("this OpenCV has no window support (opencv-python-headless?); running headless")
-                self.shows = False
+            if not getattr(cv2, "currentUIFramework", lambda: "unknown")():
+                self._no_windows()
+
+    def _no_windows(self) -> None:
+        self.say("this OpenCV has no window support (opencv-python-headless?); running headless")
+        self.shows = False
+
+    def _open(self, image: np.ndarray) -> None:
+        """The window, opened at the first frame's size (not Qt's 400x300): resizable, no Qt toolbar."""
+        import cv2
+
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
+        except cv2.error:
+            self._no_windows()
+        self._opened = True
 
     def show(self, image: np.ndarray) -> bool:
         """Show a frame and handle keys; False when the user quits or closes the window."""
         import cv2
 
+        if self.shows and not self._opened:
+            self._open(image)
         if not self.shows:
             return True
-        if not self._sized:  # the window opens at the first frame's size, not Qt's 400x300
-            self._sized = True
-            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
         cv2.imshow(self.title, image)
         key = cv2.waitKey(1) & 0xFF
         if key == ord(" "):
@@ -147,7 +158,7 @@ class Display:
         return path
 
     def close(self) -> None:
-        if self.shows:
+        if self.shows and self._opened:
             import cv2
 
             cv2.destroyWindow(self.title)

@@ -36,6 +36,7 @@ from edgecnn.runtime.sources import mask_url
 
 PAGE = Path(__file__).with_name("static") / "camera.html"
 JPEG_QUALITY = 80
+STREAM_FPS = 30.0  # pictures/s to viewers at most: past a camera's rate, encoding only takes the model's CPU
 EVENTS_PER_SECOND = 10  # the page's text needs no more; the picture has its own stream
 DEFAULT_HOST = "127.0.0.1"
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
@@ -239,7 +240,10 @@ class LiveServer:
     def _encode(self) -> None:
         import cv2
 
+        encoded = 0.0
         while True:
+            time.sleep(max(0.0, encoded + 1.0 / STREAM_FPS - time.perf_counter()))
+            encoded = time.perf_counter()
             with self._frame_ready:
                 while self._pending is None and not self._closing:
                     self._frame_ready.wait()
