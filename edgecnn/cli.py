@@ -106,6 +106,9 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Seeds the split, initial weights and augmentation.")] = 0,
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Where to train.")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes.")] = 2,
+    feature_engine: Annotated[Literal["auto", "openvino", "onnxruntime", "torch"], typer.Option(
+        help="Runs the frozen backbone for the head phase; auto: OpenVINO, else ONNX Runtime, else "
+        "PyTorch (PyTorch on a GPU).")] = "auto",
     freeze: Annotated[bool, typer.Option(
         "--freeze/--no-freeze", help="Train the head on the frozen backbone first (fast).")] = True,
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without better val loss.")
@@ -135,8 +138,8 @@ def finetune(
     config = FinetuneConfig(
         data=data or Path("."), out=out, arch=arch, weights=weights, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
-        device="cuda" if gpus else device, workers=workers, patience=patience, freeze=freeze,
-        resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout)
+        device="cuda" if gpus else device, workers=workers, feature_engine=feature_engine, patience=patience,
+        freeze=freeze, resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout)
     if gpus or nproc:
         result = launch(config, nproc or len(gpus), gpus)
     else:

@@ -1,15 +1,21 @@
 """The fast path: with the backbone frozen, run it once per image and train the classifier on the
 cached pooled features, so a head epoch costs milliseconds instead of a pass through the network.
 
-Training images contribute their `fit_frame` view plus a few augmented views, cached up front.
+Training images contribute their `fit_frame` view plus a few augmented views, cached up front. On a CPU
+the backbone runs on the deployment engine (OpenVINO or ONNX Runtime, see edgecnn/feature_engine.py)
+while worker processes decode and augment the next images.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgecnn.data import ImageDataset, ValTransform, make_loader
+from edgecnn.feature_engine import PARITY_IMAGES, FeatureEngine, TorchFeatures, open_engine, verified
 from edgecnn.training import EpochStats, Evaluation, StepCallback, accuracy, evaluation, import_torch
 
 if TYPE_CHECKING:
@@ -17,36 +23,75 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
     from edgecnn.distributed import Dist
+    from edgecnn.runtime.metadata import Preprocess
 
 
 def pooled_features(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-                    on_batch: Callable[[int], None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features right before the classifier: ([images, views, dim] float32 on CPU, [images] labels)."""
+                    on_batch: Callable[[int], None], engine: FeatureEngine | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features right before the classifier: ([images, views, dim] float32 on CPU, [images] labels).
+
+    `engine` (PyTorch by default) works on one batch while the loader's workers decode the next."""
     torch = import_torch()
-    model.eval()
-    features, labels = [], []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16,
-                                                enabled=device.type == "cuda"):
-        for views, targets in loader:
-            views = views if views.dim() == 5 else views[:, None]  # one view: add the views axis
-            batch, count = views.shape[:2]
-            maps = model.forward_features(views.flatten(0, 1).to(device, memory_format=torch.channels_last))
-            pooled = model.forward_head(maps, pre_logits=True)
-            features.append(pooled.float().cpu().view(batch, count, -1))
-            labels.append(targets)
-            on_batch(batch)
+    engine = engine or TorchFeatures(model, device)
+    features, labels, pending = [], [], deque()
+    for views, targets in loader:
+        views = views if views.dim() == 5 else views[:, None]  # one view: add the views axis
+        pending.append((engine.submit(views.flatten(0, 1)), views.shape[:2], targets))
+        while len(pending) > _IN_FLIGHT:
+            _collect(pending.popleft(), features, labels, on_batch)
+    while pending:
+        _collect(pending.popleft(), features, labels, on_batch)
     return torch.cat(features), torch.cat(labels)
 
 
+_IN_FLIGHT = 2  # loader batches handed to the engine before the first is collected
+
+
+def _collect(item: tuple, features: list, labels: list, on_batch: Callable[[int], None]) -> None:
+    result, (batch, count), targets = item
+    features.append(result.result().view(batch, count, -1))
+    labels.append(targets)
+    on_batch(batch)
+
+
 def cached_features(model: torch.nn.Module, loader: DataLoader, dist: Dist, device: torch.device,
-                    on_batch: Callable[[int], None]) -> tuple[torch.Tensor, torch.Tensor]:
+                    on_batch: Callable[[int], None], engine: FeatureEngine | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """`pooled_features` of this rank's share of `loader`, then everyone's gathered in dataset order."""
     from edgecnn.distributed import fault_point, gather_rows
 
-    features, labels = pooled_features(model, loader, device, on_batch)
+    features, labels = pooled_features(model, loader, device, on_batch, engine)
     fault_point(dist, "features")
     total = len(loader.dataset)
     return gather_rows(dist, features, total, device), gather_rows(dist, labels, total, device)
+
+
+def feature_engine(name: str, model: torch.nn.Module, preprocess: Preprocess, device: torch.device,
+                   dataset: ImageDataset) -> FeatureEngine:
+    """The engine `name` (see edgecnn.feature_engine), checked against PyTorch on `dataset`'s first images."""
+    torch = import_torch()
+    engine = open_engine(name, model, preprocess.input_size, device, threads=torch.get_num_threads())
+    items = [dataset[i][0] for i in range(min(PARITY_IMAGES, len(dataset)))]
+    pixels = torch.cat([item if item.dim() == 4 else item[None] for item in items])[:PARITY_IMAGES]
+    return verified(engine, model, device, pixels)
+
+
+def image_features(model: torch.nn.Module, preprocess: Preprocess, images: Sequence[Path],
+                   engine: str = "auto", batch_size: int = 32, workers: int = 0) -> torch.Tensor:
+    """Pooled features [images, dim] of image files as deployment sees them (`fit_frame`), computed by
+    the feature engine on the CPU: what a model fitted on the backbone's features (e.g. an unknown-input
+    detector) trains on."""
+    torch = import_torch()
+    device = torch.device("cpu")
+    dataset = ImageDataset(Path(), [(str(path), 0) for path in images], [ValTransform(preprocess)])
+    loader = make_loader(dataset, batch_size, shuffle=False, workers=workers)
+    chosen = feature_engine(engine, model, preprocess, device, dataset)
+    try:
+        features, _ = pooled_features(model, loader, device, lambda n: None, chosen)
+    finally:
+        chosen.close()
+    return features[:, 0]
 
 
 class HeadPhase:

@@ -37,12 +37,13 @@ from edgecnn.distributed import (
     wrap_ddp,
 )
 from edgecnn.errors import EdgecnnError
-from edgecnn.features import HeadPhase, cached_features
+from edgecnn.features import HeadPhase, cached_features, feature_engine
 from edgecnn.plots import plot_confusion, plot_curves, progress_bars, write_metrics
 from edgecnn.runtime.metadata import Preprocess
 from edgecnn.runtime.outputs import check_writable
 from edgecnn.training import (
     PHASES,
+    Evaluation,
     FinetuneConfig,
     FullPhase,
     evaluate_model,
@@ -111,6 +112,7 @@ class Run:
         # kept until an epoch ends, so that Ctrl-C before then can still leave a resumable last.pt
         self.initial = None if self.history else {k: v.detach().cpu().clone()
                                                   for k, v in model.state_dict().items()}
+        self.head: HeadPhase | None = None  # the head phase of this process, with its cached features
 
     @classmethod
     def start(cls, config: FinetuneConfig, dist: Dist, device: torch.device) -> Run:
@@ -136,6 +138,7 @@ class Run:
             if epochs and not self._phase_done(name, epochs):
                 fault_point(self.dist, name)
                 phase = self._head_phase(progress) if name == "head" else self._full_phase()
+                self.head = phase if name == "head" else self.head
                 self._run_phase(name, epochs, phase, progress)
 
     def _phase_done(self, name: str, epochs: int) -> bool:
@@ -151,8 +154,14 @@ class Run:
         train_views = [ValTransform(self.preprocess)] + [TrainTransform(self.preprocess)] * config.aug_views
         loaders = [self._loader(self.split.train, train_views), self._loader(self.split.val)]
         task = progress.add_task("features", total=sum(len(loader.sampler) for loader in loaders), status="")
-        features = [cached_features(self.model, loader, self.dist, self.device,
-                                    lambda n: progress.advance(task, n)) for loader in loaders]
+        engine = feature_engine(config.feature_engine, self.model, self.preprocess, self.device,
+                                loaders[0].dataset)
+        progress.update(task, status=engine.name)
+        try:
+            features = [cached_features(self.model, loader, self.dist, self.device,
+                                        lambda n: progress.advance(task, n), engine) for loader in loaders]
+        finally:
+            engine.close()
         # every rank trains the same head on all features: milliseconds, and exactly one process's result
         return HeadPhase(self.model, features[0], features[1], config.batch_size, config.label_smoothing,
                          self.device)
@@ -255,7 +264,7 @@ class Run:
     def finish(self, began: float) -> FinetuneResult:
         """Plots, the confusion matrix of best.pt on the validation images, and the result record."""
         self._load_best()
-        result = evaluate_model(self.model, self._loader(self.split.val), self.device, self.dist)
+        result = self._best_evaluation()
         paths = {name: self.out / file for name, file in zip(RESULT_PATHS, OUTPUTS, strict=True)}
         if self.dist.main:
             write_metrics(self.history, paths["metrics"])
@@ -265,6 +274,15 @@ class Run:
                               len(self.history), self.split.labels, len(self.split.train),
                               len(self.split.val), self.split.skipped, time.perf_counter() - began,
                               paths)
+
+
+    def _best_evaluation(self) -> Evaluation:
+        """best.pt on the validation images: a head epoch has the frozen backbone, so its cached features
+        serve (milliseconds instead of a pass through the network); otherwise the whole network."""
+        best_phase = next((row["phase"] for row in self.history if row["epoch"] == self.best["epoch"]), "")
+        if self.head is not None and best_phase == "head":
+            return self.head.evaluate()
+        return evaluate_model(self.model, self._loader(self.split.val), self.device, self.dist)
 
 
 def _new_split(config: FinetuneConfig) -> DataSplit:

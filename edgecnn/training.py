@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgecnn.feature_engine import ENGINES
 from edgecnn.models import DEFAULT_ARCH
 from edgecnn.runtime.errors import EdgecnnError, install_hint
 
@@ -48,6 +49,7 @@ class FinetuneConfig:
     patience: int = 5  # stop a phase after this many epochs without a lower validation loss
     freeze: bool = True  # False: no head phase, all layers train from the start
     aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
+    feature_engine: str = "auto"  # runs the frozen backbone: auto, openvino, onnxruntime or torch
     resume: bool = False
     progress: bool = True
     force: bool = False
@@ -81,6 +83,9 @@ class FinetuneConfig:
         }.items():
             if not ok:
                 raise EdgecnnError(f"{name} = {getattr(self, name)} is invalid; it must be {valid}")
+        if self.feature_engine not in ENGINES:
+            raise EdgecnnError(f"unknown feature engine {self.feature_engine!r}; available: "
+                               f"{', '.join(ENGINES)}")
         if self.device not in DEVICES:
             raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
         if not any(epochs for _, epochs in phases(self)):
