@@ -77,7 +77,7 @@ class LiveUpdate:
     """What the loop hands a sink for each result: the --jsonl record, run counters, and the frame."""
 
     record: dict[str, Any]
-    stats: dict[str, Any]  # fps, frames_read, frames_processed, frames_dropped, reconnects, captured_at
+    stats: dict[str, Any]  # fps, frames_read/processed/dropped, reconnects, min_prob, captured_at
     draw: Callable[[], np.ndarray]  # the annotated BGR frame, drawn on first call (from any thread)
 
 
@@ -292,7 +292,7 @@ class _Loop:
         source = self.source
         counters = {"fps": round(stats["fps"], 2), "frames_read": source.frames_read,
                     "frames_processed": len(self.inference_ms), "frames_dropped": source.frames_dropped,
-                    "reconnects": source.reconnects,
+                    "reconnects": source.reconnects, "min_prob": self.config.min_prob,
                     "captured_at": time.time() - (time.perf_counter() - result.frame.captured)}
         update = LiveUpdate(record, counters, draw)
         for sink in self.sinks:

@@ -99,7 +99,8 @@ def test_state_is_the_newest_result(live: Any) -> None:
 
 def test_stream_shows_the_annotated_camera_and_encodes_only_while_watched(live: Any) -> None:
     server, _ = live
-    assert server.viewers == 0
+    wait_for(lambda: server.viewers == 0, timeout=5)
+    time.sleep(0.2)  # a picture still being encoded for a viewer who just left
     before = state(server.port)["stats"]["jpeg_frames"]
     time.sleep(0.5)
     assert state(server.port)["stats"]["jpeg_frames"] == before  # nobody watches: nothing is encoded
@@ -130,7 +131,7 @@ def test_a_stalled_viewer_slows_neither_the_camera_nor_the_others(live: Any) -> 
         seconds = time.perf_counter() - started
         assert len(images) == 10 and seconds < 10 / 25 * 4  # the other viewer keeps the camera's pace
         assert fps_with_stall > 10
-        assert server.viewers == 2 or wait_for(lambda: server.viewers == 1, timeout=5)
+        wait_for(lambda: server.viewers == 1, timeout=5)  # the reader left; the stalled one is still there
     finally:
         stalled.close()
     wait_for(lambda: server.viewers == 0, timeout=5)  # the stalled one hung up: cleaned up too
