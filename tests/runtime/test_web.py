@@ -226,6 +226,34 @@ def test_port_in_use_is_one_clear_error() -> None:
             LiveServer(ServeAddress("127.0.0.1", port), source="cup").start()
 
 
+def test_cli_port_in_use_is_one_line_before_the_model_loads(imagenet_bundle: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["camera", str(imagenet_bundle), "--source", str(CUP), "--headless",
+                                          "--serve", f"127.0.0.1:{port}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: --serve 127.0.0.1:{port}: port {port} is in use; stop what uses it or pick "
+                     "another port (0 picks a free one)"], result.output  # nothing else: not even the model
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    with LiveServer(parse_address("[::1]:0"), source="cup", say=lambda m: None) as server:
+        assert server.url == f"http://[::1]:{server.port}/"
+        connection = http.client.HTTPConnection("::1", server.port, timeout=10)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+
+
 def test_a_viewer_that_hangs_up_mid_stream_is_counted_out(live: Any) -> None:
     server, run = live
     for _ in range(3):
