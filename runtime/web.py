@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from edgecnn.runtime.camera import LiveUpdate
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, install_hint
 from edgecnn.runtime.sources import mask_url
 
 PAGE = Path(__file__).with_name("static") / "camera.html"
@@ -182,7 +182,7 @@ class LiveServer:
             import uvicorn  # noqa: F401
             from starlette.applications import Starlette  # noqa: F401
         except ImportError:
-            raise EdgecnnError("--serve needs the web extra: pip install 'edgecnn[web]'") from None
+            raise EdgecnnError(f"--serve needs the web extra: {install_hint('web')}") from None
         sock = _bind(self.address)
         self.port = sock.getsockname()[1]
         started = threading.Event()

@@ -239,6 +239,17 @@ def test_cli_port_in_use_is_one_line_before_the_model_loads(imagenet_bundle: Pat
                      "another port (0 picks a free one)"], result.output  # nothing else: not even the model
 
 
+def test_without_the_web_extra_serve_says_what_to_install(imagenet_bundle: Path) -> None:
+    script = ("import sys; sys.modules['uvicorn'] = None  # as if the [web] extra were not installed\n"
+              "from edgecnn.cli import app; app(sys.argv[1:])")
+    done = subprocess.run([sys.executable, "-c", script, "camera", str(imagenet_bundle), "--source", str(CUP),
+                           "--headless", "--serve", "0"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: --serve needs the web extra: pip install '.[web]' (in the edgecnn clone)"]
+
+
 def test_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("this machine has no IPv6")
