@@ -176,16 +176,23 @@ def export(
         help="Images to calibrate INT8 on (default: the checkpoint's training images; with --pretrained: "
         "samples/photos of the edgecnn clone).")] = None,
     calibration_size: Annotated[int, typer.Option(help="How many calibration images.")] = 300,
-    calibration_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    calibration_method: Annotated[str, typer.Option(
+        help="ONNX Runtime calibration: auto (try MinMax and Percentile, keep the best), minmax, entropy "
+             "or percentile.")] = "auto",
     max_drop: Annotated[float, typer.Option(
-        help="Fail (exit 1, bundle kept and marked) when INT8 loses more top-1 points than this.")] = 1.0,
+        help="Labelled images: fail (exit 1, best INT8 kept and marked) when INT8 loses more top-1 points "
+             "than this, never judged finer than one image. Any changed answer FP32 is confident in "
+             "(probability >= 0.5) fails too.")] = 1.0,
     opset: Annotated[int, typer.Option(help="ONNX opset (13 to 20).")] = 17,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Export the ImageNet-1k model.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
 ) -> None:
-    """Export a checkpoint to a self-describing ONNX + OpenVINO bundle, optionally INT8."""
+    """Export a checkpoint to a self-describing ONNX + OpenVINO bundle, optionally INT8.
 
+    Exit 0 when every gate passed, 1 when a gate failed (bundle written, failed models marked in
+    report.md; `auto` never picks them), 2 for bad input.
+    """
     require_train("export")
     from edgecnn.export.bundle import FORMATS, ExportConfig, ExportFailed, export_bundle
     from edgecnn.export.report import print_report

@@ -40,8 +40,9 @@ class ExportConfig:
     int8: bool = False
     calibration: Path | None = None  # default: the checkpoint's training images (or sample photos)
     calibration_size: int = 300
-    calibration_method: str = "minmax"
-    max_drop: float = 1.0  # allowed INT8 top-1 drop, percentage points
+    calibration_method: str = "auto"  # ONNX Runtime: auto searches quantize.RECIPES
+    max_drop: float = 1.0  # allowed INT8 top-1 drop, percentage points (never less than one image)
+    float_nodes: tuple[str, ...] = ()  # ONNX node names both quantisers keep in float (e.g. an extra output)
     opset: int = 17
     batch: int | None = None  # None: dynamic batch
     force: bool = False
@@ -91,7 +92,7 @@ def export_bundle(config: ExportConfig) -> BundleReport:
         with atomic_folder(out) as work:  # an interrupted export never leaves a half bundle that looks whole
             candidates, tried = _build_models(config, source, work, steps)
             measured, extra = measure_models(config, source, candidates, work, steps)
-            report = build_report(config, source, measured, {**extra, "onnx_int8_calibration": tried})
+            report = build_report(config, source, measured, {**extra, "int8_recipes": tried})
             steps.say("writing metadata and report")
             _write_metadata(source, measured, work)
             write_text_atomic(work / LABELS_TXT, "\n".join(source.labels) + "\n")
@@ -111,26 +112,26 @@ def _load_source(config: ExportConfig) -> Source:
 
 
 def _build_models(config: ExportConfig, source: Source, work: Path,
-                  steps: Any) -> tuple[list[Candidate], list[tuple[str, float]]]:
-    """Write the requested model files into `work`: candidates for checking, and the calibration methods
-    tried for ONNX INT8 (ONNX FP32 is always built: OpenVINO and both quantisers start from it)."""
+                  steps: Any) -> tuple[list[Candidate], dict[str, list[Any]]]:
+    """Write the requested model files into `work`: candidates for checking, and the INT8 recipes tried
+    per backend (ONNX FP32 is always built: OpenVINO and both quantisers start from it)."""
     from edgecnn.export.checks import onnx_predictor, openvino_predictor
+    from edgecnn.export.int8 import Int8Job, quantize_onnx_searched, quantize_openvino_searched
     from edgecnn.export.onnx import deployable, export_onnx
-    from edgecnn.export.openvino import convert_openvino, quantize_openvino
-    from edgecnn.export.quantize import quantize_onnx_best
+    from edgecnn.export.openvino import convert_openvino
 
     steps.say("exporting ONNX")
     fp32 = export_onnx(deployable(source.model, source.preprocess), source.preprocess, work / "model.onnx",
                        opset=config.opset, batch=config.batch)
-    found, tried = [], []
+    job = Int8Job(source.calibration, source.validation, source.preprocess, source.labelled, config.max_drop,
+                  config.batch or 1, config.float_nodes, steps.say)
+    found, tried = [], {}
     if "onnx" in config.formats:
         found.append(Candidate("onnx fp32", "onnxruntime", "fp32", fp32, onnx_predictor(fp32), (fp32,)))
     if config.int8 and "onnx" in config.formats:
         steps.say(f"quantising ONNX ({len(source.calibration)} calibration images)")
         int8 = work / "model.int8.onnx"
-        tried = quantize_onnx_best(fp32, int8, source.calibration, source.preprocess,
-                                   config.calibration_method, config.batch, _drop_judge(config, source, fp32),
-                                   config.max_drop)
+        tried["onnxruntime"] = quantize_onnx_searched(fp32, int8, job, config.calibration_method)
         found.append(Candidate("onnx int8", "onnxruntime", "int8", int8, onnx_predictor(int8), (int8,),
                                parent="onnx fp32"))
     if "openvino" in config.formats:
@@ -140,20 +141,11 @@ def _build_models(config: ExportConfig, source: Source, work: Path,
                                (xml, xml.with_suffix(".bin"))))
         if config.int8:
             steps.say(f"quantising OpenVINO with NNCF ({len(source.calibration)} calibration images)")
-            xml8 = quantize_openvino(fp32, work / "openvino" / "model.int8.xml", source.calibration,
-                                     source.preprocess, batch=config.batch)
+            xml8 = work / "openvino" / "model.int8.xml"
+            tried["openvino"] = quantize_openvino_searched(fp32, xml8, job, parent=xml)
             found.append(Candidate("openvino int8", "openvino", "int8", xml8, openvino_predictor(xml8),
                                    (xml8, xml8.with_suffix(".bin")), parent="openvino fp32"))
     return found, tried
-
-
-def _drop_judge(config: ExportConfig, source: Source, fp32: Path) -> Any:
-    """Top-1 points an INT8 ONNX file loses against `fp32` on the validation images."""
-    from edgecnn.export.checks import onnx_predictor, top1_drop
-
-    reference = onnx_predictor(fp32)
-    return lambda path: top1_drop(reference, onnx_predictor(path), source.validation, source.preprocess,
-                                  config.batch or 1, source.labelled)
 
 
 def measure_models(config: ExportConfig, source: Source, candidates: list[Candidate], work: Path,

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgecnn.export.gate import AgreementTally
 from edgecnn.export.images import ImageSet, batches
-from edgecnn.runtime.bundle import ModelReport
+from edgecnn.runtime.bundle import Int8Agreement, ModelReport
 from edgecnn.runtime.metadata import Preprocess
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC batch -> probabilities
@@ -42,12 +43,15 @@ class Tally:
     top1: list[int] = field(default_factory=list)
     top5_hits: int = 0
     max_abs_diff: float = 0.0
+    versus_parent: AgreementTally | None = None  # INT8 only: against its FP32 parent, image by image
 
 
 def compare_on_images(reference: Predict, candidates: list[Candidate], images: ImageSet,
                       preprocess: Preprocess, batch: int) -> tuple[dict[str, Tally], list[int], list[int]]:
     """Run PyTorch (`reference`) and every candidate over the images: tallies, PyTorch's top-1, targets."""
-    tallies = {c.name: Tally() for c in candidates}
+    names = {c.name for c in candidates}
+    tallies = {c.name: Tally(versus_parent=AgreementTally() if c.parent in names else None)
+               for c in candidates}
     reference_top1: list[int] = []
     targets: list[int] = []
     for frames, batch_targets in batches(images, preprocess, batch):
@@ -55,8 +59,13 @@ def compare_on_images(reference: Predict, candidates: list[Candidate], images: I
         expected = reference(frames)[keep]
         reference_top1 += expected.argmax(1).tolist()
         targets += batch_targets[keep].tolist()
+        outputs = {c.name: c.predict(frames)[keep] for c in candidates}
         for candidate in candidates:
-            _tally(tallies[candidate.name], candidate.predict(frames)[keep], expected, batch_targets[keep])
+            tally = tallies[candidate.name]
+            _tally(tally, outputs[candidate.name], expected, batch_targets[keep])
+            if tally.versus_parent is not None:
+                tally.versus_parent.add(outputs[candidate.parent], outputs[candidate.name],
+                                        batch_targets[keep])
     return tallies, reference_top1, targets
 
 
@@ -77,6 +86,7 @@ def measure(candidates: list[Candidate], tallies: dict[str, Tally], reference_to
     for c in candidates:
         top1 = np.array(tallies[c.name].top1)
         parent = np.array(tallies[c.parent].top1) if c.parent in tallies else None
+        versus = tallies[c.name].versus_parent
         results.append(ModelReport(
             name=c.name, backend=c.backend, precision=c.precision, path=c.path.relative_to(root).as_posix(),
             top1=_percent(top1 == truth) if labelled else None,
@@ -84,7 +94,8 @@ def measure(candidates: list[Candidate], tallies: dict[str, Tally], reference_to
             agreement=_percent(top1 == ref),
             agreement_fp32=None if parent is None else _percent(top1 == parent),
             max_abs_diff=tallies[c.name].max_abs_diff, latency_ms=latency[c.name],
-            size_bytes=sum(f.stat().st_size for f in c.files), val_images=count, parent=c.parent))
+            size_bytes=sum(f.stat().st_size for f in c.files), val_images=count, parent=c.parent,
+            gate=None if versus is None else versus.result(labelled)))
     return results
 
 
@@ -138,17 +149,27 @@ def torch_predictor(wrapped: object) -> Predict:
     return predict
 
 
-def top1_drop(fp32: Predict, int8: Predict, images: ImageSet, preprocess: Preprocess, batch: int,
-              labelled: bool) -> float:
-    """Top-1 points the INT8 model loses against FP32 (disagreement with FP32 when unlabelled)."""
-    hits8, hits32, agree, count = 0, 0, 0, 0
-    for frames, targets in batches(images, preprocess, batch):
-        keep = targets != -2
-        top32, top8 = fp32(frames)[keep].argmax(1), int8(frames)[keep].argmax(1)
-        hits32 += int((top32 == targets[keep]).sum())
-        hits8 += int((top8 == targets[keep]).sum())
-        agree += int((top8 == top32).sum())
-        count += int(keep.sum())
-    if not count:
-        return 0.0
-    return round(100.0 * ((hits32 - hits8) if labelled else (count - agree)) / count, 3)
+def reference_outputs(predict: Predict, images: ImageSet, preprocess: Preprocess,
+                      batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """An FP32 model's probabilities on every readable image, and the images' targets (-1: no label)."""
+    probabilities, targets = [], []
+    for frames, batch_targets in batches(images, preprocess, batch):
+        keep = batch_targets != -2
+        probabilities.append(predict(frames)[keep])
+        targets.append(batch_targets[keep])
+    if not probabilities:
+        return np.zeros((0, 0), np.float32), np.zeros(0, int)
+    return np.concatenate(probabilities), np.concatenate(targets)
+
+
+def compare_with(reference: tuple[np.ndarray, np.ndarray], int8: Predict, images: ImageSet,
+                 preprocess: Preprocess, batch: int, labelled: bool) -> Int8Agreement:
+    """An INT8 model against its FP32 parent's `reference_outputs` on the same images."""
+    fp32, targets = reference
+    tally, start = AgreementTally(), 0
+    for frames, batch_targets in batches(images, preprocess, batch):
+        keep = batch_targets != -2
+        count = int(keep.sum())
+        tally.add(fp32[start:start + count], int8(frames)[keep], targets[start:start + count])
+        start += count
+    return tally.result(labelled)

@@ -1,8 +1,9 @@
 """The proof that ships with a bundle: report.json, report.md and the table printed at the end.
 
-Gates: FP32 models must match PyTorch (max abs probability difference <= 1e-3); INT8 models may lose
-at most `max_drop` top-1 points against their FP32 parent (agreement with PyTorch where the images
-carry no labels). The report also says plainly when INT8 is no faster than FP32 on this CPU.
+Gates: FP32 models must match PyTorch (max abs probability difference <= 1e-3); INT8 models are judged
+against their FP32 parent by export/gate.py (no confident answer changed; labelled: top-1 drop within
+`max_drop`, never judged finer than one image). The report also says plainly when INT8 is no faster
+than FP32 on this CPU, and lists every INT8 recipe tried with its figures and time.
 """
 
 from __future__ import annotations
@@ -12,18 +13,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgecnn.export.gate import CONFIDENT, MIN_CONFIDENT, judge
 from edgecnn.runtime.bundle import (
     REPORT_JSON,
     REPORT_MD,
     BundleReport,
     Calibration,
-    CalibrationTry,
+    Int8GateRules,
     ModelReport,
+    RecipeTry,
 )
 from edgecnn.runtime.outputs import write_text_atomic
 
 PARITY_LIMIT = 1e-3
 NO_SPEEDUP = 0.95  # INT8/FP32 latency above this is "no speed-up"
+GATE = Int8GateRules(
+    confident_probability=CONFIDENT, min_confident_images=MIN_CONFIDENT,
+    rules=(f"fails when an answer FP32 gives with top-1 probability >= {CONFIDENT:g} changes",
+           "labelled: fails when the top-1 drop exceeds --max-drop points, never judged finer than one image",
+           f"unlabelled: with fewer than {MIN_CONFIDENT} confident images, overall disagreement is judged "
+           "like a drop instead"))
 
 
 def build_report(config: Any, source: Any, measured: list[ModelReport],
@@ -36,14 +45,14 @@ def build_report(config: Any, source: Any, measured: list[ModelReport],
     models = tuple(_judge(m, by_name, source.labelled, config.max_drop, graph_diff) for m in measured)
     calibration = Calibration(
         images=len(source.calibration), method=config.calibration_method,
-        onnx_tried=tuple(CalibrationTry(m, d) for m, d in extra.get("onnx_int8_calibration", [])))
+        recipes={backend: tuple(tries) for backend, tries in extra.get("int8_recipes", {}).items()})
     report = BundleReport(
         models=models, arch=source.arch, source=source.description, num_classes=len(source.labels),
         labelled=source.labelled,
         accuracy_basis="top-1 on the labelled validation split" if source.labelled else
         "no labels: accuracy is top-1 agreement with the PyTorch model",
         validation_images=measured[0].val_images if measured else 0,
-        calibration=calibration if config.int8 else None,
+        calibration=calibration if config.int8 else None, int8_gate=GATE if config.int8 else None,
         batch=config.batch or "dynamic", opset=config.opset, threads=2, max_drop=config.max_drop,
         pytorch_latency_ms=extra.get("pytorch_latency_ms"), openvino_fp32_graph_max_abs_diff=graph_diff,
         ratios=ratios(measured), edgecnn_version=__version__,
@@ -62,14 +71,11 @@ def _judge(model: ModelReport, by_name: dict[str, ModelReport], labelled: bool, 
         if diff > PARITY_LIMIT:
             problem = (f"{model.name} differs from PyTorch by {diff:.2g} in probability "
                        f"(limit {PARITY_LIMIT:g})")
-    elif model.parent in by_name:
-        parent = by_name[model.parent]
-        key = "top1" if labelled else "agreement"
-        drop = round(getattr(parent, key) - getattr(model, key), 3)
-        changes["drop"] = drop
-        if drop > max_drop:
-            problem = (f"{model.name} lost {drop:g} points of {'top-1' if labelled else 'agreement'} "
-                       f"against {parent.name} (--max-drop {max_drop:g})")
+    elif model.parent in by_name and model.gate is not None:
+        verdict = judge(model.name, model.parent, model.gate, labelled, max_drop)
+        changes["drop"] = model.gate.drop if labelled else round(100.0 - model.gate.top1_agreement, 3)
+        changes["gate_rule"] = verdict.rule
+        problem = verdict.problem
     return replace(model, status="failed" if problem else "ok", problem=problem, **changes)
 
 
@@ -108,15 +114,37 @@ def notes(report: BundleReport) -> list[str]:
                         "prefer the faster model.")
         else:
             said.append(f"{m.name} runs {1 / ratio:.2f}x faster than {parent.name} on this CPU.")
-    tried = report.calibration.onnx_tried if report.calibration else ()
-    if len(tried) > 1:
-        kept, others = tried[0], ", ".join(f"{t.method} {t.drop:g}" for t in tried[1:])
-        said.append(f"ONNX INT8 calibration: tried alternatives after {report.calibration.method} lost too "
-                    f"much; kept {kept.method} (drop {kept.drop:g} points; others: {others}).")
+    for backend, tries in (report.calibration.recipes if report.calibration else {}).items():
+        said.append(f"INT8 recipes tried for {backend}: " + "; ".join(recipe_line(t) for t in tries) + ".")
+    said += [gate_line(m) for m in report.models if m.gate is not None]
     if any(m.backend == "openvino" and m.precision == "fp32" for m in report.models):
         said.append("openvino fp32 stores FP16-compressed weights (half the file); its PyTorch parity gate "
                     "is checked on the same graph in f32, and its max_abs_diff column is the shipped file's.")
     return said
+
+
+def recipe_line(tried: RecipeTry) -> str:
+    """One recipe try in words: its name, figures, time, and whether it was kept."""
+    a = tried.agreement
+    floats = f", float: {', '.join(tried.float_nodes)}" if tried.float_nodes else ""
+    return (f"{tried.recipe}{' (kept)' if tried.kept else ''}: {a.flips} flips of {a.images}, "
+            f"top-5 overlap {a.top5_overlap:.1f} %, KL {a.mean_kl:.4f}, {tried.latency_ms:.1f} ms, "
+            f"{tried.seconds:.0f} s{floats}")
+
+
+def gate_line(model: ModelReport) -> str:
+    """What the INT8 gate saw for one model, with the uncertainty a small set leaves."""
+    g = model.gate
+    low, high = g.flip_rate_interval
+    line = (f"{model.name} vs {model.parent}: top-1 agreement {g.top1_agreement:.1f} % ({g.flips} of "
+            f"{g.images} flipped; flip rate {low:.1f}-{high:.1f} % at 95 %), "
+            f"{g.confident_images - g.confident_flips}/{g.confident_images} confident answers kept, "
+            f"top-5 overlap {g.top5_overlap:.1f} %, mean KL {g.mean_kl:.4f}")
+    if g.drop is not None and g.drop_interval is not None:
+        low, high = g.drop_interval
+        line += (f"; top-1 drop {g.drop:g} points ({g.lost} lost, {g.gained} gained; "
+                 f"95 % interval {low:.1f} to {high:.1f})")
+    return f"{line}. Gate: {model.gate_rule}."
 
 
 def failures(report: BundleReport) -> list[str]:
@@ -140,8 +168,15 @@ def rows(report: BundleReport) -> list[tuple[str, ...]]:
 
     return [(m.name, cell(m.top1, ".1f"), cell(m.top5, ".1f"), cell(m.agreement, ".1f"),
              cell(m.max_abs_diff, ".2g"), cell(m.latency_ms, ".1f"), cell(m.size_bytes / 1e6, ".2f"),
-             m.status if not m.drop else f"{m.status} (drop {m.drop:g})")
-            for m in report.models]
+             _status(m)) for m in report.models]
+
+
+def _status(model: ModelReport) -> str:
+    if model.gate is None:
+        return model.status
+    if model.gate.drop is not None:
+        return f"{model.status} (drop {model.gate.drop:g})"
+    return f"{model.status} ({model.gate.flips}/{model.gate.images} flipped)"
 
 
 def ratio_lines(ratios: dict[str, Any]) -> list[str]:

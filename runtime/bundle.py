@@ -28,7 +28,7 @@ from typing import Any
 
 from edgecnn.runtime.errors import EdgecnnError
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: INT8 gate figures and recipe tries (calibration.onnx_tried removed)
 REPORT_JSON, REPORT_MD, LABELS_TXT = "report.json", "report.md", "labels.txt"
 
 
@@ -57,6 +57,33 @@ def layout_path(backend: str, precision: str) -> str:
 
 # -- the report -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Int8Agreement:
+    """An INT8 model against its FP32 parent on the validation images, what the INT8 gate judges
+    (export/gate.py). Percentages 0-100; intervals are 95 %."""
+
+    images: int
+    flips: int  # images whose top-1 differs from FP32's
+    flip_rate_interval: tuple[float, float]  # Wilson interval of the flip rate, percent
+    top1_agreement: float
+    top5_overlap: float  # mean share of FP32's top-5 classes also in INT8's top-5
+    mean_kl: float  # mean KL(FP32 || INT8) of the probabilities, nats
+    confident_images: int  # FP32 top-1 probability >= the gate's `confident_probability`
+    confident_flips: int
+    lost: int | None = None  # labelled: FP32 right, INT8 wrong
+    gained: int | None = None  # labelled: FP32 wrong, INT8 right
+    drop: float | None = None  # labelled: top-1 points lost, (lost - gained) / images
+    drop_interval: tuple[float, float] | None = None  # Newcombe interval of the drop, points
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Int8Agreement:
+        known = _known(cls, data)
+        for key in ("flip_rate_interval", "drop_interval"):
+            if known.get(key) is not None:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
 class ModelReport:
     """What export measured for one model file, and its gate verdict."""
 
@@ -74,7 +101,9 @@ class ModelReport:
     val_images: int = 0
     parent: str | None = None  # INT8: the FP32 model it was quantised from
     parity_max_abs_diff: float | None = None  # FP32: what the parity gate judged
-    drop: float | None = None  # INT8: top-1 (or agreement) points lost against the parent
+    drop: float | None = None  # INT8: top-1 points lost against the parent (unlabelled: disagreement)
+    gate: Int8Agreement | None = None  # INT8: the figures its gate judged
+    gate_rule: str = ""  # INT8: the gate rule that decided, in words
     status: str = "ok"  # "ok" | "failed"
     problem: str = ""  # why it failed, one sentence
 
@@ -90,27 +119,54 @@ class ModelReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelReport:
-        return cls(**_known(cls, data))
+        known = _known(cls, data)
+        if known.get("gate") is not None:
+            known["gate"] = Int8Agreement.from_dict(known["gate"])
+        return cls(**known)
 
 
 @dataclass(frozen=True)
-class CalibrationTry:
-    method: str
-    drop: float  # top-1 points lost with this calibration method
+class RecipeTry:
+    """One INT8 recipe export tried (export/search.py): its figures, its time, and whether it was kept."""
+
+    recipe: str  # e.g. "minmax, first conv float"
+    seconds: float  # quantising + checking it
+    latency_ms: float  # batch-1 median; the recipes of one search timed interleaved
+    agreement: Int8Agreement
+    passed: bool  # the INT8 gate's verdict
+    problem: str = ""  # why the gate failed it
+    float_nodes: tuple[str, ...] = ()  # nodes kept in float beyond preprocessing and softmax
+    kept: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecipeTry:
+        known = _known(cls, data)
+        known["agreement"] = Int8Agreement.from_dict(known["agreement"])
+        known["float_nodes"] = tuple(known.get("float_nodes", ()))
+        return cls(**known)
 
 
 @dataclass(frozen=True)
 class Calibration:
     images: int
-    method: str  # the method asked for
-    onnx_tried: tuple[CalibrationTry, ...] = ()  # the kept one first
+    method: str  # the ONNX Runtime calibration asked for ("auto": the recipe search)
+    recipes: dict[str, tuple[RecipeTry, ...]] = field(default_factory=dict)  # backend -> tries, in order
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         known = _known(cls, data)
-        known["onnx_tried"] = tuple(CalibrationTry(**_known(CalibrationTry, t))
-                                    for t in known.get("onnx_tried", ()))
+        known["recipes"] = {backend: tuple(RecipeTry.from_dict(t) for t in tries)
+                            for backend, tries in known.get("recipes", {}).items()}
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class Int8GateRules:
+    """The INT8 gate's settings, so a reader of report.json knows what `passed` meant."""
+
+    confident_probability: float
+    min_confident_images: int
+    rules: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -125,6 +181,7 @@ class BundleReport:
     accuracy_basis: str = ""
     validation_images: int = 0
     calibration: Calibration | None = None  # None without --int8
+    int8_gate: Int8GateRules | None = None  # None without --int8
     batch: int | str = "dynamic"
     opset: int = 17
     threads: int = 2
@@ -162,6 +219,9 @@ class BundleReport:
             known["models"] = tuple(ModelReport.from_dict(m) for m in known["models"])
             if known.get("calibration") is not None:
                 known["calibration"] = Calibration.from_dict(known["calibration"])
+            if known.get("int8_gate") is not None:
+                gate = _known(Int8GateRules, known["int8_gate"])
+                known["int8_gate"] = Int8GateRules(**{**gate, "rules": tuple(gate.get("rules", ()))})
             known["notes"] = tuple(known.get("notes", ()))
             return cls(**known)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:

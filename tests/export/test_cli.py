@@ -72,7 +72,7 @@ def make_no_image_folder(folder: Path) -> Path:
 @pytest.mark.parametrize("args, message", [
     (["--opset", "7"], "unsupported opset 7; choose one from 13 to 20"),
     (["--format", "tflite"], "choose from onnx, openvino, all"),
-    (["--calibration-method", "magic"], "choose from minmax, entropy, percentile"),
+    (["--calibration-method", "magic"], "choose from auto, minmax, entropy, percentile"),
     (["--batch", "many"], "'dynamic' or a positive number"),
     (["--int8", "--calibration", "{no_images}"], "has no readable images"),
 ])
@@ -97,17 +97,29 @@ def test_existing_out_is_refused_without_force(tmp_path: Path, tiny_run: Path) -
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_drop_gate_fails_but_keeps_the_files(tmp_path: Path, tiny_run: Path) -> None:
+def test_failed_gate_exits_1_and_keeps_the_best_int8_marked(tmp_path: Path, tiny_run: Path) -> None:
+    """INT8 calibrated on one flat grey picture saturates on real photos: confident answers change, every
+    recipe and the fallback fail, and the export says so with exit 1 (not 2: the input was valid)."""
+    import cv2
+    import numpy as np
+
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    cv2.imwrite(str(grey / "grey.png"), np.full((240, 320, 3), 128, np.uint8))
     out = tmp_path / "bundle"
     out.mkdir()  # and --force replaces it
     result = runner.invoke(app, ["export", str(tiny_run / "best.pt"), "--out", str(out), "--format", "onnx",
-                                 "--int8", "--calibration-size", "8", "--max-drop", "-1", "--force"])
-    assert result.exit_code == 1, result.output  # a failed gate is exit 1 (bad input is 2), as --help says
-    assert "onnx int8 lost" in result.output and "--max-drop -1" in result.output
+                                 "--int8", "--calibration", str(grey), "--force"])
+    assert result.exit_code == 1, result.output
+    assert "onnx int8 changed" in result.stderr and "confident in" in result.stderr
     report = json.loads((out / "report.json").read_text())
     int8 = next(m for m in report["models"] if m["name"] == "onnx int8")
-    assert int8["status"] == "failed" and not report["passed"]
-    assert len(report["calibration"]["onnx_tried"]) == 3  # minmax lost "too much": all methods tried
+    assert int8["status"] == "failed" and not report["passed"] and int8["gate"]["confident_flips"] > 0
+    tries = report["calibration"]["recipes"]["onnxruntime"]
+    assert [t["recipe"] for t in tries][:2] == ["minmax, first conv float",
+                                                "percentile 99.99, first conv float"]
+    assert any("most harmful nodes float" in t["recipe"] for t in tries)  # the fallback ran, and failed
+    assert sum(t["kept"] for t in tries) == 1 and all(not t["passed"] for t in tries)
     assert (out / "model.int8.onnx").is_file() and not (out / "openvino").exists()
     assert "FAILED" in (out / "report.md").read_text()
 

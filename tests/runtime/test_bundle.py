@@ -12,8 +12,9 @@ from edgecnn.runtime.bundle import (
     Bundle,
     BundleReport,
     Calibration,
-    CalibrationTry,
+    Int8Agreement,
     ModelReport,
+    RecipeTry,
     layout_path,
 )
 from edgecnn.runtime.errors import EdgecnnError
@@ -23,12 +24,18 @@ from tests.reliability.conftest import assert_user_error, colour_onnx, run_cli
 
 
 def test_report_round_trip() -> None:
+    gate = Int8Agreement(images=100, flips=2, flip_rate_interval=(0.6, 7.0), top1_agreement=98.0,
+                         top5_overlap=99.0, mean_kl=0.01, confident_images=60, confident_flips=0, lost=2,
+                         gained=1, drop=1.0, drop_interval=(-1.5, 3.8))
     models = (ModelReport("onnx fp32", "onnxruntime", "fp32", "model.onnx", top1=75.0, latency_ms=3.5,
                           size_bytes=10, parity_max_abs_diff=1e-5),
               ModelReport("onnx int8", "onnxruntime", "int8", "model.int8.onnx", top1=74.0, latency_ms=2.0,
-                          parent="onnx fp32", drop=1.0, status="failed", problem="lost 1 point"))
+                          parent="onnx fp32", drop=1.0, gate=gate, gate_rule="top-1 drop <= 1 points",
+                          status="failed", problem="lost 1 point"))
+    tries = (RecipeTry("minmax, first conv float", 8.1, 2.5, gate, False, "lost 1 point", ("/conv",),
+                       kept=True),)
     report = BundleReport(models=models, arch="efficientnet_lite0", num_classes=4,
-                          calibration=Calibration(16, "minmax", (CalibrationTry("minmax", 1.0),)),
+                          calibration=Calibration(16, "auto", {"onnxruntime": tries}),
                           ratios={"onnxruntime": {"latency": 0.57, "size": 0.3}}, notes=("a note",))
     import json
 

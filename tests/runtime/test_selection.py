@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from edgecnn.runtime.bundle import LAYOUT, Bundle, BundleModel, BundleReport, ModelReport
+from edgecnn.runtime.bundle import (
+    LAYOUT,
+    REPORT_SCHEMA_VERSION,
+    Bundle,
+    BundleModel,
+    BundleReport,
+    ModelReport,
+)
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.selection import rank
 
@@ -89,7 +96,7 @@ def test_missing_or_older_report_reads_as_nothing_measured(tmp_path: Path, repor
 
 
 def test_current_report_is_read_typed_and_unknown_fields_ignored(tmp_path: Path) -> None:
-    data = _report(1)
+    data = _report(REPORT_SCHEMA_VERSION)
     data["added_by_a_later_edgecnn"] = {"x": 1}
     data["models"][0]["also_new"] = 3
     bundle = _fake_bundle(tmp_path, data)
@@ -104,8 +111,9 @@ def test_newer_report_schema_is_refused_with_upgrade_hint(tmp_path: Path) -> Non
         bundle.models()
 
 
-@pytest.mark.parametrize("broken", [{"schema_version": 1}, {"schema_version": 1, "models": 3},
-                                    {"schema_version": 1, "models": [{"name": "x"}]}, []])
+@pytest.mark.parametrize("broken", [{"schema_version": REPORT_SCHEMA_VERSION},
+                                    {"schema_version": REPORT_SCHEMA_VERSION, "models": 3},
+                                    {"schema_version": REPORT_SCHEMA_VERSION, "models": [{"name": "x"}]}, []])
 def test_malformed_report_is_one_clear_error(tmp_path: Path, broken: object) -> None:
     bundle = _fake_bundle(tmp_path, None)
     (tmp_path / "report.json").write_text(json.dumps(broken))

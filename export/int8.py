@@ -1,0 +1,137 @@
+"""INT8 for each backend: search the recipes, and fall back on accuracy control when none passes the gate.
+
+ONNX Runtime: `quantize.RECIPES`; if the best fails the gate, the fallback keeps the 2, 4, then 8
+nodes that cost the most signal-to-noise in float (`quantize.harmful_nodes`). OpenVINO: `openvino.RECIPES`;
+if the best fails, `nncf.quantize_with_accuracy_control` with our gate as its validation function.
+Either stops as soon as the gate passes; the best model is kept either way (marked failed when it
+did not pass). Every try goes into the report with its figures and its time.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edgecnn.export.checks import Predict, compare_with, median_latency_ms, reference_outputs
+from edgecnn.export.gate import judge
+from edgecnn.export.images import batches
+from edgecnn.export.search import Check, Tried, search
+
+FALLBACK_STEPS = (2, 4, 8)  # how many of the most harmful ONNX nodes go back to float, step by step
+
+
+@dataclass(frozen=True)
+class Int8Job:
+    """What both backends need: the images, the gate's settings, and a progress callback."""
+
+    calibration: Any  # ImageSet
+    validation: Any  # ImageSet
+    preprocess: Any
+    labelled: bool
+    max_drop: float
+    batch: int
+    float_nodes: tuple[str, ...] = ()  # ONNX node names every recipe keeps in float
+    say: Callable[[str], None] = lambda _: None
+
+
+def gate_check(job: Int8Job, name: str, parent: str, parent_predict: Predict,
+               predictor: Callable[[Any], Predict]) -> Check:
+    """model file -> (agreement with the parent, gate verdict, its predict function); the parent runs once."""
+    reference = reference_outputs(parent_predict, job.validation, job.preprocess, job.batch)
+
+    def check(model: Any, predict: Predict | None = None) -> tuple[Any, Any, Predict]:
+        predict = predict or predictor(model)
+        agreement = compare_with(reference, predict, job.validation, job.preprocess, job.batch, job.labelled)
+        return agreement, judge(name, parent, agreement, job.labelled, job.max_drop), predict
+
+    return check
+
+
+def timer(job: Int8Job) -> Callable[[list[Predict]], list[float]]:
+    """Batch-1 latency of several models, in alternating rounds (the median of each model's runs)."""
+    frame = next(batches(job.validation, job.preprocess, job.batch))[0]
+
+    def time_all(predicts: list[Predict]) -> list[float]:
+        if len(predicts) == 1:
+            return [median_latency_ms(predicts[0], frame, runs=20, budget_s=1.0)]
+        rounds = [[median_latency_ms(p, frame, runs=10, budget_s=0.5) for p in predicts] for _ in range(3)]
+        return [statistics.median(column) for column in zip(*rounds, strict=True)]
+
+    return time_all
+
+
+def quantize_onnx_searched(fp32: Path, out: Path, job: Int8Job, method: str) -> list[Tried]:
+    """Search ONNX Runtime recipes for `fp32` (see module docstring); the kept model ends at `out`."""
+    import tempfile
+
+    from edgecnn.export.checks import onnx_predictor
+    from edgecnn.export.quantize import harmful_nodes, prepare_onnx, quantize_onnx, recipes
+
+    check = gate_check(job, "onnx int8", "onnx fp32", onnx_predictor(fp32), onnx_predictor)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".prepare-") as work:
+        prepared = prepare_onnx(fp32, Path(work))
+
+        def quantize(recipe: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
+            recipe = replace(recipe, float_nodes=(*job.float_nodes, *recipe.float_nodes))
+            return quantize_onnx(prepared, path, job.calibration, job.preprocess, recipe, job.batch)
+
+        chosen = recipes(method)
+        tried = search(chosen, quantize, check, timer(job), out, job.say)
+        kept = next(t for t in tried if t.kept)
+        if kept.passed:
+            return tried
+        job.say("INT8 fallback: finding the nodes that cost ONNX INT8 the most")
+        recipe = next(r for r in chosen if r.name == kept.recipe)
+        harmful = harmful_nodes(prepared, out, job.calibration, job.preprocess, skip=kept.float_nodes)
+        steps = [replace(recipe, name=f"{recipe.name} + {k} most harmful nodes float",
+                         float_nodes=(*recipe.float_nodes, *harmful[:k]))
+                 for k in FALLBACK_STEPS if k <= len(harmful)]
+        more = search(steps, quantize, check, timer(job), out, job.say, stop=_passed, incumbent=kept)
+        return _with_fallback(tried, more)
+
+
+def quantize_openvino_searched(fp32: Path, out: Path, job: Int8Job, parent: Path) -> list[Tried]:
+    """Search NNCF recipes for `fp32` (see module docstring); the kept IR ends at `out`."""
+    from edgecnn.export.checks import openvino_predictor
+    from edgecnn.export.openvino import RECIPES, quantize_openvino, quantize_openvino_controlled
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check = gate_check(job, "openvino int8", "openvino fp32", openvino_predictor(parent), openvino_predictor)
+
+    def quantize(recipe: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
+        recipe = replace(recipe, float_nodes=(*job.float_nodes, *recipe.float_nodes))
+        return quantize_openvino(fp32, path, job.calibration, job.preprocess, recipe, job.batch)
+
+    tried = search(RECIPES, quantize, check, timer(job), out, job.say)
+    kept = next(t for t in tried if t.kept)
+    if kept.passed:
+        return tried
+    recipe = next(r for r in RECIPES if r.name == kept.recipe)
+
+    def controlled(_: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
+        def passes(compiled: Any) -> bool:
+            return check(None, lambda frames: compiled(frames)[0])[1].passed
+
+        full = replace(recipe, float_nodes=(*job.float_nodes, *recipe.float_nodes))
+        return quantize_openvino_controlled(fp32, path, job.calibration, job.validation, job.preprocess, full,
+                                            passes, job.batch)
+
+    job.say("INT8 fallback: NNCF accuracy control")
+    step = replace(recipe, name=f"{recipe.name} + NNCF accuracy control")
+    more = search([step], controlled, check, timer(job), out, job.say, stop=_passed,
+                  incumbent=kept)
+    return _with_fallback(tried, more)
+
+
+def _passed(tried: Tried) -> bool:
+    return tried.passed
+
+
+def _with_fallback(first: list[Tried], more: list[Tried]) -> list[Tried]:
+    """The tries in order; when a fallback try is kept, the first round's keeper is not any more."""
+    if any(t.kept for t in more):
+        first = [replace(t, kept=False) for t in first]
+    return first + more

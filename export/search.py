@@ -1,0 +1,84 @@
+"""Pick an INT8 recipe by measurement: quantise with each, check it against FP32, keep the best.
+
+The ranking: passing the gate first, then fewest flipped answers, then the smallest KL divergence from
+FP32; a recipe more than LATENCY_SLACK times slower than the fastest one tried is only kept when no
+other passes. The search stops early at a recipe that flips nothing (nothing left to gain), so a
+well-behaved fine-tuned model pays for one recipe only. Every try, its figures and its time are kept
+for the report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgecnn.export.gate import Agreement, Verdict
+from edgecnn.runtime.bundle import RecipeTry
+
+LATENCY_SLACK = 1.25  # ratio to the fastest recipe beyond which a recipe pays too much for its accuracy
+
+
+Tried = RecipeTry  # one recipe tried, as the report lists it
+
+
+Check = Callable[..., tuple[Agreement, Verdict, Any]]  # model file -> figures, verdict, its predict function
+Timer = Callable[[list[Any]], list[float]]  # predict functions -> batch-1 latency ms, timed interleaved
+
+
+def flips_nothing(tried: Tried) -> bool:
+    return tried.passed and tried.agreement.flips == 0
+
+
+def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, tuple[str, ...]]],
+           check: Check, timer: Timer, out: Path, say: Callable[[str], None] = lambda _: None,
+           stop: Callable[[Tried], bool] = flips_nothing, incumbent: Tried | None = None) -> list[Tried]:
+    """Quantise with each recipe (`quantize(recipe, path)` -> (file, float nodes)) until `stop`; the best
+    file ends at `out`. `incumbent`: an earlier try whose file is already `out`, kept unless beaten.
+    Returns the new tries in order, the kept one marked (none when the incumbent stays)."""
+    tried: list[tuple[Tried, Path]] = []
+    predicts = []
+    for index, recipe in enumerate(recipes):
+        say(f"INT8 recipe {index + 1}/{len(recipes)}: {recipe.name}")
+        start = time.perf_counter()
+        path, floats = quantize(recipe, out.with_name(f".try{index}.{out.name}"))
+        agreement, verdict, predict = check(path)
+        tried.append((Tried(recipe.name, round(time.perf_counter() - start, 1), 0.0, agreement,
+                            verdict.passed, verdict.problem, floats), path))
+        predicts.append(predict)
+        if stop(tried[-1][0]):
+            break
+    # Timed together, round-robin, so a busy machine slows every recipe alike.
+    latency = timer(predicts)
+    tried = [(replace(t, latency_ms=round(ms, 3)), path)
+             for (t, path), ms in zip(tried, latency, strict=True)]
+    everyone = ([incumbent] if incumbent else []) + [t for t, _ in tried]  # ties: the earlier
+    best = min(everyone, key=lambda t: rank(t, everyone))
+    for one, path in tried:
+        if one is best:
+            _move(path, out)
+        else:
+            _remove(path)
+    return [replace(t, kept=True) if t is best else t for t, _ in tried]
+
+
+def rank(one: Tried, everyone: list[Tried]) -> tuple:
+    fastest = min(t.latency_ms for t in everyone)
+    slow = one.latency_ms > LATENCY_SLACK * fastest
+    return (not one.passed, slow, one.agreement.confident_flips, one.agreement.flips,
+            one.agreement.mean_kl)
+
+
+def _move(path: Path, out: Path) -> None:
+    os.replace(path, out)
+    if path.suffix == ".xml":  # an IR is two files
+        os.replace(path.with_suffix(".bin"), out.with_suffix(".bin"))
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    if path.suffix == ".xml":
+        path.with_suffix(".bin").unlink(missing_ok=True)
