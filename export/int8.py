@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.checks import Predict, compare_with, median_latency_ms, reference_outputs
-from edgecnn.export.gate import judge
+from edgecnn.export.gate import CONFIDENT, Agreement, Verdict, judge
 from edgecnn.export.images import batches
 from edgecnn.export.search import Check, Tried, search
+from edgecnn.runtime.errors import EdgecnnError
 
+CANNOT_RUN = "fails to run"
 FALLBACK_STEPS = (2, 4, 8)  # how many of the most harmful ONNX nodes go back to float, step by step
 
 
@@ -42,22 +44,42 @@ def gate_check(job: Int8Job, name: str, parent: str, parent_predict: Predict,
     """model file -> (agreement with the parent, gate verdict, its predict function); the parent runs once."""
     reference = reference_outputs(parent_predict, job.validation, job.preprocess, job.batch)
 
-    def check(model: Any, predict: Predict | None = None) -> tuple[Any, Any, Predict]:
+    def check(model: Any, predict: Predict | None = None) -> tuple[Any, Any, Predict | None]:
         predict = predict or predictor(model)
-        agreement = compare_with(reference, predict, job.validation, job.preprocess, job.batch, job.labelled)
+        try:
+            agreement = compare_with(reference, predict, job.validation, job.preprocess, job.batch,
+                                     job.labelled)
+        except Exception as exc:  # noqa: BLE001 - the runtimes' own errors: this INT8 model cannot run
+            verdict = Verdict(False, "runs", f"{name} {CANNOT_RUN}: {exc}")
+            return crashed(reference, job.labelled), verdict, None
         return agreement, judge(name, parent, agreement, job.labelled, job.max_drop), predict
 
     return check
+
+
+def crashed(reference: tuple[Any, Any], labelled: bool) -> Agreement:
+    """The figures of a model that cannot run: every answer lost."""
+    fp32, targets = reference
+    count, confident = len(fp32), int((fp32.max(1) >= CONFIDENT).sum()) if len(fp32) else 0
+    right = int((fp32.argmax(1) == targets).sum()) if labelled and len(fp32) else 0
+    drop = {"lost": right, "gained": 0, "drop": round(100.0 * right / count, 3) if count else 0.0,
+            "drop_interval": (0.0, 100.0)} if labelled else {}
+    return Agreement(images=count, flips=count, flip_rate_interval=(0.0, 100.0), top1_agreement=0.0,
+                     top5_overlap=0.0, mean_kl=-1.0, confident_images=confident,
+                     confident_flips=confident, **drop)
 
 
 def timer(job: Int8Job) -> Callable[[list[Predict]], list[float]]:
     """Batch-1 latency of several models, in alternating rounds (the median of each model's runs)."""
     frame = next(batches(job.validation, job.preprocess, job.batch))[0]
 
-    def time_all(predicts: list[Predict]) -> list[float]:
+    def time_all(predicts: list[Predict | None]) -> list[float]:
+        def once(predict: Predict | None, runs: int, budget_s: float) -> float:
+            return 0.0 if predict is None else median_latency_ms(predict, frame, runs, budget_s)
+
         if len(predicts) == 1:
-            return [median_latency_ms(predicts[0], frame, runs=20, budget_s=1.0)]
-        rounds = [[median_latency_ms(p, frame, runs=10, budget_s=0.5) for p in predicts] for _ in range(3)]
+            return [once(predicts[0], 20, 1.0)]
+        rounds = [[once(p, 10, 0.5) for p in predicts] for _ in range(3)]
         return [statistics.median(column) for column in zip(*rounds, strict=True)]
 
     return time_all
@@ -83,6 +105,7 @@ def quantize_onnx_searched(fp32: Path, out: Path, job: Int8Job, method: str) -> 
         kept = next(t for t in tried if t.kept)
         if kept.passed:
             return tried
+        _refuse_if_none_runs(tried)
         job.say("INT8 fallback: finding the nodes that cost ONNX INT8 the most")
         recipe = next(r for r in chosen if r.name == kept.recipe)
         harmful = harmful_nodes(prepared, out, job.calibration, job.preprocess, skip=kept.float_nodes)
@@ -109,6 +132,7 @@ def quantize_openvino_searched(fp32: Path, out: Path, job: Int8Job, parent: Path
     kept = next(t for t in tried if t.kept)
     if kept.passed:
         return tried
+    _refuse_if_none_runs(tried)
     recipe = next(r for r in RECIPES if r.name == kept.recipe)
 
     def controlled(_: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
@@ -124,6 +148,13 @@ def quantize_openvino_searched(fp32: Path, out: Path, job: Int8Job, parent: Path
     more = search([step], controlled, check, timer(job), out, job.say, stop=_passed,
                   incumbent=kept)
     return _with_fallback(tried, more)
+
+
+def _refuse_if_none_runs(tried: list[Tried]) -> None:
+    """INT8 models that crash in their own runtime come from calibration ranges far from real images."""
+    if all(CANNOT_RUN in t.problem for t in tried):
+        raise EdgecnnError(f"every INT8 recipe gives a model that cannot run ({tried[0].problem}); calibrate "
+                           "on photos like the ones the model will see (--calibration DIR, more images)")
 
 
 def _passed(tried: Tried) -> bool:

@@ -66,7 +66,7 @@ def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, t
 
 
 def rank(one: Tried, everyone: list[Tried]) -> tuple:
-    fastest = min(t.latency_ms for t in everyone)
+    fastest = min((t.latency_ms for t in everyone if t.latency_ms > 0), default=0.0)  # 0: did not run
     slow = one.latency_ms > LATENCY_SLACK * fastest
     return (not one.passed, slow, one.agreement.confident_flips, one.agreement.flips,
             one.agreement.mean_kl)

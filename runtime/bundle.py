@@ -66,7 +66,7 @@ class Int8Agreement:
     flip_rate_interval: tuple[float, float]  # Wilson interval of the flip rate, percent
     top1_agreement: float
     top5_overlap: float  # mean share of FP32's top-5 classes also in INT8's top-5
-    mean_kl: float  # mean KL(FP32 || INT8) of the probabilities, nats
+    mean_kl: float  # mean KL(FP32 || INT8) of the probabilities, nats (-1: the INT8 model failed to run)
     confident_images: int  # FP32 top-1 probability >= the gate's `confident_probability`
     confident_flips: int
     lost: int | None = None  # labelled: FP32 right, INT8 wrong

@@ -97,19 +97,24 @@ def test_existing_out_is_refused_without_force(tmp_path: Path, tiny_run: Path) -
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_failed_gate_exits_1_and_keeps_the_best_int8_marked(tmp_path: Path, tiny_run: Path) -> None:
-    """INT8 calibrated on one flat grey picture saturates on real photos: confident answers change, every
-    recipe and the fallback fail, and the export says so with exit 1 (not 2: the input was valid)."""
+def test_failed_gate_exits_1_and_keeps_the_best_int8_marked(tmp_path: Path, sample_photos: Path) -> None:
+    """INT8 calibrated on one black picture (the first of the folder, --calibration-size 1) saturates on
+    real photos: confident answers change, both recipes and the fallback fail, and export says so with
+    exit 1 (not 2: the input was valid), the best INT8 kept and marked."""
+    import shutil
+
     import cv2
     import numpy as np
 
-    grey = tmp_path / "grey"
-    grey.mkdir()
-    cv2.imwrite(str(grey / "grey.png"), np.full((240, 320, 3), 128, np.uint8))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "0-black.png"), np.zeros((240, 320, 3), np.uint8))  # sorts first
+    for image in sorted(sample_photos.rglob("*.webp"))[::15]:
+        shutil.copy(image, photos / image.name)
     out = tmp_path / "bundle"
     out.mkdir()  # and --force replaces it
-    result = runner.invoke(app, ["export", str(tiny_run / "best.pt"), "--out", str(out), "--format", "onnx",
-                                 "--int8", "--calibration", str(grey), "--force"])
+    result = runner.invoke(app, ["export", "--pretrained", "--out", str(out), "--format", "onnx", "--int8",
+                                 "--calibration", str(photos), "--calibration-size", "1", "--force"])
     assert result.exit_code == 1, result.output
     assert "onnx int8 changed" in result.stderr and "confident in" in result.stderr
     report = json.loads((out / "report.json").read_text())
