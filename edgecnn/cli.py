@@ -234,12 +234,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 def _load_engine(model: Path, device: str, backend: str, precision: str, labels: Path | None = None,
                  mean: str | None = None, std: str | None = None, threads: int | None = None,
-                 quiet: bool = False) -> Any:
+                 quiet: bool = False, streams: int | None = None) -> Any:
     from edgecnn.runtime import load
     from edgecnn.runtime.selection import parse_triplet
 
     engine = load(model, device=device, precision=precision, backend=backend, labels=labels, threads=threads,
-                  mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"))
+                  mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"), streams=streams)
     if not quiet:
         err_console.print(f"{engine.describe()} ({engine.reason})", highlight=False)
     return engine
@@ -331,12 +331,15 @@ def bench(
 
 
 @app.command(epilog="Example: edgecnn camera bundles/imagenet --source samples/videos/cup.mp4 --headless "
-                     "--serve 8080")
+                     "--serve 8080\n\nSeveral: edgecnn camera bundles/imagenet --source 0 --source rtsp://cam2/live")
 @user_errors
 def camera(
     model: ModelPath,
-    source: Annotated[str, typer.Option(help="Webcam index (0), video file, rtsp:// or http:// URL, or a "
-                                             "folder of images.")] = "0",
+    source: Annotated[list[str] | None, typer.Option(
+        help="Webcam index (0), video file, rtsp:// or http:// URL, or a folder of images; repeat it for "
+             "several sources (batched together).")] = None,
+    sources: Annotated[Path | None, typer.Option(
+        "--sources", exists=True, dir_okay=False, help="A text file naming one source a line.")] = None,
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     top_k: Annotated[int | None, typer.Option(
         help="Labels to show per frame (default: 3, or all when the model has fewer).")] = None,
@@ -365,7 +368,7 @@ def camera(
         "--no-auth", help="Let anyone who can reach a non-loopback --serve address watch.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recognise what a webcam, video file, stream or image folder shows, live.
+    """Recognise what webcams, video files, streams or image folders show, live (several at once).
 
     With --serve, a browser shows it too: http://127.0.0.1:PORT/ (also /stream.mjpg, /events,
     /api/state and /healthz).
@@ -374,21 +377,25 @@ def camera(
     from contextlib import ExitStack
     from dataclasses import asdict, replace
 
-    from edgecnn.runtime.camera import CameraConfig, run_camera, summary_table
+    from edgecnn.runtime.camera import CameraConfig, camera_engine, read_sources_file, run_camera
+    from edgecnn.runtime.camera_report import summary_table
     from edgecnn.runtime.video import VideoOptions, check_source
 
     say = lambda message: err_console.print(message, highlight=False)  # noqa: E731
-    spec = check_source(source)  # a missing file fails before the model loads
+    names = tuple(source or ()) + (read_sources_file(sources) if sources else ())
+    specs = [check_source(name) for name in names or ("0",)]  # a missing file fails before the model loads
+    shown = specs[0].name if len(specs) == 1 else ", ".join(spec.name for spec in specs)
     if serve is None and no_auth:
         raise EdgecnnError("--no-auth goes with --serve [HOST:]PORT")
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
                            reconnect_timeout=reconnect_timeout)
-    config = CameraConfig(source=source, top_k=3 if top_k is None else top_k, min_prob=min_prob,
+    config = CameraConfig(sources=names or ("0",), top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
                           video=options)
     with ExitStack() as stack:
-        sinks = [stack.enter_context(_live_server(serve, spec.name, token, no_auth, say))] if serve else []
-        engine = stack.enter_context(_load_engine(model, device, backend, precision, threads=threads))
+        sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say))] if serve else []
+        settings = camera_engine() if threads is None else {"threads": threads}
+        engine = stack.enter_context(_load_engine(model, device, backend, precision, **settings))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
         summary = run_camera(engine, config, say=say, sinks=sinks)

@@ -1,75 +1,78 @@
-"""The live camera loop: capture, inference and drawing overlapped, with honest timings.
+"""The live camera loop: one or many sources, batched inference, recording and display off the hot path.
 
-    summary = run_camera(load("bundles/imagenet"), CameraConfig(source="samples/videos/cup.mp4"))
+    summary = run_camera(load("bundles/imagenet"), CameraConfig(sources=("cam1.mp4", "rtsp://cam2/live")))
 
-The capture thread (`VideoSource`) reads while the model runs; the next frame is submitted before
-the current result is drawn, written and shown, so the model is never idle waiting for them.
-Camera-to-result latency runs from the moment a frame is read to the moment its annotated result
-is ready.
+Each source is read on its own thread (`VideoSource`: newest frame for live sources), which also fits
+the frame to the model, so decoding overlaps inference. One loop batches the frames that are ready
+across the sources and keeps `engine.streams` batches running; results are handled in order
+(per-source smoothing, overlay, statistics). Video and JSONL are written on their own threads through
+bounded queues (`edgecnn.runtime.recording`), dropping and counting what they cannot keep up with,
+so they never stall inference. A source that fails (a stream down past its --reconnect-timeout) is
+reported and the others go on. Each `Sink` (the --serve page) is handed every result.
+Camera-to-result latency runs from the moment a frame is read to the moment its result is ready.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from edgecnn.runtime.camera_report import CameraSummary, SourceSummary, summarise, summary_table
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.outputs import AtomicPath, check_writable
-from edgecnn.runtime.overlay import UNCERTAIN, Display, draw_overlay
+from edgecnn.runtime.outputs import check_writable
+from edgecnn.runtime.overlay import UNCERTAIN, Display, draw_overlay, tile
 from edgecnn.runtime.preprocess import fit_frame
-from edgecnn.runtime.video import AtomicVideoWriter, Frame, VideoOptions, VideoSource
+from edgecnn.runtime.recording import AnnotatedVideo, BackgroundWriter, JsonlWriter
+from edgecnn.runtime.video import Frame, VideoOptions, VideoSource, check_source
 
+__all__ = ["CameraConfig", "CameraSummary", "FrameResult", "LiveUpdate", "Sink", "SourceSummary", "Smoother",
+           "camera_engine", "read_sources_file", "run_camera", "summary_table"]
 RESULT_TIMEOUT = 30.0  # seconds one inference may take before we call it stuck
-TOP_SHOWN = 3  # labels the summary lists as recognised
+VIDEO_QUEUE = 32  # annotated frames waiting for the encoder (per source), ~30 MB at 640x480
+JSONL_QUEUE = 4096
 
 
 @dataclass(frozen=True)
 class CameraConfig:
     source: str | int | Path = 0
+    sources: tuple[str | int | Path, ...] = ()  # several sources; `source` is used when empty
     top_k: int = 3
     min_prob: float = 0.2  # top-1 below this is shown as "uncertain"
     smooth: float = 0.6  # EMA weight of the past probabilities; 0 = off
     headless: bool = False
-    save: Path | None = None  # annotated .mp4
+    save: Path | None = None  # annotated .mp4 (one per source: name-1.mp4, name-2.mp4, ...)
     jsonl: Path | None = None  # one record per processed frame
-    max_frames: int | None = None
+    max_frames: int | None = None  # processed frames, all sources together
     video: VideoOptions = field(default_factory=VideoOptions)
     snapshot_dir: Path = Path(".")
     window_title: str = "edgecnn camera"
 
-
-@dataclass(frozen=True)
-class CameraSummary:
-    source: str
-    frames_read: int
-    frames_processed: int
-    frames_dropped: int
-    mean_fps: float
-    inference_ms_median: float
-    inference_ms_p95: float
-    latency_ms_median: float  # camera-to-result
-    latency_ms_p95: float
-    backend: str
-    device: str
-    reconnects: int = 0
-    stopped_by: str = "end"  # end | max_frames | quit | interrupt
-    # what was recognised: the most frequent shown labels ("uncertain" included), share of processed frames
-    recognised: tuple[tuple[str, float], ...] = ()
+    @property
+    def source_list(self) -> tuple[str | int | Path, ...]:
+        return tuple(self.sources) or (self.source,)
 
 
 @dataclass(frozen=True)
-class Result:
+class FrameResult:
+    """One frame's result, as the loop hands it to the display, the recorders and a `sink`."""
+
+    source_index: int
+    source: str  # credentials masked
     frame: Frame
+    top: list[Any]  # Predictions, best first
     probabilities: np.ndarray  # smoothed
-    inference_ms: float
+    inference_ms: float  # the batch this frame was in
+    latency_ms: float  # camera-to-result
+    fps: float  # this source's recent results per second
+    annotated: np.ndarray | None = None  # drawn when a window shows it
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class LiveUpdate:
 
     record: dict[str, Any]
     stats: dict[str, Any]  # fps, frames_read/processed/dropped, reconnects, min_prob, captured_at
-    draw: Callable[[], np.ndarray]  # the annotated BGR frame, drawn on first call (from any thread)
+    draw: Callable[[], np.ndarray]  # the annotated BGR frame (several sources: the grid), drawn on first call
 
 
 class Sink(Protocol):
@@ -87,71 +90,35 @@ class Sink(Protocol):
     def publish(self, update: LiveUpdate) -> None: ...
 
 
-class Inference:
-    """The engine's overlapped API (`submit`) when it has one, else a worker thread over `infer`."""
+def camera_engine(cores: int | None = None) -> dict[str, int]:
+    """`load()` settings for camera use on the CPU: two single-thread streams on a 2-core machine.
 
-    def __init__(self, engine: Any) -> None:
-        self._submit = getattr(engine, "submit", None)
-        self._infer = engine.infer
-        self._pool: ThreadPoolExecutor | None = None
-
-    def submit(self, batch: np.ndarray) -> tuple[Future[np.ndarray], list[float]]:
-        """Start a batch; the list gets [start, end] perf_counter times when it finishes."""
-        times = [time.perf_counter()]
-        if self._submit is not None:
-            future = self._submit(batch)
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgecnn-infer")
-            future = self._pool.submit(self._infer, batch)
-        future.add_done_callback(lambda _: times.append(time.perf_counter()))
-        return future, times
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    Measured (benchmarks/camera.py, 2 cores): two 1-thread requests in flight keep both cores busy
+    while a capture thread decodes; one 2-thread request leaves a core idle whenever decoding holds
+    it. More cores get more threads per stream.
+    """
+    cores = cores or os.cpu_count() or 1
+    return {"streams": 2, "threads": max(2, cores)} if cores >= 2 else {"streams": 1, "threads": 1}
 
 
-class Smoother:
-    """Exponential moving average of probabilities so labels do not flicker between frames."""
-
-    def __init__(self, weight: float) -> None:
-        if not 0.0 <= weight < 1.0:
-            raise EdgecnnError(f"--smooth {weight} is out of range; give 0 (off) to 0.95")
-        self.weight, self.state = weight, None
-
-    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
-        if self.state is None or self.weight == 0.0:
-            self.state = probabilities
-        else:
-            self.state = self.weight * self.state + (1.0 - self.weight) * probabilities
-        return self.state
-
-
-class JsonlWriter:
-    """One JSON line per processed frame, under a temporary name until `close`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._target = AtomicPath(self.path)
-        self.file = self._target.temp.open("w", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-
-    def close(self) -> None:
-        if not self.file.closed:
-            self.file.close()
-            self._target.commit()
+def read_sources_file(path: Path) -> tuple[str, ...]:
+    """--sources FILE: one source a line; blank lines and # comments skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgecnnError(f"cannot read --sources {path}: {exc}; give a text file, one source a line"
+                           ) from exc
+    sources = tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+    if not sources:
+        raise EdgecnnError(f"--sources {path} lists no source; write one source a line")
+    return sources
 
 
 def run_camera(engine: Any, config: CameraConfig, say: Callable[[str], None] = print,
                sinks: Sequence[Sink] = ()) -> CameraSummary:
-    """Run the loop until the source ends, `max_frames`, q/Esc, window close or Ctrl-C."""
+    """Run the loop until every source ends, `max_frames`, q/Esc, window close or Ctrl-C."""
     _check(engine, config)
-    smooth = 0.0 if Path(str(config.source)).is_dir() else config.smooth  # slideshow frames are unrelated
-    loop = _Loop(engine, config, Smoother(smooth), say, sinks)
-    return loop.run()
+    return _Loop(engine, config, say, tuple(sinks)).run()
 
 
 def _check(engine: Any, config: CameraConfig) -> None:
@@ -172,182 +139,329 @@ def _check(engine: Any, config: CameraConfig) -> None:
     for option, path in (("--save", config.save), ("--jsonl", config.jsonl)):
         if path is not None:
             check_writable(Path(path), option)
+    for source in config.source_list:
+        check_source(source)  # a path that does not exist is a typo: say so before anything starts
 
 
-class _Loop:
-    """One camera run: owns the source, the outputs and the measurements."""
+class Smoother:
+    """Exponential moving average of probabilities so labels do not flicker between frames."""
 
-    def __init__(self, engine: Any, config: CameraConfig, smoother: Smoother,
-                 say: Callable[[str], None], sinks: Sequence[Sink] = ()) -> None:
-        self.engine, self.config, self.smoother, self.say = engine, config, smoother, say
-        self.sinks = tuple(sinks)
-        self.source: VideoSource | None = None
-        self.inference = Inference(engine)
+    def __init__(self, weight: float) -> None:
+        if not 0.0 <= weight < 1.0:
+            raise EdgecnnError(f"--smooth {weight} is out of range; give 0 (off) to 0.95")
+        self.weight, self.state = weight, None
+
+    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
+        if self.state is None or self.weight == 0.0:
+            self.state = probabilities
+        else:
+            self.state = self.weight * self.state + (1.0 - self.weight) * probabilities
+        return self.state
+
+
+class Inference:
+    """The engine's overlapped API (`submit`) when it has one, else worker threads over `infer`."""
+
+    def __init__(self, engine: Any, depth: int) -> None:
+        self._submit = getattr(engine, "submit", None)
+        self._infer, self._depth = engine.infer, depth
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, batch: np.ndarray, done: Callable[[], None]) -> tuple[Future[np.ndarray], list[float]]:
+        """Start a batch; the list gets [start, end] perf_counter times; `done()` is called at the end."""
+        times = [time.perf_counter()]
+        if self._submit is not None:
+            future = self._submit(batch)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._depth, thread_name_prefix="edgecnn-infer")
+            future = self._pool.submit(self._infer, batch)
+
+        def finished(_: Future[np.ndarray]) -> None:
+            times.append(time.perf_counter())
+            done()
+
+        future.add_done_callback(finished)
+        return future, times
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+class _Stream:
+    """One source in the loop: its capture thread, smoothing, outputs and measurements."""
+
+    def __init__(self, index: int, source: VideoSource, smoother: Smoother) -> None:
+        self.index, self.source, self.smoother = index, source, smoother
+        self.name = source.spec.name
         self.inference_ms: list[float] = []
         self.latency_ms: list[float] = []
         self.result_times: deque[float] = deque(maxlen=30)
-        self.submitted = 0
-        self.stopped_by = "end"
+        self.first_result = self.last_result = 0.0
+        self.video: BackgroundWriter | None = None
+        self.annotated: np.ndarray | None = None  # the newest drawn frame, for the window's grid
+        self.latest: tuple[np.ndarray, list[Any], dict[str, float]] | None = None  # for a sink's grid
         self.shown: Counter[str] = Counter()  # the label each processed frame showed
+        self.error = ""
+
+    @property
+    def done(self) -> bool:
+        return bool(self.error) or self.source.finished
+
+    def take(self) -> Frame | None:
+        """The next frame when one is ready now; None otherwise (also when the source has failed)."""
+        if self.error or not self.source.ready():
+            return None
+        try:
+            return self.source.get()
+        except EdgecnnError as exc:
+            self.error = str(exc)
+            raise
+
+    def recent_fps(self) -> float:
+        times = self.result_times
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+
+@dataclass
+class _Batch:
+    frames: list[tuple[_Stream, Frame]]
+    future: Future[np.ndarray]
+    times: list[float]
+
+
+class _Loop:
+    """One camera run: owns the sources, the outputs and the measurements."""
+
+    def __init__(self, engine: Any, config: CameraConfig, say: Callable[[str], None],
+                 sinks: tuple[Sink, ...]) -> None:
+        self.engine, self.config, self.say, self.sinks = engine, config, say, sinks
+        # Only as many batches as the engine really runs at once: a frame queued behind a running
+        # inference would age by a whole inference while a live source has a newer one.
+        self.depth = max(1, int(getattr(engine, "streams", 1)))
+        self.inference = Inference(engine, self.depth)
+        self.wake = threading.Event()
+        self.streams: list[_Stream] = []
+        self.in_flight: deque[_Batch] = deque()
+        self.jsonl: BackgroundWriter | None = None
+        self.display: Display | None = None
+        self.submitted = self.batches = 0
+        self.stopped_by = "end"
+        self.started = time.perf_counter()
+        fixed = getattr(engine, "fixed_batch", None)
+        self.max_batch = fixed or len(config.source_list)
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        return fit_frame(image, self.engine.preprocess, bgr=True)[None]
+        return fit_frame(image, self.engine.preprocess, bgr=True)
 
     def run(self) -> CameraSummary:
-        source = VideoSource(self.config.source, self.config.video, prepare=self.prepare, say=self.say)
-        source.start()  # a bad source fails here, before any output file exists
-        self.source = source
-        outputs: list[Any] = []
-        started = time.perf_counter()
         try:
+            self._open_sources()  # a bad source fails here, before any output file exists
             config = self.config
-            writer = AtomicVideoWriter(config.save, source.fps) if config.save else None
-            jsonl = JsonlWriter(config.jsonl) if config.jsonl else None
-            display = Display(config.window_title, config.headless, config.snapshot_dir, self.say)
-            outputs = [x for x in (display, writer, jsonl) if x is not None]
-            self._pump(source, writer, jsonl, display)
+            if config.jsonl:
+                self.jsonl = BackgroundWriter("--jsonl", JsonlWriter(config.jsonl), JSONL_QUEUE)
+            self.display = Display(config.window_title, config.headless, config.snapshot_dir, self.say)
+            self.started = time.perf_counter()
+            self._pump()
         except KeyboardInterrupt:
             self.stopped_by = "interrupt"
         finally:
-            source.close()
-            self.inference.close()
-            for output in outputs:  # flushed and renamed even after an error: what was seen is kept
-                output.close()
-        if source.frames_read == 0 and self.stopped_by == "end":
-            raise EdgecnnError(f"{source.spec.name} gave no frames; check that it is a readable video")
-        ended = self.result_times[-1] if self.result_times else time.perf_counter()
-        return self._summary(source, ended - started)
+            self._close()
+        return self._finish()
 
-    def _pump(self, source: VideoSource, writer: Any, jsonl: JsonlWriter | None, display: Display) -> None:
-        """Keep the model busy: submit the next frame (when one is ready) before handling the last result.
+    def _open_sources(self) -> None:
+        many = len(self.config.source_list) > 1
+        for index, spec in enumerate(self.config.source_list):
+            smooth = 0.0 if Path(str(spec)).is_dir() else self.config.smooth  # slideshow frames are unrelated
+            source = VideoSource(spec, self.config.video, prepare=self.prepare, say=self.say,
+                                 on_ready=self.wake.set)
+            stream = _Stream(index, source, Smoother(smooth))
+            self.streams.append(stream)
+            # Several sources: a network camera that is down is retried in the background, the rest go on.
+            source.start(wait_for_open=not many)
 
-        A live source's next frame is not waited for before the finished result is handled, or the
-        result would age by up to one frame interval.
-        """
-        in_flight = self._start_next(source)
-        while in_flight is not None:
-            frame, future, times = in_flight
-            probabilities = self._result(future)
-            started_next = source.ready()
-            in_flight = self._start_next(source) if started_next else None
-            ended = times[1] if len(times) > 1 else time.perf_counter()  # callbacks may trail result()
-            result = Result(frame, self.smoother(probabilities), (ended - times[0]) * 1000.0)
-            if not self._handle(result, writer, jsonl, display):
-                self.stopped_by = "quit"
+    def _pump(self) -> None:
+        """Submit what is ready (keeping up to `depth` batches in flight), then handle what finished."""
+        while True:
+            self.wake.clear()
+            progressed = self._submit_ready()
+            while self.in_flight and self.in_flight[0].future.done():
+                if not self._handle(self.in_flight.popleft()):
+                    self.stopped_by = "quit"
+                    return
+                progressed = True
+            if self._budget_spent() and not self.in_flight:
+                self.stopped_by = "max_frames"
                 return
-            if not started_next:
-                in_flight = self._start_next(source)
-        if self.config.max_frames is not None and self.submitted >= self.config.max_frames:
-            self.stopped_by = "max_frames"
+            if not self.in_flight and all(stream.done for stream in self.streams):
+                return
+            if not progressed:
+                self._check_stuck()
+                self.wake.wait(0.1)
 
-    @staticmethod
-    def _result(future: Future[np.ndarray]) -> np.ndarray:
-        try:
-            return future.result(timeout=RESULT_TIMEOUT)[0]
-        except FutureTimeout:
+    def _budget_spent(self) -> bool:
+        return self.config.max_frames is not None and self.submitted >= self.config.max_frames
+
+    def _submit_ready(self) -> bool:
+        submitted = False
+        while self._running() < self.depth and not self._budget_spent():
+            frames = self._gather()
+            if not frames:
+                break
+            batch = np.stack([frame.prepared for _, frame in frames])
+            if len(batch) < self.max_batch and getattr(self.engine, "fixed_batch", None):
+                batch = np.concatenate([batch, np.repeat(batch[-1:], self.max_batch - len(batch), axis=0)])
+            future, times = self.inference.submit(batch, self.wake.set)
+            self.in_flight.append(_Batch(frames, future, times))
+            self.submitted += len(frames)
+            self.batches += 1
+            submitted = True
+        return submitted
+
+    def _running(self) -> int:
+        return sum(not batch.future.done() for batch in self.in_flight)
+
+    def _gather(self) -> list[tuple[_Stream, Frame]]:
+        """One ready frame from each source that has one (at most the batch the model takes)."""
+        frames = []
+        left = None if self.config.max_frames is None else self.config.max_frames - self.submitted
+        for stream in self.streams:
+            if len(frames) >= self.max_batch or (left is not None and len(frames) >= left):
+                break
+            try:
+                frame = stream.take()
+            except EdgecnnError:
+                self._source_failed(stream)
+                continue
+            if frame is not None:
+                if frame.prepared is None:
+                    frame = Frame(frame.image, frame.index, frame.timestamp, frame.captured,
+                                  self.prepare(frame.image))
+                frames.append((stream, frame))
+        return frames
+
+    def _source_failed(self, stream: _Stream) -> None:
+        if len(self.streams) == 1:
+            raise EdgecnnError(stream.error)
+        others = [s for s in self.streams if not s.error]
+        self.say(f"{stream.error}" + ("; the other sources go on" if others else ""))
+        if not others:
+            raise EdgecnnError(f"every source failed; the last: {stream.error}")
+
+    def _check_stuck(self) -> None:
+        if self.in_flight and time.perf_counter() - self.in_flight[0].times[0] > RESULT_TIMEOUT:
             raise EdgecnnError(f"one inference took over {RESULT_TIMEOUT:.0f} s; the device seems stuck: "
-                               "try --device cpu") from None
+                               "try --device cpu")
 
-    def _start_next(self, source: VideoSource) -> tuple[Frame, Future[np.ndarray], list[float]] | None:
-        if self.config.max_frames is not None and self.submitted >= self.config.max_frames:
-            return None
-        frame = source.get()
-        if frame is None:
-            return None
-        batch = frame.prepared if frame.prepared is not None else self.prepare(frame.image)
-        self.submitted += 1
-        return (frame, *self.inference.submit(batch))
+    def _handle(self, batch: _Batch) -> bool:
+        """Smooth, record and show the results of one batch, in source order; False when the user quits."""
+        probabilities = batch.future.result()
+        ended = batch.times[1] if len(batch.times) > 1 else time.perf_counter()
+        inference_ms = (ended - batch.times[0]) * 1000.0
+        keep = True
+        for row, (stream, frame) in enumerate(batch.frames):
+            now = time.perf_counter()
+            latency_ms = (now - frame.captured) * 1000.0
+            smoothed = stream.smoother(probabilities[row])
+            stream.result_times.append(now)
+            stream.first_result = stream.first_result or now
+            stream.last_result = now
+            stream.inference_ms.append(inference_ms)
+            stream.latency_ms.append(latency_ms)
+            top = self.engine.top(smoothed, self.config.top_k)
+            result = FrameResult(stream.index, stream.name, frame, top, smoothed, inference_ms, latency_ms,
+                                 stream.recent_fps())
+            keep = self._deliver(stream, result) and keep
+        return keep
 
-    def _handle(self, result: Result, writer: Any, jsonl: JsonlWriter | None, display: Display) -> bool:
-        """Draw, write and show one result; False when the user quits."""
-        top = self.engine.top(result.probabilities, self.config.top_k)
-        annotated = None
-        if writer is not None or display.shows:
-            annotated = draw_overlay(result.frame.image, top, self.config.min_prob, self._stats(result))
-        latency_ms = (time.perf_counter() - result.frame.captured) * 1000.0
-        self.shown[top[0].label if top[0].probability >= self.config.min_prob else UNCERTAIN] += 1
-        self.result_times.append(time.perf_counter())
-        self.inference_ms.append(result.inference_ms)
-        self.latency_ms.append(latency_ms)
-        if writer is not None:
-            writer.write(annotated)
-        if jsonl is not None or self.sinks:
-            record = self._record(result, top, latency_ms)
-            if jsonl is not None:
-                jsonl.write(record)
+    def _deliver(self, stream: _Stream, result: FrameResult) -> bool:
+        """Hand one result to the window, the recorders and the sink; only the window is drawn here."""
+        stats = {"fps": result.fps, "inference_ms": result.inference_ms, "latency_ms": result.latency_ms}
+        display = self.display
+        if display is not None and display.shows:
+            stream.annotated = draw_overlay(result.frame.image, result.top, self.config.min_prob, stats)
+            result = replace(result, annotated=stream.annotated)
+        if self.config.save is not None:
+            self._video(stream).put((result.frame.image, result.annotated, result.top, stats))
+        best = result.top[0]
+        stream.shown[best.label if best.probability >= self.config.min_prob else UNCERTAIN] += 1
+        if self.jsonl is not None or self.sinks:
+            record = self._record(result)
+            if self.jsonl is not None:
+                self.jsonl.put(record)
             if self.sinks:
-                self._publish(result, top, record, annotated)
-        return display.show(annotated) if display.shows else True
+                self._publish(stream, result, record, stats)
+        if display is None or not display.shows:
+            return True
+        if len(self.streams) == 1:
+            return display.show(stream.annotated)
+        return display.show(tile([(s.name, s.annotated, s.error) for s in self.streams]))
 
-    def _publish(self, result: Result, top: list[Any], record: dict[str, Any],
-                 annotated: np.ndarray | None) -> None:
-        drawn = [annotated]
-        stats = self._stats(result)
+    def _publish(self, stream: _Stream, result: FrameResult, record: dict[str, Any],
+                 stats: dict[str, float]) -> None:
+        """Hand the result to every sink; the picture is drawn only if and when a sink asks for it."""
+        stream.latest = (result.frame.image, result.top, stats)
+        drawn: list[np.ndarray | None] = [result.annotated]
+        min_prob, streams = self.config.min_prob, list(self.streams)
 
-        def draw() -> np.ndarray:  # drawn at most once, only when a sink wants the picture
+        def draw() -> np.ndarray:  # on the sink's thread, at most once per update
             if drawn[0] is None:
-                drawn[0] = draw_overlay(result.frame.image, top, self.config.min_prob, stats)
+                pictures = [(s.name, draw_overlay(*s.latest[:2], min_prob, s.latest[2]) if s.latest else None,
+                             s.error) for s in streams]
+                drawn[0] = pictures[0][1] if len(pictures) == 1 else tile(pictures)
             return drawn[0]
 
-        source = self.source
-        counters = {"fps": round(stats["fps"], 2), "frames_read": source.frames_read,
-                    "frames_processed": len(self.inference_ms), "frames_dropped": source.frames_dropped,
+        source = stream.source
+        counters = {"fps": round(result.fps, 2), "frames_read": source.frames_read,
+                    "frames_processed": len(stream.latency_ms), "frames_dropped": source.frames_dropped,
                     "reconnects": source.reconnects, "min_prob": self.config.min_prob,
                     "captured_at": time.time() - (time.perf_counter() - result.frame.captured)}
         update = LiveUpdate(record, counters, draw)
         for sink in self.sinks:
             sink.publish(update)
 
-    def _stats(self, result: Result) -> dict[str, float]:
-        last = self.latency_ms[-1] if self.latency_ms else 0.0
-        return {"fps": self._recent_fps(), "inference_ms": result.inference_ms, "latency_ms": last}
+    def _video(self, stream: _Stream) -> BackgroundWriter:
+        if stream.video is None:
+            path = Path(self.config.save)
+            if len(self.streams) > 1:
+                path = path.with_name(f"{path.stem}-{stream.index + 1}{path.suffix}")
+            stream.video = BackgroundWriter("--save", AnnotatedVideo(path, stream.source.fps,
+                                                                     self.config.min_prob), VIDEO_QUEUE)
+        return stream.video
 
-    def _recent_fps(self) -> float:
-        times = self.result_times
-        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-
-    def _record(self, result: Result, top: list[Any], latency_ms: float) -> dict[str, Any]:
-        best = top[0]
+    def _record(self, result: FrameResult) -> dict[str, Any]:
+        best = result.top[0]
         return {
+            "source": result.source,
             "frame": result.frame.index,
             "timestamp": round(result.frame.timestamp, 4),
             "label": best.label if best.probability >= self.config.min_prob else UNCERTAIN,
-            "top": [{"label": p.label, "probability": round(p.probability, 5)} for p in top],
+            "top": [{"label": p.label, "probability": round(p.probability, 5)} for p in result.top],
             "inference_ms": round(result.inference_ms, 3),
-            "latency_ms": round(latency_ms, 3),
+            "latency_ms": round(result.latency_ms, 3),
         }
 
-    def _summary(self, source: VideoSource, seconds: float) -> CameraSummary:
-        processed = len(self.inference_ms)
-        inference, latency = np.asarray(self.inference_ms or [0.0]), np.asarray(self.latency_ms or [0.0])
-        return CameraSummary(
-            source=source.spec.name, frames_read=source.frames_read, frames_processed=processed,
-            frames_dropped=source.frames_dropped, mean_fps=processed / seconds if seconds > 0 else 0.0,
-            inference_ms_median=float(np.median(inference)),
-            inference_ms_p95=float(np.percentile(inference, 95)),
-            latency_ms_median=float(np.median(latency)), latency_ms_p95=float(np.percentile(latency, 95)),
-            backend=str(self.engine.backend), device=str(self.engine.device), reconnects=source.reconnects,
-            stopped_by=self.stopped_by,
-            recognised=tuple((label, n / processed) for label, n in self.shown.most_common(TOP_SHOWN)))
+    def _close(self) -> None:
+        """Stop the sources and the engine's work; flush and rename every output, even after an error."""
+        for stream in self.streams:
+            stream.source.close()
+        for batch in self.in_flight:  # the engine may still write into its requests: let them end
+            try:
+                batch.future.exception(timeout=RESULT_TIMEOUT)
+            except Exception:  # noqa: BLE001 - a stuck or cancelled request must not hide the real error
+                pass
+        self.inference.close()
+        writers = [s.video for s in self.streams if s.video is not None] + [self.jsonl]
+        for writer in writers:
+            if writer is not None:
+                writer.close()
+        if self.display is not None:
+            self.display.close()
 
-
-def summary_table(summary: CameraSummary) -> Any:
-    """The end-of-run summary as a Rich table."""
-    from rich.table import Table
-
-    table = Table(title=f"camera: {summary.source}", show_header=False)
-    rows = [("frames read / processed / dropped",
-             f"{summary.frames_read} / {summary.frames_processed} / {summary.frames_dropped}"),
-            ("mean FPS", f"{summary.mean_fps:.1f}"),
-            ("inference ms (median / p95)",
-             f"{summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f}"),
-            ("camera-to-result ms (median / p95)",
-             f"{summary.latency_ms_median:.1f} / {summary.latency_ms_p95:.1f}"),
-            ("backend / device", f"{summary.backend} / {summary.device}"),
-            ("reconnects", str(summary.reconnects)), ("stopped by", summary.stopped_by)]
-    if summary.recognised:
-        rows.insert(0, ("recognised (share of frames)",
-                        ", ".join(f"{label} {share:.0%}" for label, share in summary.recognised)))
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+    def _finish(self) -> CameraSummary:
+        if len(self.streams) == 1 and self.streams[0].source.frames_read == 0 and self.stopped_by == "end":
+            if self.streams[0].error:
+                raise EdgecnnError(self.streams[0].error)
+            raise EdgecnnError(f"{self.streams[0].name} gave no frames; check that it is a readable video")
+        return summarise(self.engine, self.streams, self.started, self.stopped_by, self.batches, self.jsonl)

@@ -81,6 +81,11 @@ class Engine:
         return getattr(self._backend, "compile_seconds", self._backend.load_seconds)
 
     @property
+    def streams(self) -> int:
+        """Requests that run at once: how many batches `submit` can usefully have in flight."""
+        return int(getattr(self._backend, "streams", 1))
+
+    @property
     def fixed_batch(self) -> int | None:
         return self._backend.input.fixed_batch
 
@@ -190,17 +195,18 @@ class Engine:
 def load(path: str | Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
          labels: str | Path | Sequence[str] | None = None, threads: int | None = None,
          cache_dir: str | Path | None = None, mean: Sequence[float] | None = None,
-         std: Sequence[float] | None = None, hint: str = "latency") -> Engine:
+         std: Sequence[float] | None = None, hint: str = "latency", streams: int | None = None) -> Engine:
     """Load a bundle folder, .onnx or OpenVINO .xml on the best (or asked) backend and device.
 
     In a bundle, "auto" precision/backend picks the fastest model whose accuracy check passed in
     report.json (e.g. OpenVINO INT8 on a CPU). `labels`, `mean` and `std` make a model without
     edgecnn metadata usable; `cache_dir` holds OpenVINO's compiled models ("" turns caching off).
+    `streams` runs that many requests at once, sharing `threads` (the camera's choice: `camera_engine`).
     """
     from edgecnn.runtime.selection import choose_model, open_backend, resolve_meta
 
     choice = choose_model(Path(path), device, precision, backend)
-    runner, embedded = open_backend(choice, threads=threads, cache_dir=cache_dir, hint=hint)
+    runner, embedded = open_backend(choice, threads=threads, cache_dir=cache_dir, hint=hint, streams=streams)
     try:
         meta = resolve_meta(choice, runner, embedded, labels, mean, std)
     except EdgecnnError:

@@ -41,6 +41,34 @@ def draw_overlay(image: np.ndarray, top: Sequence[Any], min_prob: float,
     return canvas
 
 
+def tile(cells: Sequence[tuple[str, np.ndarray | None, str]], width: int = 1280) -> np.ndarray:
+    """Several sources in one BGR image: a near-square grid of (name, newest frame or None, error)."""
+    import cv2
+
+    columns = int(np.ceil(np.sqrt(len(cells))))
+    rows = int(np.ceil(len(cells) / columns))
+    cell_w = width // columns
+    cell_h = cell_w * 3 // 4
+    canvas = np.full((rows * cell_h, columns * cell_w, 3), 30, np.uint8)
+    for i, (name, image, error) in enumerate(cells):
+        x, y = (i % columns) * cell_w, (i // columns) * cell_h
+        if image is not None:
+            scale = min(cell_w / image.shape[1], cell_h / image.shape[0])
+            size = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
+            fitted = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            top, left = y + (cell_h - size[1]) // 2, x + (cell_w - size[0]) // 2
+            canvas[top : top + size[1], left : left + size[0]] = fitted
+        caption = name[-48:] if not error else f"{name[-32:]}: lost"
+        status = "" if image is not None else ("source lost" if error else "waiting for frames")
+        scale = max(0.4, cell_w / 1000.0)
+        cv2.rectangle(canvas, (x, y + cell_h - int(28 * scale) - 8), (x + cell_w, y + cell_h), _DARK, -1)
+        _text(canvas, caption, (x + 6, y + cell_h - 8), scale * 0.6, (80, 80, 255) if error else _WHITE)
+        if status:
+            _text(canvas, status, (x + 6, y + cell_h // 2), scale * 0.6, _GREY)
+        cv2.rectangle(canvas, (x, y), (x + cell_w - 1, y + cell_h - 1), _GREY, 1)
+    return canvas
+
+
 def _bar(canvas: np.ndarray, prediction: Any, min_prob: float, origin: tuple[int, int],
          size: tuple[int, int], scale: float) -> None:
     import cv2

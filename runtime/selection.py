@@ -91,8 +91,8 @@ def _devices_of(backend: str) -> list[str]:
     return backend_devices(backend)
 
 
-def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | None, hint: str
-                 ) -> tuple[Any, ModelMeta | None]:
+def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | None, hint: str,
+                 streams: int | None = None) -> tuple[Any, ModelMeta | None]:
     """Compile the chosen file and read its embedded metadata (None for a foreign model)."""
     placement = choice.placement
     if placement.backend == "onnxruntime":
@@ -101,7 +101,7 @@ def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | No
         from edgecnn.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         runner = OnnxRuntimeBackend(choice.model_path, list(placement.target), threads,
-                                    _cache(cache_dir))
+                                    _cache(cache_dir), streams)
         return runner, ModelMeta.from_mapping(runner.metadata(), str(choice.model_path))
     from edgecnn.runtime.backends.openvino import OpenVinoBackend, cache_dir_from, read_model
 
@@ -115,7 +115,8 @@ def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | No
     int8 = meta is not None and meta.precision == "int8"
     precision = "f32" if choice.precision in ("fp32", "") and not int8 else ""
     runner = OpenVinoBackend(choice.model_path, placement.target[0], hint, precision, threads,
-                             cache_dir_from(cache_dir), model=model, read_seconds=read_seconds)
+                             cache_dir_from(cache_dir), model=model, read_seconds=read_seconds,
+                             streams=streams)
     return runner, meta
 
 

@@ -2,8 +2,10 @@
 
 `VideoSource` keeps only the newest frame for live sources (webcams, streams), so a slow model never
 works through a queue of stale frames; files go frame by frame unless `realtime` paces them at their
-own FPS and drops like a camera. Live sources that fail reconnect with backoff and give up with an
-EdgecnnError after `reconnect_timeout`. Every wait is bounded.
+own FPS and drops like a camera. Frames are fitted to the model (`prepare`) on the capture thread, so
+decoding and `fit_frame` overlap the inference of the previous frame. Live sources that fail
+reconnect with backoff and give up with an EdgecnnError after `reconnect_timeout`; one started with
+`start(wait_for_open=False)` also keeps trying its first connection that long. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ class VideoSource:
 
     def __init__(self, source: str | int | Path, options: VideoOptions | None = None,
                  prepare: Callable[[np.ndarray], np.ndarray] | None = None, say: Say = print,
-                 opener: Callable[[], Reader] | None = None) -> None:
+                 opener: Callable[[], Reader] | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self.spec = parse_source(source)
         self.options = options or VideoOptions()
         self.say = say
         self.drops = self.spec.live or self.options.realtime
-        self._prepare = None if self.drops else prepare  # live frames may be dropped: prepare on demand
+        self._prepare = prepare  # ~0.1 ms a frame: cheap enough even for frames a live source drops
+        self._on_ready = on_ready or (lambda: None)  # told when a frame, the end or an error is there
         self._open = opener or (lambda: open_reader(self.spec, self.options, say))
         self._cond = threading.Condition()
         self._frames: deque[Frame] = deque()
@@ -73,11 +77,19 @@ class VideoSource:
     def fps(self) -> float:
         return self._reader.fps if self._reader is not None else 30.0
 
-    def start(self) -> VideoSource:
-        self._reader = self._open()  # in the caller: a bad source fails here, before any window opens
+    def start(self, wait_for_open: bool = True) -> VideoSource:
+        """Open the source, then read it on the thread; a live source may instead be opened there."""
+        if wait_for_open or not self.spec.live:
+            self._reader = self._open()  # in the caller: a bad source fails here, before any window opens
         self._started = time.perf_counter()
         self._thread.start()
         return self
+
+    @property
+    def finished(self) -> bool:
+        """True once the capture thread has stopped (end of the source, close or an error)."""
+        with self._cond:
+            return self._ended and not self._frames
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """The next frame (newest for live sources); None at the end; EdgecnnError if the source fails."""
@@ -130,6 +142,8 @@ class VideoSource:
     # -- the capture thread --------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            if self._reader is None and not self._connect():
+                return
             while not self._stop.is_set():
                 frame = self._next_frame()
                 if frame is None:
@@ -145,6 +159,7 @@ class VideoSource:
                 self._cond.notify_all()
             if self._reader is not None:
                 self._reader.close()
+            self._on_ready()
 
     def _next_frame(self) -> Frame | None:
         while True:
@@ -183,6 +198,7 @@ class VideoSource:
                 self._cond.wait(0.25)
             self._frames.append(frame)
             self._cond.notify_all()
+        self._on_ready()
 
     def _reconnect(self) -> bool:
         """Reopen a live source with backoff; False when stopped, EdgecnnError past the time limit."""
@@ -191,18 +207,38 @@ class VideoSource:
         if self._lost_since is None:
             self._lost_since = time.perf_counter()
             self.say(f"lost {self.spec.name}; reconnecting (giving up after {limit:.0f} s)")
+        if self._retry_open(f"lost {self.spec.name} and could not reconnect within {limit:.0f} s; "
+                            "check the camera or stream and start again"):
+            self.reconnects += 1
+            self.say(f"reconnected to {self.spec.name}")
+            return True
+        return False
+
+    def _connect(self) -> bool:
+        """The first connection of a source started without waiting for it: retried like a reconnect."""
+        try:
+            self._reader = self._open()
+            return True
+        except EdgecnnError as first:
+            limit = self.options.reconnect_timeout
+            self._lost_since = time.perf_counter()
+            self.say(f"{first}; retrying for up to {limit:.0f} s")
+            if self._retry_open(f"{first}; gave up after {limit:.0f} s of retrying"):
+                self.say(f"connected to {self.spec.name}")
+                return True
+            return False
+
+    def _retry_open(self, failure: str) -> bool:
+        """Open with backoff until it works (True), we are stopped (False) or time runs out (EdgecnnError)."""
         delay = 0.25
         while not self._stop.is_set():
             try:
                 self._reader = self._open()
-                self.reconnects += 1
-                self.say(f"reconnected to {self.spec.name}")
                 return True
             except EdgecnnError:
                 pass
-            if time.perf_counter() - self._lost_since + delay > limit:
-                raise EdgecnnError(f"lost {self.spec.name} and could not reconnect within {limit:.0f} s; "
-                                   "check the camera or stream and start again")
+            if time.perf_counter() - self._lost_since + delay > self.options.reconnect_timeout:
+                raise EdgecnnError(failure)
             self._stop.wait(delay)
             delay = min(delay * 2, 4.0)
         return False

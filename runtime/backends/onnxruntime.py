@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +26,7 @@ def provider_entry(provider: str, cache_dir: Path | None) -> Any:
 
 
 def open_session(path: str | Path, providers: list[str], threads: int | None = None,
-                 cache_dir: Path | None = None) -> Any:
+                 cache_dir: Path | None = None, spin: bool = True) -> Any:
     """An `onnxruntime.InferenceSession` on exactly `providers`; EdgecnnError for a bad model file."""
     import onnxruntime as ort
 
@@ -41,6 +42,8 @@ def open_session(path: str | Path, providers: list[str], threads: int | None = N
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spin:  # runs that share the cores with each other (or with decoding) must not busy-wait
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     entries = [provider_entry(p, cache_dir) for p in providers]
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=entries)
@@ -51,14 +54,21 @@ def open_session(path: str | Path, providers: list[str], threads: int | None = N
 
 
 class OnnxRuntimeBackend:
-    """One ONNX Runtime session; `submit` overlaps inference with the caller on a worker thread."""
+    """One ONNX Runtime session; `submit` overlaps inference with the caller on worker threads.
+
+    `streams` runs that many `session.run` at once (the session is thread-safe), splitting `threads`.
+    """
 
     name = "onnxruntime"
 
     def __init__(self, path: Path, providers: list[str], threads: int | None = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, streams: int | None = None) -> None:
         start = time.perf_counter()
-        self.session = open_session(path, providers, threads, cache_dir)
+        self.streams = max(1, streams or 1)
+        per_run = max(1, threads // self.streams) if threads else None
+        if per_run is None and self.streams > 1:
+            per_run = max(1, (os.cpu_count() or 1) // self.streams)
+        self.session = open_session(path, providers, per_run, cache_dir, spin=self.streams == 1)
         self.load_seconds = time.perf_counter() - start
         self.device = self.session.get_providers()[0]
         node = self.session.get_inputs()[0]
@@ -76,8 +86,8 @@ class OnnxRuntimeBackend:
         return self.session.run([self.output_name], {self.input.name: batch})[0]
 
     def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
-        if self._pool is None:  # one worker: ORT already spreads one run over its intra-op threads
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgecnn-ort")
+        if self._pool is None:  # one worker per stream: ORT spreads one run over its intra-op threads
+            self._pool = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="edgecnn-ort")
         return self._pool.submit(self.infer, batch)
 
     def close(self) -> None:

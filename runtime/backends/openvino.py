@@ -42,8 +42,11 @@ def read_model(path: str | Path) -> Any:
 
 
 def compile_config(device: str, hint: str, precision: str, threads: int | None,
-                   cache_dir: Path | None) -> dict[str, Any]:
-    """Properties for `compile_model`; f32 execution unless the caller asks for the model's own precision."""
+                   cache_dir: Path | None, streams: int | None = None) -> dict[str, Any]:
+    """Properties for `compile_model`; f32 execution unless the caller asks for the model's own precision.
+
+    `threads` is the CPU total, shared by `streams` requests that run at once (default: the hint's).
+    """
     if hint.lower() not in HINTS:
         raise EdgecnnError(f"unknown performance hint {hint!r}; choose one of {', '.join(HINTS)}")
     config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
@@ -52,6 +55,8 @@ def compile_config(device: str, hint: str, precision: str, threads: int | None,
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if threads and device == "CPU":
         config["INFERENCE_NUM_THREADS"] = threads
+    if streams:
+        config["NUM_STREAMS"] = streams
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(cache_dir)
@@ -71,12 +76,13 @@ class OpenVinoBackend:
 
     def __init__(self, path: Path, device: str = "CPU", hint: str = "latency", precision: str = "f32",
                  threads: int | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
-                 model: Any = None, batch: int = 1, read_seconds: float = 0.0) -> None:
+                 model: Any = None, batch: int = 1, read_seconds: float = 0.0,
+                 streams: int | None = None) -> None:
         start = time.perf_counter()
         self._model = model if model is not None else read_model(path)
         self.read_seconds = read_seconds + time.perf_counter() - start
         self._path, self._device = path, device
-        self._config = compile_config(device, hint, precision, threads, cache_dir)
+        self._config = compile_config(device, hint, precision, threads, cache_dir, streams)
         self._dynamic = not self._model.inputs[0].get_partial_shape()[0].is_static
         self._compiled: dict[int | None, _Compiled] = {}
         self.input = _input_spec(self._model.inputs[0], batch if device == "NPU" else None)
@@ -87,6 +93,7 @@ class OpenVinoBackend:
         self._model = None  # free the graph and weights (~10 MB); re-read if another batch size comes
         self.load_seconds = self.read_seconds + self.compile_seconds
         self.device = _execution_device(first.compiled, device)
+        self.streams = _streams(first.compiled)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         request = self._for(len(batch)).request
@@ -170,6 +177,14 @@ def _input_spec(node: Any, fixed_batch: int | None = None) -> InputSpec:
     dtype = _OV_DTYPES.get(node.get_element_type().get_type_name(), "float32")
     name = next(iter(node.get_names()), "images")
     return InputSpec(name, shape, dtype)
+
+
+def _streams(compiled: Any) -> int:
+    """Requests the compiled model runs at once (CPU streams; 1 where the device does not say)."""
+    try:
+        return max(1, int(compiled.get_property("NUM_STREAMS")))
+    except (RuntimeError, TypeError, ValueError):
+        return 1
 
 
 def _last_dim(node: Any) -> int:

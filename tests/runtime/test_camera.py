@@ -68,7 +68,9 @@ def test_cup_clip_jsonl_and_video(engine: Any, tmp_path: Path) -> None:
     assert sum(bool(top & CONTAINERS) for top in labels) >= 0.45 * len(records)
     assert sum(bool(top & BOXES) for top in labels) <= 0.05 * len(records)
     capture = cv2.VideoCapture(str(video))
-    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 217
+    (row,) = summary.sources  # the encoder drops (and counts) what it cannot keep up with
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == row.recorded == 217 - row.recording_dropped
+    assert row.recorded >= 100 and summary.jsonl_written == 217 and summary.jsonl_dropped == 0
     ok, first = capture.read()
     assert ok and first.shape == (480, 640, 3)
     assert not list(tmp_path.glob(".*tmp*"))  # temporary names renamed away
@@ -123,7 +125,9 @@ def test_ctrl_c_ends_cleanly_and_keeps_the_outputs(engine: Any, tmp_path: Path) 
         timer.cancel()
     assert summary.stopped_by == "interrupt" and 5 < summary.frames_processed < 150
     assert len(read_jsonl(jsonl)) == summary.frames_processed
-    assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == summary.frames_processed
+    recorded = summary.sources[0].recorded
+    assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == recorded
+    assert recorded + summary.sources[0].recording_dropped == summary.frames_processed
     assert not list(tmp_path.glob(".*tmp*"))
 
 
