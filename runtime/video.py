@@ -254,6 +254,11 @@ class AtomicVideoWriter:
         self.size: tuple[int, int] | None = None
         self.frames = 0
 
+    @property
+    def temp(self) -> Path | None:
+        """Where the video is written until `close` renames it (None before the first frame)."""
+        return self._target.temp if self._target is not None else None
+
     def write(self, image: np.ndarray) -> None:
         import cv2
 

@@ -264,7 +264,8 @@ class LiveServer:
         stats = dict(update.stats) if update is not None else {}
         captured_at = stats.pop("captured_at", None)
         stats.update(viewers=self.viewers, jpeg_frames=self.jpeg_frames)
-        return {"source": self.source, **record, "captured_at": captured_at,
+        # The page's own source name wins over the record's (several sources: the record names one of them).
+        return {**record, "source": self.source, "captured_at": captured_at,
                 "published_at": self._published_at or None, "stats": stats}
 
     def _app(self) -> Any:

@@ -60,6 +60,24 @@ def test_overlapped_inference_matches_sync(imagenet_bundle: Path, chelsea: np.nd
         engine.close()
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_streams_run_requests_at_once_with_the_same_results(imagenet_bundle: Path, chelsea: np.ndarray,
+                                                             coffee: np.ndarray, backend: str) -> None:
+    """The camera's engine (2 single-thread streams): two batches in flight, each as `infer` gives it."""
+    from edgecnn.runtime.preprocess import fit_batch
+
+    settings = {"streams": 2, "threads": 2}
+    with load(imagenet_bundle, device="cpu", backend=backend, precision="fp32", **settings) as engine:
+        assert engine.streams == 2
+        batch = fit_batch([chelsea, coffee], engine.preprocess)
+        expected = engine.infer(batch)
+        futures = [engine.submit(batch) for _ in range(4)]
+        for future in futures:
+            assert np.allclose(future.result(timeout=60), expected, atol=1e-5)
+    with load(imagenet_bundle, device="cpu", backend=backend, precision="fp32") as single:
+        assert single.streams == 1
+
+
 def test_auto_picks_int8_openvino_when_its_check_passed(imagenet_bundle: Path) -> None:
     engine = load(imagenet_bundle)
     report = json.loads((imagenet_bundle / "report.json").read_text())
