@@ -84,7 +84,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         return Checkpoint(
             arch=str(payload["arch"]), labels=[str(x) for x in payload["labels"]],
-            preprocess=Preprocess.from_dict(payload["preprocess"]), state_dict=payload["state_dict"],
+            preprocess=Preprocess.from_dict(payload["preprocess"], str(path)),
+            state_dict=payload["state_dict"],
             epoch=int(payload.get("epoch", 0)), metrics=dict(payload.get("metrics", {})),
             args=dict(payload.get("args", {})), split=dict(payload.get("split", {})),
             training_state=dict(payload.get("training_state", {})),

@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from edgecnn.runtime.errors import EdgecnnError, require_train
+from edgecnn.runtime.options import check_options, parse_count
+from edgecnn.runtime.terminal import printable
 
 app = typer.Typer(
     name="edgecnn",
@@ -38,24 +39,29 @@ def user_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _terminate_like_ctrl_c()
         try:
-            _terminate_like_ctrl_c()
+            check_options(kwargs)  # every float finite, every count in range: before any work
             return func(*args, **kwargs)
         except EdgecnnError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {printable(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
+        except KeyboardInterrupt as exc:  # the message, when there is one, says what was kept
+            message = f"interrupted: {exc}" if str(exc) else "interrupted"
+            err_console.print(printable(message), highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
+        finally:
+            _restore_signals(previous)
 
     return wrapper  # type: ignore[return-value]
 
 
-def _terminate_like_ctrl_c() -> None:
+def _terminate_like_ctrl_c() -> dict[int, Any]:
     """SIGTERM (kill, docker stop) cleans up like Ctrl-C: temporary files removed, last epoch kept.
 
     Both also set `interrupted`, so that export stops at its next step even when a library swallowed
-    the KeyboardInterrupt.
+    the KeyboardInterrupt. A second signal while that clean-up (or an atexit hook) runs is noted, not
+    raised: the clean-up finishes and the exit status stays 130. Returns the handlers it replaced.
     """
     import signal
     import threading
@@ -63,13 +69,31 @@ def _terminate_like_ctrl_c() -> None:
     from edgecnn.runtime.errors import interrupted
 
     def interrupt(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            return
         interrupted.set()
         raise KeyboardInterrupt
 
     interrupted.clear()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
-        signal.signal(signal.SIGINT, interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    """After a command: the caller's handlers back. After an interrupt the `edgecnn` process itself
+    ignores further signals while it exits: Python resets its own handlers to the default at shutdown,
+    so a late SIGTERM would otherwise kill it (status 143, not 130) or raise inside an atexit hook."""
+    import signal
+
+    from edgecnn.runtime.errors import interrupted
+
+    if interrupted.is_set() and _STANDALONE:
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)  # SIG_IGN survives Python's shutdown
+    elif not interrupted.is_set():
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def not_yet(command: str) -> None:
@@ -197,7 +221,8 @@ def export(
     from edgecnn.export.bundle import FORMATS, ExportConfig, ExportFailed, export_bundle
     from edgecnn.export.report import print_report
 
-    if batch != "dynamic" and not batch.isdigit():
+    fixed_batch = None if batch == "dynamic" else parse_count(batch)
+    if batch != "dynamic" and fixed_batch is None:
         raise EdgecnnError(f"--batch must be 'dynamic' or a positive number, got {batch!r}")
     if out is not None and name is not None:
         raise EdgecnnError("give --out PATH or --name NAME (bundles/NAME), not both")
@@ -205,19 +230,21 @@ def export(
         default = "imagenet" if pretrained or checkpoint is None else Path(checkpoint).resolve().parent.name
         out = _run_folder(Path("bundles"), name or default, exist_ok)
         force = force or exist_ok
+    if fixed_batch:
+        check_options({"batch": fixed_batch})
     config = ExportConfig(
         checkpoint=checkpoint, out=out, pretrained=pretrained, int8=int8, calibration=calibration,
         formats=FORMATS if format == "all" else (format,), calibration_size=calibration_size,
         calibration_method=calibration_method, max_drop=max_drop, opset=opset,
-        batch=None if batch == "dynamic" else int(batch), force=force)
+        batch=fixed_batch, force=force)
     try:
         report = export_bundle(config)
     except ExportFailed as exc:  # the bundle is written, a gate failed: the table, the error, exit 1
         print_report(exc.report, console)
-        err_console.print(f"[bold red]gate failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]gate failed:[/] {printable(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     print_report(report, console)
-    console.print(f"bundle written to {out}", markup=False, highlight=False)
+    console.print(f"bundle written to {printable(out)}", highlight=False)
 
 
 ModelPath = Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]
@@ -241,7 +268,7 @@ def _load_engine(model: Path, device: str, backend: str, precision: str, labels:
     engine = load(model, device=device, precision=precision, backend=backend, labels=labels, threads=threads,
                   mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"), streams=streams)
     if not quiet:
-        err_console.print(f"{engine.describe()} ({engine.reason})", highlight=False)
+        err_console.print(printable(f"{engine.describe()} ({engine.reason})"), highlight=False)
     return engine
 
 
@@ -262,13 +289,18 @@ def predict(
     from edgecnn.runtime.predict import predict_files
     from edgecnn.runtime.tables import predictions_table
 
+    skipped: list[str] = []
     with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
-        rows = predict_files(engine, images, min(5, len(engine.labels)) if top_k is None else top_k)
+        rows = predict_files(engine, images, min(5, len(engine.labels)) if top_k is None else top_k, skipped)
         if json_out:
             for row in rows:
                 typer.echo(json.dumps(row.to_dict()))
         else:
             console.print(predictions_table(list(rows), title=engine.describe()))
+    if skipped:  # damaged files inside folders: counted and named, the rest classified
+        named = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        err_console.print(printable(f"skipped {len(skipped)} unreadable image(s): {named}"), highlight=False,
+                          soft_wrap=True)
 
 
 @app.command(name="eval", epilog="Example: edgecnn eval bundles/demo samples/photos")
@@ -295,7 +327,7 @@ def evaluate(
         return
     console.print(eval_table(report))
     console.print(f"{len(report.misclassified)} misclassified, {len(report.skipped)} skipped; "
-                  f"written to {out}")
+                  f"written to {printable(out)}", highlight=False)
 
 
 @app.command(epilog="Example: edgecnn bench bundles/demo --device cpu --seconds 5")
@@ -381,7 +413,7 @@ def camera(
     from edgecnn.runtime.camera_report import summary_table
     from edgecnn.runtime.video import VideoOptions, check_source
 
-    say = lambda message: err_console.print(message, highlight=False)  # noqa: E731
+    say = lambda message: err_console.print(printable(message), highlight=False)  # noqa: E731
     names = tuple(source or ()) + (read_sources_file(sources) if sources else ())
     specs = [check_source(name) for name in names or ("0",)]  # a missing file fails before the model loads
     shown = specs[0].name if len(specs) == 1 else ", ".join(spec.name for spec in specs)
@@ -440,11 +472,11 @@ def capture(
                            min_change=min_change, duration=duration,
                            video=VideoOptions(reconnect_timeout=reconnect_timeout))
     summary = run_capture_cli(config, headless=headless, progress=not json_out,
-                              say=lambda message: err_console.print(escape(message), highlight=False))
+                              say=lambda message: err_console.print(printable(message), highlight=False))
     if json_out:
         typer.echo(json.dumps({k: v for k, v in asdict(summary).items() if k != "files"}))
     else:
-        console.print(escape(capture_line(summary)), highlight=False, soft_wrap=True)
+        console.print(printable(capture_line(summary)), highlight=False, soft_wrap=True)
     if summary.interrupted:
         raise typer.Exit(130)
 
@@ -514,8 +546,8 @@ def serve(
     from edgecnn.runtime.serve import serve as run_server
 
     def ready(endpoints: Any) -> None:
-        err_console.print(f"serving {endpoints.name} ({endpoints.engine}): HTTP {endpoints.http}, gRPC "
-                          f"{endpoints.grpc}, metrics {endpoints.metrics}", markup=False, highlight=False,
+        err_console.print(printable(f"serving {endpoints.name} ({endpoints.engine}): HTTP {endpoints.http}, "
+                                    f"gRPC {endpoints.grpc}, metrics {endpoints.metrics}"), highlight=False,
                           soft_wrap=True)
 
     run_server(ServeConfig(model=model, host=host, http_port=http_port, grpc_port=grpc_port,
@@ -540,12 +572,17 @@ def triton(
     config = TritonRepoConfig(bundle=bundle, repo=repo, name=name, kind=kind, max_batch=max_batch,
                               instances=instances, precision=precision)
     for folder in write_triton_repo(config):
-        console.print(f"wrote {folder}", markup=False, highlight=False)
-    console.print(f"run: tritonserver --model-repository={repo.resolve()} (see docs/serving.md)",
-                  markup=False, highlight=False)
+        console.print(f"wrote {printable(folder)}", highlight=False)
+    console.print(f"run: tritonserver --model-repository={printable(repo.resolve())} (see docs/serving.md)",
+                  highlight=False)
+
+
+_STANDALONE = False  # True in the `edgecnn` process itself (main), False when the app is called in-process
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m edgecnn`
+    global _STANDALONE
+    _STANDALONE = True
     app(prog_name="edgecnn")
 
 

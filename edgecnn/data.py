@@ -18,8 +18,9 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.images import IMAGE_SUFFIXES, is_readable, iter_image_files, read_image
-from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.metadata import Preprocess, check_labels
 from edgecnn.runtime.preprocess import fit_frame
+from edgecnn.runtime.terminal import visible
 
 if TYPE_CHECKING:
     import torch
@@ -91,7 +92,7 @@ def _class_images(folder: Path, root: Path) -> tuple[tuple[str, ...], tuple[tupl
             raise EdgecnnError(f"class folder {class_dir} holds no images ({suffixes}); add some or "
                                "remove the folder")
         samples += [(path, index) for path in files]
-    return tuple(c.name for c in classes), tuple(samples)
+    return check_labels(tuple(c.name for c in classes), f"class folders of {folder}"), tuple(samples)
 
 
 def stratified_split(samples: Sequence[tuple[str, int]], val_split: float, seed: int
@@ -119,7 +120,7 @@ def drop_unreadable(split: DataSplit, threads: int = 2) -> DataSplit:
     skipped = tuple(p for p in paths if not readable[p])
     if not skipped:
         return split
-    names = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    names = visible(", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else ""))
     log.warning("skipped %d unreadable image%s: %s", len(skipped), "s" * (len(skipped) > 1), names)
     train = tuple(s for s in split.train if readable[s[0]])
     missing = [label for i, label in enumerate(split.labels) if all(c != i for _, c in train)]

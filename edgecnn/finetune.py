@@ -40,7 +40,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.features import HeadPhase, cached_features, feature_engine
 from edgecnn.plots import plot_confusion, plot_curves, progress_bars, write_metrics
 from edgecnn.runtime.metadata import Preprocess
-from edgecnn.runtime.outputs import check_writable
+from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable
 from edgecnn.training import (
     PHASES,
     Evaluation,
@@ -84,14 +84,23 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     import_torch()
     config.check()
     began = time.perf_counter()
+    out, created = Path(config.out), not Path(config.out).exists()
     with process_group(config.device, config.dist_timeout) as (dist, device):
-        run = Run.resume(config, dist, device) if config.resume else Run.start(config, dist, device)
+        try:
+            run = Run.resume(config, dist, device) if config.resume else Run.start(config, dist, device)
+        except KeyboardInterrupt:
+            if created and dist.main and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # interrupted while scanning the data or building the model: leave no empty run
+            raise KeyboardInterrupt("before training began, nothing was saved; run the command again"
+                                    ) from None
         with progress_bars(config.progress and dist.main) as progress:
             try:
                 run.train(progress)
             except KeyboardInterrupt:
-                run.save_initial()
-                raise
+                first = run.save_initial()
+                kept = "the starting weights (no epoch had finished)" if first else "the last finished epoch"
+                raise KeyboardInterrupt(f"{out / 'last.pt'} holds {kept}; continue with: edgecnn finetune "
+                                        f"--resume {out}") from None
             return run.finish(began)
 
 
@@ -213,6 +222,7 @@ class Run:
                                  "train_top1": stats.top1, "val_loss": result.loss, "val_top1": result.top1,
                                  "lr": optimizer.param_groups[0]["lr"],
                                  "seconds": time.perf_counter() - began})
+            self._check_finite(name, epoch, stats.loss, result.loss)
             improved = result.loss < self.best["val_loss"]
             bad_epochs = 0 if improved else bad_epochs + 1
             self.position = (name, phase_epoch + 1, bad_epochs >= config.patience)
@@ -254,12 +264,26 @@ class Run:
             self.model.load_state_dict(load_checkpoint(self.out / "best.pt").state_dict)
         broadcast_weights(self.dist, self.model)
 
-    def save_initial(self) -> None:
-        """Interrupted before any epoch finished: last.pt with the starting weights, so --resume works."""
-        if self.initial is not None and self.dist.main:
+    def _check_finite(self, phase: str, epoch: int, train_loss: float, val_loss: float) -> None:
+        """A loss of NaN/inf (a too high --lr) ends the run in one line, before last.pt is overwritten."""
+        if math.isfinite(train_loss) and math.isfinite(val_loss):
+            return
+        kept = (f"best.pt holds epoch {int(self.best['epoch'])}" if (self.out / "best.pt").is_file()
+                else "no best.pt was written")
+        raise EdgecnnError(f"training diverged in {phase} epoch {epoch} (train loss {train_loss}, val loss "
+                           f"{val_loss}) with --lr {self.config.lr:g}; {kept}: lower --lr, e.g. "
+                           f"{self.config.lr / 10:g}")
+
+    def save_initial(self) -> bool:
+        """Interrupted before any epoch finished: last.pt with the starting weights, so --resume works.
+        True when it wrote one (False: an epoch had finished, its last.pt stands)."""
+        if self.initial is None:
+            return False
+        if self.dist.main:
             state = {"phase": self.position[0], "phase_epoch": 0, "stopped": False}
             checkpoint = replace(self._checkpoint(state), state_dict=self.initial)
             save_checkpoint(checkpoint, self.out / "last.pt")
+        return True
 
     def finish(self, began: float) -> FinetuneResult:
         """Plots, the confusion matrix of best.pt on the validation images, and the result record."""
@@ -288,6 +312,7 @@ class Run:
 def _new_split(config: FinetuneConfig) -> DataSplit:
     """The run folder made ready and the images found and decode-checked (rank 0's job)."""
     split = scan_folder(config.data, config.val_split, config.seed)  # data errors first: no empty run folder
+    check_distinct({"--out": Path(config.out)}, {"DATA": Path(config.data)})  # plots would become images
     _prepare_out(Path(config.out), config.force)
     return drop_unreadable(split, threads=max(1, config.workers))
 
@@ -307,6 +332,7 @@ def _prepare_out(out: Path, force: bool) -> None:
     """Refuse to mix two runs in one folder; with `force`, remove only the files a run writes."""
     if out.exists() and not out.is_dir():
         raise EdgecnnError(f"--out {out} is a file; give a folder for the run")
+    check_output_path(out, "--out", folder=True)
     check_writable(out, "--out")
     if out.is_dir() and any(out.iterdir()):
         if not force:

@@ -125,6 +125,11 @@ def _timm_pretrained(timm, timm_name: str):  # noqa: ANN001, ANN202 - timm modul
 def _load_state_dict(path: Path) -> dict:
     import torch
 
+    from edgecnn.runtime.files import regular_size
+
+    if not Path(path).exists():
+        raise EdgecnnError(f"weights file {path} does not exist")
+    regular_size(path, "weights file")  # a FIFO would block torch.load forever
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:

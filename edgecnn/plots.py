@@ -91,14 +91,16 @@ def result_table(result: FinetuneResult) -> Table:
     """The end-of-run summary: best validation top-1 and where every file is."""
     from rich.table import Table
 
+    from edgecnn.runtime.terminal import printable
+
     table = Table(title=f"fine-tuned on {result.train_images} images, validated on {result.val_images}",
                   show_header=False)
     table.add_row("best val top-1", f"[bold]{result.best_top1:.1%}[/] (epoch {result.best_epoch} of "
                   f"{result.epochs}, val loss {result.best_val_loss:.3f})")
     if result.skipped:
         count, names = len(result.skipped), ", ".join(result.skipped[:3])
-        table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {names}")
+        table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {printable(names)}")
     for name, path in result.paths.items():
-        table.add_row(name.replace("_", " "), str(path))
+        table.add_row(name.replace("_", " "), printable(path))
     table.add_row("time", f"{result.seconds:.1f} s")
     return table

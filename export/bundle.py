@@ -17,7 +17,14 @@ from edgecnn.export.quantize import check_method
 from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
 from edgecnn.runtime.bundle import LABELS_TXT, BundleReport, ModelReport
 from edgecnn.runtime.errors import EdgecnnError, raise_if_interrupted
-from edgecnn.runtime.outputs import atomic_folder, check_writable, write_text_atomic
+from edgecnn.runtime.outputs import (
+    atomic_folder,
+    check_distinct,
+    check_output_path,
+    check_writable,
+    output_lock,
+    write_text_atomic,
+)
 
 FORMATS = ("onnx", "openvino")
 
@@ -69,9 +76,12 @@ def check_config(config: ExportConfig) -> None:
     if config.calibration is not None:
         check_calibration_folder(Path(config.calibration))
     _check_out(Path(config.out), config.force)
+    check_distinct({"--out": Path(config.out)},
+                   {"CHECKPOINT": config.checkpoint, "--calibration": config.calibration}, replaced=True)
 
 
 def _check_out(out: Path, force: bool) -> None:
+    check_output_path(out, "--out", folder=True, replaced=True)
     if out.exists() and not force:
         raise EdgecnnError(f"{out} already exists; pass --force to replace it or choose another --out")
     if out.exists() and not out.is_dir():
@@ -86,7 +96,9 @@ def export_bundle(config: ExportConfig) -> BundleReport:
 
     check_config(config)
     out = Path(config.out)
-    with Steps(config.progress) as steps:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, "--out"), Steps(config.progress) as steps:
+        _check_out(out, config.force)  # again, under the lock: another export may have just finished
         steps.say("loading the model")
         source = _load_source(config)
         with atomic_folder(out) as work:  # an interrupted export never leaves a half bundle that looks whole

@@ -205,15 +205,14 @@ def markdown(report: BundleReport) -> str:
 
 def print_report(report: BundleReport, console: Any) -> None:
     """The Rich table shown at the end of `edgecnn export`."""
+    from edgecnn.runtime.terminal import printable
     from rich.table import Table
 
-    table = Table(title=f"{report.arch} export ({report.validation_images} validation images)")
+    table = Table(title=f"{printable(report.arch)} export ({report.validation_images} validation images)")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("model", "status") else "right")
     for row in rows(report):
-        table.add_row(*row, style="red" if row[-1].startswith("failed") else None)
+        table.add_row(*map(printable, row), style="red" if row[-1].startswith("failed") else None)
     console.print(table)
-    for line in ratio_lines(report.ratios):
-        console.print(line, highlight=False)
-    for note in report.notes:
-        console.print(note, highlight=False)
+    for line in ratio_lines(report.ratios) + list(report.notes):
+        console.print(printable(line), highlight=False)

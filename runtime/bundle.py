@@ -30,6 +30,7 @@ from edgecnn.runtime.errors import EdgecnnError
 
 REPORT_SCHEMA_VERSION = 2  # 2: INT8 gate figures and recipe tries (calibration.onnx_tried removed)
 REPORT_JSON, REPORT_MD, LABELS_TXT = "report.json", "report.md", "labels.txt"
+MAX_REPORT_BYTES = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class ModelReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelReport:
-        known = _known(cls, data)
+        known = _checked(cls, data, "models[].")
         if known.get("gate") is not None:
             known["gate"] = Int8Agreement.from_dict(known["gate"])
         return cls(**known)
@@ -203,19 +204,26 @@ class BundleReport:
         return [m.problem for m in self.models if not m.passed]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        """Strict JSON (other tools read it): a NaN or infinite figure is written as null."""
+        return json.dumps(_finite(asdict(self)), indent=2, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = REPORT_JSON) -> BundleReport | None:
         """The report; None when it is from an older schema; EdgecnnError when newer or malformed."""
         try:
-            version = int(data.get("schema_version", 0))
+            if not isinstance(data, dict):
+                raise TypeError(f"the report is {type(data).__name__}, not an object")
+            version = data.get("schema_version", 0)
+            if type(version) is not int:
+                raise ValueError(f"schema_version is {version!r:.60}, not a whole number")
             if version > REPORT_SCHEMA_VERSION:
                 raise EdgecnnError(f"{source} was written by a newer edgecnn (report schema {version}); "
                                    "upgrade: pip install -U edgecnn")
             if version < REPORT_SCHEMA_VERSION:
                 return None
-            known = _known(cls, data)
+            known = _checked(cls, data, "")
+            if not isinstance(known["models"], list):
+                raise TypeError(f"models is {type(known['models']).__name__}, not a list")
             known["models"] = tuple(ModelReport.from_dict(m) for m in known["models"])
             if known.get("calibration") is not None:
                 known["calibration"] = Calibration.from_dict(known["calibration"])
@@ -227,6 +235,43 @@ class BundleReport:
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise EdgecnnError(f"{source} is unreadable ({type(exc).__name__}: {exc}); "
                                "export the bundle again") from exc
+
+
+# A field's annotation -> (check, what the message asks for). Fields not listed (records, dicts) are
+# checked by their own from_dict.
+_NUMBER = (int, float)
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "str": (lambda v: isinstance(v, str), "a text"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a text or null"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int": (lambda v: type(v) is int and 0 <= v < 2**53, "a whole number from 0"),
+    "float": (lambda v: type(v) in _NUMBER and math.isfinite(v), "a finite number"),
+    "float | None": (lambda v: v is None or (type(v) in _NUMBER and math.isfinite(v)), "a number or null"),
+    "int | str": (lambda v: isinstance(v, str) or (type(v) is int and v > 0), "a whole number or a text"),
+    "tuple[str, ...]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                        "a list of texts"),
+}
+
+
+def _checked(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """The fields `cls` knows, each checked against its annotation; TypeError naming the first wrong one."""
+    known = _known(cls, data)
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in known.items():
+        check, wanted = _CHECKS.get(str(types[key]), (None, ""))
+        if check is not None and not check(value):
+            raise TypeError(f"{where}{key} is {value!r:.60}; expected {wanted}")
+    return known
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -291,9 +336,13 @@ class Bundle:
         path = self.file(REPORT_JSON)
         if path is None:
             return None
+        from edgecnn.runtime.files import read_bounded
+
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            data = json.loads(read_bounded(path, MAX_REPORT_BYTES, "report"), parse_constant=_no_constant)
+        except RecursionError:
+            raise EdgecnnError(f"{path} is unreadable (nested too deeply); export the bundle again") from None
+        except ValueError as exc:
             raise EdgecnnError(f"{path} is unreadable ({exc}); export the bundle again") from exc
         return BundleReport.from_dict(data, str(path))
 
@@ -312,6 +361,10 @@ class Bundle:
         return self.file(LABELS_TXT)
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def inside(path: Path, root: Path) -> Path:
     """`path` unless it (through links) lies outside `root`: EdgecnnError then."""
     if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(root.resolve()):
@@ -324,11 +377,28 @@ def inside(path: Path, root: Path) -> Path:
 _LOCATION = re.compile(rb"\x0a\x08location\x12")
 
 
+MAX_ONNX_BYTES = 2**31  # protobuf's limit for one message: bigger models keep their weights outside
+
+
 def check_external_data(path: Path, root: Path | None = None) -> None:
     """Refuse weights stored outside `root` (default: the model's folder): a model must not read
-    arbitrary files. A byte scan; ONNX Runtime's own check catches reordered fields."""
-    data = path.read_bytes()
-    folder = (root or path.parent).resolve()
+    arbitrary files. A byte scan; ONNX Runtime's own check catches reordered fields. The file is
+    mapped, not read: a multi-gigabyte (or a sparse 40 GB) file costs no memory here."""
+    import mmap
+
+    from edgecnn.runtime.files import regular_size
+
+    size = regular_size(path, "model file")  # a FIFO is refused, never opened
+    if size == 0:
+        return
+    if size > MAX_ONNX_BYTES:
+        raise EdgecnnError(f"model file {path} is over 2 GB, more than one ONNX file can hold; export the "
+                           "weights as external data beside it")
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        _check_locations(path, data, (root or path.parent).resolve())
+
+
+def _check_locations(path: Path, data: Any, folder: Path) -> None:
     for match in _LOCATION.finditer(data):
         length, start = _varint(data, match.end())
         location = data[start : start + length].decode("utf-8", errors="replace")

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 from edgecnn.runtime.camera_report import CameraSummary, SourceSummary, summarise, summary_table
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.outputs import check_writable
+from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable
 from edgecnn.runtime.overlay import UNCERTAIN, Display, draw_overlay, tile
 from edgecnn.runtime.preprocess import fit_frame
 from edgecnn.runtime.recording import AnnotatedVideo, BackgroundWriter, JsonlWriter
@@ -136,11 +136,15 @@ def _check(engine: Any, config: CameraConfig) -> None:
             raise EdgecnnError(f"--{name} {value} must be positive")
     if config.save is not None and Path(config.save).suffix.lower() != ".mp4":
         raise EdgecnnError(f"--save {config.save}: give a file name ending in .mp4")
-    for option, path in (("--save", config.save), ("--jsonl", config.jsonl)):
+    for option, path, suffix in (("--save", config.save, ".mp4"), ("--jsonl", config.jsonl, ".jsonl")):
         if path is not None:
+            check_output_path(Path(path), option, suffix=suffix)
             check_writable(Path(path), option)
     for source in config.source_list:
         check_source(source)  # a path that does not exist is a typo: say so before anything starts
+    files = [Path(str(s)) for s in config.source_list if Path(str(s)).is_file()]
+    named = {"--source": files[0]} if len(files) == 1 else {f"--source {f}": f for f in files}
+    check_distinct({"--save": config.save, "--jsonl": config.jsonl}, named)
 
 
 class Smoother:

@@ -100,26 +100,26 @@ def summarise(engine: Any, streams: Sequence[Any], started: float, stopped_by: s
 
 def summary_table(summary: CameraSummary) -> Any:
     """The end-of-run summary as a Rich table: one row per source, then the totals."""
-    from rich.markup import escape
+    from edgecnn.runtime.terminal import printable
     from rich.table import Table
 
-    table = Table(title=f"camera: {summary.source} on {summary.backend} {summary.device}")
+    table = Table(title=printable(f"camera: {summary.source} on {summary.backend} {summary.device}"))
     for column in ("source", "read / processed / dropped", "FPS", "cam->result ms (median / p95)",
                    "reconnects", "recorded (dropped)", "mostly"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for row in summary.sources:
-        name = escape(row.source) + (f"\n[red]{escape(row.error)}[/red]" if row.error else "")
+        name = printable(row.source) + (f"\n[red]{printable(row.error)}[/red]" if row.error else "")
         table.add_row(name, f"{row.frames_read} / {row.frames_processed} / {row.frames_dropped}",
                       f"{row.mean_fps:.1f}", f"{row.latency_ms_median:.1f} / {row.latency_ms_p95:.1f}",
                       str(row.reconnects), f"{row.recorded} ({row.recording_dropped})",
-                      escape(_shares(row.recognised[:1])))
+                      printable(_shares(row.recognised[:1])))
     table.add_section()
     latency = f"{summary.latency_ms_median:.1f} / {summary.latency_ms_p95:.1f}"
     table.add_row("total", f"{summary.frames_read} / {summary.frames_processed} / {summary.frames_dropped}",
                   f"{summary.mean_fps:.1f}", latency,
                   str(summary.reconnects), f"{sum(r.recorded for r in summary.sources)} "
                   f"({sum(r.recording_dropped for r in summary.sources)})", "")
-    table.caption = (f"recognised (share of frames): {escape(_shares(summary.recognised))}; "
+    table.caption = (f"recognised (share of frames): {printable(_shares(summary.recognised))}; "
                      f"inference {summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f} ms "
                      f"(median / p95) per batch of {summary.batch_mean:.1f}, {summary.streams} at once; "
                      f"stopped by {summary.stopped_by}")

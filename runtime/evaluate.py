@@ -17,7 +17,7 @@ import numpy as np
 from edgecnn.runtime.engine import Engine
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.images import iter_image_files, read_image
-from edgecnn.runtime.outputs import check_writable, write_text_atomic
+from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable, write_text_atomic
 from edgecnn.runtime.preprocess import fit_frame
 
 log = logging.getLogger("edgecnn")
@@ -63,6 +63,8 @@ def evaluate(engine: Engine, data: Path, out: Path | None = None, batch_size: in
              progress: bool = True) -> EvalReport:
     """Top-1/top-5, per-class precision/recall, confusion matrix and misclassified files."""
     if out is not None:
+        check_output_path(Path(out), "--out", folder=True)
+        check_distinct({"--out": Path(out)}, {"DATA": Path(data)})  # confusion_matrix.png would be data
         check_writable(Path(out), "--out")
     items = labelled_images(Path(data), engine.labels)
     top_k = min(5, len(engine.labels))
@@ -136,11 +138,21 @@ def _relative(file: Path, data: Path) -> str:
 
 
 def _write(report: EvalReport, out: Path, engine: Engine) -> EvalReport:
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_files(report, out, engine)
+    except BaseException:  # interrupted (or a full disk): an --out made for nothing is removed again
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _write_files(report: EvalReport, out: Path, engine: Engine) -> EvalReport:
     from dataclasses import replace
 
     from edgecnn.runtime.plots import save_confusion
 
-    out.mkdir(parents=True, exist_ok=True)
     outputs = {"json": str(out / "eval.json"), "misclassified": str(out / "misclassified.txt"),
                "confusion_matrix": str(out / "confusion_matrix.png")}
     report = replace(report, outputs=outputs)

@@ -15,6 +15,29 @@ from pathlib import Path
 from edgecnn.runtime.errors import EdgecnnError
 
 
+def check_output_path(path: Path, option: str, folder: bool = False, replaced: bool = False,
+                      suffix: str = "") -> None:
+    """EdgecnnError, before any work, for an output path that cannot be one: a broken or looping
+    symlink, a folder where a file is wanted (or the reverse), or, for a folder that is replaced
+    whole, the current folder or one above it."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise EdgecnnError(f"{option} {path} is a broken or looping symlink; remove it or choose another "
+                           f"{option}")
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop further up the path
+        raise EdgecnnError(f"{option} {path} cannot be resolved ({exc}); choose another {option}") from exc
+    if replaced and Path.cwd().resolve().is_relative_to(resolved):
+        raise EdgecnnError(f"{option} {path} is the current folder or one above it; give a new folder "
+                           f"name, e.g. {option} bundles/demo")
+    if folder and path.exists() and not path.is_dir():
+        raise EdgecnnError(f"{option} {path} exists and is not a folder; choose another {option}")
+    if not folder and path.is_dir():
+        raise EdgecnnError(f"{option} {path} is a folder; give a file name inside it, e.g. "
+                           f"{option} {path / ('out' + suffix)}")
+
+
 def check_writable(path: Path, option: str) -> None:
     """EdgecnnError unless `path` (a folder, or a file's place) can be created and written.
 
@@ -68,6 +91,11 @@ class AtomicPath:
         if kind is None:
             self.commit()
         self.discard()  # after a commit there is nothing left to remove; after an error, the half file
+def apply_umask(folder: Path) -> None:
+    """Give a folder made by `tempfile.mkdtemp` (always 0700) the mode a plain mkdir would have had."""
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
@@ -91,6 +119,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
     try:
         yield work
+        apply_umask(work)  # mkdtemp made it 0700: the folder gets the mode mkdir would give
         _swap_folder(work, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -123,3 +152,78 @@ def next_free_folder(root: Path, name: str, exist_ok: bool = False) -> Path:
         number += 1
         candidate = first.with_name(f"{name}{number}")
     return candidate
+
+
+def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | None],
+                   replaced: bool = False) -> None:
+    """EdgecnnError when an output would overwrite an input or another output (same file or folder:
+    resolved paths and inodes compared, so links and `./x` vs `x` are caught), or sits inside an input
+    folder; with `replaced` (the output folder is swapped whole) also when it holds an input."""
+    seen: list[tuple[str, Path, tuple[int, int] | None, bool]] = []
+    for option, path in inputs.items():
+        if path is not None:
+            seen.append((option, _resolve(path), _inode(path), True))
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        resolved, inode = _resolve(path), _inode(path)
+        for other, other_path, other_inode, is_input in seen:
+            same = resolved == other_path or (inode is not None and inode == other_inode)
+            if same and is_input:
+                raise EdgecnnError(f"{option} {path} is the {other} itself; writing it would destroy the "
+                                   f"input: choose another {option}")
+            if same:
+                raise EdgecnnError(f"{option} and {other} name the same file {path}; give each its own file")
+            if is_input and other_path.is_dir() and resolved.is_relative_to(other_path):
+                raise EdgecnnError(f"{option} {path} is inside the {other} folder {inputs[other]}; what is "
+                                   f"written there would be read as input: choose another {option}")
+            if is_input and replaced and other_path.is_relative_to(resolved):
+                raise EdgecnnError(f"{option} {path} holds the {other} {inputs[other]}; replacing the folder "
+                                   f"would destroy it: choose another {option}")
+        seen.append((option, resolved, inode, False))
+
+
+def _resolve(path: Path | str) -> Path:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: check_output_path names it
+        return Path(path).absolute()
+
+
+def _inode(path: Path | str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+@contextlib.contextmanager
+def output_lock(path: Path, option: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a folder being written) for the block; a second writer gets a
+    one-line EdgecnnError at once instead of silently replacing the first one's work."""
+    import fcntl
+
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EdgecnnError(f"another edgecnn process is writing {option} {path} right now; wait for it "
+                               f"to finish or choose another {option}") from None
+        if _inode(lock) == _inode_of(fd):
+            break  # the file we locked is still the lock (a finishing writer unlinks it): ours
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still holding it: a waiter sees the inode change and retries
+        os.close(fd)
+
+
+def _inode_of(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino

@@ -100,7 +100,7 @@ def has_display() -> bool:
     display = os.environ.get("DISPLAY", "")
     host, _, number = display.rpartition(":")
     number = number.split(".")[0]
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()) or int(number) > 65535 - 6000:
         return False
     if host in ("", "unix"):
         return Path(f"/tmp/.X11-unix/X{number}").exists()

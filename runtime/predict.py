@@ -10,6 +10,7 @@ from pathlib import Path
 from edgecnn.runtime.engine import Engine, Prediction
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.images import iter_image_files, read_image
+from edgecnn.runtime.terminal import visible
 
 log = logging.getLogger("edgecnn")
 
@@ -53,8 +54,9 @@ def predict_files(engine: Engine, inputs: Sequence[Path], top_k: int = 5,
         except EdgecnnError as exc:
             if explicit:
                 raise
-            log.warning("skipped %s", exc)
-            if skipped is not None:
+            if skipped is None:
+                log.warning("skipped %s", visible(exc))
+            else:
                 skipped.append(str(exc))
             continue
         yield FilePrediction(str(file), tuple(engine.classify(image, top_k=top_k)[0]))

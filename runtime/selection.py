@@ -12,7 +12,8 @@ from typing import Any
 from edgecnn.runtime.bundle import Bundle, BundleModel
 from edgecnn.runtime.devices import Placement, place
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.metadata import META_KEY, ModelMeta, Preprocess, read_labels
+from edgecnn.runtime.files import regular_size
+from edgecnn.runtime.metadata import META_KEY, ModelMeta, Preprocess, check_labels, read_labels
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
@@ -34,6 +35,7 @@ def choose_model(path: Path, device: str, precision: str, backend: str) -> Choic
         return _choose_in_bundle(path, device, precision, backend)
     if not path.exists():
         raise EdgecnnError(f"{path} does not exist; give a bundle folder, a .onnx or an OpenVINO .xml")
+    regular_size(path, "model file")  # a FIFO would block the backend's open() forever
     suffix = path.suffix.lower()
     if suffix == ".xml":
         if backend == "onnxruntime":
@@ -158,6 +160,10 @@ def resolve_meta(choice: Choice, runner: Any, embedded: ModelMeta | None,
         if len(listed) != len(embedded.labels):
             raise EdgecnnError(f"{choice.bundle}/labels.txt lists {len(listed)} labels but the model "
                                f"has {len(embedded.labels)}; export the bundle again")
+    if spec.dtype == "uint8" and not embedded.preprocess.normalize_in_graph:
+        raise EdgecnnError(f"{choice.model_path} takes uint8 pixels but its metadata says "
+                           "normalize_in_graph: false (feed normalised floats), which would give wrong "
+                           "probabilities; re-export it")
     if runner.num_outputs and runner.num_outputs != len(embedded.labels):
         raise EdgecnnError(f"{choice.model_path} outputs {runner.num_outputs} classes but has "
                            f"{len(embedded.labels)} labels; give a labels file with one line per class")
@@ -169,7 +175,7 @@ def _labels_from(labels: str | Path | Sequence[str] | None) -> tuple[str, ...] |
         return None
     if isinstance(labels, (str, Path)):
         return read_labels(labels)
-    return tuple(str(label) for label in labels)
+    return check_labels(tuple(str(label) for label in labels), "labels")
 
 
 def _foreign_meta(path: Path, runner: Any, labels: tuple[str, ...] | None, mean: Sequence[float] | None,
@@ -206,4 +212,8 @@ def parse_triplet(text: str | None, option: str) -> tuple[float, float, float] |
         values = tuple(float(part) for part in text.replace(" ", ",").split(",") if part)
     except ValueError as exc:
         raise EdgecnnError(f"{option} takes three numbers like 0.485,0.456,0.406; got {text!r}") from exc
+    if not all(math.isfinite(v) for v in values) or (option == "--std" and not all(v > 0 for v in values)):
+        wanted = "three numbers above 0" if option == "--std" else "three finite numbers"
+        raise EdgecnnError(f"{option} {text!r} would make every probability NaN; give {wanted}, "
+                           "e.g. 0.229,0.224,0.225 for --std, 0.485,0.456,0.406 for --mean")
     return _unit_scale(values)

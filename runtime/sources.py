@@ -7,7 +7,6 @@ message masks the credentials of a URL. `edgecnn.runtime.video` reads them on a 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,17 +16,12 @@ from typing import Any, Protocol
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.images import IMAGE_SUFFIXES, iter_image_files, read_image
+from edgecnn.runtime.redact import mask_url
 
 # FFmpeg's own log lines ("non-intra slice", "connection refused") would break our one-line errors.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 Say = Callable[[str], None]
-
-
-def mask_url(text: str) -> str:
-    """Hide credentials in any text: rtsp://user:pass@host -> rtsp://***@host."""
-    return _CREDENTIALS.sub("***@", text)
 
 
 @dataclass(frozen=True)
@@ -55,7 +49,7 @@ class VideoOptions:
 def parse_source(source: str | int | Path) -> SourceSpec:
     """What `--source` names: a camera index, a URL, a folder or a file."""
     text = str(source).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # '²' is a digit to str.isdigit, not to int()
         return SourceSpec("camera", int(text), f"camera {text}")
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()

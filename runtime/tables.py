@@ -6,19 +6,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from edgecnn.runtime.predict import FilePrediction
+from edgecnn.runtime.terminal import printable
 from rich.table import Table
 
 
 def predictions_table(rows: Iterable[FilePrediction], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=printable(title), title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("prediction")
     table.add_column("prob", justify="right")
     table.add_column("next", overflow="fold")
     for row in rows:
         best, *rest = row.predictions
-        others = ", ".join(f"{p.label} {p.probability:.2f}" for p in rest)
-        table.add_row(row.file, best.label, f"{best.probability:.3f}", others)
+        others = ", ".join(f"{printable(p.label)} {_probability(p.probability, 2)}" for p in rest)
+        table.add_row(printable(row.file), printable(best.label), _probability(best.probability, 3), others)
     return table
 
 
@@ -30,13 +31,14 @@ def eval_table(report: Any) -> Table:
         table.add_column(name, justify="right")
     for label, precision, recall, support in zip(report.classes, report.precision, report.recall,
                                                  report.support, strict=True):
-        table.add_row(label, f"{precision:.3f}", f"{recall:.3f}", str(support))
+        table.add_row(printable(label), f"{precision:.3f}", f"{recall:.3f}", str(support))
     return table
 
 
 def bench_table(report: Any) -> Table:
-    table = Table(title=f"{report.model} on {report.backend} {report.device} ({report.precision}, "
-                  f"batch {report.batch}, {report.threads or 'default'} threads)", title_justify="left")
+    table = Table(title=printable(f"{report.model} on {report.backend} {report.device} ({report.precision}, "
+                                  f"batch {report.batch}, {report.threads or 'default'} threads)"),
+                  title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
     lat = report.latency_ms
@@ -61,7 +63,7 @@ def bench_table(report: Any) -> Table:
         rows.append(("latency ratio (ours / theirs)", _ratio(base.get("latency_ratio"))))
         rows.append(("throughput ratio (ours / theirs)", _ratio(base.get("throughput_ratio"))))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(printable(name), printable(value))
     return table
 
 
@@ -71,19 +73,21 @@ def info_table(data: dict[str, Any]) -> Table:
     table.add_column("value", overflow="fold")
     for name, backend in data["machine"]["backends"].items():
         usable = backend.get("providers_usable") or [f"{d}: {full}" for d, full in backend["devices"].items()]
-        table.add_row(f"{name} {backend['version']}", ", ".join(usable) or "no usable device")
+        table.add_row(printable(f"{name} {backend['version']}"),
+                      printable(", ".join(usable) or "no usable device"))
     for name, model in _models(data.get("model")):
         meta = model.get("metadata")
         if meta is None:
-            table.add_row(name, f"{model['size_mb']} MB, no edgecnn metadata (pass --labels)")
+            table.add_row(printable(name), f"{model['size_mb']} MB, no edgecnn metadata (pass --labels)")
             continue
         pre = meta["preprocess"]
         verdict = {True: ", accuracy check passed", False: ", accuracy check FAILED"}.get(
             model.get("accuracy_check_passed"), "")
         accuracy = ", ".join(f"{k} {_number(v)}" for k, v in meta.get("accuracy", {}).items())
-        table.add_row(name, f"{meta['arch']} {meta['precision']}, {len(meta['labels'])} classes, "
-                      f"input {pre['input_size'][0]}x{pre['input_size'][1]}, {model['size_mb']} MB"
-                      f"{verdict}{'; ' + accuracy if accuracy else ''}")
+        table.add_row(printable(name), printable(
+            f"{meta['arch']} {meta['precision']}, {len(meta['labels'])} classes, "
+            f"input {pre['input_size'][0]}x{pre['input_size'][1]}, {model['size_mb']} MB"
+            f"{verdict}{'; ' + accuracy if accuracy else ''}"))
     return table
 
 
@@ -93,6 +97,11 @@ def _models(model: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
     if "models" in model:
         return list(model["models"].items())
     return [(model["model"], model)]
+
+
+def _probability(value: float, digits: int) -> str:
+    """A probability as a number; a NaN (a float model fed the wrong --mean/--std) says so."""
+    return f"{value:.{digits}f}" if value == value else "NaN (check --mean/--std)"
 
 
 def _ratio(value: float | None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edgecnn.runtime.bundle import Bundle, layout_path
 from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.files import regular_size
 from edgecnn.runtime.metadata import ModelMeta
 from edgecnn.runtime.outputs import atomic_folder
 
@@ -43,7 +44,7 @@ def write_triton_repo(config: TritonRepoConfig) -> list[Path]:
     """Write (or replace) the ONNX and OpenVINO model folders; returns the folders written."""
     onnx_file, xml = _check(config)
     name = model_name(config)
-    meta = ModelMeta.read(onnx_file)
+    meta = ModelMeta.read(onnx_file)  # checked on load: only typed, in-range values reach config.pbtxt
     if meta is None:
         raise EdgecnnError(f"{onnx_file} has no edgecnn metadata; re-export the bundle")
     config.repo.mkdir(parents=True, exist_ok=True)
@@ -63,8 +64,23 @@ def model_name(config: TritonRepoConfig) -> str:
 
 def config_pbtxt(name: str, meta: ModelMeta, backend: str, kind: str, max_batch: int, instances: int,
                  queue_delay_us: int) -> str:
-    """The model configuration in protobuf text format (Triton's ModelConfig)."""
+    """The model configuration in protobuf text format (Triton's ModelConfig).
+
+    Built from checked, typed values only: names match NAME_PATTERN, numbers are ints in range, so
+    nothing read from a bundle can add text of its own to the configuration.
+    """
     height, width = meta.preprocess.input_size
+    for label, value in (("model name", name), ("backend", backend)):
+        if not isinstance(value, str) or not NAME_PATTERN.match(value):
+            raise EdgecnnError(f"{label} {value!r} is not valid for Triton; use letters, digits, '_', "
+                               "'-', '.'")
+    counts = (("input height", height, 1 << 14), ("input width", width, 1 << 14),
+              ("class count", meta.num_classes, 1 << 20), ("--max-batch", max_batch, 1 << 16),
+              ("--instances", instances, 1024), ("queue delay", queue_delay_us, 10**8))
+    for label, value, high in counts:
+        if type(value) is not int or not 1 <= value <= high:
+            raise EdgecnnError(f"{label} {value!r} is out of range for Triton; give a whole number from 1 "
+                               f"to {high}")
     lines = [
         f'name: "{name}"',
         f'backend: "{backend}"',
@@ -108,11 +124,11 @@ def _write_model(config: TritonRepoConfig, name: str, meta: ModelMeta, backend: 
     kind = config.kind if backend == "onnxruntime" else "cpu"
     with atomic_folder(config.repo / name) as work:
         (work / "1").mkdir()
-        for source in files:  # resolved by Bundle.file: inside the bundle
+        for source in files:  # resolved by Bundle.file: inside the bundle; regular files only
+            regular_size(source, "bundle file")
             shutil.copyfile(source, work / "1" / f"model{source.suffix}")
         (work / "labels.txt").write_text("\n".join(meta.labels) + "\n", encoding="utf-8")
         text = config_pbtxt(name, meta, backend, kind, config.max_batch, config.instances,
                             config.queue_delay_us)
         (work / "config.pbtxt").write_text(text, encoding="utf-8")  # the folder swap makes it atomic
-        work.chmod(0o755)
     return config.repo / name

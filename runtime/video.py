@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.outputs import AtomicPath
+from edgecnn.runtime.redact import mask_text
 from edgecnn.runtime.sources import (
     Reader,
     Say,
@@ -152,7 +153,8 @@ class VideoSource:
         except EdgecnnError as exc:
             self._error = exc
         except Exception as exc:  # noqa: BLE001 - a driver error ends the source with a message, not a hang
-            self._error = EdgecnnError(mask_url(f"reading {self.spec.name} failed: {exc}"))
+            message = f"reading {self.spec.name} failed: {exc}"
+            self._error = EdgecnnError(mask_text(message, str(self.spec.target)))
         finally:
             with self._cond:
                 self._ended = True

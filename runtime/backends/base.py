@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from edgecnn.runtime.errors import EdgecnnError
+
+SUPPORTED = ("edgecnn runs image classifiers: one image input (uint8 or float, NHWC or NCHW) and a first "
+             "output [N, classes] with a fixed number of classes")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,19 @@ class InputSpec:
             return None
         height, width = self.shape[1:3] if self.layout == "NHWC" else self.shape[2:4]
         return (height, width) if height and width else None
+
+
+def check_graph(path: Path, inputs: int, output_shape: Sequence[object] | None) -> None:
+    """EdgecnnError naming what the runtime supports, for graphs it cannot run (read by both backends)."""
+    if inputs != 1:
+        raise EdgecnnError(f"{path} has {inputs} inputs; {SUPPORTED}")
+    if output_shape is None or len(output_shape) != 2:
+        rank = "a dynamic rank" if output_shape is None else f"rank {len(output_shape)}"
+        raise EdgecnnError(f"{path} has a first output of {rank}; {SUPPORTED}")
+    classes = output_shape[-1]
+    if type(classes) is not int or classes < 1:
+        raise EdgecnnError(f"{path} has a symbolic class dimension ({classes!r}), so its labels cannot be "
+                           f"checked; {SUPPORTED} (export it with a fixed class count)")
 
 
 class Backend(Protocol):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecnn.runtime.backends.base import InputSpec
+from edgecnn.runtime.backends.base import InputSpec, check_graph
 from edgecnn.runtime.bundle import check_external_data
 from edgecnn.runtime.errors import EdgecnnError
 
@@ -71,6 +71,7 @@ class OnnxRuntimeBackend:
         self.session = open_session(path, providers, per_run, cache_dir, spin=self.streams == 1)
         self.load_seconds = time.perf_counter() - start
         self.device = self.session.get_providers()[0]
+        check_graph(path, len(self.session.get_inputs()), self.session.get_outputs()[0].shape)
         node = self.session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape)
         self.input = InputSpec(node.name, shape, _ONNX_DTYPES.get(node.type, node.type))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecnn.runtime.backends.base import InputSpec
+from edgecnn.runtime.backends.base import InputSpec, check_graph
 from edgecnn.runtime.errors import EdgecnnError
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "edgecnn" / "openvino"
@@ -83,6 +83,7 @@ class OpenVinoBackend:
         self.read_seconds = read_seconds + time.perf_counter() - start
         self._path, self._device = path, device
         self._config = compile_config(device, hint, precision, threads, cache_dir, streams)
+        check_graph(path, len(self._model.inputs), _shape(self._model.outputs[0]))
         self._dynamic = not self._model.inputs[0].get_partial_shape()[0].is_static
         self._compiled: dict[int | None, _Compiled] = {}
         self.input = _input_spec(self._model.inputs[0], batch if device == "NPU" else None)
@@ -124,10 +125,10 @@ class OpenVinoBackend:
 
     def _compile(self, size: int | None) -> Any:
         model = self._model if self._model is not None else _reread(self._path)
-        if size is not None and size > 0:
+        dims = list(model.inputs[0].get_partial_shape())[1:]
+        if size is not None and size > 0 and all(d.is_static for d in dims):  # dynamic H/W: compiled as is
             model = model.clone()
-            shape = [size, *[d.get_length() for d in list(model.inputs[0].get_partial_shape())[1:]]]
-            model.reshape({model.inputs[0]: shape})
+            model.reshape({model.inputs[0]: [size, *[d.get_length() for d in dims]]})
         try:
             return core().compile_model(model, self._device, self._config)
         except RuntimeError as exc:
@@ -185,6 +186,14 @@ def _streams(compiled: Any) -> int:
         return max(1, int(compiled.get_property("NUM_STREAMS")))
     except (RuntimeError, TypeError, ValueError):
         return 1
+
+
+def _shape(node: Any) -> list[object] | None:
+    """A node's shape: ints where static, "?" where dynamic; None for a dynamic rank."""
+    shape = node.get_partial_shape()
+    if not shape.rank.is_static:
+        return None
+    return [d.get_length() if d.is_static else "?" for d in shape]
 
 
 def _last_dim(node: Any) -> int:

@@ -63,7 +63,9 @@ def test_sigint_during_finetune_then_resume_gives_the_same_weights(
     _wait_for(lambda: _epoch(out / "last.pt") >= 2, process)  # the head and one full epoch are done
     process.send_signal(signal.SIGINT)
     code, _, err = _finish(process)
-    assert code == 130 and err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert code == 130 and last.startswith("interrupted: ") and "Traceback" not in err, err
+    assert last.endswith(f"holds the last finished epoch; continue with: edgecnn finetune --resume {out}")
     saved = load_checkpoint(out / "last.pt").epoch
     assert 2 <= saved < 5 and not left_behind(out)  # the last finished epoch, no temporary files
     code, _, err = _finish(python_cli("finetune", "--resume", out, env=THREADS))

@@ -179,7 +179,7 @@ OTHERS: dict[str, tuple[Damage, tuple[str, ...]]] = {
         lambda b, i: ["bench", b, "--baseline", "tensorflow"],
         ("unknown baseline 'tensorflow'", "torch"),
     ),
-    "bench: batch 0": (lambda b, i: ["bench", b, "--batch", "0"], ("--batch must be >= 1",)),
+    "bench: batch 0": (lambda b, i: ["bench", b, "--batch", "0"], ("--batch 0 is out of range", "1 to 4096")),
     "bench: unknown hint": (
         lambda b, i: [
             "bench",

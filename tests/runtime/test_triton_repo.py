@@ -112,7 +112,7 @@ def test_cli_writes_a_repository(imagenet_bundle: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--kind", "tpu"], "unknown --kind"),
     (["--precision", "fp8"], "unknown --precision"),
-    (["--max-batch", "0"], "at least 1"),
+    (["--max-batch", "0"], "--max-batch 0 is out of range; give 1 to 4096"),
     (["--name", "bad name!"], "not valid for Triton"),
 ])
 def test_cli_bad_options_exit_2_in_one_line(imagenet_bundle: Path, tmp_path: Path, args: list[str],
