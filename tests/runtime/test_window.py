@@ -45,8 +45,14 @@ def xdotool(display: str, *args: str) -> str:
     return done.stdout
 
 
-def window(display: str) -> str:
-    return wait_for(lambda: xdotool(display, "search", "--name", f"^{TITLE}$").split(), timeout=30)[0]
+def window(display: str, process: subprocess.Popen) -> str:
+    """The camera's window, once its first frame is shown (a loaded machine may take a while)."""
+    def found() -> list[str]:
+        if process.poll() is not None:
+            raise AssertionError(f"edgecnn camera ended ({process.returncode}): {process.stderr.read()}")
+        return xdotool(display, "search", "--name", f"^{TITLE}$").split()
+
+    return wait_for(found, timeout=90)[0]
 
 
 def geometry(display: str, window_id: str) -> dict[str, str]:
@@ -87,9 +93,9 @@ def test_window_fits_the_frame_shows_the_overlay_and_keys_work(imagenet_bundle: 
     with mjpeg_camera(CUP) as url:
         process, port = start_camera(imagenet_bundle, display, url, tmp_path)
         try:
-            window_id = window(display)
+            window_id = window(display, process)
             wait_for(lambda: size(geometry(display, window_id)) == (640, 480), timeout=5)  # the frame's size
-            wait_for(lambda: frame_index(port) > 10)
+            wait_for(lambda: frame_index(port) > 10, timeout=60)
             where = geometry(display, window_id)
             assert size(where) == (640, 480)
             x, y = int(where["X"]), int(where["Y"])
@@ -120,8 +126,8 @@ def test_escape_quits(imagenet_bundle: Path, display: str, tmp_path: Path) -> No
     with mjpeg_camera(CUP) as url:
         process, port = start_camera(imagenet_bundle, display, url, tmp_path)
         try:
-            window_id = window(display)
-            wait_for(lambda: frame_index(port) > 2)
+            window_id = window(display, process)
+            wait_for(lambda: frame_index(port) > 2, timeout=60)
             press(display, window_id, "Escape")
             out, err = process.communicate(timeout=20)
         finally:
