@@ -82,7 +82,7 @@ def head_cv(features: torch.Tensor, labels: torch.Tensor, folds: list, num_class
         for epoch in range(defaults.head_epochs):
             torch.manual_seed(epoch)
             head.train_epoch(optimizer, scheduler, epoch, lambda loss, top1: None)
-        correct += round(head.evaluate().top1 * len(val))
+        correct += round(head.validate().top1 * len(val))
     return correct / (len(labels) * len(folds) / 5)
 
 

@@ -96,13 +96,6 @@ def _restore_signals(previous: dict[int, Any]) -> None:
             signal.signal(signum, handler)
 
 
-def not_yet(command: str) -> None:
-    raise EdgecnnError(f"`edgecnn {command}` is not yet available in this version")
-
-
-ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A folder of images.")]
-
-
 @app.command(epilog="Example: edgecnn finetune samples/photos --epochs 3   (writes runs/finetune, or "
              "runs/finetune2... when that exists)")
 @user_errors
@@ -148,10 +141,11 @@ def finetune(
         min=1.0, help="Seconds a process waits for the others before the job fails.")] = 120.0,
 ) -> None:
     """Fine-tune an ImageNet-pretrained CNN on a folder of photos (several processes: --devices, --nproc)."""
-    from edgecnn.distributed import env_dist, launch, parse_devices
+    from edgecnn.distributed import launch, parse_devices
     from edgecnn.finetune import FinetuneConfig
     from edgecnn.finetune import finetune as run_finetune
     from edgecnn.plots import result_table
+    from edgecnn.process_group import env_dist
 
     if data is None and resume is None:
         raise EdgecnnError("give the DATA folder to train on, or --resume RUN_DIR to continue a run")
@@ -305,7 +299,7 @@ def predict(
 
 @app.command(name="eval", epilog="Example: edgecnn eval bundles/demo samples/photos")
 @user_errors
-def evaluate(
+def eval_command(
     model: ModelPath,
     data: Annotated[Path, typer.Argument(help="Folder with one subfolder per class (or a val/ of them).")],
     out: Annotated[Path, typer.Option(help="Folder for eval.json, misclassified.txt, confusion_matrix.png.")
@@ -317,11 +311,11 @@ def evaluate(
     """Measure top-1/top-5, per-class precision/recall and the confusion matrix on a labelled folder."""
     import json
 
-    from edgecnn.runtime.evaluate import evaluate as run_eval
+    from edgecnn.runtime.evaluate import evaluate_folder
     from edgecnn.runtime.tables import eval_table
 
     with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
-        report = run_eval(engine, data, out, progress=not json_out)
+        report = evaluate_folder(engine, data, out, progress=not json_out)
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgecnn.data import ImageDataset, ValTransform, make_loader
+from edgecnn.device import import_torch
 from edgecnn.feature_engine import PARITY_IMAGES, FeatureEngine, TorchFeatures, open_engine, verified
-from edgecnn.training import EpochStats, Evaluation, StepCallback, accuracy, evaluation, import_torch
+from edgecnn.process_group import Dist, gather_rows
+from edgecnn.training import EpochStats, Evaluation, StepCallback, accuracy, evaluation
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import DataLoader
 
-    from edgecnn.distributed import Dist
     from edgecnn.runtime.metadata import Preprocess
 
 
@@ -59,10 +60,7 @@ def cached_features(model: torch.nn.Module, loader: DataLoader, dist: Dist, devi
                     on_batch: Callable[[int], None], engine: FeatureEngine | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """`pooled_features` of this rank's share of `loader`, then everyone's gathered in dataset order."""
-    from edgecnn.distributed import fault_point, gather_rows
-
     features, labels = pooled_features(model, loader, device, on_batch, engine)
-    fault_point(dist, "features")
     total = len(loader.dataset)
     return gather_rows(dist, features, total, device), gather_rows(dist, labels, total, device)
 
@@ -133,7 +131,8 @@ class HeadPhase:
             on_step(total_loss / seen, correct / seen)
         return EpochStats(total_loss / len(order), correct / len(order))
 
-    def evaluate(self) -> Evaluation:
+    def validate(self) -> Evaluation:
+        """Loss and top-1 of the head on the cached validation features."""
         torch = import_torch()
         self.head.eval()
         with torch.inference_mode():

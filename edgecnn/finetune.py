@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,32 +26,24 @@ from edgecnn.data import (
     make_loader,
     scan_folder,
 )
-from edgecnn.distributed import (
+from edgecnn.device import DEVICES, import_torch
+from edgecnn.errors import EdgecnnError
+from edgecnn.feature_engine import ENGINES
+from edgecnn.features import HeadPhase, cached_features, feature_engine
+from edgecnn.models import DEFAULT_ARCH
+from edgecnn.plots import plot_confusion, plot_curves, progress_bars, write_metrics
+from edgecnn.process_group import (
     Dist,
     broadcast_weights,
-    fault_point,
     main_first,
     per_rank_batch,
     process_group,
     shard_sampler,
     wrap_ddp,
 )
-from edgecnn.errors import EdgecnnError
-from edgecnn.features import HeadPhase, cached_features, feature_engine
-from edgecnn.plots import plot_confusion, plot_curves, progress_bars, write_metrics
 from edgecnn.runtime.metadata import Preprocess
 from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable
-from edgecnn.training import (
-    PHASES,
-    Evaluation,
-    FinetuneConfig,
-    FullPhase,
-    evaluate_model,
-    import_torch,
-    make_optimizer,
-    param_groups,
-    phases,
-)
+from edgecnn.training import Evaluation, FullPhase, make_optimizer, param_groups, validate_model
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +53,80 @@ if TYPE_CHECKING:
 OUTPUTS = ("best.pt", "last.pt", "metrics.csv", "curves.png", "confusion_matrix.png")
 RESULT_PATHS = ("best", "last", "metrics", "curves", "confusion_matrix")  # FinetuneResult.paths, as OUTPUTS
 _NO_BEST = {"val_loss": math.inf, "val_top1": 0.0, "epoch": 0}
+
+
+PHASES = ("head", "full")
+# how to run, not what to train: kept out of checkpoint args
+_RUN_ONLY = ("resume", "progress", "force", "dist_timeout")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    data: Path
+    out: Path
+    arch: str = DEFAULT_ARCH
+    weights: Path | None = None  # a local state dict instead of the built-in pretrained weights
+    head_epochs: int = 10  # classifier only, on cached features of the frozen backbone
+    epochs: int = 0  # then every layer
+    batch_size: int = 32
+    lr: float = 1e-3  # classifier; the backbone gets lr * backbone_lr_scale
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    warmup: float = 0.1  # fraction of each phase's steps with a linearly rising learning rate
+    val_split: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    patience: int = 5  # stop a phase after this many epochs without a lower validation loss
+    freeze: bool = True  # False: no head phase, all layers train from the start
+    aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
+    feature_engine: str = "auto"  # runs the frozen backbone: auto, openvino, onnxruntime or torch
+    resume: bool = False
+    progress: bool = True
+    force: bool = False
+    dist_timeout: float = 120.0  # seconds a collective waits for the other processes before the job fails
+
+    def to_args(self) -> dict[str, str | int | float | bool]:
+        """Plain values only, so checkpoints stay loadable with `weights_only=True`."""
+        args = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUN_ONLY}
+        args.update(data=str(Path(self.data).resolve()), out=str(self.out),
+                    weights=str(self.weights) if self.weights else "")
+        return args
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any], **overrides: Any) -> FinetuneConfig:
+        known = {k: v for k, v in args.items() if k in cls.__dataclass_fields__}
+        known.update(data=Path(known["data"]), out=Path(known["out"]),
+                     weights=Path(known["weights"]) if known.get("weights") else None)
+        return cls(**{**known, **overrides})
+
+    def check(self) -> None:
+        """EdgecnnError naming the valid range for the first bad value."""
+        for name, (ok, valid) in {
+            "head_epochs": (self.head_epochs >= 0, ">= 0"), "epochs": (self.epochs >= 0, ">= 0"),
+            "patience": (self.patience >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"), "workers": (self.workers >= 0, ">= 0"),
+            "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
+            "aug_views": (self.aug_views >= 0, ">= 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+            "warmup": (0 <= self.warmup < 1, "in [0, 1)"), "val_split": (0 < self.val_split < 1, "in (0, 1)"),
+            "dist_timeout": (self.dist_timeout > 0, "> 0 seconds"),
+        }.items():
+            if not ok:
+                raise EdgecnnError(f"{name} = {getattr(self, name)} is invalid; it must be {valid}")
+        if self.feature_engine not in ENGINES:
+            raise EdgecnnError(f"unknown feature engine {self.feature_engine!r}; available: "
+                               f"{', '.join(ENGINES)}")
+        if self.device not in DEVICES:
+            raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
+        if not any(epochs for _, epochs in phases(self)):
+            raise EdgecnnError("nothing to train: give --head-epochs > 0 (with --freeze) or --epochs > 0")
+
+
+def phases(config: FinetuneConfig) -> list[tuple[str, int]]:
+    """(phase, epochs) in order; the head phase needs the frozen backbone."""
+    return [("head", config.head_epochs if config.freeze else 0), ("full", config.epochs)]
 
 
 @dataclass(frozen=True)
@@ -145,7 +211,6 @@ class Run:
     def train(self, progress: Progress) -> None:
         for name, epochs in phases(self.config):
             if epochs and not self._phase_done(name, epochs):
-                fault_point(self.dist, name)
                 phase = self._head_phase(progress) if name == "head" else self._full_phase()
                 self.head = phase if name == "head" else self.head
                 self._run_phase(name, epochs, phase, progress)
@@ -217,7 +282,7 @@ class Run:
             seed = config.seed * 100_003 + epoch  # the epoch's shuffling, augmentation and dropout
             torch.manual_seed(seed if name == "head" else self.dist.rank_seed(seed))  # heads stay identical
             stats = phase.train_epoch(optimizer, scheduler, seed, on_step)
-            result = phase.evaluate()
+            result = phase.validate()
             self.history.append({"phase": name, "epoch": epoch, "train_loss": stats.loss,
                                  "train_top1": stats.top1, "val_loss": result.loss, "val_top1": result.top1,
                                  "lr": optimizer.param_groups[0]["lr"],
@@ -305,8 +370,8 @@ class Run:
         serve (milliseconds instead of a pass through the network); otherwise the whole network."""
         best_phase = next((row["phase"] for row in self.history if row["epoch"] == self.best["epoch"]), "")
         if self.head is not None and best_phase == "head":
-            return self.head.evaluate()
-        return evaluate_model(self.model, self._loader(self.split.val), self.device, self.dist)
+            return self.head.validate()
+        return validate_model(self.model, self._loader(self.split.val), self.device, self.dist)
 
 
 def _new_split(config: FinetuneConfig) -> DataSplit:

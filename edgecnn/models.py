@@ -75,8 +75,6 @@ def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
 def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: bool = True,
                 weights: Path | None = None) -> BuiltModel:
     """A classifier with `num_classes` outputs; pretrained backbones keep their ImageNet weights."""
-    import torch
-
     timm = _import_timm()
     timm_name = "tf_efficientnet_lite0" if arch == DEFAULT_ARCH else arch
     if timm_name not in timm.list_models() and not timm.is_model(timm_name):
@@ -108,7 +106,6 @@ def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: b
                             interpolation=str(config.get("interpolation", "bicubic")),
                             mean=tuple(float(v) for v in config["mean"]),
                             std=tuple(float(v) for v in config["std"]))
-    del torch
     return BuiltModel(model, arch, timm_name, preprocess, source)
 
 

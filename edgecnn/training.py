@@ -1,100 +1,21 @@
-"""Training pieces shared by both phases: the run's settings, device choice, optimiser, schedule, and
-full fine-tuning."""
+"""Training pieces shared by both phases: optimiser, schedule, accuracy, and full fine-tuning."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from edgecnn.feature_engine import ENGINES
-from edgecnn.models import DEFAULT_ARCH
-from edgecnn.runtime.errors import EdgecnnError, install_hint
+from edgecnn.device import import_torch
+from edgecnn.process_group import Dist, gather_rows, sum_across
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import DataLoader
 
-    from edgecnn.distributed import Dist
 
-DEVICES = ("auto", "cpu", "cuda")
 StepCallback = Callable[[float, float], None]  # (running loss, running top-1) after each batch
-
-
-PHASES = ("head", "full")
-# how to run, not what to train: kept out of checkpoint args
-_RUN_ONLY = ("resume", "progress", "force", "dist_timeout")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    data: Path
-    out: Path
-    arch: str = DEFAULT_ARCH
-    weights: Path | None = None  # a local state dict instead of the built-in pretrained weights
-    head_epochs: int = 10  # classifier only, on cached features of the frozen backbone
-    epochs: int = 0  # then every layer
-    batch_size: int = 32
-    lr: float = 1e-3  # classifier; the backbone gets lr * backbone_lr_scale
-    backbone_lr_scale: float = 0.1
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.1
-    warmup: float = 0.1  # fraction of each phase's steps with a linearly rising learning rate
-    val_split: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 2
-    patience: int = 5  # stop a phase after this many epochs without a lower validation loss
-    freeze: bool = True  # False: no head phase, all layers train from the start
-    aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
-    feature_engine: str = "auto"  # runs the frozen backbone: auto, openvino, onnxruntime or torch
-    resume: bool = False
-    progress: bool = True
-    force: bool = False
-    dist_timeout: float = 120.0  # seconds a collective waits for the other processes before the job fails
-
-    def to_args(self) -> dict[str, str | int | float | bool]:
-        """Plain values only, so checkpoints stay loadable with `weights_only=True`."""
-        args = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUN_ONLY}
-        args.update(data=str(Path(self.data).resolve()), out=str(self.out),
-                    weights=str(self.weights) if self.weights else "")
-        return args
-
-    @classmethod
-    def from_args(cls, args: dict[str, Any], **overrides: Any) -> FinetuneConfig:
-        known = {k: v for k, v in args.items() if k in cls.__dataclass_fields__}
-        known.update(data=Path(known["data"]), out=Path(known["out"]),
-                     weights=Path(known["weights"]) if known.get("weights") else None)
-        return cls(**{**known, **overrides})
-
-    def check(self) -> None:
-        """EdgecnnError naming the valid range for the first bad value."""
-        for name, (ok, valid) in {
-            "head_epochs": (self.head_epochs >= 0, ">= 0"), "epochs": (self.epochs >= 0, ">= 0"),
-            "patience": (self.patience >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0, "> 0"), "workers": (self.workers >= 0, ">= 0"),
-            "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
-            "aug_views": (self.aug_views >= 0, ">= 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
-            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
-            "warmup": (0 <= self.warmup < 1, "in [0, 1)"), "val_split": (0 < self.val_split < 1, "in (0, 1)"),
-            "dist_timeout": (self.dist_timeout > 0, "> 0 seconds"),
-        }.items():
-            if not ok:
-                raise EdgecnnError(f"{name} = {getattr(self, name)} is invalid; it must be {valid}")
-        if self.feature_engine not in ENGINES:
-            raise EdgecnnError(f"unknown feature engine {self.feature_engine!r}; available: "
-                               f"{', '.join(ENGINES)}")
-        if self.device not in DEVICES:
-            raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
-        if not any(epochs for _, epochs in phases(self)):
-            raise EdgecnnError("nothing to train: give --head-epochs > 0 (with --freeze) or --epochs > 0")
-
-
-def phases(config: FinetuneConfig) -> list[tuple[str, int]]:
-    """(phase, epochs) in order; the head phase needs the frozen backbone."""
-    return [("head", config.head_epochs if config.freeze else 0), ("full", config.epochs)]
 
 
 @dataclass(frozen=True)
@@ -109,24 +30,6 @@ class Evaluation:
     top1: float
     predictions: tuple[int, ...]
     targets: tuple[int, ...]
-
-
-def import_torch():  # noqa: ANN201 - the torch module
-    """torch, or the one-line install hint when the [train] extra is missing."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise EdgecnnError(f"training needs PyTorch: {install_hint('train')}") from exc
-    return torch
-
-
-def pick_device(name: str) -> torch.device:
-    torch = import_torch()
-    if name not in DEVICES:
-        raise EdgecnnError(f"unknown device {name!r}; available: {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise EdgecnnError("device cuda asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def param_groups(model: torch.nn.Module, lr: float, backbone_lr_scale: float, head_only: bool) -> list[dict]:
@@ -168,8 +71,6 @@ class FullPhase:
 
     def __init__(self, model: torch.nn.Module, train: DataLoader, val: DataLoader, device: torch.device,
                  label_smoothing: float, dist: Dist | None = None) -> None:
-        from edgecnn.distributed import Dist
-
         torch = import_torch()
         self.model, self.train, self.val, self.device = model, train, val, device
         self.dist = dist or Dist()
@@ -180,8 +81,6 @@ class FullPhase:
 
     def train_epoch(self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
                     seed: int, on_step: StepCallback) -> EpochStats:
-        from edgecnn.distributed import sum_across
-
         torch = import_torch()
         if hasattr(self.train.sampler, "set_epoch"):
             self.train.sampler.set_epoch(seed)  # the same shuffle on every rank, each taking its share
@@ -206,8 +105,9 @@ class FullPhase:
         total_loss, correct, seen = sum_across(self.dist, [total_loss, correct, seen], self.device)
         return EpochStats(total_loss / max(1, seen), correct / max(1, seen))
 
-    def evaluate(self) -> Evaluation:
-        return evaluate_model(getattr(self.model, "module", self.model), self.val, self.device, self.dist)
+    def validate(self) -> Evaluation:
+        """Loss and top-1 on the validation split."""
+        return validate_model(getattr(self.model, "module", self.model), self.val, self.device, self.dist)
 
     def state_dict(self) -> dict:
         return {"scaler": self.scaler.state_dict()}
@@ -217,12 +117,10 @@ class FullPhase:
             self.scaler.load_state_dict(state["scaler"])
 
 
-def evaluate_model(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+def validate_model(model: torch.nn.Module, loader: DataLoader, device: torch.device,
                    dist: Dist | None = None) -> Evaluation:
     """The whole network on the validation images (`fit_frame` pixels), in eval mode. Distributed, each
     rank runs its share and all logits are gathered: exactly the single-process figures, padding dropped."""
-    from edgecnn.distributed import Dist, gather_rows
-
     torch, dist = import_torch(), dist or Dist()
     model.eval()
     logits, targets = [], []

@@ -1,4 +1,5 @@
-"""Baselines for `bench`, each in its own subprocess: PyTorch eager FP32 and OpenVINO's benchmark_app."""
+"""Baselines for `bench`, each in its own subprocess: PyTorch eager FP32 (edgecnn.torch_baseline, with
+[train]) and OpenVINO's benchmark_app."""
 
 from __future__ import annotations
 
@@ -13,29 +14,7 @@ from typing import Any
 from edgecnn.runtime.devices import has_module
 from edgecnn.runtime.engine import Engine
 from edgecnn.runtime.errors import EdgecnnError, install_hint
-
-_TORCH_EAGER = """
-import json, sys, time
-import numpy as np
-import torch
-from edgecnn.models import build_model
-arch, classes, batch, height, width, threads, seconds = sys.argv[1:8]
-if int(threads):
-    torch.set_num_threads(int(threads))
-built = build_model(arch, num_classes=int(classes), pretrained=int(classes) == 1000)
-model = built.model.eval()
-x = torch.randn(int(batch), 3, int(height), int(width))
-times = []
-with torch.inference_mode():
-    for _ in range(3):
-        model(x)
-    deadline = time.perf_counter() + float(seconds)
-    while time.perf_counter() < deadline or len(times) < 10:
-        start = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - start) * 1e3)
-print(json.dumps({"times_ms": times, "threads": torch.get_num_threads()}))
-"""
+from edgecnn.runtime.timing import summarize
 
 
 def run_baseline(name: str, engine: Engine, report: Any, seconds: float) -> dict[str, Any]:
@@ -50,9 +29,8 @@ def run_baseline(name: str, engine: Engine, report: Any, seconds: float) -> dict
 
 
 def torch_eager(engine: Engine, report: Any, seconds: float) -> dict[str, Any]:
-    """PyTorch eager FP32 of the same architecture and class count (same compute; fresh head weights)."""
-    from edgecnn.runtime.bench import summarize
-
+    """PyTorch eager FP32 of the same architecture and class count (same compute; fresh head weights),
+    run by the training side's `edgecnn.torch_baseline` in its own process."""
     if not (has_module("torch") and has_module("timm")):
         raise EdgecnnError(f"--baseline torch needs PyTorch: {install_hint('train')}")
     if not engine.meta.arch or engine.meta.arch == "foreign":
@@ -60,8 +38,8 @@ def torch_eager(engine: Engine, report: Any, seconds: float) -> dict[str, Any]:
     height, width = engine.input_size
     args = [engine.meta.arch, str(len(engine.labels)), str(report.batch), str(height), str(width),
             str(report.threads or 0), str(seconds / 2)]
-    done = subprocess.run([sys.executable, "-c", _TORCH_EAGER, *args], capture_output=True, text=True,
-                          timeout=600, check=False)
+    done = subprocess.run([sys.executable, "-m", "edgecnn.torch_baseline", *args], capture_output=True,
+                          text=True, timeout=600, check=False)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise EdgecnnError(f"the torch baseline failed: {tail}")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from edgecnn.runtime.engine import Engine, load
 from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.timing import summarize
 
 BASELINES = ("none", "torch", "benchmark_app")
 
@@ -124,13 +125,6 @@ def _throughput_loop(engine: Engine, batch: np.ndarray, seconds: float) -> float
         future.result()
         done += 1
     return done * len(batch) / (time.perf_counter() - start)
-
-
-def summarize(times_ms: list[float]) -> dict[str, float]:
-    values = np.asarray(times_ms)
-    return {"median": float(np.median(values)), "p90": float(np.percentile(values, 90)),
-            "p99": float(np.percentile(values, 99)), "min": float(values.min()), "max": float(values.max()),
-            "mean": float(values.mean()), "runs": int(values.size)}
 
 
 _COLD_START = """

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecnn.runtime.backends.base import Backend
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.metadata import ModelMeta, Preprocess
 from edgecnn.runtime.preprocess import fit_batch
@@ -40,7 +41,7 @@ class Prediction:
 class Engine:
     """A loaded model on one backend and device: labels, preprocessing, sync and overlapped inference."""
 
-    def __init__(self, backend: Any, meta: ModelMeta, model_path: Path, reason: str = "",
+    def __init__(self, backend: Backend, meta: ModelMeta, model_path: Path, reason: str = "",
                  device_kind: str = "cpu") -> None:
         self._backend = backend
         self.meta = meta

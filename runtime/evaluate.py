@@ -59,8 +59,8 @@ def labelled_images(data: Path, labels: tuple[str, ...]) -> list[tuple[Path, int
     return items
 
 
-def evaluate(engine: Engine, data: Path, out: Path | None = None, batch_size: int = 8,
-             progress: bool = True) -> EvalReport:
+def evaluate_folder(engine: Engine, data: Path, out: Path | None = None, batch_size: int = 8,
+                    progress: bool = True) -> EvalReport:
     """Top-1/top-5, per-class precision/recall, confusion matrix and misclassified files."""
     if out is not None:
         check_output_path(Path(out), "--out", folder=True)

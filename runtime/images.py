@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
@@ -15,8 +17,18 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 # A 20000x20000 header would make OpenCV allocate 1.2 GB; larger photos are refused before decoding.
 MAX_PIXELS = 100_000_000
 MAX_IMAGE_BYTES = 500_000_000  # a 100-megapixel 16-bit TIFF is 600 MB raw, far less compressed
-# OpenCV's own limit (read at its first decode) backs up the header check for the other formats.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+
+@functools.cache
+def opencv() -> Any:
+    """cv2, with two settings it reads from the environment at first use (so set before any decode or open):
+    its own pixel limit, backing up the header check below for the other formats, and FFmpeg's log
+    lines off ("non-intra slice", "connection refused": they would break our one-line errors)."""
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import cv2
+
+    return cv2
 
 
 def is_image_file(path: Path) -> bool:
@@ -25,7 +37,7 @@ def is_image_file(path: Path) -> bool:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode a file to HxWx3 uint8 RGB (EXIF rotation applied); EdgecnnError when unreadable."""
-    import cv2
+    cv2 = opencv()
 
     path = Path(path)
     data = np.frombuffer(read_bounded(path, MAX_IMAGE_BYTES, "image"), dtype=np.uint8)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime.backends.base import Backend
 from edgecnn.runtime.bundle import Bundle, BundleModel
 from edgecnn.runtime.devices import Placement, place
 from edgecnn.runtime.errors import EdgecnnError
@@ -94,7 +95,7 @@ def _devices_of(backend: str) -> list[str]:
 
 
 def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | None, hint: str,
-                 streams: int | None = None) -> tuple[Any, ModelMeta | None]:
+                 streams: int | None = None) -> tuple[Backend, ModelMeta | None]:
     """Compile the chosen file and read its embedded metadata (None for a foreign model)."""
     placement = choice.placement
     if placement.backend == "onnxruntime":
@@ -141,7 +142,7 @@ def _cache(cache_dir: str | Path | None) -> Path | None:
     return folder.parent if folder is not None and folder.name == "openvino" else folder
 
 
-def resolve_meta(choice: Choice, runner: Any, embedded: ModelMeta | None,
+def resolve_meta(choice: Choice, runner: Backend, embedded: ModelMeta | None,
                  labels: str | Path | Sequence[str] | None, mean: Sequence[float] | None,
                  std: Sequence[float] | None) -> ModelMeta:
     """The model's own metadata, or one built from --labels/--mean/--std; labels must match the output."""
@@ -178,7 +179,7 @@ def _labels_from(labels: str | Path | Sequence[str] | None) -> tuple[str, ...] |
     return check_labels(tuple(str(label) for label in labels), "labels")
 
 
-def _foreign_meta(path: Path, runner: Any, labels: tuple[str, ...] | None, mean: Sequence[float] | None,
+def _foreign_meta(path: Path, runner: Backend, labels: tuple[str, ...] | None, mean: Sequence[float] | None,
                   std: Sequence[float] | None) -> ModelMeta:
     """Metadata for a model exported elsewhere: labels from the user, size and layout from the input."""
     spec = runner.input

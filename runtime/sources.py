@@ -6,7 +6,6 @@ message masks the credentials of a URL. `edgecnn.runtime.video` reads them on a 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,11 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.images import IMAGE_SUFFIXES, iter_image_files, read_image
+from edgecnn.runtime.images import IMAGE_SUFFIXES, iter_image_files, opencv, read_image
 from edgecnn.runtime.redact import mask_url
 
-# FFmpeg's own log lines ("non-intra slice", "connection refused") would break our one-line errors.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 Say = Callable[[str], None]
 
@@ -158,7 +155,7 @@ def open_reader(spec: SourceSpec, options: VideoOptions, say: Say = print) -> Re
 @contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own warnings while probing a source: our error says it in one line."""
-    import cv2
+    cv2 = opencv()
 
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)

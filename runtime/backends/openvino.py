@@ -107,9 +107,6 @@ class OpenVinoBackend:
         self._for(len(batch)).queue().start_async({0: batch}, future)  # blocks only while all are busy
         return future
 
-    def optimal_requests(self) -> int:
-        return self._for(None if not self._dynamic else next(iter(self._compiled))).requests
-
     def close(self) -> None:
         for entry in self._compiled.values():
             entry.close()

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from edgecnn.checkpoint import load_checkpoint
 from edgecnn.cli import app
-from edgecnn.distributed import FAULT_VARIABLE
 from edgecnn.finetune import OUTPUTS, FinetuneConfig, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +46,11 @@ def _cli_args(data: Path, out: Path) -> list[str]:
 
 
 def _job(command: list[str], fault: str = "") -> tuple[subprocess.CompletedProcess, float]:
-    """One job in a subprocess: exit code, output, and how long it took."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", FAULT_VARIABLE: fault}
+    """One job in a subprocess: exit code, output, and how long it took. With `fault`, the command runs
+    through tests/edgecnn/faulty_edgecnn.py, which makes a rank fail at a point ("1:raise:features")."""
+    if fault:
+        command = [part if part != "edgecnn" else "tests.edgecnn.faulty_edgecnn" for part in command]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EDGECNN_TEST_FAULT": fault}
     began = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=LIMIT_S)
     return done, time.perf_counter() - began

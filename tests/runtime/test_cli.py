@@ -146,6 +146,17 @@ def test_bench_against_benchmark_app(imagenet_bundle: Path) -> None:
     assert baseline["throughput_ratio"] > 0 and "-nthreads 2" in baseline["command"]
 
 
+def test_bench_against_torch_eager(tiny_bundle: Path) -> None:
+    """The training side's PyTorch baseline, in its own process: same architecture and classes."""
+    result = run("bench", tiny_bundle, "--seconds", "1", "--threads", "2", "--no-cold-start",
+                 "--baseline", "torch", "--json")
+    assert result.exit_code == 0, result.output
+    baseline = json.loads(result.stdout.strip().splitlines()[-1])["baseline"]
+    assert baseline["name"] == "torch" and baseline["latency_ms"]["runs"] >= 10
+    assert baseline["latency_ratio"] > 0
+    assert baseline["command"] == "PyTorch eager FP32 efficientnet_lite0, 2 threads"
+
+
 def test_bench_baseline_mistakes(imagenet_bundle: Path) -> None:
     result = run("bench", imagenet_bundle, "--backend", "onnxruntime", "--seconds", "1", "--no-cold-start",
                  "--baseline", "benchmark_app")
