@@ -98,7 +98,7 @@ def stamping_camera(clip: Path, fps: float) -> Iterator[str]:
     stop = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if self.path == "/":
                 page = b'<html><body style="margin:0"><img id="picture" src="/live.mjpg"></body></html>'
                 self.send_response(200)

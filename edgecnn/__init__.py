@@ -12,4 +12,4 @@ __version__ = "0.1.0"
 # `edgecnn.runtime` resolve there too; installed copies already hold both subpackages.
 _root = Path(__file__).resolve().parent.parent
 if (_root / "pyproject.toml").is_file() and (_root / "runtime" / "__init__.py").is_file():
-    __path__.append(str(_root))  # noqa: F821 - package __path__
+    __path__.append(str(_root))

@@ -73,7 +73,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise EdgecnnError(f"checkpoint {path} does not exist; {FROM_FINETUNE}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated zips, pickles with code, random bytes
+    except Exception as exc:  # re-raised as one line: truncated zips, pickles with code, random bytes
         refused = "GLOBAL" in str(exc)  # a pickled reference to code, which weights_only will not run
         reason = "it holds pickled code, refused" if refused else "truncated or not a checkpoint"
         raise EdgecnnError(f"cannot load checkpoint {path}: {reason}; re-run `edgecnn finetune`") from exc

@@ -158,10 +158,7 @@ def finetune(
         epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
         device="cuda" if gpus else device, workers=workers, feature_engine=feature_engine, patience=patience,
         freeze=freeze, resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout)
-    if gpus or nproc:
-        result = launch(config, nproc or len(gpus), gpus)
-    else:
-        result = run_finetune(config)
+    result = launch(config, nproc or len(gpus), gpus) if gpus or nproc else run_finetune(config)
     if env_dist().main:  # under torchrun, rank 0 prints the summary
         console.print(result_table(result))
 
@@ -188,7 +185,7 @@ def export(
         "name, or imagenet with --pretrained).")] = None,
     exist_ok: Annotated[bool, typer.Option(
         "--exist-ok", help="Replace bundles/NAME instead of numbering a new one.")] = False,
-    format: Annotated[str, typer.Option(help="onnx, openvino or all.")] = "all",  # noqa: A002 - the CLI word
+    format: Annotated[str, typer.Option(help="onnx, openvino or all.")] = "all",  # the CLI's word
     int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 models, checked vs FP32.")] = False,
     calibration: Annotated[Path | None, typer.Option(
         help="Images to calibrate INT8 on (default: the checkpoint's training images; with --pretrained: "

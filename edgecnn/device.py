@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def import_torch():  # noqa: ANN201 - the torch module
+def import_torch():
     """torch, or the one-line install hint when the [train] extra is missing."""
     try:
         import torch

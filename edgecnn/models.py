@@ -109,10 +109,10 @@ def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: b
     return BuiltModel(model, arch, timm_name, preprocess, source)
 
 
-def _timm_pretrained(timm, timm_name: str):  # noqa: ANN001, ANN202 - timm module, nn.Module
+def _timm_pretrained(timm, timm_name: str):
     try:
         return timm.create_model(timm_name, pretrained=True)
-    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+    except Exception as exc:  # re-raised as one line: hub errors come in many types
         raise EdgecnnError(
             f"no offline weights for {timm_name!r} ({type(exc).__name__}); connect to the internet once so "
             f"timm caches them, or pass --weights FILE with a state dict, or use --arch {DEFAULT_ARCH}"
@@ -131,7 +131,7 @@ def _load_state_dict(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise EdgecnnError(f"weights file {path} does not exist") from exc
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+    except Exception as exc:  # re-raised as one line: torch raises many types for bad files
         raise EdgecnnError(f"{path} is not a loadable state dict ({type(exc).__name__}); "
                            "give a file saved with torch.save(model.state_dict())") from exc
     if isinstance(state, dict) and "state_dict" in state:
@@ -141,7 +141,7 @@ def _load_state_dict(path: Path) -> dict:
     return state
 
 
-def _import_timm():  # noqa: ANN202
+def _import_timm():
     try:
         import timm
     except ImportError as exc:

@@ -62,7 +62,7 @@ def check_method(method: str) -> str:
     return method
 
 
-def calibration_reader(images: ImageSet, preprocess: Preprocess, batch: int):  # noqa: ANN201
+def calibration_reader(images: ImageSet, preprocess: Preprocess, batch: int):
     """A CalibrationDataReader that decodes and fits one batch at a time (never all images in memory)."""
     from onnxruntime.quantization import CalibrationDataReader
 

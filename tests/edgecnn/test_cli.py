@@ -38,10 +38,10 @@ def test_cli_starts_without_torch() -> None:
     assert output.strip() == "[]"
 
 
-def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     import edgecnn.finetune
 
-    def interrupted(config):  # noqa: ANN001, ANN202
+    def interrupted(config):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(edgecnn.finetune, "finetune", interrupted)
@@ -54,7 +54,7 @@ def test_finetune_needs_data_or_resume() -> None:
     assert result.exit_code == 2 and "--resume RUN_DIR" in result.output
 
 
-def test_finetune_numbers_its_run_folders(tiny_data, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_finetune_numbers_its_run_folders(tiny_data, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No --out: runs/finetune, then runs/finetune2 (never "not empty"); --exist-ok reuses runs/NAME."""
     monkeypatch.chdir(tmp_path)
     quick = ["--head-epochs", "1", "--workers", "0", "--batch-size", "16"]

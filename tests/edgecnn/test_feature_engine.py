@@ -22,13 +22,13 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def built():  # noqa: ANN201 - BuiltModel
+def built():
     torch.manual_seed(0)
     return build_model(num_classes=4)
 
 
 @pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
-def test_engine_features_equal_pytorch(name: str, built, tiny_data: Path) -> None:  # noqa: ANN001
+def test_engine_features_equal_pytorch(name: str, built, tiny_data: Path) -> None:
     """Plain and two augmented views of 5 real photos: 15 views, so 4 chunks of 4 with one padded row
     (a padding or ordering bug shows)."""
     split = scan_folder(tiny_data)
@@ -70,7 +70,7 @@ def test_cache_folder_follows_xdg_and_survives_a_read_only_one(tmp_path: Path,
     assert "not writable" in caplog.text and "XDG_CACHE_HOME" in caplog.text
 
 
-def test_engine_works_without_a_writable_cache(built, tiny_data: Path, tmp_path: Path,  # noqa: ANN001
+def test_engine_works_without_a_writable_cache(built, tiny_data: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
@@ -84,7 +84,7 @@ def test_engine_works_without_a_writable_cache(built, tiny_data: Path, tmp_path:
     assert not list(Path(tempfile.gettempdir()).glob("edgecnn-backbone-*"))  # the run's export removed
 
 
-def test_disagreeing_engine_hands_over_to_pytorch(built, tiny_data: Path,  # noqa: ANN001
+def test_disagreeing_engine_hands_over_to_pytorch(built, tiny_data: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """An engine compiled from other weights than the model's (a stale export, say) is caught by the
     parity check on real pixels and PyTorch computes the features instead, with a note."""
@@ -103,7 +103,7 @@ def test_disagreeing_engine_hands_over_to_pytorch(built, tiny_data: Path,  # noq
     good.close()
 
 
-def test_bad_engine_name_is_refused(built) -> None:  # noqa: ANN001
+def test_bad_engine_name_is_refused(built) -> None:
     from edgecnn.errors import EdgecnnError
 
     with pytest.raises(EdgecnnError, match="unknown feature engine 'tensorrt'; available: auto"):

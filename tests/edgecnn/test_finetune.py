@@ -99,7 +99,7 @@ def test_resume_retraces_an_uninterrupted_run(phase: type, interrupted_call: int
     only. Tolerance 1e-5 on weights (CPU, same thread count); in practice they match bit for bit."""
     train_epoch, calls = phase.train_epoch, []
 
-    def interrupt(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def interrupt(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == interrupted_call:
             raise KeyboardInterrupt

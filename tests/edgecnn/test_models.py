@@ -19,7 +19,7 @@ from edgecnn.models import (
 
 
 @pytest.fixture(scope="module")
-def imagenet_model():  # noqa: ANN201 - BuiltModel
+def imagenet_model():
     return build_model()
 
 
@@ -27,7 +27,7 @@ def imagenet_model():  # noqa: ANN201 - BuiltModel
     ("chelsea", {"tabby", "tiger cat", "Egyptian cat"}),
     ("coffee", {"espresso", "cup"}),
 ])
-def test_pretrained_top5_names_the_photo(photo: str, expected: set[str], imagenet_model) -> None:  # noqa: ANN001
+def test_pretrained_top5_names_the_photo(photo: str, expected: set[str], imagenet_model) -> None:
     from skimage import data
 
     pixels = ValTransform(imagenet_model.preprocess)(getattr(data, photo)())[None]
@@ -76,7 +76,7 @@ def test_renamed_weights_fill_timm_model_exactly() -> None:
     model.load_state_dict(state, strict=True)
 
 
-def test_new_head_keeps_backbone_and_preprocessing(imagenet_model) -> None:  # noqa: ANN001
+def test_new_head_keeps_backbone_and_preprocessing(imagenet_model) -> None:
     built = build_model(num_classes=4)
     assert built.model.get_classifier().out_features == 4
     assert built.preprocess == imagenet_model.preprocess
@@ -85,7 +85,7 @@ def test_new_head_keeps_backbone_and_preprocessing(imagenet_model) -> None:  # n
     torch.testing.assert_close(built.model.conv_stem.weight, imagenet_model.model.conv_stem.weight)
 
 
-def test_local_weights_file(tmp_path: Path, imagenet_model) -> None:  # noqa: ANN001
+def test_local_weights_file(tmp_path: Path, imagenet_model) -> None:
     path = tmp_path / "weights.pt"
     torch.save(imagenet_model.model.state_dict(), path)
     built = build_model(weights=path)

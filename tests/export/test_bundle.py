@@ -12,7 +12,7 @@ from edgecnn.runtime.metadata import ModelMeta
 MODELS = ("model.onnx", "model.int8.onnx", "openvino/model.xml", "openvino/model.int8.xml")
 
 
-def fitted_images(folder: Path, preprocess, count: int = 12) -> np.ndarray:  # noqa: ANN001
+def fitted_images(folder: Path, preprocess, count: int = 12) -> np.ndarray:
     from edgecnn.runtime.images import iter_image_files, read_image
     from edgecnn.runtime.preprocess import fit_frame
 
@@ -20,7 +20,7 @@ def fitted_images(folder: Path, preprocess, count: int = 12) -> np.ndarray:  # n
     for path in iter_image_files(folder):
         try:
             frames.append(fit_frame(read_image(path), preprocess))
-        except Exception:  # noqa: BLE001, S112 - the sample set holds deliberately damaged files
+        except Exception:  # noqa: BLE001 - the sample set holds deliberately damaged files
             continue
         if len(frames) == count:
             break

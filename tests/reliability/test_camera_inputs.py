@@ -84,7 +84,7 @@ def flaky_camera(plan: Plan) -> Iterator[str]:
     stop = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name
             connections.append(1)
             steps = plan(len(connections))
             if steps and steps[0] == "refuse":

@@ -20,12 +20,12 @@ THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}  # same arithmetic in
 TRAIN = ("--head-epochs", "1", "--epochs", "4", "--batch-size", "4", "--workers", "0", "--seed", "0")
 
 
-def _finish(process, timeout: float = 300) -> tuple[int, str, str]:  # noqa: ANN001 - Popen
+def _finish(process, timeout: float = 300) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
 
 
-def _wait_for(condition, process, timeout: float = 240) -> None:  # noqa: ANN001
+def _wait_for(condition, process, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert process.poll() is None, process.communicate()

@@ -15,7 +15,7 @@ from edgecnn.runtime.outputs import check_writable
     lambda tmp: (tmp / "old.mp4").write_bytes(b"x") and tmp / "old.mp4",  # a file to replace
     lambda tmp: tmp,  # an existing folder
 ])
-def test_writable_places_pass(make, tmp_path: Path) -> None:  # noqa: ANN001 - a lambda
+def test_writable_places_pass(make, tmp_path: Path) -> None:
     check_writable(make(tmp_path), "--save")
 
 
@@ -23,7 +23,7 @@ def test_writable_places_pass(make, tmp_path: Path) -> None:  # noqa: ANN001 - a
     lambda tmp: (tmp / "plain.txt").write_text("x") and tmp / "plain.txt" / "out.mp4",  # under a file
     lambda tmp: Path("/proc/edgecnn-out.mp4"),  # a folder nobody can write, even root
 ])
-def test_unwritable_places_are_refused(make, tmp_path: Path) -> None:  # noqa: ANN001 - a lambda
+def test_unwritable_places_are_refused(make, tmp_path: Path) -> None:
     with pytest.raises(EdgecnnError, match="cannot write --save"):
         check_writable(make(tmp_path), "--save")
 

@@ -114,7 +114,7 @@ def mjpeg_server(frames_per_connection: int, connections: int) -> Iterator[str]:
     served = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name
             served.append(1)
             if len(served) > connections:
                 self.send_error(503)
@@ -143,9 +143,9 @@ def mjpeg_server(frames_per_connection: int, connections: int) -> Iterator[str]:
 
 def test_stream_that_drops_is_reconnected() -> None:
     messages: list[str] = []
-    with mjpeg_server(frames_per_connection=15, connections=3) as url:
-        with VideoSource(url, VideoOptions(reconnect_timeout=3.0), say=messages.append) as source:
-            frames = [source.get() for _ in range(25)]  # more than one connection gives
+    with (mjpeg_server(frames_per_connection=15, connections=3) as url,
+          VideoSource(url, VideoOptions(reconnect_timeout=3.0), say=messages.append) as source):
+        frames = [source.get() for _ in range(25)]  # more than one connection gives
     assert source.reconnects >= 1 and all(f.image.shape == (96, 128, 3) for f in frames)
     assert any("reconnected" in m for m in messages) and not any("secret" in m for m in messages)
 
