@@ -263,14 +263,7 @@ class Run:
         groups = param_groups(self.model, config.lr, config.backbone_lr_scale, head_only=name == "head")
         optimizer, scheduler = make_optimizer(groups, config.weight_decay, epochs * phase.steps_per_epoch,
                                               config.warmup)
-        start, bad_epochs = 0, 0
-        if self.position[0] == name and "optimizer" in self.state:
-            optimizer.load_state_dict(self.state["optimizer"])
-            scheduler.load_state_dict(self.state["scheduler"])
-            phase.load_state_dict(self.state["phase_state"])
-            start, bad_epochs = self.position[1], self.state["bad_epochs"]
-        elif name == "full" and self.best["epoch"]:
-            self._load_best()  # from the best head
+        start, bad_epochs = self._resume_phase(name, phase, optimizer, scheduler)
         steps = phase.steps_per_epoch
         task = progress.add_task(name, total=epochs * steps, completed=start * steps, status="")
 
@@ -282,25 +275,40 @@ class Run:
             seed = config.seed * 100_003 + epoch  # the epoch's shuffling, augmentation and dropout
             torch.manual_seed(seed if name == "head" else self.dist.rank_seed(seed))  # heads stay identical
             stats = phase.train_epoch(optimizer, scheduler, seed, on_step)
-            result = phase.validate()
-            self.history.append({"phase": name, "epoch": epoch, "train_loss": stats.loss,
-                                 "train_top1": stats.top1, "val_loss": result.loss, "val_top1": result.top1,
-                                 "lr": optimizer.param_groups[0]["lr"],
-                                 "seconds": time.perf_counter() - began})
-            self._check_finite(name, epoch, stats.loss, result.loss)
-            improved = result.loss < self.best["val_loss"]
-            bad_epochs = 0 if improved else bad_epochs + 1
-            self.position = (name, phase_epoch + 1, bad_epochs >= config.patience)
-            if improved:
-                self.best = {"val_loss": result.loss, "val_top1": result.top1, "epoch": epoch}
-                if self.dist.main:
-                    save_checkpoint(self._checkpoint({}), self.out / "best.pt")
+            row = {"phase": name, "epoch": epoch, "train_loss": stats.loss, "train_top1": stats.top1}
+            bad_epochs = self._end_epoch(row, phase.validate(), optimizer, began, phase_epoch, bad_epochs)
             training_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                               "phase_state": phase.state_dict(), "bad_epochs": bad_epochs}
             self._save_last(training_state)
             if self.position[2]:
                 progress.update(task, completed=epochs * steps, status=f"early stop {self._best_text()}")
                 break
+
+    def _resume_phase(self, name: str, phase: Any, optimizer: Any, scheduler: Any) -> tuple[int, int]:
+        """(first epoch, epochs without improvement) of the phase: from last.pt when it stopped mid-phase."""
+        if self.position[0] == name and "optimizer" in self.state:
+            optimizer.load_state_dict(self.state["optimizer"])
+            scheduler.load_state_dict(self.state["scheduler"])
+            phase.load_state_dict(self.state["phase_state"])
+            return self.position[1], self.state["bad_epochs"]
+        if name == "full" and self.best["epoch"]:
+            self._load_best()  # from the best head
+        return 0, 0
+
+    def _end_epoch(self, row: dict[str, Any], result: Any, optimizer: Any, began: float, phase_epoch: int,
+                   bad_epochs: int) -> int:
+        """Record the epoch, keep best.pt on a lower validation loss; the new count of epochs without one."""
+        self.history.append({**row, "val_loss": result.loss, "val_top1": result.top1,
+                             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - began})
+        self._check_finite(row["phase"], row["epoch"], row["train_loss"], result.loss)
+        improved = result.loss < self.best["val_loss"]
+        bad_epochs = 0 if improved else bad_epochs + 1
+        self.position = (row["phase"], phase_epoch + 1, bad_epochs >= self.config.patience)
+        if improved:
+            self.best = {"val_loss": result.loss, "val_top1": result.top1, "epoch": row["epoch"]}
+            if self.dist.main:
+                save_checkpoint(self._checkpoint({}), self.out / "best.pt")
+        return bad_epochs
 
     def _best_text(self) -> str:
         return f"val {self.best['val_top1']:.0%}" if self.best["epoch"] else ""

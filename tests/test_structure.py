@@ -103,3 +103,22 @@ def test_no_test_hooks_in_production_code() -> None:
     hooks = [f"{path.relative_to(ROOT)}" for path in modules().values()
              if "EDGECNN_TEST" in path.read_text(encoding="utf-8")]
     assert hooks == []
+
+
+def function_lengths() -> dict[str, int]:
+    """Lines from the first statement of the body to the end, per function (a Typer signature with its
+    options does not count; the docstring does)."""
+    lengths = {}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lengths[f"{name}.{node.name}:{node.lineno}"] = node.end_lineno - node.body[0].lineno + 1
+    return lengths
+
+
+def test_functions_stay_short() -> None:
+    import statistics
+
+    lengths = function_lengths()
+    assert [f"{name} ({lines} lines)" for name, lines in lengths.items() if lines > 40] == []
+    assert statistics.median(lengths.values()) <= 10
