@@ -53,6 +53,37 @@ class SlowEngine:
         return self.engine.infer(batch)
 
 
+class SlowBackend:
+    """The engine's own backend made slower than the source, behind a real `Engine` (its `submit` path)."""
+
+    def __init__(self, backend: Any, delay: float) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.backend, self.delay = backend, delay
+        self.name, self.device, self.input = backend.name, backend.device, backend.input
+        self.num_outputs, self.load_seconds = backend.num_outputs, backend.load_seconds
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay)
+        return self.backend.infer(batch)
+
+    def submit(self, batch: np.ndarray) -> Any:
+        return self.pool.submit(self.infer, batch)
+
+    def close(self) -> None:  # the wrapped backend belongs to the module's engine
+        self.pool.shutdown(wait=True)
+
+
+def slow_engine(engine: Any, delay: float, path: str) -> Any:
+    """`engine` slowed down, reached through `Engine.submit` ("submit") or only through `infer` ("thread")."""
+    from edgecnn.runtime.engine import Engine
+
+    if path == "thread":
+        return SlowEngine(engine, delay)
+    return Engine(SlowBackend(engine._backend, delay), engine.meta, engine.model_path, engine.reason)
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -86,12 +117,18 @@ def test_box_clip_is_told_apart(engine: Any, tmp_path: Path) -> None:
     assert len(labels) == 40 and sum(bool(top & BOXES) for top in labels) >= 0.6 * len(labels)
 
 
-def test_realtime_drops_frames_and_results_are_at_most_one_inference_old(engine: Any, tmp_path: Path) -> None:
-    """A model slower than the clip's 27 FPS: frames are dropped, never queued, results stay fresh."""
+@pytest.mark.parametrize("path", ["submit", "thread"])
+def test_realtime_drops_frames_and_results_are_at_most_one_inference_old(engine: Any, tmp_path: Path,
+                                                                         path: str) -> None:
+    """A model slower than the clip's 27 FPS: frames are dropped, never queued, results stay fresh; through
+    the engine's overlapped `submit` and through the worker-thread fallback alike."""
     jsonl = tmp_path / "realtime.jsonl"
     config = CameraConfig(source=CUP, headless=True, jsonl=jsonl, max_frames=12,
                           video=VideoOptions(realtime=True))
-    summary = run_camera(SlowEngine(engine, delay=0.12), config)
+    slow = slow_engine(engine, 0.12, path)
+    assert hasattr(slow, "submit") == (path == "submit")
+    summary = run_camera(slow, config)
+    slow.close()
     records = read_jsonl(jsonl)
     frames = [r["frame"] for r in records]
     assert summary.frames_dropped > 20 and len(records) == 12

@@ -85,6 +85,12 @@ def test_auto_picks_int8_openvino_when_its_check_passed(imagenet_bundle: Path) -
     assert engine.device_kind == "cpu" and "auto picked" in engine.reason
     if passed.get("openvino/model.int8.xml") and passed.get("model.int8.onnx"):
         assert engine.meta.precision == "int8"
+    # The fastest model whose check passed, by the latencies export measured (report.json).
+    accurate = [m for m in report["models"] if m["status"] == "ok"]
+    fastest = min(accurate, key=lambda m: m["latency_ms"])
+    assert (engine.backend, engine.meta.precision) == (fastest["backend"], fastest["precision"])
+    assert engine.model_path == imagenet_bundle / fastest["path"]
+    assert len(accurate) == 4  # the default INT8 gate held for both INT8 models
 
 
 def test_runtime_never_imports_torch(imagenet_bundle: Path) -> None:
