@@ -250,6 +250,16 @@ ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+def _show(json_out: bool, data: Any, table: Callable[[], Any]) -> None:
+    """--json: `data` as one JSON line on stdout; else the Rich table `table()` makes."""
+    import json
+
+    if json_out:
+        typer.echo(json.dumps(data))
+    else:
+        console.print(table())
+
+
 def _load_engine(model: Path, device: str, backend: str, precision: str, labels: Path | None = None,
                  mean: str | None = None, std: str | None = None, threads: int | None = None,
                  quiet: bool = False, streams: int | None = None) -> Any:
@@ -337,7 +347,6 @@ def bench(
     json_out: JsonOpt = False,
 ) -> None:
     """Measure latency, throughput, cold start and memory of a model on a device."""
-    import json
 
     from edgecnn.runtime.bench import BenchConfig
     from edgecnn.runtime.bench import bench as run_bench
@@ -347,10 +356,7 @@ def bench(
                          threads=threads, seconds=seconds, baseline=baseline, hint=hint,
                          cold_start=cold_start, labels=str(labels) if labels else None)
     report = run_bench(config)
-    if json_out:
-        typer.echo(json.dumps(report.to_dict()))
-    else:
-        console.print(bench_table(report))
+    _show(json_out, report.to_dict(), lambda: bench_table(report))
 
 
 @app.command(epilog="Example: edgecnn camera bundles/imagenet --source samples/videos/cup.mp4 --headless "
@@ -396,7 +402,6 @@ def camera(
     With --serve, a browser shows it too: http://127.0.0.1:PORT/ (also /stream.mjpg, /events,
     /api/state and /healthz).
     """
-    import json
     from contextlib import ExitStack
     from dataclasses import asdict, replace
 
@@ -422,10 +427,7 @@ def camera(
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
         summary = run_camera(engine, config, say=say, sinks=sinks)
-    if json_out:
-        typer.echo(json.dumps(asdict(summary)))
-    else:
-        console.print(summary_table(summary))
+    _show(json_out, asdict(summary), lambda: summary_table(summary))
 
 
 @app.command(epilog="Example: edgecnn capture 0 --out data/mine --label cup --count 100 --every 0.5")
@@ -506,16 +508,12 @@ def info(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a model's metadata and the backends and devices this machine offers."""
-    import json
 
     from edgecnn.runtime.info import machine_info, model_info
     from edgecnn.runtime.tables import info_table
 
     data = {"machine": machine_info(), "model": model_info(model) if model is not None else None}
-    if json_out:
-        typer.echo(json.dumps(data))
-    else:
-        console.print(info_table(data))
+    _show(json_out, data, lambda: info_table(data))
 
 
 @app.command(epilog="Example: edgecnn serve bundles/demo --http-port 8000 --max-batch 16")
