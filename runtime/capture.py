@@ -7,7 +7,6 @@ another. Near-identical frames are skipped by a cheap difference of grey thumbna
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import unicodedata
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.outputs import AtomicPath
 from edgecnn.runtime.sources import VideoOptions
 from edgecnn.runtime.video import Frame, VideoSource
 
@@ -84,21 +84,17 @@ def save_new(folder: Path, stem: str, data: bytes) -> Path:
     if free < len(data) + DISK_RESERVE:
         raise EdgecnnError(f"the disk holding {folder} is almost full ({free // 2**20} MiB free); "
                            "free some space or choose another --out")
-    tmp = folder / f".{stem}.tmp-{os.getpid()}"
+    target = AtomicPath(folder / f"{stem}.jpg")
     try:
-        tmp.write_bytes(data)
-        for n in range(1_000_000):
-            path = folder / (f"{stem}.jpg" if n == 0 else f"{stem}-{n}.jpg")
-            try:
-                os.link(tmp, path)  # fails if the name exists: never replaces a file
-                return path
-            except FileExistsError:
-                continue
-        raise EdgecnnError(f"no free file name for {stem}.jpg in {folder}")
+        target.temp.write_bytes(data)
+        return target.commit_new(folder / (f"{stem}.jpg" if n == 0 else f"{stem}-{n}.jpg")
+                                 for n in range(1_000_000))
+    except FileExistsError:
+        raise EdgecnnError(f"no free file name for {stem}.jpg in {folder}") from None
     except OSError as exc:
         raise EdgecnnError(f"cannot write a frame into {folder}: {exc.strerror or exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        target.discard()
 
 
 class Capture:

@@ -9,7 +9,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgecnn.runtime.errors import EdgecnnError
@@ -79,6 +79,17 @@ class AtomicPath:
             os.replace(self.temp.with_suffix(suffix), self.path.with_suffix(suffix))
         os.replace(self.temp, self.path)
         return self.path
+
+    def commit_new(self, names: Iterable[Path]) -> Path:
+        """Link the finished file to the first of `names` that does not exist yet: never replaces a file
+        (a hard link fails on an existing name, where a rename would overwrite it)."""
+        for path in names:
+            try:
+                os.link(self.temp, path)
+                return path
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"no free name for {self.path.name} in {self.path.parent}")
 
     def discard(self) -> None:
         for item in (self.temp, *(self.temp.with_suffix(s) for s in self.also)):
