@@ -14,6 +14,7 @@ viewer holds up nobody but itself. Endpoints: / (the page), /stream.mjpg, /event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import ipaddress
@@ -125,10 +126,8 @@ class _Broadcast:
         self.loop, self.event = loop, asyncio.Event()
 
     def fire(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
             self.loop.call_soon_threadsafe(self._fire)
-        except RuntimeError:  # the loop has closed: nobody is waiting any more
-            pass
 
     def _fire(self) -> None:
         event, self.event = self.event, asyncio.Event()

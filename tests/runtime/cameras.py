@@ -37,7 +37,7 @@ def mjpeg_camera(clip: Path, fps: float = 25.0, every: int = 1) -> Iterator[str]
     jpegs, stop = clip_jpegs(clip, every), threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # http.server's name
             if stop.is_set():
                 self.send_error(503)
                 return
