@@ -314,9 +314,11 @@ class Bundle:
             raise EdgecnnError(f"{self.root} is not a folder; "
                                "give a bundle folder written by `edgecnn export`")
 
-    def file(self, rel: str) -> Path | None:
+    def file(self, rel: str, external_data: bool = True) -> Path | None:
         """`rel` inside the bundle when it is a file, None when it is absent; EdgecnnError when it (an
-        .xml's .bin, an .onnx's external data) leads outside the folder."""
+        .xml's .bin, an .onnx's external data) leads outside the folder. `external_data=False` skips
+        reading a whole .onnx for its external-data entries, for files that are only listed (ONNX
+        Runtime's `open_session` checks the one it opens)."""
         parts = PurePosixPath(rel.replace("\\", "/"))
         if parts.is_absolute() or ".." in parts.parts or Path(rel).is_absolute():
             raise EdgecnnError(f"{rel!r} is not a path inside the bundle {self.root}; refusing to read it")
@@ -326,7 +328,7 @@ class Bundle:
         inside(path, self.root)
         if path.suffix == ".xml":
             inside(path.with_suffix(".bin"), self.root)
-        if path.suffix == ".onnx":
+        if path.suffix == ".onnx" and external_data:
             check_external_data(path, self.root)
         return path
 
@@ -347,8 +349,12 @@ class Bundle:
         return BundleReport.from_dict(data, str(path))
 
     def models(self) -> list[BundleModel]:
-        """Every model file present, in LAYOUT order, with its report; EdgecnnError when there is none."""
-        present = [(f, path) for f in LAYOUT for path in [self.file(f.path)] if path is not None]
+        """Every model file present, in LAYOUT order, with its report; EdgecnnError when there is none.
+
+        Links are checked here; an .onnx file's external data when it is opened (or with `file(rel)`):
+        reading every model in full would slow each load on an edge device's storage."""
+        present = [(f, path) for f in LAYOUT for path in [self.file(f.path, external_data=False)]
+                   if path is not None]
         if not present:
             raise EdgecnnError(f"{self.root} holds no model.onnx or openvino/model.xml; "
                                "is it an edgecnn bundle?")

@@ -87,7 +87,9 @@ def serve(config: ServeConfig, on_ready: Callable[[Endpoints], None] | None = No
 def check_config(config: ServeConfig) -> None:
     """Every mistake visible before Triton starts, including a bundle file that leads outside its folder."""
     if config.model.is_dir():
-        Bundle(config.model).models()
+        bundle = Bundle(config.model)
+        for model in bundle.models():
+            bundle.file(model.rel)  # external data too: a server runs for long, a check now is cheap
     for option, value in (("--max-batch", config.max_batch), ("--instances", config.instances)):
         if value < 1:
             raise EdgecnnError(f"{option} must be at least 1, got {value}")

@@ -129,7 +129,9 @@ ATTACKS = {
                               "outside its folder"),
 }
 COMMANDS = {
-    "predict": lambda bundle, tmp: ["predict", bundle, tmp / "red.png", "--device", "cpu"],
+    # predict scans the external data of the .onnx it opens (links of every file): make it the ONNX one
+    "predict": lambda bundle, tmp: ["predict", bundle, tmp / "red.png", "--device", "cpu", "--backend",
+                                    "onnxruntime"],
     "triton": lambda bundle, tmp: ["triton", bundle, tmp / "repo"],
     "serve": lambda bundle, tmp: ["serve", bundle],
 }
