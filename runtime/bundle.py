@@ -11,9 +11,11 @@ everyone else opens it with `Bundle`, which refuses any file that leads outside 
 
 report.json versioning (`REPORT_SCHEMA_VERSION`): a field added with a default keeps the version, and
 readers ignore fields they do not know, so an older edgecnn still reads it. Renaming, removing or
-changing the meaning of a field bumps the version. A report from a newer schema is refused ("upgrade
-edgecnn"); one from an older schema (or none) reads as "nothing measured": selection then never
-auto-picks INT8, whose accuracy check it cannot see. Readers never guess between spellings.
+changing the meaning of a field bumps the version, and `READABLE_SCHEMAS` says which older ones the
+reader still takes (version 0: the unversioned report of the same fields, written before versioning).
+A report from a newer schema is refused ("upgrade edgecnn"); one from an older schema that is no longer
+readable (or none at all) reads as "nothing measured": selection then never auto-picks INT8, whose
+accuracy check it cannot see. Readers never guess between spellings.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from typing import Any
 from edgecnn.runtime.errors import EdgecnnError
 
 REPORT_SCHEMA_VERSION = 2  # 2: INT8 gate figures and recipe tries (calibration.onnx_tried removed)
+# Older reports hold a subset of today's fields (0: written before the version field existed), so they
+# read with defaults for what they lack: bundles on disk keep their measured, gated auto-pick.
+READABLE_SCHEMAS = (0, 1, 2)
 REPORT_JSON, REPORT_MD, LABELS_TXT = "report.json", "report.md", "labels.txt"
 MAX_REPORT_BYTES = 64_000_000
 
@@ -209,7 +214,8 @@ class BundleReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = REPORT_JSON) -> BundleReport | None:
-        """The report; None when it is from an older schema; EdgecnnError when newer or malformed."""
+        """The report; None when its older schema is no longer readable; EdgecnnError when newer or
+        malformed."""
         try:
             if not isinstance(data, dict):
                 raise TypeError(f"the report is {type(data).__name__}, not an object")
@@ -219,9 +225,9 @@ class BundleReport:
             if version > REPORT_SCHEMA_VERSION:
                 raise EdgecnnError(f"{source} was written by a newer edgecnn (report schema {version}); "
                                    "upgrade: pip install -U edgecnn")
-            if version < REPORT_SCHEMA_VERSION:
+            if version not in READABLE_SCHEMAS:
                 return None
-            known = _checked(cls, data, "")
+            known = {**_checked(cls, data, ""), "schema_version": version}  # as written: 0 before versioning
             if not isinstance(known["models"], list):
                 raise TypeError(f"models is {type(known['models']).__name__}, not a list")
             known["models"] = tuple(ModelReport.from_dict(m) for m in known["models"])
@@ -334,7 +340,7 @@ class Bundle:
 
     @functools.cached_property
     def report(self) -> BundleReport | None:
-        """report.json as a typed record; None when it is missing or from an older schema."""
+        """report.json as a typed record; None when it is missing or from a schema no longer readable."""
         path = self.file(REPORT_JSON)
         if path is None:
             return None

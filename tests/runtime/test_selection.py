@@ -86,13 +86,30 @@ def _report(schema_version: int | None) -> dict:
     return data
 
 
-@pytest.mark.parametrize("report", [None, _report(None)], ids=["missing", "older schema"])
-def test_missing_or_older_report_reads_as_nothing_measured(tmp_path: Path, report: dict | None) -> None:
-    bundle = _fake_bundle(tmp_path, report)
+def test_missing_report_reads_as_nothing_measured(tmp_path: Path) -> None:
+    bundle = _fake_bundle(tmp_path, None)
     assert bundle.report is None
     models = bundle.models()
     assert [m.report for m in models] == [None] * 4
     assert picked(models, BOTH) == ["openvino fp32", "onnxruntime fp32"]
+
+
+def test_report_from_before_versioning_is_read(tmp_path: Path) -> None:
+    """Bundles exported before the report had a schema_version hold the same fields: still measured."""
+    bundle = _fake_bundle(tmp_path, _report(None))
+    assert bundle.report is not None and bundle.report.schema_version == 0
+    assert picked(bundle.models(), BOTH)[:2] == ["openvino int8", "onnxruntime int8"]
+
+
+def test_report_from_a_schema_no_longer_readable_reads_as_nothing_measured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a later schema drops version 0 from READABLE_SCHEMAS, such a report counts as absent."""
+    import edgecnn.runtime.bundle
+
+    monkeypatch.setattr(edgecnn.runtime.bundle, "READABLE_SCHEMAS", (1,))
+    bundle = _fake_bundle(tmp_path, _report(None))
+    assert bundle.report is None
+    assert picked(bundle.models(), BOTH) == ["openvino fp32", "onnxruntime fp32"]
 
 
 def test_current_report_is_read_typed_and_unknown_fields_ignored(tmp_path: Path) -> None:
