@@ -146,3 +146,28 @@ def test_export_without_torch_says_what_to_install(tmp_path: Path, monkeypatch: 
     result = runner.invoke(app, ["export", "--pretrained", "--out", str(tmp_path / "b")])
     assert result.exit_code == 2
     assert "pip install '.[train]'" in error_line(result.stderr) and "missing: torch" in result.stderr
+
+
+@pytest.mark.slow
+def test_int8_recipe_that_cannot_run_counts_as_a_failed_try(tmp_path: Path, sample_photos: Path) -> None:
+    """Calibrated on one flat grey picture, ONNX Runtime's INT8 pooling refuses its Percentile scales at run
+    time (QLinearGlobalAveragePool 'out of computation range'): that recipe is recorded as failing to run,
+    the search goes on, and the export ends in exit 1 with a runnable best INT8 (it used to crash)."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "0-grey.png"), np.full((240, 320, 3), 128, np.uint8))  # sorts first
+    for image in sorted(sample_photos.rglob("*.webp"))[::15]:
+        shutil.copy(image, photos / image.name)
+    out = tmp_path / "bundle"
+    result = runner.invoke(app, ["export", "--pretrained", "--out", str(out), "--format", "onnx", "--int8",
+                                 "--calibration", str(photos), "--calibration-size", "1"])
+    assert result.exit_code == 1, result.output
+    tries = json.loads((out / "report.json").read_text())["calibration"]["recipes"]["onnxruntime"]
+    cannot_run = [t for t in tries if "fails to run" in t["problem"]]
+    assert cannot_run and not any(t["kept"] for t in cannot_run)
+    assert "out of computation range" in cannot_run[0]["problem"]
