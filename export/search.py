@@ -1,10 +1,10 @@
 """Pick an INT8 recipe by measurement: quantise with each, check it against FP32, keep the best.
 
 The ranking: passing the gate first, then fewest flipped answers, then the smallest KL divergence from
-FP32; a recipe more than LATENCY_SLACK times slower than the fastest one tried is only kept when no
-other passes. The search stops early at a recipe that flips nothing (nothing left to gain), so a
-well-behaved fine-tuned model pays for one recipe only. Every try, its figures and its time are kept
-for the report.
+FP32; a recipe that keeps more nodes in float and runs more than LATENCY_SLACK times slower than the
+fastest one tried ranks after every passing one that is not. The search stops early at a recipe that
+flips nothing (nothing left to gain), so a well-behaved fine-tuned model pays for one recipe only.
+Every try, its figures and its time are kept for the report.
 """
 
 from __future__ import annotations
@@ -66,8 +66,11 @@ def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, t
 
 
 def rank(one: Tried, everyone: list[Tried]) -> tuple:
-    fastest = min((t.latency_ms for t in everyone if t.latency_ms > 0), default=0.0)  # 0: did not run
-    slow = one.latency_ms > LATENCY_SLACK * fastest
+    ran = [t for t in everyone if t.latency_ms > 0]  # 0: did not run
+    fastest = min(ran, key=lambda t: t.latency_ms) if ran else one
+    # Only a recipe that keeps more in float can be slower; with the same graph a gap is timing noise.
+    slow = (one.latency_ms > LATENCY_SLACK * fastest.latency_ms
+            and len(one.float_nodes) > len(fastest.float_nodes))
     return (not one.passed, slow, one.agreement.confident_flips, one.agreement.flips,
             one.agreement.mean_kl)
 
