@@ -33,7 +33,7 @@ from urllib.parse import parse_qs
 
 from edgecnn.runtime.camera import LiveUpdate
 from edgecnn.runtime.errors import EdgecnnError, install_hint
-from edgecnn.runtime.sources import mask_url
+from edgecnn.runtime.redact import mask_text
 
 PAGE = Path(__file__).with_name("static") / "camera.html"
 JPEG_QUALITY = 80
@@ -140,7 +140,7 @@ class LiveServer:
     def __init__(self, address: ServeAddress, source: str, token: str | None = None,
                  say: Say = print) -> None:
         self.address, self.token, self.say = address, token, say
-        self.source = mask_url(source)
+        self.source = mask_text(source, source)  # the one masking rule (runtime/redact.py)
         self.viewers = 0  # open /stream.mjpg connections; read by the camera thread
         self.jpeg_frames = 0
         self.port = address.port

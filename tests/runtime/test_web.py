@@ -217,6 +217,13 @@ def test_access_rules() -> None:
             check_access(ServeAddress("0.0.0.0", 80), token, no_auth, said.append)
 
 
+@pytest.mark.parametrize("source", ["rtsp://admin:p@ss/w0rd@10.0.0.7:554/stream?token=s3cr3t",
+                                    "http://cam:hunter2@127.0.0.1/a.mjpg, rtsp://u:w0rd@10.0.0.8/b"])
+def test_page_and_state_show_the_source_masked(source: str) -> None:
+    shown = LiveServer(LOOPBACK, source=source, say=lambda m: None).state()["source"]
+    assert "***@" in shown and not any(secret in shown for secret in ("p@ss", "w0rd", "s3cr3t", "hunter2"))
+
+
 def test_port_in_use_is_one_clear_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
