@@ -387,6 +387,13 @@ def camera(
                    ] = None,
     reconnect_timeout: Annotated[float, typer.Option(help="Seconds to keep reconnecting a lost stream.")
                                  ] = 30.0,
+    start: Annotated[float, typer.Option(min=0, max=10**6, help="Video files: skip this many seconds first.")
+                     ] = 0.0,
+    collect: Annotated[Path | None, typer.Option(
+        help="Save the frames whose result was uncertain or unknown here (JPEG + JSON sidecar), to label "
+        "and fine-tune on.")] = None,
+    collect_max: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames --collect saves at most.")
+                           ] = 100,
     threads: ThreadsOpt = None,
     serve: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT", help="Show the live picture and results on a web page at this address "
@@ -416,18 +423,30 @@ def camera(
     if serve is None and no_auth:
         raise EdgecnnError("--no-auth goes with --serve [HOST:]PORT")
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
-                           reconnect_timeout=reconnect_timeout)
+                           reconnect_timeout=reconnect_timeout, start=start)
     config = CameraConfig(sources=names or ("0",), top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
                           video=options)
     with ExitStack() as stack:
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say))] if serve else []
+        collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
+        sinks += [collector] if collector else []
         settings = camera_engine() if threads is None else {"threads": threads}
         engine = stack.enter_context(_load_engine(model, device, backend, precision, **settings))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
         summary = run_camera(engine, config, say=say, sinks=sinks)
-    _show(json_out, asdict(summary), lambda: summary_table(summary))
+    collected = {} if collector is None else {"collected": collector.saved,
+                                              "collect_dropped": collector.dropped}
+    _show(json_out, {**asdict(summary), **collected}, lambda: summary_table(summary))
+    if collector is not None and not json_out:
+        console.print(printable(collector.describe()), highlight=False, soft_wrap=True)
+
+
+def _collector(folder: Path, limit: int) -> Any:
+    from edgecnn.runtime.collect import Collector
+
+    return Collector(folder, limit=limit)
 
 
 @app.command(epilog="Example: edgecnn capture 0 --out data/mine --label cup --count 100 --every 0.5")

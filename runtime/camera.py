@@ -82,6 +82,7 @@ class LiveUpdate:
     record: dict[str, Any]
     stats: dict[str, Any]  # fps, frames_read/processed/dropped, reconnects, min_prob, captured_at
     draw: Callable[[], np.ndarray]  # the annotated BGR frame (several sources: the grid), drawn on first call
+    image: np.ndarray | None = None  # this source's frame as captured (BGR), for sinks that keep frames
 
 
 class Sink(Protocol):
@@ -421,7 +422,7 @@ class _Loop:
                     "frames_processed": len(stream.latency_ms), "frames_dropped": source.frames_dropped,
                     "reconnects": source.reconnects, "min_prob": self.config.min_prob,
                     "captured_at": time.time() - (time.perf_counter() - result.frame.captured)}
-        update = LiveUpdate(record, counters, draw)
+        update = LiveUpdate(record, counters, draw, result.frame.image)
         for sink in self.sinks:
             sink.publish(update)
 

@@ -7,7 +7,6 @@ another. Near-identical frames are skipped by a cheap difference of grey thumbna
 
 from __future__ import annotations
 
-import shutil
 import time
 import unicodedata
 from collections.abc import Callable
@@ -16,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.outputs import AtomicPath
+from edgecnn.runtime.outputs import write_new
 from edgecnn.runtime.sources import VideoOptions
 from edgecnn.runtime.video import Frame, VideoSource
 
 THUMBNAIL = (32, 32)  # enough to tell a moved object from sensor noise, ~2 µs a frame to compare
-DISK_RESERVE = 16 * 2**20  # stop this far before the disk is full: the user's other programs need room too
 MAX_LABEL_LENGTH = 100
 
 
@@ -78,25 +76,6 @@ def change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
 
 
-def save_new(folder: Path, stem: str, data: bytes) -> Path:
-    """Write `data` to a name in `folder` that did not exist, atomically: temp file, then hard link."""
-    free = shutil.disk_usage(folder).free
-    if free < len(data) + DISK_RESERVE:
-        raise EdgecnnError(f"the disk holding {folder} is almost full ({free // 2**20} MiB free); "
-                           "free some space or choose another --out")
-    target = AtomicPath(folder / f"{stem}.jpg")
-    try:
-        target.temp.write_bytes(data)
-        return target.commit_new(folder / (f"{stem}.jpg" if n == 0 else f"{stem}-{n}.jpg")
-                                 for n in range(1_000_000))
-    except FileExistsError:
-        raise EdgecnnError(f"no free file name for {stem}.jpg in {folder}") from None
-    except OSError as exc:
-        raise EdgecnnError(f"cannot write a frame into {folder}: {exc.strerror or exc}") from exc
-    finally:
-        target.discard()
-
-
 class Capture:
     """The capture loop: read, skip what is too soon or too similar, save; `on_saved` after each save."""
 
@@ -142,15 +121,15 @@ class Capture:
             self._consider(frame)
 
     def _consider(self, frame: Frame) -> None:
-        if frame.timestamp - self._last_time < self.config.every:
+        if self.config.every and frame.timestamp - self._last_time < self.config.every:
             self.summary.skipped_interval += 1
             return
         thumb = thumbnail(frame.image)
         if self._last_thumb is not None and change(thumb, self._last_thumb) < self.config.min_change:
             self.summary.skipped_similar += 1
             return
-        path = save_new(self.folder, f"{self.config.label}-{self._session}-{frame.index:06d}",
-                        encode_jpeg(frame.image, self.config.quality))
+        path = write_new(self.folder, f"{self.config.label}-{self._session}-{frame.index:06d}", ".jpg",
+                         encode_jpeg(frame.image, self.config.quality))
         self._last_thumb, self._last_time = thumb, frame.timestamp
         self.summary.saved += 1
         self.summary.files.append(str(path))

@@ -238,3 +238,29 @@ def output_lock(path: Path, option: str) -> Iterator[None]:
 def _inode_of(fd: int) -> tuple[int, int]:
     info = os.fstat(fd)
     return info.st_dev, info.st_ino
+
+
+DISK_RESERVE = 16 * 2**20  # new-file writers stop this far before a full disk: other programs need room too
+
+
+def write_new(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """Write `data` under a name in `folder` that did not exist (STEM.SUFFIX, else STEM-1.SUFFIX, ...).
+
+    Atomic and never replacing (AtomicPath.commit_new). Refuses, before writing, when the disk is almost
+    full, so a long capture stops with every file it saved intact.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < len(data) + DISK_RESERVE:
+        raise EdgecnnError(f"the disk holding {folder} is almost full ({free // 2**20} MiB free); "
+                           "free some space or choose another folder")
+    target = AtomicPath(folder / f"{stem}{suffix}")
+    try:
+        target.temp.write_bytes(data)
+        return target.commit_new(folder / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
+                                 for n in range(1_000_000))
+    except FileExistsError:
+        raise EdgecnnError(f"no free file name for {stem}{suffix} in {folder}") from None
+    except OSError as exc:
+        raise EdgecnnError(f"cannot write into {folder}: {exc.strerror or exc}") from exc
+    finally:
+        target.discard()

@@ -6,6 +6,7 @@ message masks the credentials of a URL. `edgecnn.runtime.video` reads them on a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class VideoOptions:
     reconnect_timeout: float = 30.0
     open_timeout: float = 10.0  # network streams
     read_timeout: float = 5.0
+    start: float = 0.0  # video files: seconds of media time to skip (frame indices count from there)
 
 
 def parse_source(source: str | int | Path) -> SourceSpec:
@@ -136,6 +138,8 @@ class FolderReader:
 
 def open_reader(spec: SourceSpec, options: VideoOptions, say: Say = print) -> Reader:
     """Open a source, or raise a one-line EdgecnnError saying why not."""
+    if options.start > 0 and (spec.kind != "file" or Path(str(spec.target)).suffix.lower() in IMAGE_SUFFIXES):
+        raise EdgecnnError(f"--start applies to video files, not to {spec.name}; leave it out")
     if spec.kind == "camera":
         return _open_camera(int(spec.target), options)
     if spec.kind == "stream":
@@ -149,7 +153,18 @@ def open_reader(spec: SourceSpec, options: VideoOptions, say: Say = print) -> Re
         if not files:
             raise EdgecnnError(f"{path} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return FolderReader(files, options.fps or 1.0, say)
-    return _open_capture(spec, options, f"cannot decode {path} as a video; give an .mp4, .avi or .mkv file")
+    reader = _open_capture(spec, options, f"cannot decode {path} as a video; give an .mp4, .avi or .mkv file")
+    if options.start > 0:
+        _skip(reader, options.start, path)
+    return reader
+
+
+def _skip(reader: CaptureReader, seconds: float, path: Path) -> None:
+    """Decode and drop the frames before `seconds`: exact, where a container seek lands on a keyframe."""
+    for _ in range(math.ceil(seconds * reader.fps - 1e-6)):  # frame i starts at i / fps
+        if not reader.capture.grab():
+            reader.close()
+            raise EdgecnnError(f"--start {seconds:g} is past the end of {path}; give a smaller --start")
 
 
 @contextmanager

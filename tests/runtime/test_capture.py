@@ -154,7 +154,7 @@ def test_a_filling_disk_stops_with_an_error_and_keeps_every_saved_frame(small_di
     assert result.exit_code == 2
     error = result.output.strip().splitlines()[-1]
     files = list((small_disk / "box").iterdir())
-    assert error.startswith("error: ") and "almost full" in error
+    assert error.startswith("error: ") and "almost full" in error and "choose another folder" in error
     assert f"the {len(files)} frames saved" in error
     assert len(files) > 10
     assert all(f.suffix == ".jpg" and read_image(f).shape[:2] == video_size(BOX) for f in files)

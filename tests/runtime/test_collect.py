@@ -1,0 +1,88 @@
+"""`camera --collect` and `camera --start` on the real sample clip with the real ImageNet INT8 bundle."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import pytest
+from edgecnn.runtime.collect import reason
+from edgecnn.runtime.images import read_image
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+CUP = ROOT / "samples" / "videos" / "cup.mp4"
+runner = CliRunner()
+
+
+def camera(bundle: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["camera", str(bundle), "--source", str(CUP), "--headless",
+                                 "--precision", "int8", *args])
+    return result.exit_code, result.output
+
+
+def test_collect_keeps_uncertain_frames_with_their_predictions(imagenet_bundle: Path, tmp_path: Path) -> None:
+    jsonl = tmp_path / "cup.jsonl"
+    code, output = camera(imagenet_bundle, "--collect", str(tmp_path / "look"), "--collect-max", "3",
+                          "--jsonl", str(jsonl), "--smooth", "0")
+    assert code == 0, output
+    records = {r["frame"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
+    sidecars = sorted((tmp_path / "look").glob("*.json"))
+    assert len(sidecars) == 3 and len(list((tmp_path / "look").glob("*.jpg"))) == 3
+    times = []
+    for sidecar in sidecars:
+        kept = json.loads(sidecar.read_text())
+        assert kept["reason"] == "uncertain" == records[kept["frame"]]["label"]
+        assert kept["top"] == records[kept["frame"]]["top"]
+        assert read_image(sidecar.with_suffix(".jpg")).shape[:2] == (480, 640)  # the whole frame
+        times.append(kept["timestamp"])
+    gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
+    assert min(gaps) >= 1.0  # one a second at most
+    assert "collected 3 uncertain or unknown frames" in output
+
+
+def test_collect_saves_nothing_when_every_answer_is_sure(imagenet_bundle: Path, tmp_path: Path) -> None:
+    code, output = camera(imagenet_bundle, "--collect", str(tmp_path / "look"), "--min-prob", "0", "--json")
+    assert code == 0, output
+    assert json.loads(output.strip().splitlines()[-1])["collected"] == 0
+    assert not list((tmp_path / "look").iterdir())
+
+
+@pytest.mark.parametrize(("record", "expected"), [
+    ({"label": "uncertain"}, "uncertain"),
+    ({"label": "cup"}, None),
+    ({"label": "cup", "unknown": True}, "unknown"),
+    ({"label": "uncertain", "unknown": False}, "uncertain"),
+])
+def test_reason(record: dict, expected: str | None) -> None:
+    assert reason(record) == expected
+
+
+def test_start_skips_that_much_of_the_video(imagenet_bundle: Path) -> None:
+    fps = cv2.VideoCapture(str(CUP)).get(cv2.CAP_PROP_FPS)
+    code, output = camera(imagenet_bundle, "--start", "5", "--json")
+    assert code == 0, output
+    summary = json.loads(output.strip().splitlines()[-1])
+    assert summary["frames_read"] == 217 - math.ceil(5 * fps)  # frame i starts at i / fps
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--start", "60"], "past the end"),
+    (["--collect", "/proc/edgecnn-collect"], "cannot write --collect"),
+    (["--collect-max", "0"], "--collect-max"),
+])
+def test_bad_start_and_collect_are_one_line_errors(imagenet_bundle: Path, args: list[str],
+                                                   message: str) -> None:
+    code, output = camera(imagenet_bundle, *args)
+    assert code == 2 and message in output, output
+    assert "Traceback" not in output
+
+
+def test_start_refuses_a_folder(imagenet_bundle: Path) -> None:
+    result = runner.invoke(app, ["camera", str(imagenet_bundle), "--source", str(ROOT / "samples" / "photos"),
+                                 "--headless", "--start", "1"])
+    assert result.exit_code == 2 and "--start applies to video files" in result.output
