@@ -126,6 +126,9 @@ def finetune(
     feature_engine: Annotated[Literal["auto", "openvino", "onnxruntime", "torch"], typer.Option(
         help="Runs the frozen backbone for the head phase; auto: OpenVINO, else ONNX Runtime, else "
         "PyTorch (PyTorch on a GPU).")] = "auto",
+    bf16: Annotated[bool, typer.Option(
+        help="Full fine-tuning on a CPU in bfloat16 autocast (AVX512-BF16/AMX); validation in float32.")
+    ] = False,
     freeze: Annotated[bool, typer.Option(
         "--freeze/--no-freeze", help="Train the head on the frozen backbone first (fast).")] = True,
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without better val loss.")
@@ -156,7 +159,8 @@ def finetune(
     config = FinetuneConfig(
         data=data or Path("."), out=out, arch=arch, weights=weights, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
-        device="cuda" if gpus else device, workers=workers, feature_engine=feature_engine, patience=patience,
+        device="cuda" if gpus else device, workers=workers, feature_engine=feature_engine, bf16=bf16,
+        patience=patience,
         freeze=freeze, resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout)
     result = launch(config, nproc or len(gpus), gpus) if gpus or nproc else run_finetune(config)
     if env_dist().main:  # under torchrun, rank 0 prints the summary

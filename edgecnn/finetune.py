@@ -82,6 +82,7 @@ class FinetuneConfig:
     freeze: bool = True  # False: no head phase, all layers train from the start
     aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
     feature_engine: str = "auto"  # runs the frozen backbone: auto, openvino, onnxruntime or torch
+    bf16: bool = False  # full phase on a CPU under bfloat16 autocast (validation stays float32)
     resume: bool = False
     progress: bool = True
     force: bool = False
@@ -248,7 +249,7 @@ class Run:
                             seed=self.config.seed, drop_last=len(sampler or dataset) > self.batch_size,
                             sampler=sampler)
         return FullPhase(wrap_ddp(self.dist, self.model, self.device), train, self._loader(self.split.val),
-                         self.device, self.config.label_smoothing, self.dist)
+                         self.device, self.config.label_smoothing, self.dist, bf16=self.config.bf16)
 
     def _loader(self, samples: tuple[tuple[str, int], ...], transforms: list | None = None) -> DataLoader:
         """Validation pixels (or seeded `transforms`), in order, this rank's share."""

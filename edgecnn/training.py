@@ -70,11 +70,14 @@ class FullPhase:
     """
 
     def __init__(self, model: torch.nn.Module, train: DataLoader, val: DataLoader, device: torch.device,
-                 label_smoothing: float, dist: Dist | None = None) -> None:
+                 label_smoothing: float, dist: Dist | None = None, bf16: bool = False) -> None:
+        from edgecnn.distributed import Dist
+
         torch = import_torch()
         self.model, self.train, self.val, self.device = model, train, val, device
         self.dist = dist or Dist()
-        self.amp = device.type == "cuda"  # mixed precision where it pays; CPU stays in float32
+        self.amp = device.type == "cuda"  # mixed precision where it pays; CPU in float32 unless `bf16`
+        self.bf16 = bf16 and device.type == "cpu"  # bfloat16 autocast: needs no gradient scaling
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.loss = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.steps_per_epoch = len(train)
@@ -90,7 +93,8 @@ class FullPhase:
         for images, targets in self.train:
             images = images.to(self.device, memory_format=torch.channels_last)
             targets = targets.to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.bf16 else torch.float16,
+                                enabled=self.amp or self.bf16):
                 logits = self.model(images)
                 loss = self.loss(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -127,3 +130,14 @@ def test_head_run_has_the_same_figures_on_openvino_and_pytorch(tiny_data: Path, 
     for ov, pt in zip(_metrics(runs["openvino"]), _metrics(runs["torch"]), strict=True):
         assert float(ov["val_loss"]) == pytest.approx(float(pt["val_loss"]), abs=1e-4)
         assert ov["val_top1"] == pt["val_top1"] and float(ov["val_top1"]) > 0.5
+
+
+def test_worker_processes_with_the_engine_and_a_full_epoch(tiny_data: Path, tmp_path: Path) -> None:
+    """`--workers 2`: decoding processes forked while OpenVINO's threads run, for the features and again
+    for the full phase; the run must finish (a fork-unsafe call in a worker hangs it: time-limited)."""
+    command = [sys.executable, "-m", "edgecnn", "finetune", str(tiny_data), "--out", str(tmp_path / "run"),
+               "--head-epochs", "2", "--epochs", "1", "--batch-size", "8", "--workers", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert [row["phase"] for row in _metrics(tmp_path / "run")] == ["head", "head", "full"]

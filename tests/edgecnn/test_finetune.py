@@ -188,3 +188,13 @@ def test_cli_without_torch_says_what_to_install(tiny_data: Path, tmp_path: Path,
     monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` now fails
     result = runner.invoke(app, ["finetune", str(tiny_data), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "pip install '.[train]'" in result.output, result.output
+
+
+def test_bf16_full_phase_trains_and_keeps_float32_weights(two_classes: Path, tmp_path: Path) -> None:
+    """--bf16: the full phase runs under bfloat16 autocast; the weights (what export reads) stay float32."""
+    result = finetune(FinetuneConfig(data=two_classes, out=tmp_path / "run", freeze=False, epochs=1,
+                                     batch_size=8, workers=0, bf16=True, progress=False))
+    checkpoint = load_checkpoint(result.paths["last"])
+    assert checkpoint.args["bf16"] is True and np.isfinite(checkpoint.metrics["train_loss"])
+    assert {value.dtype for value in checkpoint.state_dict.values() if value.is_floating_point()} == {
+        torch.float32}
