@@ -71,8 +71,6 @@ class FullPhase:
 
     def __init__(self, model: torch.nn.Module, train: DataLoader, val: DataLoader, device: torch.device,
                  label_smoothing: float, dist: Dist | None = None, bf16: bool = False) -> None:
-        from edgecnn.distributed import Dist
-
         torch = import_torch()
         self.model, self.train, self.val, self.device = model, train, val, device
         self.dist = dist or Dist()
