@@ -35,6 +35,8 @@ class Checkpoint:
     # data_root plus file paths relative to it: export calibrates on train and validates on val
     split: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] = field(default_factory=dict)
+    # the unknown detector (edgecnn.unknown.Detector.to_dict); empty in checkpoints from before it existed
+    unknown: dict[str, Any] = field(default_factory=dict)
 
     def to_payload(self) -> dict[str, Any]:
         # not asdict(self): it deep-copies every tensor (5 s of a 10-epoch head run went there)
@@ -89,6 +91,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             epoch=int(payload.get("epoch", 0)), metrics=dict(payload.get("metrics", {})),
             args=dict(payload.get("args", {})), split=dict(payload.get("split", {})),
             training_state=dict(payload.get("training_state", {})),
+            unknown=dict(payload.get("unknown") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EdgecnnError(f"{path} is an incomplete edgecnn checkpoint ({exc}); {FROM_FINETUNE}") from exc

@@ -142,6 +142,11 @@ def finetune(
         min=1, help="Train in N processes (DDP; CPU processes unless on GPUs).")] = None,
     dist_timeout: Annotated[float, typer.Option(
         min=1.0, help="Seconds a process waits for the others before the job fails.")] = 120.0,
+    accept_rate: Annotated[float, typer.Option(
+        help="Share of known validation images the unknown detector accepts (0.5 to 1, exclusive); the "
+        "rest of the score range is called unknown.")] = 0.95,
+    unknown_rule: Annotated[str, typer.Option(
+        help="Unknown-detector score: knn, mahalanobis, knn+msp, centroid, msp or energy.")] = "knn",
 ) -> None:
     """Fine-tune an ImageNet-pretrained CNN on a folder of photos (several processes: --devices, --nproc)."""
     from edgecnn.distributed import launch, parse_devices
@@ -161,7 +166,8 @@ def finetune(
         epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
         device="cuda" if gpus else device, workers=workers, feature_engine=feature_engine, bf16=bf16,
         patience=patience,
-        freeze=freeze, resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout)
+        freeze=freeze, resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout,
+        accept_rate=accept_rate, unknown_rule=unknown_rule)
     result = launch(config, nproc or len(gpus), gpus) if gpus or nproc else run_finetune(config)
     if env_dist().main:  # under torchrun, rank 0 prints the summary
         console.print(result_table(result))
@@ -205,6 +211,9 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset (13 to 20).")] = 17,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Export the ImageNet-1k model.")] = False,
+    accept_rate: Annotated[float, typer.Option(
+        help="With --pretrained: share of the calibration images its unknown score (1 - max softmax) "
+        "accepts; a fine-tuned checkpoint brings its own threshold.")] = 0.95,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
 ) -> None:
     """Export a checkpoint to a self-describing ONNX + OpenVINO bundle, optionally INT8.
@@ -231,7 +240,7 @@ def export(
         checkpoint=checkpoint, out=out, pretrained=pretrained, int8=int8, calibration=calibration,
         formats=FORMATS if format == "all" else (format,), calibration_size=calibration_size,
         calibration_method=calibration_method, max_drop=max_drop, opset=opset,
-        batch=fixed_batch, force=force)
+        batch=fixed_batch, accept_rate=accept_rate, force=force)
     try:
         report = export_bundle(config)
     except ExportFailed as exc:  # the bundle is written, a gate failed: the table, the error, exit 1

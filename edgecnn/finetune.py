@@ -44,6 +44,15 @@ from edgecnn.process_group import (
 from edgecnn.runtime.metadata import Preprocess
 from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable
 from edgecnn.training import Evaluation, FullPhase, make_optimizer, param_groups, validate_model
+from edgecnn.unknown import (
+    DEFAULT_ACCEPT_RATE,
+    DEFAULT_RULE,
+    Detector,
+    check_accept_rate,
+    check_rule,
+    describe,
+    fit_detector,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +90,8 @@ class FinetuneConfig:
     patience: int = 5  # stop a phase after this many epochs without a lower validation loss
     freeze: bool = True  # False: no head phase, all layers train from the start
     aug_views: int = 2  # augmented views per training image cached for the head, beside the plain one
+    unknown_rule: str = DEFAULT_RULE  # the unknown detector fitted at the end (edgecnn/unknown.py)
+    accept_rate: float = DEFAULT_ACCEPT_RATE  # share of known validation images the detector accepts
     feature_engine: str = "auto"  # runs the frozen backbone: auto, openvino, onnxruntime or torch
     bf16: bool = False  # full phase on a CPU under bfloat16 autocast (validation stays float32)
     resume: bool = False
@@ -119,6 +130,8 @@ class FinetuneConfig:
         if self.feature_engine not in ENGINES:
             raise EdgecnnError(f"unknown feature engine {self.feature_engine!r}; available: "
                                f"{', '.join(ENGINES)}")
+        check_accept_rate(self.accept_rate)
+        check_rule(self.unknown_rule)
         if self.device not in DEVICES:
             raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
         if not any(epochs for _, epochs in phases(self)):
@@ -143,6 +156,7 @@ class FinetuneResult:
     skipped: tuple[str, ...]  # unreadable images left out
     seconds: float
     paths: dict[str, Path] = field(default_factory=dict)  # best, last, metrics, curves, confusion_matrix
+    unknown: str = ""  # the unknown detector stored in best.pt, in words
 
 
 def finetune(config: FinetuneConfig) -> FinetuneResult:
@@ -168,7 +182,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
                 kept = "the starting weights (no epoch had finished)" if first else "the last finished epoch"
                 raise KeyboardInterrupt(f"{out / 'last.pt'} holds {kept}; continue with: edgecnn finetune "
                                         f"--resume {out}") from None
-            return run.finish(began)
+            return run.finish(began, progress)
 
 
 class Run:
@@ -359,9 +373,11 @@ class Run:
             save_checkpoint(checkpoint, self.out / "last.pt")
         return True
 
-    def finish(self, began: float) -> FinetuneResult:
-        """Plots, the confusion matrix of best.pt on the validation images, and the result record."""
+    def finish(self, began: float, progress: Progress) -> FinetuneResult:
+        """The unknown detector, plots, the confusion matrix of best.pt on the validation images, and the
+        result record."""
         self._load_best()
+        detector = self._fit_unknown(progress)
         result = self._best_evaluation()
         paths = {name: self.out / file for name, file in zip(RESULT_PATHS, OUTPUTS, strict=True)}
         if self.dist.main:
@@ -371,7 +387,38 @@ class Run:
         return FinetuneResult(self.out, self.best["val_top1"], self.best["val_loss"], int(self.best["epoch"]),
                               len(self.history), self.split.labels, len(self.split.train),
                               len(self.split.val), self.split.skipped, time.perf_counter() - began,
-                              paths)
+                              paths, describe(detector))
+
+    def _fit_unknown(self, progress: Progress) -> Detector:
+        """Fit the unknown detector on best.pt's pooled features (training images' plain view) and
+        calibrate it on the validation images; stored in best.pt. A best head epoch reuses the cached
+        features of the frozen backbone; after full fine-tuning they are computed again."""
+        train, val = self._final_features(progress)
+        detector = fit_detector(self.config.unknown_rule, train, val, self.model.get_classifier(),
+                                len(self.split.labels), self.config.accept_rate)
+        if self.dist.main:
+            best = load_checkpoint(self.out / "best.pt")
+            save_checkpoint(replace(best, unknown=detector.to_dict()), self.out / "best.pt")
+        return detector
+
+    def _final_features(self, progress: Progress) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(pooled features, labels) of the training images' plain view and of the validation images."""
+        best_phase = next((row["phase"] for row in self.history if row["epoch"] == self.best["epoch"]), "")
+        if self.head is not None and best_phase == "head" and self.split.train:
+            views = len(self.head.train_labels) // len(self.split.train)  # the plain view comes first
+            features = self.head.train_features.view(len(self.split.train), views, -1)[:, 0].cpu()
+            return [(features, self.head.train_labels[::views].cpu()),
+                    (self.head.val_features.cpu(), self.head.val_labels.cpu())]
+        loaders = [self._loader(self.split.train), self._loader(self.split.val)]
+        task = progress.add_task("unknown", total=sum(len(loader.sampler) for loader in loaders), status="")
+        engine = feature_engine(self.config.feature_engine, self.model, self.preprocess, self.device,
+                                loaders[0].dataset)
+        try:
+            found = [cached_features(self.model, loader, self.dist, self.device,
+                                     lambda n: progress.advance(task, n), engine) for loader in loaders]
+        finally:
+            engine.close()
+        return [(features[:, 0], labels) for features, labels in found]
 
 
     def _best_evaluation(self) -> Evaluation:

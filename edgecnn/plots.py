@@ -100,6 +100,8 @@ def result_table(result: FinetuneResult) -> Table:
     if result.skipped:
         count, names = len(result.skipped), ", ".join(result.skipped[:3])
         table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {printable(names)}")
+    if result.unknown:
+        table.add_row("unknown detector", result.unknown)
     for name, path in result.paths.items():
         table.add_row(name.replace("_", " "), printable(path))
     table.add_row("time", f"{result.seconds:.1f} s")

@@ -52,6 +52,7 @@ class ExportConfig:
     float_nodes: tuple[str, ...] = ()  # ONNX node names both quantisers keep in float (e.g. an extra output)
     opset: int = 17
     batch: int | None = None  # None: dynamic batch
+    accept_rate: float = 0.95  # with `pretrained`: calibration images its unknown threshold accepts
     force: bool = False
     progress: bool = True
 
@@ -66,6 +67,9 @@ def check_config(config: ExportConfig) -> None:
         raise EdgecnnError(f"unknown format {named}; choose from onnx, openvino, all")
     if config.batch is not None and config.batch < 1:
         raise EdgecnnError(f"--batch must be 'dynamic' or a positive number, got {config.batch}")
+    from edgecnn.unknown import check_accept_rate
+
+    check_accept_rate(config.accept_rate)
     if config.calibration_size < 1:
         raise EdgecnnError(f"--calibration-size must be at least 1, got {config.calibration_size}")
     if config.pretrained == (config.checkpoint is not None):
@@ -119,7 +123,7 @@ def export_bundle(config: ExportConfig) -> BundleReport:
 
 def _load_source(config: ExportConfig) -> Source:
     if config.pretrained:
-        return pretrained_source(config.arch, config.calibration, config.calibration_size)
+        return pretrained_source(config.arch, config.calibration, config.calibration_size, config.accept_rate)
     return checkpoint_source(Path(config.checkpoint), config.calibration, config.calibration_size)
 
 
@@ -133,8 +137,8 @@ def _build_models(config: ExportConfig, source: Source, work: Path,
     from edgecnn.export.openvino import convert_openvino
 
     steps.say("exporting ONNX")
-    fp32 = export_onnx(deployable(source.model, source.preprocess), source.preprocess, work / "model.onnx",
-                       opset=config.opset, batch=config.batch)
+    fp32 = export_onnx(deployable(source.model, source.preprocess, unknown_module(source)),
+                       source.preprocess, work / "model.onnx", opset=config.opset, batch=config.batch)
     job = Int8Job(source.calibration, source.validation, source.preprocess, source.labelled, config.max_drop,
                   config.batch or 1, config.float_nodes, steps.say)
     found, tried = [], {}
@@ -167,7 +171,7 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
     from edgecnn.export.images import batches
     from edgecnn.export.onnx import deployable
 
-    reference = torch_predictor(deployable(source.model, source.preprocess))
+    reference = torch_predictor(deployable(source.model, source.preprocess, unknown_module(source)))
     # The shipped IR has FP16 weights; the conversion itself is proven on the same graph in f32.
     graph = [c for c in candidates if c.name == "openvino fp32"]
     if graph:
@@ -192,7 +196,28 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
                        latency, root=work)
     extra = {"openvino_fp32_graph_max_abs_diff": tallies[graph[0].name].max_abs_diff} if graph else {}
     extra["pytorch_latency_ms"] = latency["pytorch"]
+    if source.detector is not None:
+        from edgecnn.export.checks import unknown_agreement
+        from edgecnn.export.images import ImageSet
+        from edgecnn.runtime.bundle import UnknownCheck
+
+        steps.say("checking the unknown detector of every model")
+        seen = ImageSet(source.validation.paths + source.calibration.paths)
+        meta = source.detector.meta()
+        extra["unknown"] = UnknownCheck(
+            meta.rule, meta.threshold, meta.accept_rate, meta.calibration, meta.calibration_images,
+            checked_images=len(seen),
+            models=unknown_agreement(candidates, seen, source.preprocess, batch, meta.threshold))
     return measured, extra
+
+
+def unknown_module(source: Source) -> Any:
+    """The score module traced into every model's graph, or None without a detector."""
+    if source.detector is None:
+        return None
+    from edgecnn.unknown import score_module
+
+    return score_module(source.detector.rule, source.detector.tensors)
 
 
 def _write_metadata(source: Source, measured: list[ModelReport], work: Path) -> None:
@@ -204,8 +229,9 @@ def _write_metadata(source: Source, measured: list[ModelReport], work: Path) -> 
     from edgecnn.runtime.metadata import ModelMeta
 
     for model in measured:
-        meta = ModelMeta(labels=source.labels, preprocess=source.preprocess, arch=source.arch).stamped(
-            precision=model.precision, accuracy=model.accuracy())
+        unknown = source.detector.meta() if source.detector is not None else None
+        meta = ModelMeta(labels=source.labels, preprocess=source.preprocess, arch=source.arch,
+                         unknown=unknown).stamped(precision=model.precision, accuracy=model.accuracy())
         path = work / model.path
         if model.backend == "onnxruntime":
             proto = onnx.load(str(path))

@@ -144,7 +144,8 @@ def torch_predictor(wrapped: object) -> Predict:
 
     def predict(frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return wrapped(torch.from_numpy(frames)).numpy()
+            output = wrapped(torch.from_numpy(frames))
+        return (output[0] if isinstance(output, tuple) else output).numpy()  # probabilities, then unknown
 
     return predict
 
@@ -173,3 +174,43 @@ def compare_with(reference: tuple[np.ndarray, np.ndarray], int8: Predict, images
         tally.add(fp32[start:start + count], int8(frames)[keep], targets[start:start + count])
         start += count
     return tally.result(labelled)
+
+
+def onnx_scorer(path: Path) -> Predict:
+    """uint8 NHWC batch -> the model's `unknown_score` output (same session set-up as `onnx_predictor`)."""
+    from edgecnn.export.onnx import UNKNOWN_OUTPUT
+    from edgecnn.runtime.backends.onnxruntime import open_session
+
+    session = open_session(path, ["CPUExecutionProvider"], threads=THREADS)
+    return lambda frames: session.run([UNKNOWN_OUTPUT], {"images": frames})[0]
+
+
+def openvino_scorer(model: Path | object) -> Predict:
+    from edgecnn.export.onnx import UNKNOWN_OUTPUT
+    from edgecnn.runtime.backends.openvino import compile_config, core
+
+    config = compile_config("CPU", "latency", "f32", THREADS, cache_dir=None)
+    compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", config)
+    return lambda frames: compiled(frames)[compiled.output(UNKNOWN_OUTPUT)]
+
+
+def unknown_scores(score: Predict, images: ImageSet, preprocess: Preprocess, batch: int) -> np.ndarray:
+    """The unknown score of every readable image, in order."""
+    found = [score(frames)[targets != -2] for frames, targets in batches(images, preprocess, batch)]
+    return np.concatenate(found) if found else np.zeros(0, np.float32)
+
+
+def unknown_agreement(candidates: list[Candidate], images: ImageSet, preprocess: Preprocess, batch: int,
+                      threshold: float) -> dict[str, dict[str, float]]:
+    """Per model: share of `images` called unknown at `threshold` and, for INT8, the share whose unknown
+    decision equals its FP32 parent's (the INT8 gate of the detector)."""
+    scorers = {"onnxruntime": onnx_scorer, "openvino": openvino_scorer}
+    decisions = {c.name: unknown_scores(scorers[c.backend](c.path), images, preprocess, batch) > threshold
+                 for c in candidates}
+    result: dict[str, dict[str, float]] = {}
+    for c in candidates:
+        entry = {"unknown_percent": _percent(decisions[c.name])}
+        if c.parent in decisions:
+            entry["decision_agreement_fp32"] = _percent(decisions[c.name] == decisions[c.parent])
+        result[c.name] = entry
+    return result

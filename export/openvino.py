@@ -71,6 +71,8 @@ def _nncf() -> Any:
 
 def _ignored(model: Any, recipe: NncfRecipe) -> tuple[Any, tuple[str, ...]]:
     """The IgnoredScope for `recipe` on this IR, and the names it keeps in float."""
+    from edgecnn.export.quantize import FLOAT_SCOPE
+
     nncf = _nncf()
     ops = list(model.get_ordered_ops())
     names: list[str] = []
@@ -79,9 +81,11 @@ def _ignored(model: Any, recipe: NncfRecipe) -> tuple[Any, tuple[str, ...]]:
     if recipe.float_first_depthwise:
         names += [o.get_friendly_name() for o in ops if o.get_type_name() == "GroupConvolution"][:1]
     if recipe.float_classifier:
-        names += [o.get_friendly_name() for o in ops if o.get_type_name() == "MatMul"][-1:]
+        names += [o.get_friendly_name() for o in ops if o.get_type_name() == "MatMul"
+                  and not o.get_friendly_name().startswith(FLOAT_SCOPE)][-1:]  # the classifier's
     # OpenVINO keeps ONNX node names as the prefix of its own op names.
     patterns = [re.escape(name) + "(/.*)?$" for name in recipe.float_nodes]
+    patterns.append(re.escape(FLOAT_SCOPE) + ".*")  # the unknown detector's tail stays float, as in ONNX
     return nncf.IgnoredScope(names=names, patterns=patterns, validate=False), (*names, *recipe.float_nodes)
 
 

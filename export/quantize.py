@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 CALIBRATION_METHODS = ("auto", "minmax", "entropy", "percentile")
 # Ops kept in float: the final Softmax (tiny, and INT8 probabilities would be coarse).
 FLOAT_OPS = frozenset({"Softmax"})
+# The unknown detector's tail (export/onnx.py): a few small matmuls whose distances INT8 would blur.
+FLOAT_SCOPE = "/unknown_detector/"
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ def calibration_reader(images: ImageSet, preprocess: Preprocess, batch: int):
 
 def float_nodes(model: onnx.ModelProto, first_conv: bool = False) -> list[str]:
     """Names of the nodes to keep in FP32: everything before the first Conv (the folded
-    Transpose/Cast/Sub/Mul/Div preprocessing), optionally that Conv, and the final Softmax."""
+    Transpose/Cast/Sub/Mul/Div preprocessing), optionally that Conv, the final Softmax and the unknown
+    detector's nodes."""
     names: list[str] = []
     for index, node in enumerate(model.graph.node):
         if not node.name:
@@ -91,7 +94,8 @@ def float_nodes(model: onnx.ModelProto, first_conv: bool = False) -> list[str]:
             names += [node.name] if first_conv else []
             break
         names.append(node.name)
-    names += [node.name for node in model.graph.node if node.op_type in FLOAT_OPS and node.name]
+    names += [node.name for node in model.graph.node
+              if node.name and (node.op_type in FLOAT_OPS or node.name.startswith(FLOAT_SCOPE))]
     return names
 
 

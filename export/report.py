@@ -22,6 +22,7 @@ from edgecnn.runtime.bundle import (
     Int8GateRules,
     ModelReport,
     RecipeTry,
+    UnknownCheck,
 )
 from edgecnn.runtime.outputs import write_text_atomic
 
@@ -55,7 +56,7 @@ def build_report(config: Any, source: Any, measured: list[ModelReport],
         calibration=calibration if config.int8 else None, int8_gate=GATE if config.int8 else None,
         batch=config.batch or "dynamic", opset=config.opset, threads=2, max_drop=config.max_drop,
         pytorch_latency_ms=extra.get("pytorch_latency_ms"), openvino_fp32_graph_max_abs_diff=graph_diff,
-        ratios=ratios(measured), edgecnn_version=__version__,
+        ratios=ratios(measured), unknown=extra.get("unknown"), edgecnn_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return replace(report, notes=tuple(notes(report)), passed=not report.failures())
 
@@ -117,6 +118,7 @@ def notes(report: BundleReport) -> list[str]:
     for backend, tries in (report.calibration.recipes if report.calibration else {}).items():
         said.append(f"INT8 recipes tried for {backend}: " + "; ".join(recipe_line(t) for t in tries) + ".")
     said += [gate_line(m) for m in report.models if m.gate is not None]
+    said.append(unknown_note(report.unknown))
     if any(m.backend == "openvino" and m.precision == "fp32" for m in report.models):
         said.append("openvino fp32 stores FP16-compressed weights (half the file); its PyTorch parity gate "
                     "is checked on the same graph in f32, and its max_abs_diff column is the shipped file's.")
@@ -145,6 +147,19 @@ def gate_line(model: ModelReport) -> str:
         line += (f"; top-1 drop {g.drop:g} points ({g.lost} lost, {g.gained} gained; "
                  f"95 % interval {low:.1f} to {high:.1f})")
     return f"{line}. Gate: {model.gate_rule}."
+
+
+def unknown_note(unknown: UnknownCheck | None) -> str:
+    if unknown is None:
+        return ("Unknown detection is off: this checkpoint has no detector (re-run `edgecnn finetune` "
+                "for one).")
+    agreements = ", ".join(f"{name} {entry['decision_agreement_fp32']:.1f} %"
+                           for name, entry in unknown.models.items() if "decision_agreement_fp32" in entry)
+    said = (f"Unknown detector: {unknown.rule}; output unknown_score > {unknown.threshold:.4g} means unknown "
+            f"(accepts {unknown.accept_rate:.0%} of {unknown.calibration_images} {unknown.calibration})")
+    if agreements:
+        said += f"; INT8 unknown decisions agree with FP32 on {unknown.checked_images} images: {agreements}"
+    return said + "."
 
 
 def failures(report: BundleReport) -> list[str]:

@@ -1,8 +1,10 @@
 """What is exported: a fine-tuned checkpoint or the ImageNet-1k classifier, with its images.
 
-A checkpoint brings its own labels, preprocessing and data split (calibrate on train, validate on
-val); the pretrained classifier has 1000 labels but no labelled images here, so it is calibrated and
-validated on `--calibration DIR` (default: the sample photos) and its accuracy is agreement with PyTorch.
+A checkpoint brings its own labels, preprocessing, data split (calibrate on train, validate on val) and
+unknown detector; the pretrained classifier has 1000 labels but no labelled images here, so it is
+calibrated and validated on `--calibration DIR` (default: the sample photos), its accuracy is agreement
+with PyTorch, and its unknown score is 1 - max softmax with the threshold that accepts `accept_rate`
+of the calibration images (a confidence floor: it flags images the ImageNet model is unsure about).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Source:
     calibration: ImageSet
     validation: ImageSet
     description: str  # where the model came from, in words
+    detector: Any = None  # edgecnn.unknown.Detector; None: no unknown_score output (older checkpoints)
 
     @property
     def labelled(self) -> bool:
@@ -46,6 +49,7 @@ def default_calibration() -> Path | None:
 
 def checkpoint_source(path: Path, calibration: Path | None, calibration_size: int) -> Source:
     from edgecnn.checkpoint import load_checkpoint
+    from edgecnn.unknown import Detector
 
     checkpoint = load_checkpoint(path)
     calibration_images = (folder_images(calibration) if calibration is not None
@@ -55,10 +59,12 @@ def checkpoint_source(path: Path, calibration: Path | None, calibration_size: in
         preprocess=_in_graph(checkpoint.preprocess), calibration=calibration_images.subset(calibration_size),
         validation=split_images(checkpoint.split, "val", checkpoint.labels),
         description=f"checkpoint {path} (epoch {checkpoint.epoch})",
+        detector=Detector.from_dict(checkpoint.unknown),
     )
 
 
-def pretrained_source(arch: str, calibration: Path | None, calibration_size: int) -> Source:
+def pretrained_source(arch: str, calibration: Path | None, calibration_size: int,
+                      accept_rate: float = 0.95) -> Source:
     from edgecnn.models import build_model, imagenet_labels
 
     folder = calibration or default_calibration()
@@ -68,12 +74,36 @@ def pretrained_source(arch: str, calibration: Path | None, calibration_size: int
                            "the ones the model will see)")
     images = folder_images(folder)
     built = build_model(arch, num_classes=1000, pretrained=True)
+    preprocess = _in_graph(built.preprocess)
+    calibration_images = images.subset(calibration_size)
     return Source(
         model=built.model.eval(), arch=arch, labels=tuple(imagenet_labels()),
-        preprocess=_in_graph(built.preprocess), calibration=images.subset(calibration_size),
+        preprocess=preprocess, calibration=calibration_images,
         validation=images.subset(VALIDATION_CAP),
         description=f"{arch} pretrained on {built.pretrained}; checked on unlabelled {folder}",
+        detector=confidence_detector(built.model.eval(), preprocess, calibration_images, accept_rate),
     )
+
+
+def confidence_detector(model: Any, preprocess: Preprocess, images: ImageSet, accept_rate: float) -> Any:
+    """1 - max softmax, its threshold accepting `accept_rate` of `images` (unlabelled, any classes)."""
+    import torch
+    from edgecnn.export.images import batches
+    from edgecnn.export.onnx import deployable
+
+    from edgecnn.unknown import Detector
+
+    wrapped = deployable(model, preprocess)
+    scores = []
+    with torch.inference_mode():
+        for frames, targets in batches(images, preprocess, 16):
+            probabilities = wrapped(torch.from_numpy(frames))[torch.from_numpy(targets != -2)]
+            scores.append(1.0 - probabilities.max(dim=1).values)
+    if not scores:
+        raise EdgecnnError("none of the calibration images could be read; check --calibration")
+    values = torch.cat(scores).double()
+    return Detector("msp", float(torch.quantile(values, accept_rate)), accept_rate,
+                    "calibration images (unlabelled)", len(values))
 
 
 def check_calibration_folder(folder: Path) -> None:

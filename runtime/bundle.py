@@ -176,6 +176,25 @@ class Int8GateRules:
 
 
 @dataclass(frozen=True)
+class UnknownCheck:
+    """The bundle's unknown detector (as in every model's ModelMeta.unknown) and how each model applies
+    it to the export's images: share called unknown, and for INT8 the share of decisions equal to FP32's."""
+
+    rule: str
+    threshold: float
+    accept_rate: float
+    calibration: str
+    calibration_images: int
+    checked_images: int = 0
+    # per model name: unknown_percent, and for INT8 decision_agreement_fp32
+    models: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnknownCheck:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
 class BundleReport:
     """report.json: the export's settings, every model's figures and verdict, and the INT8/FP32 ratios."""
 
@@ -195,6 +214,7 @@ class BundleReport:
     pytorch_latency_ms: float | None = None
     openvino_fp32_graph_max_abs_diff: float | None = None
     ratios: dict[str, Any] = field(default_factory=dict)
+    unknown: UnknownCheck | None = None  # None: unknown detection off (checkpoint without a detector)
     notes: tuple[str, ...] = ()
     passed: bool = False
     edgecnn_version: str = ""
@@ -236,6 +256,8 @@ class BundleReport:
             if known.get("int8_gate") is not None:
                 gate = _known(Int8GateRules, known["int8_gate"])
                 known["int8_gate"] = Int8GateRules(**{**gate, "rules": tuple(gate.get("rules", ()))})
+            if known.get("unknown") is not None:
+                known["unknown"] = UnknownCheck.from_dict(known["unknown"])
             known["notes"] = tuple(known.get("notes", ()))
             return cls(**known)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:

@@ -57,6 +57,39 @@ class Preprocess:
             normalize_in_graph=fields.flag("normalize_in_graph", True))
 
 
+UNKNOWN_RULES = ("msp", "energy", "centroid", "knn", "mahalanobis", "knn+msp")  # edgecnn/unknown.py
+MAX_THRESHOLD = 1e30
+
+
+@dataclass(frozen=True)
+class UnknownMeta:
+    """The model's unknown detector: its graph output `unknown_score` (higher = more likely none of the
+    labels) and the threshold above which an image counts as unknown."""
+
+    rule: str  # msp | energy | centroid | knn | mahalanobis | knn+msp (see edgecnn/unknown.py)
+    threshold: float
+    accept_rate: float = 0.95  # share of the calibration images accepted as known at `threshold`
+    calibration: str = ""  # which images set the threshold, in words
+    calibration_images: int = 0
+    output: str = "unknown_score"
+
+    def is_unknown(self, score: float) -> bool:
+        return bool(score > self.threshold)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "model") -> UnknownMeta | None:
+        """A checked UnknownMeta from JSON-like data (None: no detector); EdgecnnError for a wrong field."""
+        if data is None or data == {}:
+            return None
+        fields = _Fields(data, source, "unknown")
+        return cls(rule=fields.choice("rule", UNKNOWN_RULES, "knn"),
+                   threshold=fields.number("threshold", 0.0, -MAX_THRESHOLD, MAX_THRESHOLD),
+                   accept_rate=fields.number("accept_rate", 0.95, 0.5, 1.0, low_open=True),
+                   calibration=fields.text("calibration", ""),
+                   calibration_images=fields.count("calibration_images", 0, 0, None),
+                   output=fields.choice("output", ("unknown_score",), "unknown_score"))
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """What a model is: labels, preprocessing, provenance and measured accuracy."""
@@ -67,6 +100,7 @@ class ModelMeta:
     precision: str = "fp32"  # fp32 | fp16 | int8
     softmax_in_graph: bool = True
     accuracy: dict[str, float] = field(default_factory=dict)
+    unknown: UnknownMeta | None = None  # None: no `unknown_score` output, unknown detection off
     edgecnn_version: str = ""
     created: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -104,7 +138,8 @@ class ModelMeta:
             arch=fields.text("arch", ""), precision=fields.choice("precision", PRECISIONS, "fp32"),
             softmax_in_graph=fields.flag("softmax_in_graph", True),
             accuracy=fields.figures("accuracy"), edgecnn_version=fields.text("edgecnn_version", ""),
-            created=fields.text("created", ""), schema_version=version)
+            created=fields.text("created", ""), schema_version=version,
+            unknown=UnknownMeta.from_dict(fields.get("unknown", None), source))
         # A field added to ModelMeta later and not checked above yet is passed through as read.
         added = {key: data[key] for key in cls.__dataclass_fields__ if key in data and key not in checked}
         return cls(**checked, **added)

@@ -1,0 +1,269 @@
+"""The unknown detector: a score saying how unlike the training images a photo is (higher = more likely
+none of the classes), fitted on the final model's pooled features and logits, with a threshold
+calibrated so that `accept_rate` of the known validation images are accepted.
+
+Rules (compared by benchmarks/openset.py; see benchmarks/README.md for the figures behind the default):
+  msp          1 - max softmax probability
+  energy       -logsumexp(logits)
+  centroid     1 - cosine similarity to the nearest class centroid of the training features
+  knn          1 - cosine similarity to the k-th nearest training image (normalised pooled features)
+  mahalanobis  squared Mahalanobis distance of the unit-length features to the nearest class mean, with
+               one Ledoit-Wolf-shrunk covariance shared by the classes (low rank + a scaled identity)
+  knn+msp      knn and msp, each standardised by its mean and spread on the known validation images, summed
+The score is a small torch module (`score_module`) so export traces it into every model's graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.metadata import MAX_THRESHOLD, UNKNOWN_RULES, UnknownMeta
+
+if TYPE_CHECKING:
+    import torch
+
+RULES = UNKNOWN_RULES
+DEFAULT_RULE = "knn"
+DEFAULT_ACCEPT_RATE = 0.95
+KNN_K = 2  # k-th neighbour: k=2 beat 1, 3 and 5 on the sample photos' small banks (benchmarks/README.md)
+BANK_CAP = 1024  # training images kept for k-NN: 1024 x 1280 floats = 5 MB in the graph
+COVARIANCE_RANK = 256  # leading covariance directions kept; the rest count as the shrinkage identity
+MIN_CALIBRATION = 10  # validation images needed to calibrate the threshold on them
+MODULE_NAME = "unknown_detector"  # ONNX node names of the score start with /unknown_detector/
+
+
+def check_accept_rate(rate: float) -> float:
+    if not (math.isfinite(rate) and 0.5 < rate < 1.0):
+        raise EdgecnnError(f"--accept-rate {rate} is out of range; give a share of known images to accept "
+                           "between 0.5 and 1 (exclusive), e.g. 0.95")
+    return rate
+
+
+def check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise EdgecnnError(f"unknown detector rule {rule!r}; choose from {', '.join(RULES)}")
+    return rule
+
+
+@dataclass
+class Detector:
+    """A fitted rule, its tensors and calibrated threshold: what the checkpoint stores."""
+
+    rule: str
+    threshold: float
+    accept_rate: float
+    calibration: str  # which images set the threshold, in words
+    calibration_images: int
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values and tensors only: loadable with `weights_only=True`."""
+        return {"rule": self.rule, "threshold": float(self.threshold), "accept_rate": float(self.accept_rate),
+                "calibration": self.calibration, "calibration_images": int(self.calibration_images),
+                "tensors": dict(self.tensors)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Detector | None:
+        """None for checkpoints written before detectors existed (empty dict)."""
+        if not data:
+            return None
+        return cls(rule=check_rule(str(data["rule"])), threshold=float(data["threshold"]),
+                   accept_rate=float(data["accept_rate"]), calibration=str(data["calibration"]),
+                   calibration_images=int(data["calibration_images"]), tensors=dict(data["tensors"]))
+
+    def meta(self) -> UnknownMeta:
+        return UnknownMeta(rule=self.rule, threshold=float(self.threshold), accept_rate=self.accept_rate,
+                           calibration=self.calibration, calibration_images=self.calibration_images)
+
+
+def fit_detector(rule: str, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                 classifier: torch.nn.Module, num_classes: int,
+                 accept_rate: float = DEFAULT_ACCEPT_RATE) -> Detector:
+    """Fit `rule` on training (features, labels), calibrate on validation features; never fails on
+    tiny data (see `calibrate`). Features are the pooled ones right before `classifier`."""
+    torch = _torch()
+    check_rule(rule)
+    check_accept_rate(accept_rate)
+    train_features, train_labels = train[0].float(), train[1].long()
+    tensors = _fit_tensors(rule, train_features, train_labels, num_classes)
+    val_features = val[0].float()
+    with torch.inference_mode():
+        val_logits = classifier(val_features).float() if len(val_features) else val_features[:, :num_classes]
+        train_logits = classifier(train_features).float()
+    if rule == "knn+msp":
+        source = val_features, val_logits
+        if len(val_features) < MIN_CALIBRATION:  # standardise on the training images, each left out
+            source = train_features, train_logits
+        tensors.update(_standardisers(tensors, *source, leave_out=source[0] is train_features))
+    module = score_module(rule, tensors)
+    with torch.inference_mode():
+        val_scores = module(val_features, val_logits) if len(val_features) else torch.zeros(0)
+        train_scores = _leave_one_out(module, rule, tensors, train_features, train_logits)
+    threshold, calibration, count = calibrate(val_scores, train_scores, accept_rate,
+                                              left_out=rule in ("knn", "knn+msp"))
+    return Detector(rule, threshold, accept_rate, calibration, count, tensors)
+
+
+def describe(detector: Detector | None) -> str:
+    if detector is None:
+        return "off (no detector in this checkpoint)"
+    return (f"{detector.rule}, threshold {detector.threshold:.4g} accepts {detector.accept_rate:.0%} of "
+            f"{detector.calibration_images} {detector.calibration}")
+
+
+def calibrate(val_scores: torch.Tensor, train_scores: torch.Tensor, accept_rate: float,
+              left_out: bool = False) -> tuple[float, str, int]:
+    """(threshold, basis in words, images used): the `accept_rate` quantile of the validation scores;
+    with fewer than MIN_CALIBRATION of them, of the training scores (for k-NN each image left out of
+    the bank; other rules see their own training images, so this threshold is on the strict side);
+    with fewer of those too, the highest score seen, so every known image seen is accepted."""
+    torch = _torch()
+    if len(val_scores) >= MIN_CALIBRATION:
+        return float(torch.quantile(val_scores.double(), accept_rate)), "validation images", len(val_scores)
+    if len(train_scores) >= MIN_CALIBRATION:
+        basis = (f"training images{', each left out' if left_out else ''} (only {len(val_scores)} "
+                 f"validation images; {MIN_CALIBRATION} needed)")
+        return float(torch.quantile(train_scores.double(), accept_rate)), basis, len(train_scores)
+    scores = torch.cat([val_scores, train_scores])
+    top = float(scores.max()) if len(scores) else MAX_THRESHOLD  # finite: metadata is strict JSON
+    return top, f"highest score of {len(scores)} known images (too few to calibrate)", len(scores)
+
+
+def score_module(rule: str, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """(features [N, D], logits [N, C]) -> unknown score [N]; traceable to ONNX."""
+    torch = _torch()
+
+    class UnknownScore(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rule = rule
+            for name, value in tensors.items():
+                self.register_buffer(name.replace(".", "_"), value.float())
+            self.k = int(tensors["knn_k"].item()) if "knn_k" in tensors else 0
+
+        def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+            if self.rule == "msp":
+                return _msp(logits)
+            if self.rule == "energy":
+                return -torch.logsumexp(logits, dim=1)
+            if self.rule == "centroid":
+                return 1.0 - (_unit(features) @ self.centroids.t()).max(dim=1).values
+            if self.rule == "knn":
+                return _knn(features, self.bank, self.k)
+            if self.rule == "mahalanobis":
+                return _mahalanobis(_unit(features), self.means, self.whiten, self.inverse_scale)
+            knn = (_knn(features, self.bank, self.k) - self.knn_mean) / self.knn_std
+            return knn + (_msp(logits) - self.msp_mean) / self.msp_std
+
+    return UnknownScore().eval()
+
+
+def _fit_tensors(rule: str, features: torch.Tensor, labels: torch.Tensor, num_classes: int
+                 ) -> dict[str, torch.Tensor]:
+    torch = _torch()
+    unit = _unit(features)
+    if rule in ("knn", "knn+msp"):
+        bank = unit if len(unit) <= BANK_CAP else unit[torch.randperm(len(unit),
+                                                    generator=torch.Generator().manual_seed(0))[:BANK_CAP]]
+        return {"bank": bank.contiguous(), "knn_k": torch.tensor(min(KNN_K, max(1, len(bank) - 1)))}
+    if rule == "centroid":
+        return {"centroids": _unit(_class_means(unit, labels, num_classes))}
+    if rule == "mahalanobis":
+        means = _class_means(unit, labels, num_classes)
+        scale, directions, variances = _ledoit_wolf(unit - means[labels])
+        # covariance = scale*I + V diag(variances) V^T, so its inverse is
+        # (I - V diag(variances / (scale + variances)) V^T) / scale: two small matmuls in the graph
+        whiten = (variances / (scale + variances)).sqrt()[:, None] * directions
+        return {"means": means, "whiten": whiten.float(), "inverse_scale": torch.tensor(1.0 / scale)}
+    return {}
+
+
+def _standardisers(tensors: dict[str, torch.Tensor], features: torch.Tensor, logits: torch.Tensor,
+                   leave_out: bool) -> dict[str, torch.Tensor]:
+    torch = _torch()
+    k = int(tensors["knn_k"])
+    knn = _knn(features, tensors["bank"], k, leave_out=leave_out)
+    msp = _msp(logits)
+
+    def spread(values: torch.Tensor) -> torch.Tensor:
+        return values.std().clamp_min(1e-3) if len(values) > 1 else torch.tensor(1.0)
+
+    return {"knn_mean": knn.mean(), "knn_std": spread(knn), "msp_mean": msp.mean(), "msp_std": spread(msp)}
+
+
+def _leave_one_out(module: torch.nn.Module, rule: str, tensors: dict[str, torch.Tensor],
+                   features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Scores of the training images with each image left out of the k-NN bank (the fallback basis)."""
+    if rule not in ("knn", "knn+msp") or len(features) > BANK_CAP:
+        return module(features, logits)
+    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), leave_out=True)
+    if rule == "knn":
+        return knn
+    return ((knn - tensors["knn_mean"]) / tensors["knn_std"]
+            + (_msp(logits) - tensors["msp_mean"]) / tensors["msp_std"])
+
+
+def _msp(logits: torch.Tensor) -> torch.Tensor:
+    torch = _torch()
+    return 1.0 - torch.softmax(logits, dim=1).max(dim=1).values
+
+
+def _knn(features: torch.Tensor, bank: torch.Tensor, k: int, leave_out: bool = False) -> torch.Tensor:
+    """1 - cosine similarity to the k-th most similar bank image (`leave_out`: features ARE the bank)."""
+    torch = _torch()
+    similarity = _unit(features) @ bank.t()
+    if leave_out:
+        similarity = similarity - 3.0 * torch.eye(len(bank), dtype=similarity.dtype)
+    return 1.0 - torch.topk(similarity, k, dim=1).values[:, -1]
+
+
+def _unit(features: torch.Tensor) -> torch.Tensor:
+    return features / features.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+def _class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    torch = _torch()
+    means = torch.zeros(num_classes, features.shape[1])
+    for index in range(num_classes):
+        chosen = features[labels == index]
+        if len(chosen):
+            means[index] = chosen.mean(0)
+    return means
+
+
+def _ledoit_wolf(centred: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Ledoit-Wolf shrunk covariance as (scale, directions [r, D], variances [r]) with covariance =
+    scale*I + directions^T diag(variances) directions: well-conditioned with far fewer images than
+    feature dimensions, and small enough to ship (r <= COVARIANCE_RANK)."""
+    torch = _torch()
+    count, dim = centred.shape
+    x = centred.double()
+    sample = x.t() @ x / max(1, count)
+    mean_variance = float(torch.trace(sample)) / dim
+    delta = float(((sample - mean_variance * torch.eye(dim, dtype=x.dtype)) ** 2).sum()) / dim
+    norms = (x**2).sum(1)
+    beta = float((norms**2).sum() - count * (sample**2).sum()) / (count**2 * dim)  # sum_k |x_k x_k^T - S|^2
+    shrinkage = min(1.0, max(0.0, beta) / delta) if delta > 0 else 1.0
+    eigenvalues, eigenvectors = torch.linalg.eigh(sample)
+    keep = eigenvalues.argsort(descending=True)[: min(COVARIANCE_RANK, count)]
+    scale = max(shrinkage * mean_variance, 1e-8)
+    variances = ((1.0 - shrinkage) * eigenvalues[keep]).clamp_min(0.0)
+    return scale, eigenvectors[:, keep].t(), variances
+
+
+def _mahalanobis(unit: torch.Tensor, means: torch.Tensor, whiten: torch.Tensor,
+                 inverse_scale: torch.Tensor) -> torch.Tensor:
+    """min over classes of (x - m)^T covariance^-1 (x - m), from the low-rank form of `_ledoit_wolf`."""
+    distance = (unit**2).sum(1, keepdim=True) - 2.0 * unit @ means.t() + (means**2).sum(1)[None]
+    projected = unit @ whiten.t()  # [N, r]
+    along = ((projected[:, None, :] - (means @ whiten.t())[None]) ** 2).sum(-1)  # [N, C]
+    return ((distance - along) * inverse_scale).min(dim=1).values
+
+
+def _torch():
+    from edgecnn.device import import_torch
+
+    return import_torch()
