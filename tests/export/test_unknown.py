@@ -1,0 +1,124 @@
+"""The unknown detector end to end: fitted by finetune into best.pt, traced into every exported model as
+`unknown_score`, described in ModelMeta and the report; checkpoints without one still export."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgecnn.runtime.metadata import ModelMeta
+
+MODELS = ("model.onnx", "model.int8.onnx", "openvino/model.xml", "openvino/model.int8.xml")
+
+
+def outputs(path: Path, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of an .onnx (ONNX Runtime) or .xml (OpenVINO) file, by name."""
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(None, {"images": frames}), strict=True))
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(frames)
+    return {next(iter(o.get_names())): result[o] for o in compiled.outputs}
+
+
+@pytest.fixture(scope="module")
+def frames(tiny_bundle: Path, sample_photos: Path) -> np.ndarray:
+    """Two photos of none of the classes (a cat, a coffee cup), then one photo of each class."""
+    from edgecnn.runtime.images import read_image
+    from edgecnn.runtime.preprocess import fit_frame
+    from skimage import data
+
+    meta = ModelMeta.read(tiny_bundle / "model.onnx")
+    photos = [read_image(sorted(folder.iterdir())[0]) for folder in sorted(sample_photos.iterdir())]
+    images = [data.chelsea(), data.coffee(), *photos]
+    return np.stack([fit_frame(image, meta.preprocess) for image in images])
+
+
+def test_finetune_stores_a_calibrated_detector(tiny_run: Path) -> None:
+    from edgecnn.checkpoint import load_checkpoint
+    from edgecnn.unknown import DEFAULT_RULE, Detector
+
+    detector = Detector.from_dict(load_checkpoint(tiny_run / "best.pt").unknown)
+    assert detector is not None and detector.rule == DEFAULT_RULE
+    assert np.isfinite(detector.threshold) and detector.accept_rate == 0.95
+    # 8 validation images are too few to calibrate on: the fallback says so
+    assert "training images" in detector.calibration and "8 validation images" in detector.calibration
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_scores_unknown_images_above_its_threshold(tiny_bundle: Path, frames: np.ndarray,
+                                                               model: str) -> None:
+    meta = ModelMeta.read(tiny_bundle / model)
+    assert meta.unknown is not None and meta.unknown.output == "unknown_score"
+    got = outputs(tiny_bundle / model, frames)
+    assert list(got) == ["probabilities", "unknown_score"]
+    scores = got["unknown_score"]
+    assert scores.shape == (len(frames),)
+    assert scores[:2].min() > np.median(scores[2:]), scores  # the cat and the cup above the known photos
+    if meta.precision == "fp32":  # INT8 decisions near the threshold may differ (measured in the report)
+        assert all(meta.unknown.is_unknown(s) for s in scores[:2]), (scores, meta.unknown.threshold)
+
+
+def test_fp32_score_matches_pytorch(tiny_run: Path, tiny_bundle: Path, frames: np.ndarray) -> None:
+    import torch
+    from edgecnn.export.onnx import deployable
+
+    from edgecnn.checkpoint import load_checkpoint
+    from edgecnn.unknown import Detector, score_module
+
+    checkpoint = load_checkpoint(tiny_run / "best.pt")
+    detector = Detector.from_dict(checkpoint.unknown)
+    wrapped = deployable(checkpoint.build_model(), ModelMeta.read(tiny_bundle / "model.onnx").preprocess,
+                         score_module(detector.rule, detector.tensors))
+    with torch.inference_mode():
+        _, expected = wrapped(torch.from_numpy(frames))
+    np.testing.assert_allclose(outputs(tiny_bundle / "model.onnx", frames)["unknown_score"], expected.numpy(),
+                               atol=1e-4)
+
+
+def test_report_gives_int8_decision_agreement(tiny_bundle: Path) -> None:
+    from edgecnn.runtime.bundle import Bundle
+
+    unknown = Bundle(tiny_bundle).report.unknown
+    assert unknown is not None and unknown.rule == ModelMeta.read(tiny_bundle / "model.onnx").unknown.rule
+    for name in ("onnx int8", "openvino int8"):
+        assert 0.0 <= unknown.models[name]["decision_agreement_fp32"] <= 100.0
+    assert "Unknown detector" in (tiny_bundle / "report.md").read_text()
+
+
+def test_checkpoint_without_detector_exports_with_detection_off(tiny_run: Path, tmp_path: Path) -> None:
+    from edgecnn.export.bundle import ExportConfig, export_bundle
+
+    from edgecnn.checkpoint import load_checkpoint, save_checkpoint
+
+    old = save_checkpoint(replace(load_checkpoint(tiny_run / "best.pt"), unknown={}), tmp_path / "old.pt")
+    report = export_bundle(ExportConfig(checkpoint=old, out=tmp_path / "bundle", formats=("onnx",),
+                                        progress=False))
+    assert report.unknown is None
+    assert any("Unknown detection is off" in note for note in report.notes)
+    assert ModelMeta.read(tmp_path / "bundle" / "model.onnx").unknown is None
+    import onnxruntime as ort
+
+    model = tmp_path / "bundle" / "model.onnx"
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+
+
+@pytest.mark.parametrize("rate", ["0.5", "1", "1.2", "nan"])
+def test_accept_rate_outside_half_to_one_is_one_line_error(tiny_data: Path, tmp_path: Path,
+                                                           rate: str) -> None:
+    from typer.testing import CliRunner
+
+    from edgecnn.cli import app
+
+    result = CliRunner().invoke(app, ["finetune", str(tiny_data), "--out", str(tmp_path / "run"),
+                                      "--accept-rate", rate])
+    assert result.exit_code == 2
+    assert "--accept-rate" in result.output and "Traceback" not in result.output
