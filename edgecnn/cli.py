@@ -317,7 +317,7 @@ def predict(
                           soft_wrap=True)
 
 
-@app.command(name="eval", epilog="Example: edgecnn eval bundles/demo samples/photos")
+@app.command(name="eval", epilog="Example: edgecnn eval bundles/demo samples/photos --unknown photos/other")
 @user_errors
 def eval_command(
     model: ModelPath,
@@ -327,15 +327,19 @@ def eval_command(
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     labels: LabelsOpt = None, mean: MeanOpt = None, std: StdOpt = None, threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
+    unknown: Annotated[Path | None, typer.Option(
+        help="Folder of images of none of the classes: AUROC, unknown accepted at the model's threshold, "
+        "and unknown.png (score histograms + ROC).")] = None,
 ) -> None:
-    """Measure top-1/top-5, per-class precision/recall and the confusion matrix on a labelled folder."""
+    """Measure top-1/top-5, per-class precision/recall and the confusion matrix on a labelled folder
+    (and the unknown detector: known images accepted; with --unknown, how well it catches others)."""
     import json
 
     from edgecnn.runtime.evaluate import evaluate_folder
     from edgecnn.runtime.tables import eval_table
 
     with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
-        report = evaluate_folder(engine, data, out, progress=not json_out)
+        report = evaluate_folder(engine, data, out, progress=not json_out, unknown_dir=unknown)
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -1,8 +1,9 @@
 """`load()`: one door to a model (bundle folder, .onnx or OpenVINO .xml) and the `Engine` it returns.
 
     engine = load("bundles/demo")                    # fastest accurate model for the best device
-    engine.classify(frame, top_k=3, bgr=True)        # any size, one frame or a list -> [[Prediction]]
+    engine.classify(frame, top_k=3, bgr=True)        # any size, one frame or a list -> [Classification]
     probabilities = engine.infer(batch)              # N x H x W x 3 uint8, already fitted
+    scored = engine.infer_scored(batch)              # .probabilities and .unknown_score (None: no detector)
     future = engine.submit(batch)                    # overlapped: concurrent.futures.Future[np.ndarray]
     engine.infer_async(batch, callback)              # callback(probabilities) on a worker thread
     engine.wait()                                    # every infer_async started so far has finished
@@ -13,6 +14,10 @@ fit the next frame while the current one runs; with every request busy it waits 
 of `infer_async` run on the backend's worker thread; `wait()` re-raises the first error they raised.
 `infer` is synchronous and meant for one calling thread at a time; `close()` (or `with load(...)`)
 waits for started work. `auto` choices are explained in `engine.reason`.
+
+A model with an unknown detector (ModelMeta.unknown) has a second output, `unknown_score`; each
+`Classification` then says whether the image is none of the labels (`unknown`, score above the model's
+threshold). Models without one (older bundles, foreign ONNX) give `unknown_score=None, unknown=False`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,29 @@ class Prediction:
     probability: float
 
 
+@dataclass(frozen=True)
+class Classification(Sequence[Prediction]):
+    """One image's top-k predictions (a sequence of them) and the unknown detector's verdict."""
+
+    predictions: tuple[Prediction, ...]
+    unknown_score: float | None = None  # higher = more likely none of the labels; None: no detector
+    unknown: bool = False  # unknown_score above the model's threshold
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - int or slice, as a tuple takes
+        return self.predictions[index]
+
+    def __len__(self) -> int:
+        return len(self.predictions)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A batch's outputs: probabilities [N, classes] and unknown scores [N] (None without a detector)."""
+
+    probabilities: np.ndarray
+    unknown_score: np.ndarray | None = None
+
+
 class Engine:
     """A loaded model on one backend and device: labels, preprocessing, sync and overlapped inference."""
 
@@ -51,6 +79,9 @@ class Engine:
         self._pending: set[Future[np.ndarray]] = set()
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+        names = tuple(getattr(backend, "output_names", ()))
+        output = meta.unknown.output if meta.unknown is not None else None
+        self._score_index = names.index(output) if output in names else None
 
     # -- what it is --------------------------------------------------------------------------
     @property
@@ -90,24 +121,47 @@ class Engine:
     def fixed_batch(self) -> int | None:
         return self._backend.input.fixed_batch
 
+    @property
+    def unknown_threshold(self) -> float | None:
+        """Scores above this mean "none of the labels"; None when the model has no unknown detector."""
+        return self.meta.unknown.threshold if self._score_index is not None else None
+
     def describe(self) -> str:
         return f"{self.model_path.name} ({self.meta.precision}) on {self.backend} {self.device}"
 
     # -- synchronous ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities [N, classes] for an N x H x W x 3 uint8 RGB batch already fitted to the input."""
+        return self.infer_scored(batch).probabilities
+
+    def infer_scored(self, batch: np.ndarray) -> Scored:
+        """Probabilities and unknown scores of a fitted batch (one run of the model)."""
         fixed = self.fixed_batch
         if fixed and len(batch) != fixed:  # static-shape models (NPU): run in slices
-            return np.concatenate([self.infer(part) for part in _slices(batch, fixed)])[: len(batch)]
+            parts = [self.infer_scored(part) for part in _slices(batch, fixed)]
+            scores = None if parts[0].unknown_score is None else np.concatenate(
+                [p.unknown_score for p in parts])[: len(batch)]
+            return Scored(np.concatenate([p.probabilities for p in parts])[: len(batch)], scores)
         return self._finish(self._backend.infer(self._feed(batch)))
 
     def classify(self, images: np.ndarray | Sequence[np.ndarray], top_k: int | None = None,
-                 bgr: bool = False) -> list[list[Prediction]]:
-        """Top-k (default 5, or all classes of a smaller model) per frame; any size, RGB or BGR (OpenCV)."""
+                 bgr: bool = False) -> list[Classification]:
+        """Top-k (default 5, or all classes of a smaller model) per frame and whether it is none of the
+        labels; any size, RGB or BGR (OpenCV)."""
         frames = _as_frames(images)
         top_k = min(5, len(self.labels)) if top_k is None else top_k
         self.check_top_k(top_k)
-        return [self.top(row, top_k) for row in self.infer(fit_batch(frames, self.preprocess, bgr))]
+        scored = self.infer_scored(fit_batch(frames, self.preprocess, bgr))
+        scores = scored.unknown_score
+        return [self.classification(row, None if scores is None else float(scores[i]), top_k)
+                for i, row in enumerate(scored.probabilities)]
+
+    def classification(self, probabilities: np.ndarray, unknown_score: float | None,
+                       top_k: int = 5) -> Classification:
+        """Top-k of one image's probabilities with the unknown verdict at the model's threshold."""
+        threshold = self.unknown_threshold
+        unknown = unknown_score is not None and threshold is not None and unknown_score > threshold
+        return Classification(tuple(self.top(probabilities, top_k)), unknown_score, bool(unknown))
 
     def check_top_k(self, top_k: int) -> None:
         if not 1 <= top_k <= len(self.labels):
@@ -120,12 +174,19 @@ class Engine:
     # -- overlapped ----------------------------------------------------------------------------
     def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
         """Start a fitted batch; the future resolves to its probabilities."""
+        return self._submit(batch, lambda outputs: self._finish(outputs).probabilities)
+
+    def submit_scored(self, batch: np.ndarray) -> Future[Scored]:
+        """Start a fitted batch; the future resolves to its probabilities and unknown scores."""
+        return self._submit(batch, self._finish)
+
+    def _submit(self, batch: np.ndarray, finish: Callable[[Any], Any]) -> Future[Any]:
         if self.fixed_batch and len(batch) != self.fixed_batch:
             raise EdgecnnError(f"this model runs batches of exactly {self.fixed_batch}; got {len(batch)}")
         inner = self._backend.submit(self._feed(batch))
-        outer: Future[np.ndarray] = Future()
+        outer: Future[Any] = Future()
         outer.set_running_or_notify_cancel()
-        inner.add_done_callback(lambda done: _relay(done, outer, self._finish))
+        inner.add_done_callback(lambda done: _relay(done, outer, finish))
         return outer
 
     def infer_async(self, batch: np.ndarray, callback: Callable[[np.ndarray], None]) -> None:
@@ -185,12 +246,15 @@ class Engine:
             data = data.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(data, dtype=spec.dtype)
 
-    def _finish(self, output: np.ndarray) -> np.ndarray:
-        output = np.asarray(output, dtype=np.float32).reshape(len(output), -1)
+    def _finish(self, outputs: Sequence[np.ndarray]) -> Scored:
+        output = np.asarray(outputs[0], dtype=np.float32).reshape(len(outputs[0]), -1)
+        scores = None
+        if self._score_index is not None:
+            scores = np.asarray(outputs[self._score_index], dtype=np.float32).reshape(len(output))
         if self.meta.softmax_in_graph or _looks_like_probabilities(output):
-            return output
+            return Scored(output, scores)
         shifted = np.exp(output - output.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return Scored(shifted / shifted.sum(axis=1, keepdims=True), scores)
 
 
 def load(path: str | Path, device: str = "auto", precision: str = "auto", backend: str = "auto",

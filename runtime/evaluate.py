@@ -2,6 +2,8 @@
 
 Same folder layout as finetune: one subfolder per class, or a `val/` subfolder of that layout.
 Writes eval.json, misclassified.txt and confusion_matrix.png (matplotlib when present, else OpenCV).
+With the model's unknown detector, also how many known images it accepts; with `unknown_dir` (images of
+none of the classes), AUROC, unknown images accepted, and unknown.png (score histograms + ROC curve).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class EvalReport:
     misclassified: tuple[dict[str, Any], ...]  # file, true, predicted, probability
     skipped: tuple[str, ...]  # unreadable files, with the reason
     outputs: dict[str, str]
+    # the unknown detector: runtime.openset.OpenSetFigures as a dict (AUROC and unknown shares need
+    # --unknown images, else None); None when the model has no detector
+    unknown: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,23 +65,66 @@ def labelled_images(data: Path, labels: tuple[str, ...]) -> list[tuple[Path, int
 
 
 def evaluate_folder(engine: Engine, data: Path, out: Path | None = None, batch_size: int = 8,
-                    progress: bool = True) -> EvalReport:
-    """Top-1/top-5, per-class precision/recall, confusion matrix and misclassified files."""
+                    progress: bool = True, unknown_dir: Path | None = None) -> EvalReport:
+    """Top-1/top-5, per-class precision/recall, confusion matrix, misclassified files, and the unknown
+    detector on the known images (and on `unknown_dir`'s images of none of the classes)."""
     if out is not None:
         check_output_path(Path(out), "--out", folder=True)
         check_distinct({"--out": Path(out)}, {"DATA": Path(data)})  # confusion_matrix.png would be data
         check_writable(Path(out), "--out")
     items = labelled_images(Path(data), engine.labels)
+    unknown_items = _unknown_images(engine, unknown_dir)
     top_k = min(5, len(engine.labels))
     rows: list[tuple[Path, int, np.ndarray]] = []
     skipped: list[str] = []
+    known_scores: list[float] = []
     for chunk, batch in _batches(items, engine, batch_size, skipped, progress):
-        for (file, truth), probabilities in zip(chunk, engine.infer(batch), strict=True):
+        scored = engine.infer_scored(batch)
+        for (file, truth), probabilities in zip(chunk, scored.probabilities, strict=True):
             rows.append((file, truth, np.argsort(-probabilities, kind="stable")[:top_k]))
+        if scored.unknown_score is not None:
+            known_scores += scored.unknown_score.tolist()
     if not rows:
         raise EdgecnnError(f"no readable images under {data}")
+    unknown_scores = [float(score) for _, batch in _batches(unknown_items, engine, batch_size, skipped,
+                                                            progress) for score in engine.infer_scored(
+                                                                batch).unknown_score]
     report = _score(engine, Path(data), rows, skipped)
-    return _write(report, out, engine) if out is not None else report
+    if engine.unknown_threshold is not None:
+        correct = np.array([top[0] == truth for _, truth, top in rows])
+        report = _with_unknown(report, engine, np.array(known_scores), correct, unknown_dir,
+                               np.array(unknown_scores))
+    return _write(report, out, engine, known_scores, unknown_scores) if out is not None else report
+
+
+def _unknown_images(engine: Engine, unknown_dir: Path | None) -> list[tuple[Path, int]]:
+    """Images of none of the classes (any folder layout), or [] without --unknown."""
+    if unknown_dir is None:
+        return []
+    if engine.unknown_threshold is None:
+        raise EdgecnnError(f"{engine.model_path.name} has no unknown detector (no unknown_score output); "
+                           "export a checkpoint from `edgecnn finetune` of this version, or drop --unknown")
+    if not Path(unknown_dir).is_dir():
+        raise EdgecnnError(f"--unknown {unknown_dir} is not a folder; give a folder of images of none of "
+                           "the model's classes")
+    items = [(file, -1) for file in iter_image_files(Path(unknown_dir))]
+    if not items:
+        raise EdgecnnError(f"--unknown {unknown_dir} holds no images")
+    return items
+
+
+def _with_unknown(report: EvalReport, engine: Engine, known: np.ndarray, correct: np.ndarray,
+                  unknown_dir: Path | None, unknown: np.ndarray) -> EvalReport:
+    from dataclasses import replace
+
+    from edgecnn.runtime.openset import figures
+
+    got = asdict(figures(known, unknown, correct, engine.unknown_threshold))
+    if unknown_dir is None:
+        got.update(auroc=None, unknown_accepted=None)
+    meta = engine.meta.unknown
+    got.update(rule=meta.rule, accept_rate=meta.accept_rate, unknown_dir=str(unknown_dir or ""))
+    return replace(report, unknown=got)
 
 
 def _batches(items: list[tuple[Path, int]], engine: Engine, size: int, skipped: list[str], progress: bool
@@ -137,29 +185,36 @@ def _relative(file: Path, data: Path) -> str:
         return str(file)
 
 
-def _write(report: EvalReport, out: Path, engine: Engine) -> EvalReport:
+def _write(report: EvalReport, out: Path, engine: Engine, known_scores: list[float],
+           unknown_scores: list[float]) -> EvalReport:
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _write_files(report, out, engine)
+        return _write_files(report, out, engine, known_scores, unknown_scores)
     except BaseException:  # interrupted (or a full disk): an --out made for nothing is removed again
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
 
 
-def _write_files(report: EvalReport, out: Path, engine: Engine) -> EvalReport:
+def _write_files(report: EvalReport, out: Path, engine: Engine, known_scores: list[float],
+                 unknown_scores: list[float]) -> EvalReport:
     from dataclasses import replace
 
-    from edgecnn.runtime.plots import save_confusion
+    from edgecnn.runtime.plots import save_confusion, save_openset
 
     outputs = {"json": str(out / "eval.json"), "misclassified": str(out / "misclassified.txt"),
                "confusion_matrix": str(out / "confusion_matrix.png")}
+    if unknown_scores:
+        outputs["unknown_plot"] = str(out / "unknown.png")
     report = replace(report, outputs=outputs)
     columns = list(report.classes) + (["other"] if len(report.confusion[0]) > len(report.classes) else [])
     title = f"{engine.model_path.name} on {engine.backend} {engine.device}"
     save_confusion(np.array(report.confusion), list(report.classes), columns,
                    Path(outputs["confusion_matrix"]), title=title)
+    if unknown_scores:
+        save_openset(np.array(known_scores), np.array(unknown_scores), engine.unknown_threshold,
+                     Path(outputs["unknown_plot"]), title=f"{title}: {engine.meta.unknown.rule} score")
     lines = [f"{m['file']}\ttrue={m['true']}\tpredicted={m['predicted']}" for m in report.misclassified]
     write_text_atomic(Path(outputs["misclassified"]), "\n".join(lines) + ("\n" if lines else ""))
     write_text_atomic(Path(outputs["json"]), json.dumps(report.to_dict(), indent=2))

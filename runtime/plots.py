@@ -60,3 +60,39 @@ def _opencv(matrix: np.ndarray, rows: list[str], columns: list[str], path: Path)
                     (0, 0, 0))
     if not cv2.imwrite(str(path), canvas):
         raise OSError(f"cannot write {path}")
+
+
+def save_openset(known: np.ndarray, unknown: np.ndarray, threshold: float, path: Path,
+                 title: str = "") -> None:
+    """Two panels: the score histograms of known and unknown images with the model's threshold, and the
+    ROC curve (unknown = positive) with the threshold's operating point; needs matplotlib."""
+    from edgecnn.runtime.errors import EdgecnnError, install_hint
+    from edgecnn.runtime.openset import auroc, roc_curve
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise EdgecnnError(f"the --unknown plot needs matplotlib: {install_hint('train')}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (hist, roc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bins = np.histogram_bin_edges(np.concatenate([known, unknown]), bins=30)
+    hist.hist(known, bins=bins, alpha=0.6, color="tab:blue", label=f"known ({len(known)})")
+    hist.hist(unknown, bins=bins, alpha=0.6, color="tab:orange", label=f"unknown ({len(unknown)})")
+    hist.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+    hist.set(xlabel="unknown_score (higher = more likely unknown)", ylabel="images", title="scores")
+    hist.legend()
+    fpr, tpr = roc_curve(known, unknown)
+    roc.plot(fpr, tpr, color="tab:red", label=f"AUROC {auroc(known, unknown):.3f}")
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    roc.plot([np.mean(known > threshold)], [np.mean(unknown > threshold)], "ko", label="at the threshold")
+    roc.set(xlabel="known images rejected", ylabel="unknown images caught", title="ROC", xlim=(0, 1),
+            ylim=(0, 1.02))
+    roc.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with AtomicPath(path) as temp:
+        fig.savefig(temp, dpi=110, format="png")
+    plt.close(fig)

@@ -19,10 +19,13 @@ log = logging.getLogger("edgecnn")
 class FilePrediction:
     file: str
     predictions: tuple[Prediction, ...]
+    unknown_score: float | None = None  # None: the model has no unknown detector
+    unknown: bool = False  # none of the labels, by the model's unknown threshold
 
     def to_dict(self) -> dict[str, object]:
         return {"file": self.file, "predictions": [
-            {"index": p.index, "label": p.label, "probability": p.probability} for p in self.predictions]}
+            {"index": p.index, "label": p.label, "probability": p.probability} for p in self.predictions],
+            "unknown_score": self.unknown_score, "unknown": self.unknown}
 
 
 def image_files(inputs: Sequence[Path]) -> Iterator[tuple[Path, bool]]:
@@ -59,7 +62,8 @@ def predict_files(engine: Engine, inputs: Sequence[Path], top_k: int = 5,
             else:
                 skipped.append(str(exc))
             continue
-        yield FilePrediction(str(file), tuple(engine.classify(image, top_k=top_k)[0]))
+        result = engine.classify(image, top_k=top_k)[0]
+        yield FilePrediction(str(file), result.predictions, result.unknown_score, result.unknown)
 
 
 def _suffixes() -> set[str]:

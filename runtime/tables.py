@@ -11,21 +11,39 @@ from rich.table import Table
 
 
 def predictions_table(rows: Iterable[FilePrediction], title: str) -> Table:
+    """One row per image; with an unknown detector, an `unknown` column (score, and UNKNOWN above the
+    model's threshold: the top label is then only the nearest known class)."""
+    rows = list(rows)
+    scored = any(row.unknown_score is not None for row in rows)
     table = Table(title=printable(title), title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("prediction")
     table.add_column("prob", justify="right")
+    if scored:
+        table.add_column("unknown", justify="right")
     table.add_column("next", overflow="fold")
     for row in rows:
         best, *rest = row.predictions
         others = ", ".join(f"{printable(p.label)} {_probability(p.probability, 2)}" for p in rest)
-        table.add_row(printable(row.file), printable(best.label), _probability(best.probability, 3), others)
+        label = f"[dim]{printable(best.label)}[/]" if row.unknown else printable(best.label)  # nearest class
+        cells = [printable(row.file), label, _probability(best.probability, 3)]
+        if scored:
+            cells.append(unknown_cell(row.unknown_score, row.unknown))
+        table.add_row(*cells, others)
     return table
 
 
+def unknown_cell(score: float | None, unknown: bool) -> str:
+    if score is None:
+        return "-"
+    return f"[bold yellow]UNKNOWN[/] {score:.3f}" if unknown else f"{score:.3f}"
+
+
 def eval_table(report: Any) -> Table:
-    table = Table(title=f"{report.images} images: top-1 {report.top1:.3f}, top-5 {report.top5:.3f}",
-                  title_justify="left")
+    title = f"{report.images} images: top-1 {report.top1:.3f}, top-5 {report.top5:.3f}"
+    if report.unknown is not None:
+        title += "\n" + unknown_summary(report.unknown)
+    table = Table(title=title, title_justify="left")
     table.add_column("class")
     for name in ("precision", "recall", "images"):
         table.add_column(name, justify="right")
@@ -33,6 +51,17 @@ def eval_table(report: Any) -> Table:
                                                  report.support, strict=True):
         table.add_row(printable(label), f"{precision:.3f}", f"{recall:.3f}", str(support))
     return table
+
+
+def unknown_summary(unknown: dict[str, Any]) -> str:
+    """The unknown detector's figures from an eval report, in one or two lines."""
+    said = (f"unknown detector ({unknown['rule']}, threshold {unknown['threshold']:.4g}): accepts "
+            f"{unknown['known_accepted']:.1%} of the known images, top-1 on those "
+            f"{unknown['top1_accepted']:.3f}")
+    if unknown.get("auroc") is not None:
+        said += (f"\n{unknown['unknown_images']} unknown images: AUROC {unknown['auroc']:.3f}, "
+                 f"{unknown['unknown_accepted']:.1%} accepted as known")
+    return said
 
 
 def bench_table(report: Any) -> Table:

@@ -60,15 +60,16 @@ class Backend(Protocol):
     name: str  # "onnxruntime" | "openvino"
     device: str  # what actually runs it, e.g. "CPUExecutionProvider" or "CPU"
     input: InputSpec
-    num_outputs: int  # classes in the (single) output
+    num_outputs: int  # classes in the first output (the probabilities)
+    output_names: tuple[str, ...]  # in the model's order; edgecnn: probabilities (, unknown_score)
     load_seconds: float  # read + compile time
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run one prepared batch and return the first output."""
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one prepared batch and return every output, in the model's order."""
         ...
 
-    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
-        """Start one batch without waiting; the future holds the first output."""
+    def submit(self, batch: np.ndarray) -> Future[list[np.ndarray]]:
+        """Start one batch without waiting; the future holds every output."""
         ...
 
     def close(self) -> None:

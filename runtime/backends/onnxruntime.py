@@ -77,19 +77,28 @@ class OnnxRuntimeBackend:
         self.input = InputSpec(node.name, shape, _ONNX_DTYPES.get(node.type, node.type))
         out_shape = self.session.get_outputs()[0].shape
         self.num_outputs = out_shape[-1] if out_shape and isinstance(out_shape[-1], int) else 0
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
         self._pool: ThreadPoolExecutor | None = None
 
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input.name: batch})[0]
+        return self.session.run(self.output_names[:1], {self.input.name: batch})[0]
+
+    def infer_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input.name: batch})
 
     def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
+        return self._worker().submit(self.infer, batch)
+
+    def submit_all(self, batch: np.ndarray) -> Future[list[np.ndarray]]:
+        return self._worker().submit(self.infer_all, batch)
+
+    def _worker(self) -> ThreadPoolExecutor:
         if self._pool is None:  # one worker per stream: ORT spreads one run over its intra-op threads
             self._pool = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="edgecnn-ort")
-        return self._pool.submit(self.infer, batch)
+        return self._pool
 
     def close(self) -> None:
         if self._pool is not None:

@@ -88,6 +88,8 @@ class OpenVinoBackend:
         self._compiled: dict[int | None, _Compiled] = {}
         self.input = _input_spec(self._model.inputs[0], batch if device == "NPU" else None)
         self.num_outputs = _last_dim(self._model.outputs[0])
+        self.output_names = tuple(next(iter(o.get_names()), f"output{i}")
+                                  for i, o in enumerate(self._model.outputs))
         start = time.perf_counter()
         first = self._for(batch)
         self.compile_seconds = time.perf_counter() - start
@@ -96,13 +98,13 @@ class OpenVinoBackend:
         self.device = _execution_device(first.compiled, device)
         self.streams = _streams(first.compiled)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         request = self._for(len(batch)).request
         request.infer({0: batch}, share_inputs=True)
-        return request.get_output_tensor(0).data.copy()
+        return _outputs(request)
 
-    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
-        future: Future[np.ndarray] = Future()
+    def submit(self, batch: np.ndarray) -> Future[list[np.ndarray]]:
+        future: Future[list[np.ndarray]] = Future()
         future.set_running_or_notify_cancel()
         self._for(len(batch)).queue().start_async({0: batch}, future)  # blocks only while all are busy
         return future
@@ -161,9 +163,14 @@ def _reread(path: Path) -> Any:
     return read_model(path) if path.suffix.lower() == ".xml" else core().read_model(str(path))
 
 
-def _finish(request: Any, future: Future[np.ndarray]) -> None:
+def _outputs(request: Any) -> list[np.ndarray]:
+    """Every output of a finished request, copied out of its buffers, in the model's order."""
+    return [request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs))]
+
+
+def _finish(request: Any, future: Future[list[np.ndarray]]) -> None:
     try:
-        future.set_result(request.get_output_tensor(0).data.copy())
+        future.set_result(_outputs(request))
     except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the future
         future.set_exception(exc)
 
