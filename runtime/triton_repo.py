@@ -5,7 +5,9 @@
 
 The models keep the bundle's contract (uint8 NHWC `images` in, softmax `probabilities` out), so any
 Triton client can send raw fitted pixels; `label_filename` lets Triton's classification extension
-(`class_count` on an output) answer with label names. Torch-free: it only reads the bundle.
+(`class_count` on an output) answer with label names. A model with an unknown detector also exposes
+`unknown_score` (one float per image; the threshold is in the model's metadata, ModelMeta.unknown).
+Torch-free: it only reads the bundle.
 """
 
 from __future__ import annotations
@@ -90,7 +92,10 @@ def config_pbtxt(name: str, meta: ModelMeta, backend: str, kind: str, max_batch:
         "]",
         "output [",
         f'  {{ name: "probabilities" data_type: TYPE_FP32 dims: [ {meta.num_classes} ] '
-        'label_filename: "labels.txt" }',
+        'label_filename: "labels.txt" }' + ("," if meta.unknown is not None else ""),
+        # the graph's [batch] output: one value per image, so dims [ 1 ] reshaped to a scalar
+        *([f'  {{ name: "{meta.unknown.output}" data_type: TYPE_FP32 dims: [ 1 ] '
+            'reshape: { shape: [ ] } }'] if meta.unknown is not None else []),
         "]",
         f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}",
         f"instance_group [ {{ count: {instances} kind: {KINDS[kind]} }} ]",

@@ -50,11 +50,14 @@ def test_config_follows_the_bundle_contract(repo: Path, model: str, backend: str
     from tritonclient.grpc import model_config_pb2 as pb
 
     assert (config.name, config.backend, config.max_batch_size) == (model, backend, 32)
-    (images,), (probabilities,) = config.input, config.output
+    (images,), (probabilities, unknown) = config.input, config.output
     assert (images.name, images.data_type, list(images.dims)) == ("images", pb.TYPE_UINT8, [224, 224, 3])
     assert (probabilities.name, probabilities.data_type, list(probabilities.dims)) == (
         "probabilities", pb.TYPE_FP32, [1000])
     assert probabilities.label_filename == "labels.txt"
+    # the ImageNet bundle's unknown score: the graph's [batch] output, one float per image
+    assert (unknown.name, unknown.data_type, list(unknown.dims), list(unknown.reshape.shape)) == (
+        "unknown_score", pb.TYPE_FP32, [1], [])
     assert config.HasField("dynamic_batching")
     expected_kind = pb.ModelInstanceGroup.Kind.Value(kind)
     assert [(group.kind, group.count) for group in config.instance_group] == [(expected_kind, 1)]
@@ -144,8 +147,9 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             images = pb_utils.get_input_tensor_by_name(request, "images").as_numpy()
-            probabilities = self.session.run(["probabilities"], {"images": images})[0]
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("probabilities", probabilities)]))
+            probabilities, unknown = self.session.run(["probabilities", "unknown_score"], {"images": images})
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("probabilities", probabilities),
+                                                         pb_utils.Tensor("unknown_score", unknown)]))
         return responses
 '''
 
@@ -182,8 +186,10 @@ def test_triton_serves_the_config_with_label_names(repo: Path, imagenet_bundle: 
         request = httpclient.InferInput("images", list(image.shape), "UINT8")
         request.set_data_from_numpy(image)
         wanted = httpclient.InferRequestedOutput("probabilities", class_count=3)
-        answer = client.infer("lite0", [request], outputs=[wanted]).as_numpy("probabilities")
-        assert [entry.decode().split(":", 2)[2] for entry in answer[0]] == expected
+        result = client.infer("lite0", [request], outputs=[wanted, httpclient.InferRequestedOutput(
+            "unknown_score")])
+        assert [entry.decode().split(":", 2)[2] for entry in result.as_numpy("probabilities")[0]] == expected
+        assert result.as_numpy("unknown_score").shape == (1,)  # one float per image, as the bundle's graph
     finally:
         server.terminate()
         try:
