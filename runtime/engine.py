@@ -142,7 +142,7 @@ class Engine:
             scores = None if parts[0].unknown_score is None else np.concatenate(
                 [p.unknown_score for p in parts])[: len(batch)]
             return Scored(np.concatenate([p.probabilities for p in parts])[: len(batch)], scores)
-        return self._finish(self._backend.infer(self._feed(batch)))
+        return self._finish(self._backend.infer_all(self._feed(batch)))
 
     def classify(self, images: np.ndarray | Sequence[np.ndarray], top_k: int | None = None,
                  bgr: bool = False) -> list[Classification]:
@@ -183,7 +183,7 @@ class Engine:
     def _submit(self, batch: np.ndarray, finish: Callable[[Any], Any]) -> Future[Any]:
         if self.fixed_batch and len(batch) != self.fixed_batch:
             raise EdgecnnError(f"this model runs batches of exactly {self.fixed_batch}; got {len(batch)}")
-        inner = self._backend.submit(self._feed(batch))
+        inner = self._backend.submit_all(self._feed(batch))
         outer: Future[Any] = Future()
         outer.set_running_or_notify_cancel()
         inner.add_done_callback(lambda done: _relay(done, outer, finish))

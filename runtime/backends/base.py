@@ -64,11 +64,19 @@ class Backend(Protocol):
     output_names: tuple[str, ...]  # in the model's order; edgecnn: probabilities (, unknown_score)
     load_seconds: float  # read + compile time
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one prepared batch and return the first output."""
+        ...
+
+    def infer_all(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one prepared batch and return every output, in the model's order."""
         ...
 
-    def submit(self, batch: np.ndarray) -> Future[list[np.ndarray]]:
+    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
+        """Start one batch without waiting; the future holds the first output."""
+        ...
+
+    def submit_all(self, batch: np.ndarray) -> Future[list[np.ndarray]]:
         """Start one batch without waiting; the future holds every output."""
         ...
 

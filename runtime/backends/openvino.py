@@ -98,15 +98,25 @@ class OpenVinoBackend:
         self.device = _execution_device(first.compiled, device)
         self.streams = _streams(first.compiled)
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.infer_all(batch)[0]
+
+    def infer_all(self, batch: np.ndarray) -> list[np.ndarray]:
         request = self._for(len(batch)).request
         request.infer({0: batch}, share_inputs=True)
         return _outputs(request)
 
-    def submit(self, batch: np.ndarray) -> Future[list[np.ndarray]]:
-        future: Future[list[np.ndarray]] = Future()
+    def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
+        return self._start(batch, first_only=True)
+
+    def submit_all(self, batch: np.ndarray) -> Future[list[np.ndarray]]:
+        return self._start(batch, first_only=False)
+
+    def _start(self, batch: np.ndarray, first_only: bool) -> Future[Any]:
+        future: Future[Any] = Future()
         future.set_running_or_notify_cancel()
-        self._for(len(batch)).queue().start_async({0: batch}, future)  # blocks only while all are busy
+        # blocks only while all requests are busy
+        self._for(len(batch)).queue().start_async({0: batch}, (future, first_only))
         return future
 
     def close(self) -> None:
@@ -168,9 +178,10 @@ def _outputs(request: Any) -> list[np.ndarray]:
     return [request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs))]
 
 
-def _finish(request: Any, future: Future[list[np.ndarray]]) -> None:
+def _finish(request: Any, job: tuple[Future[Any], bool]) -> None:
+    future, first_only = job
     try:
-        future.set_result(_outputs(request))
+        future.set_result(request.get_output_tensor(0).data.copy() if first_only else _outputs(request))
     except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the future
         future.set_exception(exc)
 
