@@ -389,8 +389,12 @@ def camera(
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     top_k: Annotated[int | None, typer.Option(
         help="Labels to show per frame (default: 3, or all when the model has fewer).")] = None,
-    min_prob: Annotated[float, typer.Option(help="Top label below this shows as 'uncertain'.")] = 0.2,
-    smooth: Annotated[float, typer.Option(help="Weight of past frames in the moving average; 0 = off.")
+    min_prob: Annotated[float, typer.Option(
+        help="Top label below this probability shows as 'uncertain' (a low-confidence floor among the "
+        "model's classes; with 4 classes it is never below 0.25). Frames of none of the classes show as "
+        "'unknown' by the model's own unknown detector and threshold, whatever --min-prob is.")] = 0.2,
+    smooth: Annotated[float, typer.Option(
+        help="Weight of past frames in the moving average of probabilities and unknown score; 0 = off.")
                       ] = 0.6,
     headless: Annotated[bool, typer.Option(help="No window (automatic when there is no display).")] = False,
     save: Annotated[Path | None, typer.Option(help="Write the annotated video to this .mp4.")] = None,

@@ -28,7 +28,7 @@ import numpy as np
 from edgecnn.runtime.camera_report import CameraSummary, SourceSummary, summarise, summary_table
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable
-from edgecnn.runtime.overlay import UNCERTAIN, Display, draw_overlay, tile
+from edgecnn.runtime.overlay import Display, draw_overlay, shown_label, tile
 from edgecnn.runtime.preprocess import fit_frame
 from edgecnn.runtime.recording import AnnotatedVideo, BackgroundWriter, JsonlWriter
 from edgecnn.runtime.video import Frame, VideoOptions, VideoSource, check_source
@@ -45,8 +45,8 @@ class CameraConfig:
     source: str | int | Path = 0
     sources: tuple[str | int | Path, ...] = ()  # several sources; `source` is used when empty
     top_k: int = 3
-    min_prob: float = 0.2  # top-1 below this is shown as "uncertain"
-    smooth: float = 0.6  # EMA weight of the past probabilities; 0 = off
+    min_prob: float = 0.2  # top-1 below this is shown as "uncertain"; "unknown" is the model's detector
+    smooth: float = 0.6  # EMA weight of the past probabilities (and unknown score); 0 = off
     headless: bool = False
     save: Path | None = None  # annotated .mp4 (one per source: name-1.mp4, name-2.mp4, ...)
     jsonl: Path | None = None  # one record per processed frame
@@ -73,6 +73,8 @@ class FrameResult:
     latency_ms: float  # camera-to-result
     fps: float  # this source's recent results per second
     annotated: np.ndarray | None = None  # drawn when a window shows it
+    unknown_score: float | None = None  # smoothed like the probabilities; None: the model has no detector
+    unknown: bool = False  # the smoothed score above the model's unknown threshold
 
 
 @dataclass(frozen=True)
@@ -164,11 +166,19 @@ class Smoother:
         return self.state
 
 
+def _outputs(output: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities, unknown scores or None) from `submit_scored`'s Scored or a bare probabilities array."""
+    if isinstance(output, np.ndarray):
+        return output, None
+    return output.probabilities, output.unknown_score
+
+
 class Inference:
-    """The engine's overlapped API (`submit`) when it has one, else worker threads over `infer`."""
+    """The engine's overlapped API (`submit_scored`: probabilities and unknown scores) when it has one,
+    else worker threads over `infer`."""
 
     def __init__(self, engine: Any, depth: int) -> None:
-        self._submit = getattr(engine, "submit", None)
+        self._submit = getattr(engine, "submit_scored", None)
         self._infer, self._depth = engine.infer, depth
         self._pool: ThreadPoolExecutor | None = None
 
@@ -199,6 +209,7 @@ class _Stream:
 
     def __init__(self, index: int, source: VideoSource, smoother: Smoother) -> None:
         self.index, self.source, self.smoother = index, source, smoother
+        self.score_smoother = Smoother(smoother.weight)  # the unknown score, averaged like the probabilities
         self.name = source.spec.name
         self.inference_ms: list[float] = []
         self.latency_ms: list[float] = []
@@ -206,7 +217,7 @@ class _Stream:
         self.first_result = self.last_result = 0.0
         self.video: BackgroundWriter | None = None
         self.annotated: np.ndarray | None = None  # the newest drawn frame, for the window's grid
-        self.latest: tuple[np.ndarray, list[Any], dict[str, float]] | None = None  # for a sink's grid
+        self.latest: tuple[np.ndarray, list[Any], dict[str, float], bool] | None = None  # a sink's grid
         self.shown: Counter[str] = Counter()  # the label each processed frame showed
         self.error = ""
 
@@ -361,7 +372,8 @@ class _Loop:
 
     def _handle(self, batch: _Batch) -> bool:
         """Smooth, record and show the results of one batch, in source order; False when the user quits."""
-        probabilities = batch.future.result()
+        probabilities, scores = _outputs(batch.future.result())
+        threshold = getattr(self.engine, "unknown_threshold", None)
         ended = batch.times[1] if len(batch.times) > 1 else time.perf_counter()
         inference_ms = (ended - batch.times[0]) * 1000.0
         keep = True
@@ -369,6 +381,7 @@ class _Loop:
             now = time.perf_counter()
             latency_ms = (now - frame.captured) * 1000.0
             smoothed = stream.smoother(probabilities[row])
+            score = None if scores is None else float(stream.score_smoother(scores[row:row + 1])[0])
             stream.result_times.append(now)
             stream.first_result = stream.first_result or now
             stream.last_result = now
@@ -376,7 +389,8 @@ class _Loop:
             stream.latency_ms.append(latency_ms)
             top = self.engine.top(smoothed, self.config.top_k)
             result = FrameResult(stream.index, stream.name, frame, top, smoothed, inference_ms, latency_ms,
-                                 stream.recent_fps())
+                                 stream.recent_fps(), unknown_score=score,
+                                 unknown=score is not None and threshold is not None and score > threshold)
             keep = self._deliver(stream, result) and keep
         return keep
 
@@ -385,12 +399,12 @@ class _Loop:
         stats = {"fps": result.fps, "inference_ms": result.inference_ms, "latency_ms": result.latency_ms}
         display = self.display
         if display is not None and display.shows:
-            stream.annotated = draw_overlay(result.frame.image, result.top, self.config.min_prob, stats)
+            stream.annotated = draw_overlay(result.frame.image, result.top, self.config.min_prob, stats,
+                                            result.unknown)
             result = replace(result, annotated=stream.annotated)
         if self.config.save is not None:
-            self._video(stream).put((result.frame.image, result.annotated, result.top, stats))
-        best = result.top[0]
-        stream.shown[best.label if best.probability >= self.config.min_prob else UNCERTAIN] += 1
+            self._video(stream).put((result.frame.image, result.annotated, result.top, stats, result.unknown))
+        stream.shown[shown_label(result.top, self.config.min_prob, result.unknown)] += 1
         if self.jsonl is not None or self.sinks:
             record = self._record(result)
             if self.jsonl is not None:
@@ -406,14 +420,14 @@ class _Loop:
     def _publish(self, stream: _Stream, result: FrameResult, record: dict[str, Any],
                  stats: dict[str, float]) -> None:
         """Hand the result to every sink; the picture is drawn only if and when a sink asks for it."""
-        stream.latest = (result.frame.image, result.top, stats)
+        stream.latest = (result.frame.image, result.top, stats, result.unknown)
         drawn: list[np.ndarray | None] = [result.annotated]
         min_prob, streams = self.config.min_prob, list(self.streams)
 
         def draw() -> np.ndarray:  # on the sink's thread, at most once per update
             if drawn[0] is None:
-                pictures = [(s.name, draw_overlay(*s.latest[:2], min_prob, s.latest[2]) if s.latest else None,
-                             s.error) for s in streams]
+                pictures = [(s.name, draw_overlay(*s.latest[:2], min_prob, *s.latest[2:]) if s.latest
+                             else None, s.error) for s in streams]
                 drawn[0] = pictures[0][1] if len(pictures) == 1 else tile(pictures)
             return drawn[0]
 
@@ -436,13 +450,14 @@ class _Loop:
         return stream.video
 
     def _record(self, result: FrameResult) -> dict[str, Any]:
-        best = result.top[0]
         return {
             "source": result.source,
             "frame": result.frame.index,
             "timestamp": round(result.frame.timestamp, 4),
-            "label": best.label if best.probability >= self.config.min_prob else UNCERTAIN,
+            "label": shown_label(result.top, self.config.min_prob, result.unknown),
             "top": [{"label": p.label, "probability": round(p.probability, 5)} for p in result.top],
+            "unknown_score": None if result.unknown_score is None else round(result.unknown_score, 5),
+            "unknown": result.unknown,
             "inference_ms": round(result.inference_ms, 3),
             "latency_ms": round(result.latency_ms, 3),
         }

@@ -15,12 +15,23 @@ import numpy as np
 from edgecnn.runtime.outputs import AtomicPath
 
 UNCERTAIN = "uncertain"
+UNKNOWN = "unknown"  # the model's unknown detector says: none of its labels
 _GREEN, _GREY, _WHITE, _DARK = (80, 200, 80), (150, 150, 150), (255, 255, 255), (40, 40, 40)
+_ORANGE = (0, 140, 255)  # BGR: the unknown state's title and frame border
+
+
+def shown_label(top: Sequence[Any], min_prob: float, unknown: bool = False) -> str:
+    """What the camera shows for a frame: "unknown" (the detector), "uncertain" (top-1 below
+    `min_prob`), or the top label."""
+    if unknown:
+        return UNKNOWN
+    return top[0].label if top[0].probability >= min_prob else UNCERTAIN
 
 
 def draw_overlay(image: np.ndarray, top: Sequence[Any], min_prob: float,
-                 stats: dict[str, float]) -> np.ndarray:
-    """A copy of a BGR frame with the predictions (`.label`, `.probability`) and timings drawn on it."""
+                 stats: dict[str, float], unknown: bool = False) -> np.ndarray:
+    """A copy of a BGR frame with the predictions (`.label`, `.probability`) and timings drawn on it;
+    an unknown frame gets an orange "unknown" title and border, its bars greyed (nearest classes only)."""
     import cv2
 
     canvas = image.copy()
@@ -30,11 +41,13 @@ def draw_overlay(image: np.ndarray, top: Sequence[Any], min_prob: float,
     panel_w, panel_h = min(width, int(360 * scale) + 20), min(height, row * (len(top) + 2) + 12)
     region = canvas[:panel_h, :panel_w]
     cv2.addWeighted(region, 0.35, np.zeros_like(region), 0.65, 0.0, dst=region)  # dim the panel only
-    best = top[0]
-    title = best.label if best.probability >= min_prob else UNCERTAIN
-    _text(canvas, title, (8, row - 6), scale * 0.8, _WHITE)
+    title = shown_label(top, min_prob, unknown)
+    if unknown:
+        cv2.rectangle(canvas, (0, 0), (width - 1, height - 1), _ORANGE, max(3, int(6 * scale)))
+    _text(canvas, title, (8, row - 6), scale * 0.8, _ORANGE if unknown else _WHITE)
+    bar_floor = 2.0 if unknown else min_prob  # unknown: every bar grey, they are only the nearest classes
     for i, prediction in enumerate(top):
-        _bar(canvas, prediction, min_prob, (8, row * (i + 1) + 4), (panel_w - 16, row - 8), scale)
+        _bar(canvas, prediction, bar_floor, (8, row * (i + 1) + 4), (panel_w - 16, row - 8), scale)
     footer = (f"{stats.get('fps', 0.0):.1f} FPS  infer {stats.get('inference_ms', 0.0):.1f} ms  "
               f"cam->result {stats.get('latency_ms', 0.0):.1f} ms")
     _text(canvas, footer, (8, row * (len(top) + 2) - 2), scale * 0.5, _WHITE)

@@ -108,13 +108,13 @@ class AnnotatedVideo:
 
         self.video, self.min_prob = AtomicVideoWriter(path, fps), min_prob
 
-    def write(self, item: tuple[Any, Any, Any, dict[str, float]]) -> None:
-        """`item` = (frame, annotated frame or None, top predictions, timings for the footer)."""
+    def write(self, item: tuple[Any, Any, Any, dict[str, float], bool]) -> None:
+        """`item` = (frame, annotated frame or None, top predictions, timings for the footer, unknown)."""
         from edgecnn.runtime.overlay import draw_overlay
 
-        image, annotated, top, stats = item
+        image, annotated, top, stats, unknown = item
         if annotated is None:
-            annotated = draw_overlay(image, top, self.min_prob, stats)
+            annotated = draw_overlay(image, top, self.min_prob, stats, unknown)
         self.video.write(annotated)
 
     def close(self) -> None:

@@ -87,3 +87,39 @@ def test_foreign_model_has_no_verdict_and_eval_unknown_refuses(tmp_path: Path) -
                                  "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--unknown", str(data),
                                  "--out", str(tmp_path / "eval")])
     assert result.exit_code == 2 and "no unknown detector" in result.output
+
+
+def test_overlay_draws_the_unknown_state_distinctly() -> None:
+    from edgecnn.runtime.engine import Prediction
+    from edgecnn.runtime.overlay import draw_overlay
+
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    top = [Prediction(3, "tools", 0.55), Prediction(2, "renewable_energy", 0.2)]
+    stats = {"fps": 20.0, "inference_ms": 30.0, "latency_ms": 40.0}
+    known, unknown = draw_overlay(frame, top, 0.2, stats), draw_overlay(frame, top, 0.2, stats, unknown=True)
+    orange = np.array([0, 140, 255])
+    assert (np.abs(unknown[470:, 300:340].astype(int) - orange).sum(axis=2) < 30).any()  # the border
+    assert not (np.abs(known.astype(int) - orange).sum(axis=2) < 30).any()
+    assert (np.abs(unknown[:40, :200].astype(int) - orange).sum(axis=2) < 60).sum() > 20  # the title
+    green = np.array([80, 200, 80])
+    assert (known == green).all(axis=2).sum() > 100 and not (unknown == green).all(axis=2).any()  # bars
+
+
+@pytest.mark.parametrize("smooth", [0.0, 0.6])
+def test_camera_jsonl_carries_the_smoothed_score(tiny_bundle: Path, tmp_path: Path, smooth: float) -> None:
+    from edgecnn.runtime.camera import CameraConfig, run_camera
+
+    from tests.conftest import SAMPLE_VIDEOS
+
+    jsonl = tmp_path / "cup.jsonl"
+    with load(tiny_bundle, precision="fp32", backend="onnxruntime") as engine:
+        run_camera(engine, CameraConfig(source=SAMPLE_VIDEOS / "cup.mp4", headless=True, max_frames=12,
+                                        jsonl=jsonl, smooth=smooth), say=lambda _: None)
+        threshold = engine.unknown_threshold
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(records) == 12
+    for record in records:
+        assert record["unknown"] == (record["unknown_score"] > threshold)
+        assert record["label"] == "unknown" if record["unknown"] else record["label"] != "unknown"
+    scores = np.array([r["unknown_score"] for r in records])
+    assert np.isfinite(scores).all() and (smooth == 0.0 or np.abs(np.diff(scores)).max() < 0.1)
