@@ -203,7 +203,10 @@ def _bind(triton: Any, pytriton: _PyTriton, engines: list[Any], config: ServeCon
         infer_func=[_infer_function(engine, pytriton.batch) for engine in engines],
         inputs=[Tensor(name="images", dtype=np.uint8, shape=(height, width, 3))],
         outputs=[Tensor(name="probabilities", dtype=np.float32, shape=(len(engines[0].labels),)),
-                 Tensor(name="label", dtype=bytes, shape=(1,))],
+                 Tensor(name="label", dtype=bytes, shape=(1,)),
+                 *([Tensor(name="unknown_score", dtype=np.float32, shape=(1,)),
+                    Tensor(name="unknown", dtype=np.bool_, shape=(1,))]
+                   if engines[0].unknown_threshold is not None else [])],
         config=pytriton.ModelConfig(max_batch_size=config.max_batch, batcher=pytriton.DynamicBatcher(
             max_queue_delay_microseconds=config.queue_delay_us)),
         strict=True,
@@ -212,13 +215,19 @@ def _bind(triton: Any, pytriton: _PyTriton, engines: list[Any], config: ServeCon
 
 
 def _infer_function(engine: Any, batch: Callable[..., Any]) -> Callable[..., dict[str, np.ndarray]]:
-    """Triton hands over one dynamic batch as arrays; answer with probabilities and top-1 labels."""
+    """Triton hands over one dynamic batch as arrays; answer with probabilities and top-1 labels, and
+    with an unknown detector the score and verdict (`unknown`: above the model's threshold)."""
     names = np.array([label.encode("utf-8") for label in engine.labels], dtype=object)
 
     @batch
     def infer(images: np.ndarray) -> dict[str, np.ndarray]:
-        probabilities = engine.infer(images)
-        return {"probabilities": probabilities, "label": names[probabilities.argmax(axis=1)][:, None]}
+        scored = engine.infer_scored(images)
+        probabilities = scored.probabilities
+        answer = {"probabilities": probabilities, "label": names[probabilities.argmax(axis=1)][:, None]}
+        if scored.unknown_score is not None:
+            answer["unknown_score"] = scored.unknown_score[:, None]
+            answer["unknown"] = (scored.unknown_score > engine.unknown_threshold)[:, None]
+        return answer
 
     return infer
 

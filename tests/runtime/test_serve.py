@@ -128,6 +128,8 @@ def test_labels_match_the_engine(server: Server, photos_and_expected: tuple, pro
     result = infer(protocol, port, batch)
     assert [label.decode() for label in result.as_numpy("label")[:, 0]] == labels
     np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, atol=2e-3)
+    scores, unknown = result.as_numpy("unknown_score"), result.as_numpy("unknown")  # the bundle's detector
+    assert scores.shape == unknown.shape == (len(batch), 1) and unknown.dtype == np.bool_
 
 
 def test_single_image_requests_and_metrics(server: Server, photos_and_expected: tuple) -> None:
