@@ -113,10 +113,13 @@ def info_table(data: dict[str, Any]) -> Table:
         verdict = {True: ", accuracy check passed", False: ", accuracy check FAILED"}.get(
             model.get("accuracy_check_passed"), "")
         accuracy = ", ".join(f"{k} {_number(v)}" for k, v in meta.get("accuracy", {}).items())
+        unknown = meta.get("unknown")
+        detector = (f"; unknown if {unknown['rule']} score > {unknown['threshold']:.4g}" if unknown
+                    else "; unknown detection off")
         table.add_row(printable(name), printable(
             f"{meta['arch']} {meta['precision']}, {len(meta['labels'])} classes, "
             f"input {pre['input_size'][0]}x{pre['input_size'][1]}, {model['size_mb']} MB"
-            f"{verdict}{'; ' + accuracy if accuracy else ''}"))
+            f"{verdict}{'; ' + accuracy if accuracy else ''}{detector}"))
     return table
 
 
