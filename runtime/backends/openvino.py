@@ -88,8 +88,7 @@ class OpenVinoBackend:
         self._compiled: dict[int | None, _Compiled] = {}
         self.input = _input_spec(self._model.inputs[0], batch if device == "NPU" else None)
         self.num_outputs = _last_dim(self._model.outputs[0])
-        self.output_names = tuple(next(iter(o.get_names()), f"output{i}")
-                                  for i, o in enumerate(self._model.outputs))
+        self.output_names = tuple(output_name(o, i) for i, o in enumerate(self._model.outputs))
         start = time.perf_counter()
         first = self._for(batch)
         self.compile_seconds = time.perf_counter() - start
@@ -171,6 +170,13 @@ class _Compiled:
 def _reread(path: Path) -> Any:
     """The model again, for a compile after the first (an .onnx file is read by OpenVINO directly)."""
     return read_model(path) if path.suffix.lower() == ".xml" else core().read_model(str(path))
+
+
+def output_name(node: Any, index: int) -> str:
+    """The graph's name for an output: a tensor can carry several (after NNCF also an internal one like
+    "/unknown_detector/Gather_output_0"); the model's own output name has no "/" path."""
+    names = sorted(node.get_names(), key=lambda name: ("/" in name, name))
+    return names[0] if names else f"output{index}"
 
 
 def _outputs(request: Any) -> list[np.ndarray]:

@@ -25,7 +25,9 @@ def outputs(path: Path, frames: np.ndarray) -> dict[str, np.ndarray]:
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled(frames)
-    return {next(iter(o.get_names())): result[o] for o in compiled.outputs}
+    from edgecnn.runtime.backends.openvino import output_name
+
+    return {output_name(o, i): result[o] for i, o in enumerate(compiled.outputs)}
 
 
 @pytest.fixture(scope="module")
