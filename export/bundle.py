@@ -197,18 +197,22 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
     extra = {"openvino_fp32_graph_max_abs_diff": tallies[graph[0].name].max_abs_diff} if graph else {}
     extra["pytorch_latency_ms"] = latency["pytorch"]
     if source.detector is not None:
-        from edgecnn.export.checks import unknown_agreement
-        from edgecnn.export.images import ImageSet
-        from edgecnn.runtime.bundle import UnknownCheck
-
         steps.say("checking the unknown detector of every model")
-        seen = ImageSet(source.validation.paths + source.calibration.paths)
-        meta = source.detector.meta()
-        extra["unknown"] = UnknownCheck(
-            meta.rule, meta.threshold, meta.accept_rate, meta.calibration, meta.calibration_images,
-            checked_images=len(seen),
-            models=unknown_agreement(candidates, seen, source.preprocess, batch, meta.threshold))
+        extra["unknown"] = check_unknown(source, candidates, batch)
     return measured, extra
+
+
+def check_unknown(source: Source, candidates: list[Candidate], batch: int) -> Any:
+    """The detector as each model applies it to the validation + calibration images (UnknownCheck)."""
+    from edgecnn.export.checks import unknown_agreement
+    from edgecnn.export.images import ImageSet
+    from edgecnn.runtime.bundle import UnknownCheck
+
+    seen = ImageSet(source.validation.paths + source.calibration.paths)
+    meta = source.detector.meta()
+    return UnknownCheck(meta.rule, meta.threshold, meta.accept_rate, meta.calibration,
+                        meta.calibration_images, checked_images=len(seen),
+                        models=unknown_agreement(candidates, seen, source.preprocess, batch, meta.threshold))
 
 
 def unknown_module(source: Source) -> Any:

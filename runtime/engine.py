@@ -51,7 +51,7 @@ class Classification(Sequence[Prediction]):
     unknown_score: float | None = None  # higher = more likely none of the labels; None: no detector
     unknown: bool = False  # unknown_score above the model's threshold
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - int or slice, as a tuple takes
+    def __getitem__(self, index):
         return self.predictions[index]
 
     def __len__(self) -> int:

@@ -187,9 +187,9 @@ def test_triton_serves_the_config_with_label_names(repo: Path, imagenet_bundle: 
         request.set_data_from_numpy(image)
         wanted = httpclient.InferRequestedOutput("probabilities", class_count=3)
         result = client.infer("lite0", [request], outputs=[wanted, httpclient.InferRequestedOutput(
-            "unknown_score")])
-        assert [entry.decode().split(":", 2)[2] for entry in result.as_numpy("probabilities")[0]] == expected
-        assert result.as_numpy("unknown_score").shape == (1,)  # one float per image, as the bundle's graph
+            "unknown_score")])  # the labels in the engine's order; one unknown score per image
+        assert [e.decode().split(":", 2)[2] for e in result.as_numpy("probabilities")[0]] == expected and \
+            result.as_numpy("unknown_score").shape == (1,)
     finally:
         server.terminate()
         try:
