@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 EDGECNN := $(VENV)/bin/edgecnn
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-serve lint clean
+.PHONY: demo test test-serve readme dist check-wheel lint clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -46,8 +46,31 @@ test-serve: $(SERVE_VENV)/.installed
 		tests/runtime/test_triton_repo.py | tee .test-serve.log
 	! grep -q "SKIPPED" .test-serve.log
 
+# The README tour's output blocks, from a real run of each `$ edgecnn ...` command (docs/tour.py).
+readme: $(STAMP)
+	$(PY) docs/tour.py
+
+# A wheel and an sdist (dist/); the wheel installs into a fresh venv and runs outside the clone,
+# on a bundle exported here (FP32 ONNX only: seconds).
+WHEEL_VENV ?= .venv-wheel
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+
+check-wheel: dist
+	rm -rf $(WHEEL_VENV) build/wheel-check
+	python3 -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/edgecnn-*.whl
+	$(EDGECNN) export --pretrained --format onnx --out build/wheel-check --calibration-size 8
+	cd /tmp && $(abspath $(WHEEL_VENV))/bin/edgecnn --help > /dev/null
+	cd /tmp && $(abspath $(WHEEL_VENV))/bin/edgecnn predict $(CURDIR)/build/wheel-check \
+		$(CURDIR)/samples/photos/fishes/fish1.webp --json | tee $(CURDIR)/build/wheel-check.jsonl
+	grep -q '"predictions": \[{"index": 392, "label": "rock beauty"' build/wheel-check.jsonl  # a fish
+	$(WHEEL_VENV)/bin/python -c "import sys, edgecnn.runtime; assert 'torch' not in sys.modules"
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall dist/edgecnn-*.tar.gz
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf runs bundles build *.egg-info .venv-serve
+	rm -rf runs bundles build dist *.egg-info .venv-serve .venv-wheel

@@ -96,8 +96,7 @@ def _restore_signals(previous: dict[int, Any]) -> None:
             signal.signal(signum, handler)
 
 
-@app.command(epilog="Example: edgecnn finetune samples/photos --epochs 3   (writes runs/finetune, or "
-             "runs/finetune2... when that exists)")
+@app.command(epilog="Example: edgecnn finetune samples/photos --epochs 3")
 @user_errors
 def finetune(
     data: Annotated[Path | None, typer.Argument(
@@ -183,8 +182,7 @@ def _run_folder(root: Path, name: str, exist_ok: bool, numbered: bool = True) ->
     return next_free_folder(root, name, exist_ok or not numbered)
 
 
-@app.command(epilog="Example: edgecnn export runs/finetune/best.pt --int8   (writes bundles/finetune, or "
-             "bundles/finetune2... when that exists)")
+@app.command(epilog="Example: edgecnn export runs/finetune/best.pt --int8")
 @user_errors
 def export(
     checkpoint: Annotated[Path | None, typer.Argument(help="best.pt written by `edgecnn finetune`.")] = None,
