@@ -259,6 +259,9 @@ MeanOpt = Annotated[str | None, typer.Option(help="R,G,B mean of a float-input m
 StdOpt = Annotated[str | None, typer.Option(help="R,G,B std of a float-input model, e.g. 0.229,0.224,0.225.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference (default: the backend's).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CacheOpt = Annotated[str | None, typer.Option(
+    help="OpenVINO compiled-model cache folder (default: $EDGECNN_CACHE_DIR, else "
+    "$XDG_CACHE_HOME/edgecnn/openvino or ~/.cache/edgecnn/openvino; '' = off).")]
 
 
 def _show(json_out: bool, data: Any, table: Callable[[], Any]) -> None:
@@ -273,12 +276,13 @@ def _show(json_out: bool, data: Any, table: Callable[[], Any]) -> None:
 
 def _load_engine(model: Path, device: str, backend: str, precision: str, labels: Path | None = None,
                  mean: str | None = None, std: str | None = None, threads: int | None = None,
-                 quiet: bool = False, streams: int | None = None) -> Any:
+                 quiet: bool = False, streams: int | None = None, cache_dir: str | None = None) -> Any:
     from edgecnn.runtime import load
     from edgecnn.runtime.selection import parse_triplet
 
     engine = load(model, device=device, precision=precision, backend=backend, labels=labels, threads=threads,
-                  mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"), streams=streams)
+                  mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"), streams=streams,
+                  cache_dir=cache_dir)
     if not quiet:
         err_console.print(printable(f"{engine.describe()} ({engine.reason})"), highlight=False)
     return engine
@@ -293,7 +297,7 @@ def predict(
         help="How many classes to show per image (default: 5, or all when the model has fewer).")] = None,
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     labels: LabelsOpt = None, mean: MeanOpt = None, std: StdOpt = None, threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, cache_dir: CacheOpt = None,
 ) -> None:
     """Classify images with an exported model (no PyTorch needed)."""
     import json
@@ -302,7 +306,8 @@ def predict(
     from edgecnn.runtime.tables import predictions_table
 
     skipped: list[str] = []
-    with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
+    with _load_engine(model, device, backend, precision, labels, mean, std, threads,
+                      cache_dir=cache_dir) as engine:
         rows = predict_files(engine, images, min(5, len(engine.labels)) if top_k is None else top_k, skipped)
         if json_out:
             for row in rows:
@@ -324,7 +329,7 @@ def eval_command(
                    ] = Path("runs/eval"),
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     labels: LabelsOpt = None, mean: MeanOpt = None, std: StdOpt = None, threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, cache_dir: CacheOpt = None,
     unknown: Annotated[Path | None, typer.Option(
         help="Folder of images of none of the classes: AUROC, unknown accepted at the model's threshold, "
         "and unknown.png (score histograms + ROC).")] = None,
@@ -336,7 +341,8 @@ def eval_command(
     from edgecnn.runtime.evaluate import evaluate_folder
     from edgecnn.runtime.tables import eval_table
 
-    with _load_engine(model, device, backend, precision, labels, mean, std, threads) as engine:
+    with _load_engine(model, device, backend, precision, labels, mean, std, threads,
+                      cache_dir=cache_dir) as engine:
         report = evaluate_folder(engine, data, out, progress=not json_out, unknown_dir=unknown)
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
@@ -359,7 +365,7 @@ def bench(
     cold_start: Annotated[bool, typer.Option(help="Also time a fresh process: import, load, 1st result.")
                           ] = True,
     labels: LabelsOpt = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, cache_dir: CacheOpt = None,
 ) -> None:
     """Measure latency, throughput, cold start and memory of a model on a device."""
 
@@ -369,7 +375,7 @@ def bench(
 
     config = BenchConfig(model=model, device=device, backend=backend, precision=precision, batch=batch,
                          threads=threads, seconds=seconds, baseline=baseline, hint=hint,
-                         cold_start=cold_start, labels=str(labels) if labels else None)
+                         cold_start=cold_start, labels=str(labels) if labels else None, cache_dir=cache_dir)
     report = run_bench(config)
     _show(json_out, report.to_dict(), lambda: bench_table(report))
 
@@ -421,7 +427,7 @@ def camera(
         envvar="EDGECNN_TOKEN", help="Secret viewers of --serve must give: open /?token=TOKEN.")] = None,
     no_auth: Annotated[bool, typer.Option(
         "--no-auth", help="Let anyone who can reach a non-loopback --serve address watch.")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, cache_dir: CacheOpt = None,
 ) -> None:
     """Recognise what webcams, video files, streams or image folders show, live (several at once).
 
@@ -451,7 +457,8 @@ def camera(
         collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
         sinks += [collector] if collector else []
         settings = camera_engine() if threads is None else {"threads": threads}
-        engine = stack.enter_context(_load_engine(model, device, backend, precision, **settings))
+        engine = stack.enter_context(_load_engine(model, device, backend, precision, **settings,
+                                                  cache_dir=cache_dir))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
         summary = run_camera(engine, config, say=say, sinks=sinks)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
+import tempfile
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -12,7 +15,7 @@ import numpy as np
 from edgecnn.runtime.backends.base import InputSpec, check_graph
 from edgecnn.runtime.errors import EdgecnnError
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "edgecnn" / "openvino"
+CACHE_ENV = "EDGECNN_CACHE_DIR"  # the compiled-model cache folder when --cache-dir is not given
 HINTS = ("latency", "throughput", "cumulative_throughput")
 _OV_DTYPES = {"u8": "uint8", "f32": "float32", "f16": "float16"}
 
@@ -75,7 +78,7 @@ class OpenVinoBackend:
     max_static_sizes = 3
 
     def __init__(self, path: Path, device: str = "CPU", hint: str = "latency", precision: str = "f32",
-                 threads: int | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
+                 threads: int | None = None, cache_dir: Path | None = None,
                  model: Any = None, batch: int = 1, read_seconds: float = 0.0,
                  streams: int | None = None) -> None:
         start = time.perf_counter()
@@ -232,7 +235,37 @@ def _execution_device(compiled: Any, asked: str) -> str:
 
 
 def cache_dir_from(value: str | Path | None) -> Path | None:
-    """The compiled-model cache folder: the caller's, or ~/.cache/edgecnn/openvino; "" turns it off."""
+    """The compiled-model cache folder: the caller's, else $EDGECNN_CACHE_DIR, else
+    $XDG_CACHE_HOME/edgecnn/openvino (~/.cache/edgecnn/openvino); "" turns caching off.
+
+    A folder that cannot be written (read-only or missing HOME) turns caching off with a one-line note:
+    the model still runs, it only compiles afresh each time (~0.1-1 s).
+    """
     if value is None:
-        return DEFAULT_CACHE_DIR
-    return Path(value) if str(value) else None
+        value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return _writable_cache(Path(value)) if str(value) else None
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    try:
+        root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    except RuntimeError:  # no HOME and no passwd entry
+        _note_no_cache("~/.cache", "there is no home folder")
+        return None
+    return _writable_cache(root / "edgecnn" / "openvino")
+
+
+def _writable_cache(folder: Path) -> Path | None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkdtemp(dir=folder, prefix=".edgecnn-probe-")).rmdir()
+    except OSError as exc:
+        _note_no_cache(str(folder), exc.strerror or type(exc).__name__)
+        return None
+    return folder
+
+
+@functools.cache
+def _note_no_cache(folder: str, reason: str) -> None:
+    """Said once per folder and process, on stderr: the run goes on without a cache."""
+    print(f"note: OpenVINO cache folder {folder} is not writable ({reason}); compiling without a cache. "
+          f"Give --cache-dir DIR or set {CACHE_ENV}=DIR ('' turns it off).", file=sys.stderr)
