@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from edgecnn.runtime.errors import EdgecnnError
 
@@ -39,9 +40,41 @@ def ort_providers() -> tuple[str, ...]:
     import onnxruntime as ort
 
     listed = ort.get_available_providers()
-    cuda_ok = _cuda_driver_present()
-    needs_cuda = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-    return tuple(p for p in listed if p not in needs_cuda or cuda_ok)
+    needs_cuda = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}
+    return tuple(p for p in listed if p not in needs_cuda or
+                 (_cuda_driver_present() and _provider_library_loads(ort, needs_cuda[p])))
+
+
+def _provider_library_loads(ort: Any, name: str) -> bool:
+    """onnxruntime-gpu lists CUDA/TensorRT whenever it is installed; its provider library only loads when
+    the CUDA runtime, cuBLAS and cuDNN (or TensorRT) it links against are present."""
+    import os
+
+    capi = os.path.join(os.path.dirname(ort.__file__), "capi")
+    suffix = {"linux": ".so", "win32": ".dll"}.get(sys.platform, ".so")
+    prefix = "" if sys.platform == "win32" else "lib"
+    try:
+        shared = os.path.join(capi, f"{prefix}onnxruntime_providers_shared{suffix}")
+        ctypes.CDLL(shared, mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(os.path.join(capi, f"{prefix}onnxruntime_providers_{name}{suffix}"))
+    except OSError:
+        return False
+    return True
+
+
+def ort_unusable() -> dict[str, str]:
+    """ORT providers this onnxruntime build lists but that cannot run here, with the reason."""
+    if not has_module("onnxruntime"):
+        return {}
+    import onnxruntime as ort
+
+    usable = ort_providers()
+    found = {}
+    for provider in ort.get_available_providers():
+        if provider not in usable:
+            found[provider] = "no NVIDIA driver (libcuda)" if not _cuda_driver_present() else \
+                "its CUDA/cuDNN/TensorRT libraries do not load"
+    return found
 
 
 @functools.lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ def machine_info() -> dict[str, Any]:
 
         found["backends"]["onnxruntime"]["providers_listed"] = ort.get_available_providers()
         found["backends"]["onnxruntime"]["providers_usable"] = list(devices.ort_providers())
+        found["backends"]["onnxruntime"]["providers_unusable"] = devices.ort_unusable()
     if "openvino" in found["backends"]:
         from edgecnn.runtime.backends.openvino import core
 
@@ -45,7 +46,7 @@ def model_info(path: Path) -> dict[str, Any]:
 
 def _file_info(path: Path, passed: bool | None) -> dict[str, Any]:
     meta = ModelMeta.read(path)
-    data: dict[str, Any] = {"size_mb": round(_size(path) / 2**20, 2)}
+    data: dict[str, Any] = {"size_mb": round(_size(path) / 1e6, 2)}  # MB = 10^6 bytes, as export reports
     if passed is not None:
         data["accuracy_check_passed"] = passed
     if meta is None:

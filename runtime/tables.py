@@ -82,7 +82,7 @@ def bench_table(report: Any) -> Table:
     if cold and "error" not in cold:
         rows.append(("cold start (import + load + 1st result)", f"{cold['seconds']:.2f} s "
                      f"({cold['process_seconds']:.2f} s with interpreter)"))
-        rows.append(("cold start peak memory (RSS)", f"{cold['peak_rss_mb']:.0f} MB"))
+        rows.append(("cold start peak memory (RSS)", f"{cold['peak_rss_mb']:.0f} MiB"))
     elif cold:
         rows.append(("cold start", f"failed: {cold['error']}"))
     base = report.baseline
@@ -102,8 +102,14 @@ def info_table(data: dict[str, Any]) -> Table:
     table.add_column("value", overflow="fold")
     for name, backend in data["machine"]["backends"].items():
         usable = backend.get("providers_usable") or [f"{d}: {full}" for d, full in backend["devices"].items()]
+        by_reason: dict[str, list[str]] = {}
+        for provider, why in backend.get("providers_unusable", {}).items():
+            by_reason.setdefault(why, []).append(provider.removesuffix("ExecutionProvider"))
+        unusable = [f"{', '.join(names)}: {why}" for why, names in by_reason.items()]
         table.add_row(printable(f"{name} {backend['version']}"),
                       printable(", ".join(usable) or "no usable device"))
+        if unusable:
+            table.add_row("  cannot run here", printable("; ".join(unusable)))
     for name, model in _models(data.get("model")):
         meta = model.get("metadata")
         if meta is None:

@@ -169,7 +169,13 @@ def test_info(imagenet_bundle: Path) -> None:
     result = run("info", imagenet_bundle, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert "CPUExecutionProvider" in data["machine"]["backends"]["onnxruntime"]["providers_usable"]
+    ort = data["machine"]["backends"]["onnxruntime"]
+    assert "CPUExecutionProvider" in ort["providers_usable"]
+    # every listed provider is either usable or said to be unusable, with the reason
+    said = ort["providers_usable"] + list(ort["providers_unusable"])
+    assert sorted(ort["providers_listed"]) == sorted(said)
+    if "CUDAExecutionProvider" in ort["providers_unusable"]:  # onnxruntime-gpu on a machine without CUDA
+        assert "CUDA" in run("info").stdout.split("cannot run here")[1]
     assert "CPU" in data["machine"]["backends"]["openvino"]["devices"]
     models = data["model"]["models"]
     assert models["openvino/model.int8.xml"]["metadata"]["precision"] == "int8"
