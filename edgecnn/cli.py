@@ -614,6 +614,27 @@ def triton(
 _STANDALONE = False  # True in the `edgecnn` process itself (main), False when the app is called in-process
 
 
+class _FlagsWithoutType(typer.core.TyperCommand):
+    """On/off options show no `<bool>` type in --help: it invites `--json true`, which is an error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+for _command in app.registered_commands:
+    if _command.cls in (None, typer.core.TyperCommand):
+        _command.cls = _FlagsWithoutType
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m edgecnn`
     global _STANDALONE
     _STANDALONE = True

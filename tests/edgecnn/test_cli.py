@@ -67,3 +67,10 @@ def test_finetune_numbers_its_run_folders(tiny_data, tmp_path, monkeypatch: pyte
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["finetune", "finetune2"]
     result = runner.invoke(app, ["finetune", str(tiny_data), "--name", "x", "--out", "y"])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_flags_show_no_bool_type(command: str) -> None:
+    """`--json <bool>` in --help invites `--json true`; on/off options show no type at all."""
+    result = runner.invoke(app, [command, "--help"], terminal_width=160)
+    assert result.exit_code == 0 and "<bool>" not in result.output, result.output
