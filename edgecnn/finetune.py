@@ -157,6 +157,7 @@ class FinetuneResult:
     seconds: float
     paths: dict[str, Path] = field(default_factory=dict)  # best, last, metrics, curves, confusion_matrix
     unknown: str = ""  # the unknown detector stored in best.pt, in words
+    phases: tuple[tuple[str, int], ...] = ()  # epochs per phase, in order: (("head", 10), ("full", 3))
 
 
 def finetune(config: FinetuneConfig) -> FinetuneResult:
@@ -387,7 +388,7 @@ class Run:
         return FinetuneResult(self.out, self.best["val_top1"], self.best["val_loss"], int(self.best["epoch"]),
                               len(self.history), self.split.labels, len(self.split.train),
                               len(self.split.val), self.split.skipped, time.perf_counter() - began,
-                              paths, describe(detector))
+                              paths, describe(detector), _phase_counts(self.history))
 
     def _fit_unknown(self, progress: Progress) -> Detector:
         """Fit the unknown detector on best.pt's pooled features (training images' plain view) and
@@ -428,6 +429,13 @@ class Run:
         if self.head is not None and best_phase == "head":
             return self.head.validate()
         return validate_model(self.model, self._loader(self.split.val), self.device, self.dist)
+
+
+def _phase_counts(history: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
+    counts: dict[str, int] = {}
+    for row in history:
+        counts[row["phase"]] = counts.get(row["phase"], 0) + 1
+    return tuple(counts.items())
 
 
 def _new_split(config: FinetuneConfig) -> DataSplit:

@@ -87,6 +87,20 @@ def progress_bars(enabled: bool) -> Progress:
                     console=Console(stderr=True), disable=not enabled)
 
 
+PHASE_NAMES = {"head": "head epoch", "full": "full fine-tune epoch"}
+
+
+def best_epoch_text(result: FinetuneResult) -> str:
+    """Which epoch of which phase was best: "full fine-tune epoch 1 of 3, after 10 head epochs"."""
+    before = 0
+    for phase, count in result.phases:
+        if result.best_epoch <= before + count:
+            text = f"{PHASE_NAMES.get(phase, phase)} {result.best_epoch - before} of {count}"
+            return text + (f", after {before} head epochs" if before else "")
+        before += count
+    return f"epoch {result.best_epoch} of {result.epochs}"
+
+
 def result_table(result: FinetuneResult) -> Table:
     """The end-of-run summary: best validation top-1 and where every file is."""
     from rich.table import Table
@@ -95,8 +109,8 @@ def result_table(result: FinetuneResult) -> Table:
 
     table = Table(title=f"fine-tuned on {result.train_images} images, validated on {result.val_images}",
                   show_header=False)
-    table.add_row("best val top-1", f"[bold]{result.best_top1:.1%}[/] (epoch {result.best_epoch} of "
-                  f"{result.epochs}, val loss {result.best_val_loss:.3f})")
+    table.add_row("best val top-1", f"[bold]{result.best_top1:.1%}[/] ({best_epoch_text(result)}, "
+                  f"val loss {result.best_val_loss:.3f})")
     if result.skipped:
         count, names = len(result.skipped), ", ".join(result.skipped[:3])
         table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {printable(names)}")

@@ -198,3 +198,16 @@ def test_bf16_full_phase_trains_and_keeps_float32_weights(two_classes: Path, tmp
     assert checkpoint.args["bf16"] is True and np.isfinite(checkpoint.metrics["train_loss"])
     assert {value.dtype for value in checkpoint.state_dict.values() if value.is_floating_point()} == {
         torch.float32}
+@pytest.mark.parametrize(("best", "phases", "text"), [
+    (11, (("head", 10), ("full", 3)), "full fine-tune epoch 1 of 3, after 10 head epochs"),
+    (7, (("head", 10), ("full", 3)), "head epoch 7 of 10"),
+    (2, (("full", 3),), "full fine-tune epoch 2 of 3"),
+])
+def test_best_epoch_names_its_phase(best: int, phases: tuple, text: str) -> None:
+    """`--epochs 3` after 10 head epochs: not "epoch 11 of 13", but which phase and which of its epochs."""
+    from edgecnn.finetune import FinetuneResult
+    from edgecnn.plots import best_epoch_text
+
+    result = FinetuneResult(Path("r"), 1.0, 0.1, best, sum(n for _, n in phases), ("a", "b"), 8, 2, (), 1.0,
+                            phases=phases)
+    assert best_epoch_text(result) == text
