@@ -346,7 +346,7 @@ def predict(
             for row in rows:
                 typer.echo(json.dumps(row.to_dict()))
         else:
-            console.print(predictions_table(list(rows), title=engine.describe()))
+            console.print(predictions_table(list(rows)))  # the model line is already on stderr
     if skipped:  # damaged files inside folders: counted and named, the rest classified
         named = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         err_console.print(printable(f"skipped {len(skipped)} unreadable image(s): {named}"), highlight=False,

@@ -10,12 +10,12 @@ from edgecnn.runtime.terminal import printable
 from rich.table import Table
 
 
-def predictions_table(rows: Iterable[FilePrediction], title: str) -> Table:
+def predictions_table(rows: Iterable[FilePrediction], title: str | None = None) -> Table:
     """One row per image; with an unknown detector, an `unknown` column (score, and UNKNOWN above the
     model's threshold: the top label is then only the nearest known class)."""
     rows = list(rows)
     scored = any(row.unknown_score is not None for row in rows)
-    table = Table(title=printable(title), title_justify="left")
+    table = Table(title=printable(title) if title else None, title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("prediction")
     table.add_column("prob", justify="right")

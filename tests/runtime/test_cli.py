@@ -53,6 +53,7 @@ def test_predict_table(imagenet_bundle: Path, photo_dir: Path) -> None:
                  "--top-k", "2")
     assert result.exit_code == 0, result.output
     assert "cat.jpg" in result.stdout and "onnxruntime" in result.output
+    assert result.output.count("model.int8.onnx") + result.output.count("model.onnx (") == 1  # said once
 
 
 @pytest.mark.parametrize("args, message", [
