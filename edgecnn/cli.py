@@ -112,6 +112,9 @@ def finetune(
         help="efficientnet_lite0 (ImageNet weights built in) or a timm model, e.g. resnet18.")
     ] = "efficientnet_lite0",
     weights: Annotated[Path | None, typer.Option(help="Start from this local state dict.")] = None,
+    imgsz: Annotated[int, typer.Option(
+        min=0, help="Square input size in pixels, a multiple of 32 (default 0: the architecture's own, 224); "
+        "export and the runtime take it from the checkpoint.")] = 0,
     epochs: Annotated[int, typer.Option(min=0, help="Epochs training every layer, after the head.")] = 0,
     head_epochs: Annotated[int, typer.Option(
         min=0, help="Epochs training the classifier on cached features of the frozen backbone.")] = 10,
@@ -162,7 +165,7 @@ def finetune(
     out = resume or out or _run_folder(Path("runs"), name, exist_ok, numbered=not env_dist().active)
     config = FinetuneConfig(
         data=data or Path("."), out=out, arch=arch, weights=weights, head_epochs=head_epochs,
-        epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
+        epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed, imgsz=imgsz,
         device="cuda" if gpus else device, workers=workers, feature_engine=feature_engine, bf16=bf16,
         patience=patience,
         freeze=freeze, resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout,

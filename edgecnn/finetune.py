@@ -94,6 +94,7 @@ class FinetuneConfig:
     accept_rate: float = DEFAULT_ACCEPT_RATE  # share of known validation images the detector accepts
     feature_engine: str = "auto"  # runs the frozen backbone: auto, openvino, onnxruntime or torch
     bf16: bool = False  # full phase on a CPU under bfloat16 autocast (validation stays float32)
+    imgsz: int = 0  # square input size in pixels; 0: the architecture's own (224 for the listed ones)
     resume: bool = False
     progress: bool = True
     force: bool = False
@@ -207,13 +208,14 @@ class Run:
 
     @classmethod
     def start(cls, config: FinetuneConfig, dist: Dist, device: torch.device) -> Run:
-        from edgecnn.models import build_model
+        from edgecnn.models import build_model, sized
 
         torch = import_torch()
         split = main_first(dist, lambda: _new_split(config))
         torch.manual_seed(config.seed)  # the new classifier's initial weights
         built = build_model(config.arch, len(split.labels), pretrained=True, weights=config.weights)
-        return cls(config, split, built.model, built.preprocess, {}, dist, device)
+        preprocess = sized(built, config.imgsz) if config.imgsz else built.preprocess
+        return cls(config, split, built.model, preprocess, {}, dist, device)
 
     @classmethod
     def resume(cls, config: FinetuneConfig, dist: Dist, device: torch.device) -> Run:

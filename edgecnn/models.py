@@ -109,6 +109,24 @@ def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: b
     return BuiltModel(model, arch, timm_name, preprocess, source)
 
 
+def sized(built: BuiltModel, imgsz: int) -> Preprocess:
+    """The model's preprocessing at a square `imgsz` input, checked against the architecture: a multiple
+    of its total stride (32 for these CNNs), 32-1024 pixels, and its own size for fixed-size models."""
+    from dataclasses import replace
+
+    stride = int(getattr(built.model, "feature_info", [{}])[-1].get("reduction", 32))
+    own = built.preprocess.input_size
+    fixed = bool(getattr(built.model, "pretrained_cfg", {}).get("fixed_input_size", False))
+    if fixed and (imgsz, imgsz) != tuple(own):
+        raise EdgecnnError(f"--imgsz {imgsz}: {built.arch} takes only {own[0]}x{own[1]} inputs; "
+                           f"drop --imgsz or give {own[0]}")
+    if not 32 <= imgsz <= 1024 or imgsz % stride:
+        low = max(stride, (imgsz // stride) * stride)
+        raise EdgecnnError(f"--imgsz {imgsz} does not fit {built.arch}: give a multiple of its stride "
+                           f"{stride} from 32 to 1024, e.g. {low} or {low + stride} (its own: {own[0]})")
+    return replace(built.preprocess, input_size=(imgsz, imgsz))
+
+
 def _timm_pretrained(timm, timm_name: str):
     if offline_weights(timm_name) is None and not hub_reachable():  # fail now, not after a minute of retries
         raise EdgecnnError(

@@ -74,3 +74,17 @@ def test_flags_show_no_bool_type(command: str) -> None:
     """`--json <bool>` in --help invites `--json true`; on/off options show no type at all."""
     result = runner.invoke(app, [command, "--help"], terminal_width=160)
     assert result.exit_code == 0 and "<bool>" not in result.output, result.output
+
+
+def test_finetune_imgsz_is_checked_and_kept_in_the_checkpoint(tiny_data, tmp_path) -> None:  # noqa: ANN001
+    from edgecnn.checkpoint import load_checkpoint
+
+    out = tmp_path / "run160"
+    result = runner.invoke(app, ["finetune", str(tiny_data), "--out", str(out), "--imgsz", "160",
+                                 "--head-epochs", "1", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out / "best.pt").preprocess.input_size == (160, 160)  # export takes it from here
+    bad = tmp_path / "bad"
+    result = runner.invoke(app, ["finetune", str(tiny_data), "--out", str(bad), "--imgsz", "250"])
+    assert result.exit_code == 2 and "multiple of its stride 32" in result.output, result.output
+    assert "e.g. 224 or 256" in result.output
