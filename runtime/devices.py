@@ -13,6 +13,7 @@ from edgecnn.runtime.errors import EdgecnnError
 
 DEVICES = ("auto", "cpu", "gpu", "npu")
 BACKENDS = ("auto", "onnxruntime", "openvino")
+OPENVINO_MODES = ("AUTO", "MULTI", "HETERO")  # OpenVINO device strings passed through, e.g. AUTO:GPU,CPU
 # ORT providers per device, fastest first; CPU last so a missing GPU op still runs.
 _ORT_GPU = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider",
             "CoreMLExecutionProvider")
@@ -135,6 +136,8 @@ def ort_target(device: str) -> tuple[str, ...]:
 def place(device: str = "auto", backend: str = "auto", prefer: tuple[str, ...] = ("openvino", "onnxruntime")
           ) -> Placement:
     """Resolve a device/backend request against this machine; a one-line error lists what exists."""
+    if ":" in device or device.upper() in OPENVINO_MODES:  # AUTO:GPU,CPU, MULTI:..., HETERO:...
+        return _openvino_string(device, backend.lower())
     device, backend = device.lower(), backend.lower()
     if device not in DEVICES:
         raise EdgecnnError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
@@ -151,6 +154,29 @@ def place(device: str = "auto", backend: str = "auto", prefer: tuple[str, ...] =
                 return _placement(name, wanted, device == "auto" or backend == "auto")
     where = f" with {backend}" if backend != "auto" else ""
     raise EdgecnnError(f"device {device}{where} is not available here; available: {describe_available()}")
+
+
+def _openvino_string(device: str, backend: str) -> Placement:
+    """OpenVINO's own device strings pass through (as benchmark_app takes them), once each named device is
+    checked against this machine: AUTO:GPU,CPU picks, MULTI: runs on all, HETERO: splits the graph."""
+    if backend not in ("auto", "openvino"):
+        raise EdgecnnError(f"--device {device} is an OpenVINO device string; use it with --backend openvino")
+    if not has_module("openvino"):
+        raise EdgecnnError(f"--device {device} needs OpenVINO; available: {describe_available()}")
+    mode, _, named = device.upper().partition(":")
+    if mode not in OPENVINO_MODES:
+        raise EdgecnnError(f"unknown OpenVINO device {device!r}; write e.g. AUTO:GPU,CPU, MULTI:GPU,CPU or "
+                           f"HETERO:GPU,CPU")
+    present = openvino_devices()
+    names = [name.strip() for name in named.split(",") if name.strip()]
+    kinds = {p.split(".")[0] for p in present}
+    found = [n for n in names if n in present or n.split(".")[0] in kinds]
+    if not found and (names or mode != "AUTO"):  # OpenVINO itself skips listed devices that are absent
+        what = f"none of {', '.join(names)} is here" if names else f"{mode} needs devices after the colon"
+        raise EdgecnnError(f"--device {device}: {what}; OpenVINO devices here: {', '.join(present)}")
+    kind = next((k for k in ("gpu", "npu", "cpu") if k.upper() in {n.split(".")[0] for n in found}), "cpu")
+    target = f"{mode}:{','.join(names)}" if names else mode
+    return Placement("openvino", kind, (target,), f"openvino on {target} as asked")
 
 
 def _placement(backend: str, device: str, chosen: bool) -> Placement:

@@ -120,3 +120,26 @@ def test_onnx_file_on_openvino_keeps_its_metadata(imagenet_bundle: Path, chelsea
     assert engine.classify(chelsea, top_k=1)[0][0].label in CATS
     with pytest.raises(EdgecnnError, match="OpenVINO IR; use --backend openvino"):
         load(imagenet_bundle / "openvino" / "model.xml", backend="onnxruntime")
+
+
+@pytest.mark.parametrize("device", ["AUTO:CPU", "MULTI:CPU", "HETERO:CPU", "AUTO:GPU,CPU", "auto:cpu"])
+def test_openvino_device_strings_pass_through(device: str) -> None:
+    """OpenVINO's AUTO:/MULTI:/HETERO: strings reach OpenVINO as written (absent devices are its to skip)."""
+    from edgecnn.runtime.devices import place
+
+    placement = place(device)
+    assert placement.backend == "openvino" and placement.target == (device.upper(),)
+    assert placement.device == "cpu" and "as asked" in placement.reason
+
+
+@pytest.mark.parametrize(("device", "backend", "message"), [
+    ("AUTO:XYZ", "auto", "none of XYZ is here; OpenVINO devices here: "),
+    ("MULTI:", "auto", "MULTI needs devices after the colon"),
+    ("AUTO:CPU", "onnxruntime", "use it with --backend openvino"),
+    ("FOO:CPU", "auto", "write e.g. AUTO:GPU,CPU"),
+])
+def test_openvino_device_string_mistakes(device: str, backend: str, message: str) -> None:
+    from edgecnn.runtime.devices import place
+
+    with pytest.raises(EdgecnnError, match=message):
+        place(device, backend)
