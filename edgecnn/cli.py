@@ -398,6 +398,10 @@ def bench(
     seconds: Annotated[float, typer.Option(help="Measuring time (half latency, half throughput).")] = 10.0,
     baseline: Annotated[str, typer.Option(help="none, torch (PyTorch eager) or benchmark_app.")] = "none",
     hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
+    nstreams: Annotated[int | None, typer.Option(
+        min=1, help="Requests run at once (benchmark_app's -nstreams; default: the hint's).")] = None,
+    nireq: Annotated[int | None, typer.Option(
+        min=1, help="Requests kept in flight for throughput (benchmark_app's -nireq; default 4).")] = None,
     cold_start: Annotated[bool, typer.Option(help="Also time a fresh process: import, load, 1st result.")
                           ] = True,
     labels: LabelsOpt = None,
@@ -411,7 +415,8 @@ def bench(
 
     config = BenchConfig(model=model, device=device, backend=backend, precision=precision, batch=batch,
                          threads=threads, seconds=seconds, baseline=baseline, hint=hint,
-                         cold_start=cold_start, labels=str(labels) if labels else None, cache_dir=cache_dir)
+                         cold_start=cold_start, labels=str(labels) if labels else None, cache_dir=cache_dir,
+                         nstreams=nstreams, nireq=nireq)
     report = run_bench(config)
     _show(json_out, report.to_dict(), lambda: bench_table(report))
 

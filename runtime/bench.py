@@ -38,6 +38,8 @@ class BenchConfig:
     cold_start: bool = True
     cache_dir: str | None = None
     labels: str | None = None  # for foreign models
+    nstreams: int | None = None  # requests run at once (benchmark_app's -nstreams); None: the hint's
+    nireq: int | None = None  # requests kept in flight for throughput (-nireq); None: 4
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class BenchReport:
     picked: str = ""  # why this model/backend/device, when chosen automatically
     cold_start: dict[str, Any] = field(default_factory=dict)  # seconds, process_seconds, peak_rss_mb
     baseline: dict[str, Any] = field(default_factory=dict)  # name, latency_ms, throughput_fps, ratios
+    streams: int = 1  # requests the compiled model runs at once
+    requests: int = 4  # requests kept in flight by the throughput loop
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,20 +72,22 @@ def bench(config: BenchConfig, progress: bool = True) -> BenchReport:
     if config.batch < 1 or config.seconds <= 0:
         raise EdgecnnError("--batch must be >= 1 and --seconds > 0")
     engine = load(config.model, config.device, config.precision, config.backend, labels=config.labels,
-                  threads=config.threads, cache_dir=config.cache_dir, hint=config.hint)
+                  threads=config.threads, cache_dir=config.cache_dir, hint=config.hint,
+                  streams=config.nstreams, requests=config.nireq)
     with engine:
         batch = sample_batch(engine, config.batch)
         start = time.perf_counter()
         engine.infer(batch)
         first_ms = (time.perf_counter() - start) * 1e3
         latencies = latency_loop(engine, batch, config.seconds / 2)
-        throughput = _throughput_loop(engine, batch, config.seconds / 2)
+        throughput = _throughput_loop(engine, batch, config.seconds / 2, config.nireq or 4)
+        streams = engine.streams
     report = BenchReport(
         model=str(engine.model_path), backend=engine.backend, device=engine.device,
         precision=engine.meta.precision, batch=config.batch, threads=config.threads,
         load_seconds=engine.load_seconds, compile_seconds=engine.compile_seconds,
         first_inference_ms=first_ms, latency_ms=summarize(latencies), throughput_fps=throughput,
-        picked=engine.reason)
+        picked=engine.reason, streams=streams, requests=config.nireq or 4)
     if config.cold_start:
         report = _with(report, cold_start=cold_start(engine, config))
     if config.baseline != "none":
@@ -110,7 +116,7 @@ def latency_loop(engine: Engine, batch: np.ndarray, seconds: float) -> list[floa
     return times
 
 
-def _throughput_loop(engine: Engine, batch: np.ndarray, seconds: float) -> float:
+def _throughput_loop(engine: Engine, batch: np.ndarray, seconds: float, requests: int = 4) -> float:
     """Images per second keeping several requests in flight, as a camera pipeline does."""
     in_flight: list[Future[np.ndarray]] = []
     done = 0
@@ -118,7 +124,7 @@ def _throughput_loop(engine: Engine, batch: np.ndarray, seconds: float) -> float
     deadline = start + seconds
     while time.perf_counter() < deadline or done < 10:
         in_flight.append(engine.submit(batch))
-        if len(in_flight) >= 4:
+        if len(in_flight) >= requests:
             in_flight.pop(0).result()
             done += 1
     for future in in_flight:

@@ -136,7 +136,7 @@ def ort_target(device: str) -> tuple[str, ...]:
 def place(device: str = "auto", backend: str = "auto", prefer: tuple[str, ...] = ("openvino", "onnxruntime")
           ) -> Placement:
     """Resolve a device/backend request against this machine; a one-line error lists what exists."""
-    if ":" in device or device.upper() in OPENVINO_MODES:  # AUTO:GPU,CPU, MULTI:..., HETERO:...
+    if ":" in device:  # OpenVINO's own strings: AUTO:GPU,CPU, MULTI:..., HETERO:... ("auto" is ours)
         return _openvino_string(device, backend.lower())
     device, backend = device.lower(), backend.lower()
     if device not in DEVICES:

@@ -260,7 +260,8 @@ class Engine:
 def load(path: str | Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
          labels: str | Path | Sequence[str] | None = None, threads: int | None = None,
          cache_dir: str | Path | None = None, mean: Sequence[float] | None = None,
-         std: Sequence[float] | None = None, hint: str = "latency", streams: int | None = None) -> Engine:
+         std: Sequence[float] | None = None, hint: str = "latency", streams: int | None = None,
+         requests: int | None = None) -> Engine:
     """Load a bundle folder, .onnx or OpenVINO .xml on the best (or asked) backend and device.
 
     In a bundle, "auto" precision/backend picks the fastest model whose accuracy check passed in
@@ -271,7 +272,8 @@ def load(path: str | Path, device: str = "auto", precision: str = "auto", backen
     from edgecnn.runtime.selection import choose_model, open_backend, resolve_meta
 
     choice = choose_model(Path(path), device, precision, backend)
-    runner, embedded = open_backend(choice, threads=threads, cache_dir=cache_dir, hint=hint, streams=streams)
+    runner, embedded = open_backend(choice, threads=threads, cache_dir=cache_dir, hint=hint, streams=streams,
+                                    requests=requests)
     try:
         meta = resolve_meta(choice, runner, embedded, labels, mean, std)
     except EdgecnnError:

@@ -95,7 +95,8 @@ def _devices_of(backend: str) -> list[str]:
 
 
 def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | None, hint: str,
-                 streams: int | None = None) -> tuple[Backend, ModelMeta | None]:
+                 streams: int | None = None, requests: int | None = None
+                 ) -> tuple[Backend, ModelMeta | None]:
     """Compile the chosen file and read its embedded metadata (None for a foreign model)."""
     placement = choice.placement
     if placement.backend == "onnxruntime":
@@ -119,7 +120,7 @@ def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | No
     precision = "f32" if choice.precision in ("fp32", "") and not int8 else ""
     runner = OpenVinoBackend(choice.model_path, placement.target[0], hint, precision, threads,
                              cache_dir_from(cache_dir), model=model, read_seconds=read_seconds,
-                             streams=streams)
+                             streams=streams, requests=requests)
     return runner, meta
 
 

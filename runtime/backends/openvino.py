@@ -80,13 +80,14 @@ class OpenVinoBackend:
     def __init__(self, path: Path, device: str = "CPU", hint: str = "latency", precision: str = "f32",
                  threads: int | None = None, cache_dir: Path | None = None,
                  model: Any = None, batch: int = 1, read_seconds: float = 0.0,
-                 streams: int | None = None) -> None:
+                 streams: int | None = None, requests: int | None = None) -> None:
         start = time.perf_counter()
         self._model = model if model is not None else read_model(path)
         self.read_seconds = read_seconds + time.perf_counter() - start
         self._path, self._device = path, device
         self._config = compile_config(device, hint, precision, threads, cache_dir, streams)
         check_graph(path, len(self._model.inputs), _shape(self._model.outputs[0]))
+        self._requests = requests  # async infer requests (benchmark_app's -nireq); None: OpenVINO's optimum
         self._dynamic = not self._model.inputs[0].get_partial_shape()[0].is_static
         self._compiled: dict[int | None, _Compiled] = {}
         self.input = _input_spec(self._model.inputs[0], batch if device == "NPU" else None)
@@ -131,7 +132,7 @@ class OpenVinoBackend:
         if key is not None and key not in self._compiled and len(self._compiled) >= self.max_static_sizes:
             key = -1  # one dynamic-shape compile for every further size
         if key not in self._compiled:
-            self._compiled[key] = _Compiled(self._compile(key))
+            self._compiled[key] = _Compiled(self._compile(key), self._requests)
         return self._compiled[key]
 
     def _compile(self, size: int | None) -> Any:
@@ -150,10 +151,10 @@ class OpenVinoBackend:
 class _Compiled:
     """One compiled model with its synchronous request and (lazily) its async queue."""
 
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, requests: int | None = None) -> None:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
-        self.requests = max(2, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.requests = requests or max(2, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._queue: Any = None
 
     def queue(self) -> Any:

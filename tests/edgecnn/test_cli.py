@@ -76,7 +76,7 @@ def test_flags_show_no_bool_type(command: str) -> None:
     assert result.exit_code == 0 and "<bool>" not in result.output, result.output
 
 
-def test_finetune_imgsz_is_checked_and_kept_in_the_checkpoint(tiny_data, tmp_path) -> None:  # noqa: ANN001
+def test_finetune_imgsz_is_checked_and_kept_in_the_checkpoint(tiny_data, tmp_path) -> None:
     from edgecnn.checkpoint import load_checkpoint
 
     out = tmp_path / "run160"

@@ -202,3 +202,12 @@ def test_predict_foreign_model_needs_labels_and_normalisation(tmp_path: Path, ph
     result = run("predict", model, photo_dir / "cat.jpg", "--labels", labels, "--mean", "half",
                  "--std", "1,1,1")
     assert result.exit_code == 2 and "--mean takes three numbers" in result.output
+
+
+def test_bench_nstreams_and_nireq_like_benchmark_app(imagenet_bundle: Path) -> None:
+    result = run("bench", imagenet_bundle, "--backend", "openvino", "--device", "cpu", "--seconds", "0.5",
+                 "--nstreams", "2", "--nireq", "3", "--no-cold-start", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["streams"] == 2 and report["requests"] == 3 and report["throughput_fps"] > 0
+    assert run("bench", imagenet_bundle, "--nireq", "0").exit_code == 2  # at least 1

@@ -130,6 +130,7 @@ def test_openvino_device_strings_pass_through(device: str) -> None:
     placement = place(device)
     assert placement.backend == "openvino" and placement.target == (device.upper(),)
     assert placement.device == "cpu" and "as asked" in placement.reason
+    assert place("auto").target != ("AUTO",)  # plain auto is edgecnn's choice, not OpenVINO's AUTO
 
 
 @pytest.mark.parametrize(("device", "backend", "message"), [
