@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BLOCK = re.compile(r"^(<!-- tour: not run[^\n]*-->\n)?```\n(\$ [^\n]+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 EXIT = re.compile(r"^\[exit (\d+)\]$")
+LAST_RUN = re.compile(r"^Last run of [^\n]*$", re.MULTILINE)
 COLUMNS = 100  # wide enough for the tables, narrow enough for GitHub's code view
 
 
@@ -89,6 +90,10 @@ def main() -> int:
         return 1 if changed else 0
     for step in reversed(found):  # from the end, so earlier spans stay valid
         text = text[:step.start] + f"```\n$ {step.command}\n{step.output}```" + text[step.end:]
+    load = os.getloadavg()[0]  # the milliseconds above mean little when the machine was busy: say so
+    which = f"steps {', '.join(map(str, chosen))}" if args.only else "every step"
+    text = LAST_RUN.sub(f"Last run of {which}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                        f"load average {load:.1f} on {os.cpu_count()} CPUs.", text)
     README.write_text(text, encoding="utf-8")
     return 0
 

@@ -77,8 +77,8 @@ def bench_table(report: Any) -> Table:
             ("first inference", f"{report.first_inference_ms:.1f} ms"),
             ("latency median / p90 / p99", f"{lat['median']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} ms"),
             ("latency min / max", f"{lat['min']:.2f} / {lat['max']:.2f} ms"),
-            ("throughput", f"{report.throughput_fps:.1f} images/s "
-                           f"({report.streams} streams, {report.requests} requests in flight)")]
+            ("throughput", f"{report.throughput_fps:.1f} images/s ({report.streams} stream"
+                           f"{'s' * (report.streams != 1)}, {report.requests} requests in flight)")]
     cold = report.cold_start
     if cold and "error" not in cold:
         rows.append(("cold start (import + load + 1st result)", f"{cold['seconds']:.2f} s "
