@@ -88,7 +88,7 @@ def _restore_signals(previous: dict[int, Any]) -> None:
 
     from edgecnn.runtime.errors import interrupted
 
-    if interrupted.is_set() and _STANDALONE:
+    if _STANDALONE:  # the work is done or cleaned up: a signal during shutdown must not turn 0/130 into 143
         for signum in previous:
             signal.signal(signum, signal.SIG_IGN)  # SIG_IGN survives Python's shutdown
     elif not interrupted.is_set():

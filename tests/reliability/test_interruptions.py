@@ -115,7 +115,8 @@ def test_two_predict_processes_share_a_bundle_and_cache(hand_bundle: Path, tmp_p
 
     image = tmp_path / "red.png"
     cv2.imwrite(str(image), np.full((40, 40, 3), (0, 0, 255), np.uint8))
-    env = {**THREADS, "HOME": str(tmp_path / "home")}  # the default cache: ~/.cache/edgecnn/openvino
+    # the default cache, ~/.cache/edgecnn/openvino (the suite's own XDG_CACHE_HOME pointed there too)
+    env = {**THREADS, "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "home" / ".cache")}
     for _ in range(2):  # first with an empty cache (both compile and write), then both reading it
         runs = [
             python_cli(

@@ -25,7 +25,8 @@ def camera(bundle: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_collect_keeps_uncertain_frames_with_their_predictions(imagenet_bundle: Path, tmp_path: Path) -> None:
+def test_collect_keeps_uncertain_and_unknown_frames_with_predictions(imagenet_bundle: Path,
+                                                                     tmp_path: Path) -> None:
     jsonl = tmp_path / "cup.jsonl"
     code, output = camera(imagenet_bundle, "--collect", str(tmp_path / "look"), "--collect-max", "3",
                           "--jsonl", str(jsonl), "--smooth", "0")
@@ -36,8 +37,9 @@ def test_collect_keeps_uncertain_frames_with_their_predictions(imagenet_bundle: 
     times = []
     for sidecar in sidecars:
         kept = json.loads(sidecar.read_text())
-        assert kept["reason"] == "uncertain" == records[kept["frame"]]["label"]
-        assert kept["top"] == records[kept["frame"]]["top"]
+        record = records[kept["frame"]]
+        assert kept["reason"] == record["label"] == ("unknown" if record["unknown"] else "uncertain")
+        assert kept["top"] == record["top"] and kept["unknown_score"] == record["unknown_score"]
         assert read_image(sidecar.with_suffix(".jpg")).shape[:2] == (480, 640)  # the whole frame
         times.append(kept["timestamp"])
     gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
@@ -45,11 +47,16 @@ def test_collect_keeps_uncertain_frames_with_their_predictions(imagenet_bundle: 
     assert "collected 3 uncertain or unknown frames" in output
 
 
-def test_collect_saves_nothing_when_every_answer_is_sure(imagenet_bundle: Path, tmp_path: Path) -> None:
-    code, output = camera(imagenet_bundle, "--collect", str(tmp_path / "look"), "--min-prob", "0", "--json")
+def test_with_min_prob_0_only_unknown_frames_are_collected(imagenet_bundle: Path, tmp_path: Path) -> None:
+    jsonl = tmp_path / "cup.jsonl"
+    code, output = camera(imagenet_bundle, "--collect", str(tmp_path / "look"), "--min-prob", "0", "--json",
+                          "--jsonl", str(jsonl))
     assert code == 0, output
-    assert json.loads(output.strip().splitlines()[-1])["collected"] == 0
-    assert not list((tmp_path / "look").iterdir())
+    records = {r["frame"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
+    sidecars = [json.loads(p.read_text()) for p in (tmp_path / "look").glob("*.json")]
+    assert json.loads(output.strip().splitlines()[-1])["collected"] == len(sidecars)
+    assert all(kept["reason"] == "unknown" and records[kept["frame"]]["unknown"] for kept in sidecars)
+    assert len(sidecars) >= min(1, sum(r["unknown"] for r in records.values()))
 
 
 @pytest.mark.parametrize(("record", "expected"), [
