@@ -460,6 +460,9 @@ def camera(
         "and fine-tune on.")] = None,
     collect_max: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames --collect saves at most.")
                            ] = 100,
+    record_to: Annotated[Path | None, typer.Option(
+        help="With --serve: the page's record button saves frames into RECORD_TO/CLASS/ (finetune's "
+        "layout).")] = None,
     threads: ThreadsOpt = None,
     serve: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT", help="Show the live picture and results on a web page at this address "
@@ -486,15 +489,16 @@ def camera(
     names = tuple(source or ()) + (read_sources_file(sources) if sources else ())
     specs = [check_source(name) for name in names or ("0",)]  # a missing file fails before the model loads
     shown = specs[0].name if len(specs) == 1 else ", ".join(spec.name for spec in specs)
-    if serve is None and no_auth:
-        raise EdgecnnError("--no-auth goes with --serve [HOST:]PORT")
+    if serve is None and (no_auth or record_to is not None):
+        raise EdgecnnError(f"{'--no-auth' if no_auth else '--record-to'} goes with --serve [HOST:]PORT")
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
                            reconnect_timeout=reconnect_timeout, start=start)
     config = CameraConfig(sources=names or ("0",), top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
                           video=options)
     with ExitStack() as stack:
-        sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say))] if serve else []
+        sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
+                 ] if serve else []
         collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
         sinks += [collector] if collector else []
         settings = camera_engine() if threads is None else {"threads": threads}
@@ -577,14 +581,21 @@ def capture_line(summary: Any) -> str:
 
 @contextmanager
 def _live_server(serve: str, source: str, token: str | None, no_auth: bool,
-                 say: Callable[[str], None]) -> Iterator[Any]:
+                 say: Callable[[str], None], record_to: Path | None = None) -> Iterator[Any]:
     """The --serve page, listening before the model loads (a port in use fails at once)."""
+    from edgecnn.runtime.recorder import Recorder
     from edgecnn.runtime.web import LiveServer, check_access, parse_address
 
     address = parse_address(serve)
-    with LiveServer(address, source, check_access(address, token, no_auth, say), say) as server:
-        say(f"camera page: {server.url}" + ("?token=TOKEN" if server.token else ""))
-        yield server
+    access = check_access(address, token, no_auth, say)
+    recorder = Recorder(record_to) if record_to is not None else None
+    try:
+        with LiveServer(address, source, access, say, recorder=recorder) as server:
+            say(f"camera page: {server.url}" + ("?token=TOKEN" if server.token else ""))
+            yield server
+    finally:
+        if recorder is not None:
+            recorder.close()
 
 
 @app.command(epilog="Example: edgecnn info bundles/demo")

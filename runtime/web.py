@@ -138,8 +138,9 @@ class LiveServer:
     """The web page of one camera run; a `Sink` for `run_camera`."""
 
     def __init__(self, address: ServeAddress, source: str, token: str | None = None,
-                 say: Say = print) -> None:
+                 say: Say = print, recorder: Any = None) -> None:
         self.address, self.token, self.say = address, token, say
+        self.recorder = recorder  # runtime.recorder.Recorder: the page's record button, when given
         self.source = mask_text(source, source)  # the one masking rule (runtime/redact.py)
         self.viewers = 0  # open /stream.mjpg connections; read by the camera thread
         self.jpeg_frames = 0
@@ -167,6 +168,8 @@ class LiveServer:
     def publish(self, update: LiveUpdate) -> None:
         """Keep the newest result; hand its picture to the encoder only while someone watches."""
         self._latest, self._published_at = update, time.time()
+        if self.recorder is not None:
+            self.recorder.offer(update.image, update.record["frame"])
         self._updates += 1
         if self.viewers > 0:
             with self._frame_ready:
@@ -264,8 +267,9 @@ class LiveServer:
         captured_at = stats.pop("captured_at", None)
         stats.update(viewers=self.viewers, jpeg_frames=self.jpeg_frames)
         # The page's own source name wins over the record's (several sources: the record names one of them).
+        recording = None if self.recorder is None else self.recorder.state()
         return {**record, "source": self.source, "captured_at": captured_at,
-                "published_at": self._published_at or None, "stats": stats}
+                "published_at": self._published_at or None, "stats": stats, "recording": recording}
 
     def _app(self) -> Any:
         from starlette.applications import Starlette
@@ -297,10 +301,35 @@ class LiveServer:
             return JSONResponse({"status": "ok", "results": self._updates, "last_result_s": age},
                                 headers=HEADERS)
 
+        async def record(request: Any) -> Any:
+            return await self._record(request)
+
         routes = [Route("/", index), Route("/stream.mjpg", stream), Route("/events", events),
-                  Route("/api/state", api_state), Route("/healthz", healthz)]
+                  Route("/api/state", api_state), Route("/healthz", healthz),
+                  Route("/api/record", record, methods=["POST"])]
         app = Starlette(routes=routes)
         return _Gate(app, self.token, loopback_only=self.address.loopback)
+
+    async def _record(self, request: Any) -> Any:
+        """POST {"label": NAME} starts or renews a hold of the record button, {"label": null} ends it.
+
+        JSON only: a form on another site cannot send it without a CORS preflight, which gets no
+        permission here, so a page elsewhere cannot record through a viewer's browser."""
+        from starlette.responses import JSONResponse
+
+        if self.recorder is None:
+            return JSONResponse({"error": "recording is off: start the camera with --record-to DATA"}, 404,
+                                headers=HEADERS)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "send JSON"}, 415, headers=HEADERS)
+        try:
+            body = json.loads(await request.body())
+            if not isinstance(body, dict) or not isinstance(body.get("label"), str | None):
+                raise ValueError('send {"label": "NAME"} to record, {"label": null} to stop')
+            self.recorder.hold(body.get("label"))
+        except (ValueError, EdgecnnError) as exc:
+            return JSONResponse({"error": str(exc)}, 400, headers=HEADERS)
+        return JSONResponse(self.recorder.state(), headers=HEADERS)
 
     async def _mjpeg(self) -> AsyncIterator[bytes]:
         self.viewers += 1

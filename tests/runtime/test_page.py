@@ -114,3 +114,29 @@ def test_page_without_the_token_shows_nothing(engine: Any, browser: Any) -> None
     with server:
         browser.get(f"http://127.0.0.1:{server.port}/")
         assert "unauthorized" in browser.page_source and "picture" not in browser.page_source
+
+
+def test_holding_the_record_button_in_the_browser_saves_frames(engine: Any, browser: Any,
+                                                               tmp_path: Path) -> None:
+    from edgecnn.runtime.recorder import Recorder
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    recorder = Recorder(tmp_path / "data", per_second=10)
+    server = LiveServer(ServeAddress("127.0.0.1", 0), source="cup", token="page-token", say=lambda m: None,
+                        recorder=recorder)
+    with served_camera(engine, CUP, server, fps=10.0, top_k=3):
+        browser.get(f"http://127.0.0.1:{server.port}/?token=page-token")
+        wait_for(lambda: text(browser, "status") == "live", timeout=20)
+        wait_for(lambda: browser.find_element("id", "record-panel").is_displayed(), timeout=10)
+        browser.find_element("id", "record-label").send_keys("mug")
+        button = browser.find_element("id", "record")
+        ActionChains(browser).click_and_hold(button).perform()
+        time.sleep(2.0)  # longer than the lease: the page must renew it
+        held = len(list((tmp_path / "data" / "mug").glob("*.jpg")))
+        browser.save_screenshot(str(tmp_path / "recording.png"))
+        ActionChains(browser).release(button).perform()
+        wait_for(lambda: api_state(server.port, "?token=page-token")["recording"]["label"] is None, timeout=5)
+        saved = len(list((tmp_path / "data" / "mug").glob("*.jpg")))
+        assert held >= 10 and saved >= held  # 2 s at 10 frames a second, all through the hold
+        wait_for(lambda: text(browser, "record-counts").split() == ["mug", str(saved)], timeout=5)
+    recorder.close()

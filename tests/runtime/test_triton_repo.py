@@ -188,8 +188,9 @@ def test_triton_serves_the_config_with_label_names(repo: Path, imagenet_bundle: 
         wanted = httpclient.InferRequestedOutput("probabilities", class_count=3)
         result = client.infer("lite0", [request], outputs=[wanted, httpclient.InferRequestedOutput(
             "unknown_score")])  # the labels in the engine's order; one unknown score per image
+        # clients see the config's dims (batch, 1); `reshape` is the model's own (batch,) shape
         assert [e.decode().split(":", 2)[2] for e in result.as_numpy("probabilities")[0]] == expected and \
-            result.as_numpy("unknown_score").shape == (1,)
+            result.as_numpy("unknown_score").shape == (1, 1)
     finally:
         server.terminate()
         try:
