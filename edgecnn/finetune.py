@@ -177,14 +177,14 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
             raise KeyboardInterrupt("before training began, nothing was saved; run the command again"
                                     ) from None
         with progress_bars(config.progress and dist.main) as progress:
-            try:
+            try:  # the unknown detector and the plots too: after the epochs, last.pt holds the last one
                 run.train(progress)
+                return run.finish(began, progress)
             except KeyboardInterrupt:
                 first = run.save_initial()
                 kept = "the starting weights (no epoch had finished)" if first else "the last finished epoch"
                 raise KeyboardInterrupt(f"{out / 'last.pt'} holds {kept}; continue with: edgecnn finetune "
                                         f"--resume {out}") from None
-            return run.finish(began, progress)
 
 
 class Run:
