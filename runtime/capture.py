@@ -82,7 +82,8 @@ class Capture:
     def __init__(self, config: CaptureConfig, on_saved: Callable[[CaptureSummary, Frame], None] | None = None,
                  show: Callable[[np.ndarray], bool] | None = None) -> None:
         self.config = config
-        self.folder = Path(config.out) / check_label(config.label)
+        self.label = check_label(config.label)  # stripped: the folder and the file names use the same name
+        self.folder = Path(config.out) / self.label
         self.on_saved = on_saved or (lambda summary, frame: None)
         self.show = show or (lambda image: True)
         self.summary = CaptureSummary(folder=str(self.folder), requested=config.count)
@@ -128,7 +129,7 @@ class Capture:
         if self._last_thumb is not None and change(thumb, self._last_thumb) < self.config.min_change:
             self.summary.skipped_similar += 1
             return
-        path = write_new(self.folder, f"{self.config.label}-{self._session}-{frame.index:06d}", ".jpg",
+        path = write_new(self.folder, f"{self.label}-{self._session}-{frame.index:06d}", ".jpg",
                          encode_jpeg(frame.image, self.config.quality))
         self._last_thumb, self._last_time = thumb, frame.timestamp
         self.summary.saved += 1

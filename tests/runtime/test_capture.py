@@ -57,6 +57,12 @@ def test_a_second_capture_adds_and_never_overwrites(tmp_path: Path) -> None:
     assert all((tmp_path / "cup" / name).read_bytes() == data for name, data in before.items())
 
 
+def test_a_label_with_spaces_around_names_the_folder_and_the_files_alike(tmp_path: Path) -> None:
+    summary = capture(CaptureConfig(str(CUP), tmp_path, " cup ", count=2))
+    assert [Path(f).parent.name for f in summary.files] == ["cup", "cup"]
+    assert all(Path(f).name.startswith("cup-") for f in summary.files)
+
+
 def test_near_identical_frames_are_skipped(tmp_path: Path) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()
