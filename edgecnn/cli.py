@@ -49,6 +49,8 @@ def user_errors(func: F) -> F:
         except KeyboardInterrupt as exc:  # the message, when there is one, says what was kept
             message = f"interrupted: {exc}" if str(exc) else "interrupted"
             err_console.print(printable(message), highlight=False, soft_wrap=True)
+            global _INTERRUPTED_EXIT
+            _INTERRUPTED_EXIT = True
             raise typer.Exit(130) from None
         finally:
             _restore_signals(previous)
@@ -61,23 +63,45 @@ def _terminate_like_ctrl_c() -> dict[int, Any]:
 
     Both also set `interrupted`, so that export stops at its next step even when a library swallowed
     the KeyboardInterrupt. A second signal while that clean-up (or an atexit hook) runs is noted, not
-    raised: the clean-up finishes and the exit status stays 130. Returns the handlers it replaced.
+    raised: the clean-up finishes and the exit status stays 130. A signal during an import is raised
+    once the import is over: raised inside `import torch` it aborted the process ("terminate called after
+    throwing pybind11::error_already_set", 1 of 60 early-interrupted finetunes). Returns the handlers it
+    replaced.
     """
     import signal
     import threading
 
-    from edgecnn.runtime.errors import interrupted
+    from edgecnn.runtime.errors import interrupt_raised, interrupted
 
     def interrupt(signum: int, frame: Any) -> None:
-        if interrupted.is_set():
+        if interrupt_raised.is_set():
             return
         interrupted.set()
+        if _importing(frame):
+            threading.Timer(0.05, retry, (signum,)).start()
+            return
+        interrupt_raised.set()
         raise KeyboardInterrupt
 
+    def retry(signum: int) -> None:  # the signal again, in the main thread, if still not raised
+        import _thread
+
+        if not interrupt_raised.is_set() and signal.getsignal(signum) is interrupt:
+            _thread.interrupt_main(signum)
+
     interrupted.clear()
+    interrupt_raised.clear()
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _importing(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _restore_signals(previous: dict[int, Any]) -> None:
@@ -664,6 +688,7 @@ def triton(
 
 
 _STANDALONE = False  # True in the `edgecnn` process itself (main), False when the app is called in-process
+_INTERRUPTED_EXIT = False  # a command ended by Ctrl-C or SIGTERM, and said so
 
 
 class _FlagsWithoutType(typer.core.TyperCommand):
@@ -690,7 +715,25 @@ for _command in app.registered_commands:
 def main() -> None:  # pragma: no cover - console entry for `python -m edgecnn`
     global _STANDALONE
     _STANDALONE = True
+    import atexit
+
+    atexit.register(_exit_130_after_interrupt)  # first registered, so it runs after every other atexit hook
     app(prog_name="edgecnn")
+
+
+def _exit_130_after_interrupt() -> None:
+    """After an interrupted command, leave with status 130 once the other exit hooks have run.
+
+    CPython exits by SIGINT instead (status -2 to a Python parent, whatever sys.exit said) when a
+    KeyboardInterrupt once passed through one of its internal code runners, even one we caught: a SIGTERM
+    during `import torch` did so in 5 of 60 runs of an early-interrupted finetune.
+    """
+    if _INTERRUPTED_EXIT:
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

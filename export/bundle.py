@@ -175,9 +175,9 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
     # The shipped IR has FP16 weights; the conversion itself is proven on the same graph in f32.
     graph = [c for c in candidates if c.name == "openvino fp32"]
     if graph:
-        import openvino as ov
+        from edgecnn.runtime.backends.openvino import import_openvino
 
-        f32 = ov.convert_model(str(work / "model.onnx"))
+        f32 = import_openvino().convert_model(str(work / "model.onnx"))
         graph = [Candidate("openvino fp32 graph", "openvino", "fp32", graph[0].path,
                            openvino_predictor(f32), ())]
     batch = config.batch or 1

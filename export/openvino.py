@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.images import ImageSet, batches
+from edgecnn.runtime.backends.openvino import import_openvino
 from edgecnn.runtime.metadata import Preprocess
 from edgecnn.runtime.outputs import AtomicPath
 
 
 def convert_openvino(onnx_path: Path, xml_path: Path) -> Path:
     """Save the ONNX model as IR with FP16-compressed weights (half the file; CPU decompresses to f32)."""
-    import openvino as ov
+    ov = import_openvino()
 
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=True)
@@ -64,6 +65,7 @@ def _nncf() -> Any:
     # nncf imports torch, whose C++-extension helper warns about CUDA on CPU-only machines: noise here.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     logging.getLogger("nncf").setLevel(logging.WARNING)
+    import_openvino()  # before nncf makes its telemetry object
     import nncf  # imports torch: export side only, never the runtime
 
     return nncf
@@ -94,7 +96,7 @@ def quantize_openvino(onnx_path: Path, xml_path: Path, images: ImageSet, preproc
                       batch: int | None = None) -> tuple[Path, tuple[str, ...]]:
     """NNCF post-training INT8 of the FP32 model, saved as IR at `xml_path`; also the ops kept in float."""
     nncf = _nncf()
-    import openvino as ov
+    ov = import_openvino()
 
     calibration = _Calibration(images, preprocess, batch or 1)
     model = ov.convert_model(str(onnx_path))
@@ -112,7 +114,7 @@ def quantize_openvino_controlled(onnx_path: Path, xml_path: Path, images: ImageS
     """NNCF's accuracy-controlled quantisation: layers go back to float, most harmful first (NNCF's
     ranking on the validation images), until `passes(compiled model)` (our gate) holds."""
     nncf = _nncf()
-    import openvino as ov
+    ov = import_openvino()
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     def validate(compiled: Any, _: Any) -> float:  # 1 when the gate passes, 0 when not
@@ -139,7 +141,7 @@ def float_layers(model: Any) -> list[str]:
 
 def save_ir(model: Any, xml_path: Path) -> None:
     """Re-save an IR read from disk (weights already compressed) via temporary names, then rename."""
-    import openvino as ov
+    ov = import_openvino()
 
     with AtomicPath(xml_path, also=(".bin",)) as temp:
         ov.save_model(model, str(temp), compress_to_fp16=False)

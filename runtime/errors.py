@@ -8,10 +8,12 @@ class EdgecnnError(Exception):
 # Set by the CLI when Ctrl-C or SIGTERM arrives. Long jobs call `raise_if_interrupted()` between steps: a
 # library may swallow the KeyboardInterrupt itself (onnxslim wraps `import onnxruntime` in a bare except).
 interrupted = __import__("threading").Event()
+interrupt_raised = __import__("threading").Event()  # its KeyboardInterrupt has been raised (clean-up runs)
 
 
 def raise_if_interrupted() -> None:
     if interrupted.is_set():
+        interrupt_raised.set()
         raise KeyboardInterrupt
 
 

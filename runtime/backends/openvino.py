@@ -23,9 +23,38 @@ _OV_DTYPES = {"u8": "uint8", "f32": "float32", "f16": "float16"}
 @functools.lru_cache(maxsize=1)
 def core() -> Any:
     """One `openvino.Core` per process: creating it loads plugins, which is slow."""
+    return import_openvino().Core()
+
+
+def import_openvino() -> Any:
+    """`import openvino`, with OpenVINO's and NNCF's usage telemetry declined for this process.
+
+    Both collect it unless a consent file in ~/intel says no: importing openvino writes ~/intel, and
+    convert_model and nncf send from a thread that forks a process per message. Offline, that child can
+    deadlock in a DNS lookup and the exit then waits for it forever (py-spy showed `edgecnn export` stuck
+    so). edgecnn works offline: it declines for its own process, before openvino is imported, and writes
+    nothing into the user's home. The export side calls it before importing nncf.
+    """
+    try:
+        from openvino_telemetry import Telemetry
+        from openvino_telemetry.utils.opt_in_checker import OptInChecker
+    except ImportError:  # no telemetry package: nothing is collected
+        OptInChecker = None
+    if OptInChecker is not None and OptInChecker.check is not _declined:
+        OptInChecker.check = _declined  # every later (re-)initialisation, by openvino or nncf, declines
+        try:
+            Telemetry().consent = False  # an instance made before this (by an earlier import)
+        except Exception:  # noqa: BLE001 - a telemetry version that builds differently: the patch holds
+            pass
     import openvino as ov
 
-    return ov.Core()
+    return ov
+
+
+def _declined(self: Any, *args: Any, **kwargs: Any) -> Any:
+    from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult
+
+    return ConsentCheckResult.DECLINED
 
 
 def read_model(path: str | Path) -> Any:
@@ -159,9 +188,7 @@ class _Compiled:
 
     def queue(self) -> Any:
         if self._queue is None:
-            import openvino as ov
-
-            self._queue = ov.AsyncInferQueue(self.compiled, self.requests)
+            self._queue = import_openvino().AsyncInferQueue(self.compiled, self.requests)
             self._queue.set_callback(_finish)
         return self._queue
 
