@@ -29,7 +29,6 @@ demo: $(STAMP)
 		--save runs/demo-camera/cup.mp4 --jsonl runs/demo-camera/cup.jsonl
 	$(EDGECNN) camera bundles/demo --source samples/videos/box.mp4 --start 9 --headless --precision int8 \
 		--save runs/demo-camera/box.mp4 --jsonl runs/demo-camera/box.jsonl
-	$(EDGECNN) export --pretrained --out bundles/imagenet --int8 --force
 
 test: $(STAMP)
 	$(PY) -m pytest
