@@ -276,7 +276,8 @@ class _Loop:
             self._open_sources()  # a bad source fails here, before any output file exists
             config = self.config
             if config.jsonl:
-                self.jsonl = BackgroundWriter("--jsonl", JsonlWriter(config.jsonl), JSONL_QUEUE)
+                self.jsonl = BackgroundWriter("--jsonl", JsonlWriter(config.jsonl), JSONL_QUEUE,
+                                              wait=not any(stream.source.drops for stream in self.streams))
             self.display = Display(config.window_title, config.headless, config.snapshot_dir, self.say)
             self.started = time.perf_counter()
             self._pump()
@@ -445,8 +446,8 @@ class _Loop:
             path = Path(self.config.save)
             if len(self.streams) > 1:
                 path = path.with_name(f"{path.stem}-{stream.index + 1}{path.suffix}")
-            stream.video = BackgroundWriter("--save", AnnotatedVideo(path, stream.source.fps,
-                                                                     self.config.min_prob), VIDEO_QUEUE)
+            video = AnnotatedVideo(path, stream.source.fps, self.config.min_prob)
+            stream.video = BackgroundWriter("--save", video, VIDEO_QUEUE, wait=not stream.source.drops)
         return stream.video
 
     def _record(self, result: FrameResult) -> dict[str, Any]:

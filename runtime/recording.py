@@ -5,7 +5,9 @@
 
 Each output has one thread, at a lower CPU priority than the loop, and a bounded queue. A camera
 loop must never wait for an encoder or a slow disk, so `put` drops what does not fit (`dropped`
-counts it) instead of blocking; what was queued is still written when the writer is closed.
+counts it) instead of blocking; what was queued is still written when the writer is closed. A file
+read frame by frame has no newer frame to lose, so there `wait=True`: the loop waits for the writer and
+the recording holds every frame (the demo's --save dropped 3 of 83 and 12 of 185 frames before).
 Files appear under a temporary name and are renamed on `close`: a crash never leaves half a file.
 """
 
@@ -52,8 +54,8 @@ class JsonlWriter:
 class BackgroundWriter:
     """An `Output` driven by its own thread through a bounded queue; full queue = item dropped."""
 
-    def __init__(self, option: str, output: Output, capacity: int) -> None:
-        self.option, self.output = option, output
+    def __init__(self, option: str, output: Output, capacity: int, wait: bool = False) -> None:
+        self.option, self.output, self.wait = option, output, wait
         self.written = self.dropped = 0
         self.error: BaseException | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
@@ -61,11 +63,12 @@ class BackgroundWriter:
         self._thread.start()
 
     def put(self, item: Any) -> bool:
-        """Queue one item; False (and counted) when the writer is behind. Raises a writer's error."""
+        """Queue one item; False (and counted) when the writer is behind, unless `wait`. Raises a
+        writer's error."""
         if self.error is not None:
             raise EdgecnnError(f"writing {self.option} failed: {self.error}; check the disk and the path")
         try:
-            self._queue.put_nowait(item)
+            self._queue.put(item, block=self.wait)
             return True
         except queue.Full:
             self.dropped += 1
