@@ -707,6 +707,17 @@ class _FlagsWithoutType(typer.core.TyperCommand):
         return option
 
 
+class _GroupWithoutType(typer.core.TyperGroup):
+    """`edgecnn --help` itself: no `<bool>` after --help either."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+app.info.cls = _GroupWithoutType
 for _command in app.registered_commands:
     if _command.cls in (None, typer.core.TyperCommand):
         _command.cls = _FlagsWithoutType

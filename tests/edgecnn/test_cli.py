@@ -76,6 +76,11 @@ def test_flags_show_no_bool_type(command: str) -> None:
     assert result.exit_code == 0 and "<bool>" not in result.output, result.output
 
 
+def test_top_level_help_shows_no_bool_type() -> None:
+    result = runner.invoke(app, ["--help"], terminal_width=160)
+    assert result.exit_code == 0 and "--help" in result.output and "<bool>" not in result.output
+
+
 def test_finetune_imgsz_is_checked_and_kept_in_the_checkpoint(tiny_data, tmp_path) -> None:
     from edgecnn.checkpoint import load_checkpoint
 
