@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -158,10 +157,14 @@ def _open_backend(engine: str, model: torch.nn.Module, input_size: tuple[int, in
 
 def cache_folder() -> Path | None:
     """$XDG_CACHE_HOME/edgecnn (default ~/.cache/edgecnn) when writable, else None (with a note)."""
+    from edgecnn.runtime.cache import cache_root
     from edgecnn.runtime.outputs import check_writable
 
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    folder = (Path(base) if Path(base).is_absolute() else Path.home() / ".cache") / "edgecnn"
+    folder = cache_root()
+    if folder is None:
+        log.warning("there is no home folder for the cache; the backbone is exported for this run only "
+                    "(set XDG_CACHE_HOME to a writable folder to keep it)")
+        return None
     try:
         check_writable(folder, "cache folder")
         (folder / "backbones").mkdir(parents=True, exist_ok=True)

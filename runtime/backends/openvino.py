@@ -273,13 +273,13 @@ def cache_dir_from(value: str | Path | None) -> Path | None:
         value = os.environ.get(CACHE_ENV)
     if value is not None:
         return _writable_cache(Path(value)) if str(value) else None
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    try:
-        root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-    except RuntimeError:  # no HOME and no passwd entry
+    from edgecnn.runtime.cache import cache_root
+
+    root = cache_root()
+    if root is None:
         _note_no_cache("~/.cache", "there is no home folder")
         return None
-    return _writable_cache(root / "edgecnn" / "openvino")
+    return _writable_cache(root / "openvino")
 
 
 def _writable_cache(folder: Path) -> Path | None:
