@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.errors import upgrade_hint
 from edgecnn.runtime.metadata import Preprocess
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EdgecnnError(f"{path} is not an edgecnn checkpoint; {FROM_FINETUNE}")
     if int(payload.get("format_version", 0)) > FORMAT_VERSION:
-        raise EdgecnnError(f"{path} was written by a newer edgecnn; upgrade: pip install -U edgecnn")
+        raise EdgecnnError(f"{path} was written by a newer edgecnn; {upgrade_hint()}")
     try:
         return Checkpoint(
             arch=str(payload["arch"]), labels=[str(x) for x in payload["labels"]],

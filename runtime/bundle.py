@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, upgrade_hint
 
 REPORT_SCHEMA_VERSION = 2  # 2: INT8 gate figures and recipe tries (calibration.onnx_tried removed)
 # Older reports hold a subset of today's fields (0: written before the version field existed), so they
@@ -244,7 +244,7 @@ class BundleReport:
                 raise ValueError(f"schema_version is {version!r:.60}, not a whole number")
             if version > REPORT_SCHEMA_VERSION:
                 raise EdgecnnError(f"{source} was written by a newer edgecnn (report schema {version}); "
-                                   "upgrade: pip install -U edgecnn")
+                                   f"{upgrade_hint()}")
             if version not in READABLE_SCHEMAS:
                 return None
             known = {**_checked(cls, data, ""), "schema_version": version}  # as written: 0 before versioning

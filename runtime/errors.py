@@ -26,6 +26,12 @@ def install_hint(extra: str) -> str:
     return f"pip install '.[{extra}]' (in the edgecnn clone)"
 
 
+def upgrade_hint() -> str:
+    """How to get a newer edgecnn: from its clone, as it was installed (`pip install -U edgecnn` finds
+    nothing on the registry)."""
+    return "upgrade edgecnn: git pull, then pip install . (in the edgecnn clone)"
+
+
 def require_train(what: str) -> None:
     """One-line EdgecnnError, before any import, when the [train] extra is not installed."""
     import importlib.util

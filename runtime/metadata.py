@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.errors import EdgecnnError, upgrade_hint
 
 SCHEMA_VERSION = 1
 META_KEY = "edgecnn_meta"  # ONNX metadata_props key and OpenVINO rt_info key
@@ -131,7 +131,7 @@ class ModelMeta:
         version = fields.count("schema_version", SCHEMA_VERSION, 1, None)
         if version > SCHEMA_VERSION:
             raise EdgecnnError(f"{source} was written by a newer edgecnn (metadata schema {version}); "
-                               "upgrade: pip install -U edgecnn")
+                               f"{upgrade_hint()}")
         checked = dict(
             labels=fields.labels("labels"),
             preprocess=Preprocess.from_dict(fields.get("preprocess", {}), source),

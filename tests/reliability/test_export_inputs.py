@@ -101,7 +101,7 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "checkpoint from a newer edgecnn": (
         lambda t: [_checkpoint_like(t / "new.pt", format_version=99)],
-        ("newer edgecnn", "pip install -U edgecnn"),
+        ("newer edgecnn", "upgrade edgecnn: git pull, then pip install . (in the edgecnn clone)"),
         True,
     ),
     "checkpoint incomplete": (

@@ -62,7 +62,7 @@ def test_fields_it_does_not_know_are_ignored() -> None:
 def test_newer_schema_is_refused_with_the_upgrade() -> None:
     data = json.loads(META.to_json())
     data["schema_version"] = SCHEMA_VERSION + 1
-    with pytest.raises(EdgecnnError, match="newer edgecnn.*pip install -U edgecnn"):
+    with pytest.raises(EdgecnnError, match=r"newer edgecnn.*upgrade edgecnn: git pull, then pip install \. "):
         ModelMeta.from_json(json.dumps(data), "model.onnx")
 
 

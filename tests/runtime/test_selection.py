@@ -124,7 +124,7 @@ def test_current_report_is_read_typed_and_unknown_fields_ignored(tmp_path: Path)
 
 def test_newer_report_schema_is_refused_with_upgrade_hint(tmp_path: Path) -> None:
     bundle = _fake_bundle(tmp_path, _report(99))
-    with pytest.raises(EdgecnnError, match="newer edgecnn.*pip install -U edgecnn"):
+    with pytest.raises(EdgecnnError, match=r"newer edgecnn.*upgrade edgecnn: git pull, then pip install \. "):
         bundle.models()
 
 
