@@ -344,20 +344,29 @@ def _load_engine(model: Path, device: str, backend: str, precision: str, labels:
                   mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"), streams=streams,
                   cache_dir=cache_dir)
     if not quiet:
-        err_console.print(printable(f"{engine.describe()} ({engine.reason})"), highlight=False)
+        err_console.print(printable(f"{engine.describe()} ({engine.reason})"), highlight=False,
+                          soft_wrap=True)  # one line, also piped
     return engine
 
 
-@app.command(epilog="Example: edgecnn predict bundles/demo samples/photos/tools --top-k 3")
+@app.command(epilog="Example: edgecnn predict bundles/demo samples/photos/tools --top-k 3\n\n"
+                     "Glob, annotated copies: edgecnn predict bundles/demo 'samples/photos/*/fish*.webp' "
+                     "--save runs/predict")
 @user_errors
 def predict(
     model: ModelPath,
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    images: Annotated[list[Path], typer.Argument(
+        help="Image files, folders or quoted globs ('photos/*/fish*.webp', expanded by edgecnn, sorted).")],
     top_k: Annotated[int | None, typer.Option(
         help="How many classes to show per image (default: 5, or all when the model has fewer).")] = None,
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     labels: LabelsOpt = None, mean: MeanOpt = None, std: StdOpt = None, threads: ThreadsOpt = None,
     json_out: JsonOpt = False, cache_dir: CacheOpt = None,
+    save: Annotated[Path | None, typer.Option(
+        help="Folder for an annotated copy of each image (top label, probabilities, unknown), named after "
+        "it; refused when it already holds one of those names, unless --force.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --save: replace files of the same name.")
+                     ] = False,
 ) -> None:
     """Classify images with an exported model (no PyTorch needed)."""
     import json
@@ -368,12 +377,18 @@ def predict(
     skipped: list[str] = []
     with _load_engine(model, device, backend, precision, labels, mean, std, threads,
                       cache_dir=cache_dir) as engine:
-        rows = predict_files(engine, images, min(5, len(engine.labels)) if top_k is None else top_k, skipped)
+        rows = predict_files(engine, images, min(5, len(engine.labels)) if top_k is None else top_k, skipped,
+                             save_to=save, force=force)
         if json_out:
             for row in rows:
                 typer.echo(json.dumps(row.to_dict()))
         else:
-            console.print(predictions_table(list(rows)))  # the model line is already on stderr
+            rows = list(rows)
+            console.print(predictions_table(rows))  # the model line is already on stderr
+            if save is not None:
+                saved = sum(row.saved is not None for row in rows)
+                console.print(printable(f"{saved} annotated image(s) written to {save}"), highlight=False,
+                              soft_wrap=True)
     if skipped:  # damaged files inside folders: counted and named, the rest classified
         named = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         err_console.print(printable(f"skipped {len(skipped)} unreadable image(s): {named}"), highlight=False,

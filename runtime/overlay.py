@@ -32,6 +32,15 @@ def draw_overlay(image: np.ndarray, top: Sequence[Any], min_prob: float,
                  stats: dict[str, float], unknown: bool = False) -> np.ndarray:
     """A copy of a BGR frame with the predictions (`.label`, `.probability`) and timings drawn on it;
     an unknown frame gets an orange "unknown" title and border, its bars greyed (nearest classes only)."""
+    footer = (f"{stats.get('fps', 0.0):.1f} FPS  infer {stats.get('inference_ms', 0.0):.1f} ms  "
+              f"cam->result {stats.get('latency_ms', 0.0):.1f} ms")
+    return draw_predictions(image, top, min_prob, footer, unknown)
+
+
+def draw_predictions(image: np.ndarray, top: Sequence[Any], min_prob: float, footer: str,
+                     unknown: bool = False) -> np.ndarray:
+    """The camera's panel on a copy of a BGR image: title, one bar per prediction, a footer line
+    (timings for the camera, the unknown score for predict --save)."""
     import cv2
 
     canvas = image.copy()
@@ -48,8 +57,6 @@ def draw_overlay(image: np.ndarray, top: Sequence[Any], min_prob: float,
     bar_floor = 2.0 if unknown else min_prob  # unknown: every bar grey, they are only the nearest classes
     for i, prediction in enumerate(top):
         _bar(canvas, prediction, bar_floor, (8, row * (i + 1) + 4), (panel_w - 16, row - 8), scale)
-    footer = (f"{stats.get('fps', 0.0):.1f} FPS  infer {stats.get('inference_ms', 0.0):.1f} ms  "
-              f"cam->result {stats.get('latency_ms', 0.0):.1f} ms")
     _text(canvas, footer, (8, row * (len(top) + 2) - 2), scale * 0.5, _WHITE)
     return canvas
 
