@@ -99,31 +99,52 @@ def summarise(engine: Any, streams: Sequence[Any], started: float, stopped_by: s
 
 
 def summary_table(summary: CameraSummary) -> Any:
-    """The end-of-run summary as a Rich table: one row per source, then the totals."""
-    from edgecnn.runtime.terminal import printable
-    from rich.table import Table
+    """The end-of-run summary as a Rich table: one row per source, then the totals (several sources).
 
-    table = Table(title=printable(f"camera: {summary.source} on {summary.backend} {summary.device}"))
-    for column in ("source", "read / processed / dropped", "FPS", "cam->result ms (median / p95)",
-                   "reconnects", "recorded (dropped)", "mostly"):
-        table.add_column(column, justify="left" if column == "source" else "right")
-    for row in summary.sources:
-        name = printable(row.source) + (f"\n[red]{printable(row.error)}[/red]" if row.error else "")
-        table.add_row(name, f"{row.frames_read} / {row.frames_processed} / {row.frames_dropped}",
-                      f"{row.mean_fps:.1f}", f"{row.latency_ms_median:.1f} / {row.latency_ms_p95:.1f}",
-                      str(row.reconnects), f"{row.recorded} ({row.recording_dropped})",
-                      printable(_shares(row.recognised[:1])))
-    table.add_section()
-    latency = f"{summary.latency_ms_median:.1f} / {summary.latency_ms_p95:.1f}"
-    table.add_row("total", f"{summary.frames_read} / {summary.frames_processed} / {summary.frames_dropped}",
-                  f"{summary.mean_fps:.1f}", latency,
-                  str(summary.reconnects), f"{sum(r.recorded for r in summary.sources)} "
-                  f"({sum(r.recording_dropped for r in summary.sources)})", "")
-    table.caption = (f"recognised (share of frames): {printable(_shares(summary.recognised))}; "
-                     f"inference {summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f} ms "
-                     f"(median / p95) per batch of {summary.batch_mean:.1f}, {summary.streams} at once; "
-                     f"stopped by {summary.stopped_by}")
-    return table
+    Reconnects and recordings get a column only when a source had some, so one source's summary fits
+    80 columns with every figure on one row."""
+    from edgecnn.runtime.tables import Fitted, Phrases, path_cell, phrases, whole
+    from edgecnn.runtime.terminal import printable
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = summary.sources
+    reconnects = any(row.reconnects for row in rows)
+    recorded = any(row.recorded or row.recording_dropped for row in rows)
+    title = Phrases([printable(f"camera: {summary.source}"),
+                     printable(f"on {summary.backend} {summary.device}")])
+    table = Table(title=title)
+    table.add_column("source")
+    for column in ("read / processed / dropped", "FPS", "cam->result ms (median / p95)",
+                   *(["reconnects"] * reconnects), *(["recorded (dropped)"] * recorded), "mostly"):
+        table.add_column(column, justify="right")
+
+    def figures(read: int, processed: int, dropped: int, fps: float, median: float, p95: float,
+                reconnected: int, saved: int, lost: int) -> list[Any]:
+        cells = [f"{read} / {processed} / {dropped}", f"{fps:.1f}", f"{median:.1f} / {p95:.1f}",
+                 *([str(reconnected)] * reconnects), *([f"{saved} ({lost})"] * recorded)]
+        return [whole(cell) for cell in cells]
+
+    for row in rows:
+        name = path_cell(row.source) if not row.error else Group(
+            path_cell(row.source), Text.from_markup(f"[red]{printable(row.error)}[/red]"))
+        table.add_row(name, *figures(row.frames_read, row.frames_processed, row.frames_dropped, row.mean_fps,
+                                     row.latency_ms_median, row.latency_ms_p95, row.reconnects, row.recorded,
+                                     row.recording_dropped),
+                      whole(printable(_shares(row.recognised[:1]))))
+    if len(rows) > 1:  # one source: its row is the total
+        table.add_section()
+        table.add_row("total", *figures(summary.frames_read, summary.frames_processed, summary.frames_dropped,
+                                        summary.mean_fps, summary.latency_ms_median, summary.latency_ms_p95,
+                                        summary.reconnects, sum(r.recorded for r in rows),
+                                        sum(r.recording_dropped for r in rows)), "")
+    table.caption = phrases([
+        printable(f"recognised (share of frames): {_shares(summary.recognised)}"),
+        f"inference {summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f} ms (median / p95) "
+        f"per batch of {summary.batch_mean:.1f}, {summary.streams} at once",
+        f"stopped by {summary.stopped_by}"], "; ")
+    return Fitted(table)
 
 
 def _shares(recognised: Sequence[tuple[str, float]]) -> str:
