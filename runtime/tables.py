@@ -44,8 +44,8 @@ class Phrases:
 
 class Fitted:
     """A table sized for the terminal: when it is too wide, each column first gets the width of its
-    longest phrase (so nothing is split), and what is left goes to the columns that want more, in
-    proportion. Rich would instead shrink the widest columns first, down to splitting a label."""
+    longest phrase (so nothing is split), then what is left goes to the columns that want more, the
+    most modest first. Rich would shrink the widest columns first, down to splitting a label."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
@@ -66,8 +66,11 @@ class Fitted:
         spare = room - sum(widths)
         wants = [max(0, max((size.maximum for size in column[1:]), default=0) - need)  # headers can wrap
                  for column, need in zip(sizes, widths, strict=True)]
-        if spare > 0 and sum(wants):
-            widths = [width + spare * want // sum(wants) for width, want in zip(widths, wants, strict=True)]
+        wanting = sorted((want, i) for i, want in enumerate(wants) if want)  # who wants least is served first
+        for served, (want, i) in enumerate(wanting):
+            given = min(want, max(0, spare) // (len(wanting) - served))  # the rest share what is left
+            widths[i] += given
+            spare -= given
         while sum(widths) > room and max(widths) > 1:  # too narrow even for the phrases: widest give way
             widths[widths.index(max(widths))] -= 1
         for column, width in zip(columns, widths, strict=True):
