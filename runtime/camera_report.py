@@ -103,48 +103,52 @@ def summary_table(summary: CameraSummary) -> Any:
 
     Reconnects and recordings get a column only when a source had some, so one source's summary fits
     80 columns with every figure on one row."""
-    from edgecnn.runtime.tables import Fitted, Phrases, path_cell, phrases, whole
+    from edgecnn.runtime.tables import Fitted, Phrases, path_cell, whole
     from edgecnn.runtime.terminal import printable
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     rows = summary.sources
-    reconnects = any(row.reconnects for row in rows)
-    recorded = any(row.recorded or row.recording_dropped for row in rows)
-    title = Phrases([printable(f"camera: {summary.source}"),
-                     printable(f"on {summary.backend} {summary.device}")])
-    table = Table(title=title)
+    shown = (any(row.reconnects for row in rows), any(row.recorded or row.recording_dropped for row in rows))
+    table = Table(title=Phrases([printable(f"camera: {summary.source}"),
+                                 printable(f"on {summary.backend} {summary.device}")]))
     table.add_column("source")
     for column in ("read / processed / dropped", "FPS", "cam->result ms (median / p95)",
-                   *(["reconnects"] * reconnects), *(["recorded (dropped)"] * recorded), "mostly"):
+                   *(["reconnects"] * shown[0]), *(["recorded (dropped)"] * shown[1]), "mostly"):
         table.add_column(column, justify="right")
-
-    def figures(read: int, processed: int, dropped: int, fps: float, median: float, p95: float,
-                reconnected: int, saved: int, lost: int) -> list[Any]:
-        cells = [f"{read} / {processed} / {dropped}", f"{fps:.1f}", f"{median:.1f} / {p95:.1f}",
-                 *([str(reconnected)] * reconnects), *([f"{saved} ({lost})"] * recorded)]
-        return [whole(cell) for cell in cells]
-
     for row in rows:
         name = path_cell(row.source) if not row.error else Group(
             path_cell(row.source), Text.from_markup(f"[red]{printable(row.error)}[/red]"))
-        table.add_row(name, *figures(row.frames_read, row.frames_processed, row.frames_dropped, row.mean_fps,
-                                     row.latency_ms_median, row.latency_ms_p95, row.reconnects, row.recorded,
-                                     row.recording_dropped),
-                      whole(printable(_shares(row.recognised[:1]))))
+        table.add_row(name, *_figures(row, shown), whole(printable(_shares(row.recognised[:1]))))
     if len(rows) > 1:  # one source: its row is the total
         table.add_section()
-        table.add_row("total", *figures(summary.frames_read, summary.frames_processed, summary.frames_dropped,
-                                        summary.mean_fps, summary.latency_ms_median, summary.latency_ms_p95,
-                                        summary.reconnects, sum(r.recorded for r in rows),
-                                        sum(r.recording_dropped for r in rows)), "")
-    table.caption = phrases([
+        table.add_row("total", *_figures(summary, shown), "")
+    table.caption = _caption(summary)
+    return Fitted(table)
+
+
+def _figures(row: SourceSummary | CameraSummary, shown: tuple[bool, bool]) -> list[Any]:
+    """A summary row's figures, each kept whole; reconnects and recordings when `shown` says so."""
+    from edgecnn.runtime.tables import whole
+
+    sources = row.sources if isinstance(row, CameraSummary) else (row,)
+    recorded = f"{sum(r.recorded for r in sources)} ({sum(r.recording_dropped for r in sources)})"
+    cells = [f"{row.frames_read} / {row.frames_processed} / {row.frames_dropped}", f"{row.mean_fps:.1f}",
+             f"{row.latency_ms_median:.1f} / {row.latency_ms_p95:.1f}",
+             *([str(row.reconnects)] * shown[0]), *([recorded] * shown[1])]
+    return [whole(cell) for cell in cells]
+
+
+def _caption(summary: CameraSummary) -> Any:
+    from edgecnn.runtime.tables import phrases
+    from edgecnn.runtime.terminal import printable
+
+    return phrases([
         printable(f"recognised (share of frames): {_shares(summary.recognised)}"),
         f"inference {summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f} ms (median / p95) "
         f"per batch of {summary.batch_mean:.1f}, {summary.streams} at once",
         f"stopped by {summary.stopped_by}"], "; ")
-    return Fitted(table)
 
 
 def _shares(recognised: Sequence[tuple[str, float]]) -> str:
