@@ -239,6 +239,9 @@ def export(
     accept_rate: Annotated[float, typer.Option(
         help="With --pretrained: share of the calibration images its unknown score (1 - max softmax) "
         "accepts; a fine-tuned checkpoint brings its own threshold.")] = 0.95,
+    imgsz: Annotated[int, typer.Option(
+        min=0, help="With --pretrained: square input size, a multiple of 32 (default 0: the architecture's "
+        "own, 224). A checkpoint exports at the size it was fine-tuned at (finetune --imgsz).")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
 ) -> None:
     """Export a checkpoint to a self-describing ONNX + OpenVINO bundle, optionally INT8.
@@ -265,7 +268,7 @@ def export(
         checkpoint=checkpoint, out=out, pretrained=pretrained, int8=int8, calibration=calibration,
         formats=FORMATS if format == "all" else (format,), calibration_size=calibration_size,
         calibration_method=calibration_method, max_drop=max_drop, opset=opset,
-        batch=fixed_batch, accept_rate=accept_rate, force=force)
+        batch=fixed_batch, accept_rate=accept_rate, imgsz=imgsz, force=force)
     try:
         report = export_bundle(config)
     except ExportFailed as exc:  # the bundle is written, a gate failed: the table, the error, exit 1

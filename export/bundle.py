@@ -53,6 +53,7 @@ class ExportConfig:
     opset: int = 17
     batch: int | None = None  # None: dynamic batch
     accept_rate: float = 0.95  # with `pretrained`: calibration images its unknown threshold accepts
+    imgsz: int = 0  # square input size; 0: the architecture's own (pretrained) or the checkpoint's
     force: bool = False
     progress: bool = True
 
@@ -123,8 +124,10 @@ def export_bundle(config: ExportConfig) -> BundleReport:
 
 def _load_source(config: ExportConfig) -> Source:
     if config.pretrained:
-        return pretrained_source(config.arch, config.calibration, config.calibration_size, config.accept_rate)
-    return checkpoint_source(Path(config.checkpoint), config.calibration, config.calibration_size)
+        return pretrained_source(config.arch, config.calibration, config.calibration_size, config.accept_rate,
+                                 config.imgsz)
+    return checkpoint_source(Path(config.checkpoint), config.calibration, config.calibration_size,
+                             config.imgsz)
 
 
 def _build_models(config: ExportConfig, source: Source, work: Path,

@@ -47,11 +47,15 @@ def default_calibration() -> Path | None:
     return None
 
 
-def checkpoint_source(path: Path, calibration: Path | None, calibration_size: int) -> Source:
+def checkpoint_source(path: Path, calibration: Path | None, calibration_size: int, imgsz: int = 0) -> Source:
     from edgecnn.checkpoint import load_checkpoint
     from edgecnn.unknown import Detector
 
     checkpoint = load_checkpoint(path)
+    height, width = checkpoint.preprocess.input_size
+    if imgsz and (imgsz, imgsz) != (height, width):  # its weights, head and unknown threshold fit that size
+        raise EdgecnnError(f"--imgsz {imgsz}: {path} was fine-tuned at {height}x{width} and exports at that "
+                           f"size; drop --imgsz, or fine-tune again with --imgsz {imgsz}")
     calibration_images = (folder_images(calibration) if calibration is not None
                           else split_images(checkpoint.split, "train", checkpoint.labels))
     return Source(
@@ -64,8 +68,8 @@ def checkpoint_source(path: Path, calibration: Path | None, calibration_size: in
 
 
 def pretrained_source(arch: str, calibration: Path | None, calibration_size: int,
-                      accept_rate: float = 0.95) -> Source:
-    from edgecnn.models import build_model, imagenet_labels
+                      accept_rate: float = 0.95, imgsz: int = 0) -> Source:
+    from edgecnn.models import build_model, imagenet_labels, sized
 
     folder = calibration or default_calibration()
     if folder is None:
@@ -74,7 +78,7 @@ def pretrained_source(arch: str, calibration: Path | None, calibration_size: int
                            "the ones the model will see)")
     images = folder_images(folder)
     built = build_model(arch, num_classes=1000, pretrained=True)
-    preprocess = _in_graph(built.preprocess)
+    preprocess = _in_graph(sized(built, imgsz) if imgsz else built.preprocess)
     calibration_images = images.subset(calibration_size)
     return Source(
         model=built.model.eval(), arch=arch, labels=tuple(imagenet_labels()),

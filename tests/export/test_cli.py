@@ -75,6 +75,7 @@ def make_no_image_folder(folder: Path) -> Path:
     (["--calibration-method", "magic"], "choose from auto, minmax, entropy, percentile"),
     (["--batch", "many"], "'dynamic' or a positive number"),
     (["--int8", "--calibration", "{no_images}"], "has no readable images"),
+    (["--imgsz", "192"], "was fine-tuned at 224x224 and exports at that size"),
 ])
 def test_bad_options_exit_2_without_bundle(tmp_path: Path, tiny_run: Path, args: list[str],
                                            message: str) -> None:
@@ -85,6 +86,23 @@ def test_bad_options_exit_2_without_bundle(tmp_path: Path, tiny_run: Path, args:
     assert result.exit_code == 2
     assert message in error_line(result.stderr)
     assert not out.exists()
+
+
+def test_pretrained_export_at_another_input_size(tmp_path: Path, sample_photos: Path) -> None:
+    """`--imgsz` (Ultralytics' name) sizes the ImageNet model's input, checked against its stride; the
+    bundle's models take that size and still agree with PyTorch at it."""
+    import onnx
+    from edgecnn.runtime.metadata import ModelMeta
+
+    bad = runner.invoke(app, ["export", "--pretrained", "--out", str(tmp_path / "bad"), "--imgsz", "200"])
+    assert bad.exit_code == 2 and "multiple of its stride 32" in error_line(bad.stderr)
+    out = tmp_path / "small"
+    result = runner.invoke(app, ["export", "--pretrained", "--out", str(out), "--imgsz", "192",
+                                 "--format", "onnx", "--calibration", str(sample_photos / "fishes")])
+    assert result.exit_code == 0, result.output
+    dims = onnx.load(str(out / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [192, 192, 3]
+    assert ModelMeta.read(out / "model.onnx").preprocess.input_size == (192, 192)
 
 
 def test_existing_out_is_refused_without_force(tmp_path: Path, tiny_run: Path) -> None:
