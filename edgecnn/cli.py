@@ -484,8 +484,12 @@ def camera(
         help="Weight of past frames in the moving average of probabilities and unknown score; 0 = off.")
                       ] = 0.6,
     headless: Annotated[bool, typer.Option(help="No window (automatic when there is no display).")] = False,
-    save: Annotated[Path | None, typer.Option(help="Write the annotated video to this .mp4.")] = None,
+    save: Annotated[Path | None, typer.Option(
+        help="Write the annotated video to this .mp4 (H.264 when this OpenCV build has it, else mp4v).")
+    ] = None,
     jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per processed frame.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing --save and --jsonl files.")
+                     ] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
     realtime: Annotated[bool, typer.Option(help="Play files at their FPS and drop frames like a camera.")
                         ] = False,
@@ -497,6 +501,10 @@ def camera(
                                  ] = 30.0,
     start: Annotated[float, typer.Option(min=0, max=10**6, help="Video files: skip this many seconds first.")
                      ] = 0.0,
+    vid_stride: Annotated[int, typer.Option(
+        min=1, max=1_000_000, help="Files and folders: process every Nth frame (the others are skipped "
+        "before they become images; frame numbers stay the source's). Live sources take every "
+        "newest frame.")] = 1,
     collect: Annotated[Path | None, typer.Option(
         help="Save the frames whose result was uncertain or unknown here (JPEG + JSON sidecar), to label "
         "and fine-tune on.")] = None,
@@ -523,21 +531,20 @@ def camera(
     from contextlib import ExitStack
     from dataclasses import asdict, replace
 
-    from edgecnn.runtime.camera import CameraConfig, camera_engine, read_sources_file, run_camera
+    from edgecnn.runtime.camera import CameraConfig, camera_engine, check_outputs, run_camera
     from edgecnn.runtime.camera_report import summary_table
-    from edgecnn.runtime.video import VideoOptions, check_source
+    from edgecnn.runtime.video import VideoOptions
 
     say = lambda message: err_console.print(printable(message), highlight=False)  # noqa: E731
-    names = tuple(source or ()) + (read_sources_file(sources) if sources else ())
-    specs = [check_source(name) for name in names or ("0",)]  # a missing file fails before the model loads
-    shown = specs[0].name if len(specs) == 1 else ", ".join(spec.name for spec in specs)
+    names, shown = _camera_sources(source, sources)
     if serve is None and (no_auth or record_to is not None):
         raise EdgecnnError(f"{'--no-auth' if no_auth else '--record-to'} goes with --serve [HOST:]PORT")
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
-                           reconnect_timeout=reconnect_timeout, start=start)
-    config = CameraConfig(sources=names or ("0",), top_k=3 if top_k is None else top_k, min_prob=min_prob,
+                           reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride)
+    config = CameraConfig(sources=names, top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
-                          video=options)
+                          video=options, force=force)
+    check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
     with ExitStack() as stack:
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
                  ] if serve else []
@@ -554,6 +561,16 @@ def camera(
     _show(json_out, {**asdict(summary), **collected}, lambda: summary_table(summary))
     if collector is not None and not json_out:
         console.print(printable(collector.describe()), highlight=False, soft_wrap=True)
+
+
+def _camera_sources(source: list[str] | None, sources: Path | None) -> tuple[tuple[str, ...], str]:
+    """The sources named (--source, --sources FILE; else webcam 0), each checked, and how to show them."""
+    from edgecnn.runtime.camera import read_sources_file
+    from edgecnn.runtime.video import check_source
+
+    names = tuple(source or ()) + (read_sources_file(sources) if sources else ()) or ("0",)
+    specs = [check_source(name) for name in names]  # a missing file fails before the model loads
+    return names, specs[0].name if len(specs) == 1 else ", ".join(spec.name for spec in specs)
 
 
 def _collector(folder: Path, limit: int) -> Any:

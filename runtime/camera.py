@@ -30,11 +30,11 @@ from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable
 from edgecnn.runtime.overlay import Display, draw_overlay, shown_label, tile
 from edgecnn.runtime.preprocess import fit_frame
-from edgecnn.runtime.recording import AnnotatedVideo, BackgroundWriter, JsonlWriter
+from edgecnn.runtime.recording import AnnotatedVideo, BackgroundWriter, JsonlWriter, h264_fourcc
 from edgecnn.runtime.video import Frame, VideoOptions, VideoSource, check_source
 
 __all__ = ["CameraConfig", "CameraSummary", "FrameResult", "LiveUpdate", "Sink", "SourceSummary", "Smoother",
-           "camera_engine", "read_sources_file", "run_camera", "summary_table"]
+           "camera_engine", "check_outputs", "read_sources_file", "run_camera", "summary_table"]
 RESULT_TIMEOUT = 30.0  # seconds one inference may take before we call it stuck
 VIDEO_QUEUE = 32  # annotated frames waiting for the encoder (per source), ~30 MB at 640x480
 JSONL_QUEUE = 4096
@@ -51,13 +51,22 @@ class CameraConfig:
     save: Path | None = None  # annotated .mp4 (one per source: name-1.mp4, name-2.mp4, ...)
     jsonl: Path | None = None  # one record per processed frame
     max_frames: int | None = None  # processed frames, all sources together
-    video: VideoOptions = field(default_factory=VideoOptions)
+    video: VideoOptions = field(default_factory=VideoOptions)  # vid_stride: every Nth frame of a file
+    force: bool = False  # replace existing --save / --jsonl files
     snapshot_dir: Path = Path(".")
     window_title: str = "edgecnn camera"
 
     @property
     def source_list(self) -> tuple[str | int | Path, ...]:
         return tuple(self.sources) or (self.source,)
+
+    def video_paths(self) -> list[Path]:
+        """The --save file of each source: the name itself for one, NAME-1.mp4, NAME-2.mp4... for more."""
+        if self.save is None:
+            return []
+        path, count = Path(self.save), len(self.source_list)
+        return [path] if count == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}")
+                                          for i in range(1, count + 1)]
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,15 @@ def _check(engine: Any, config: CameraConfig) -> None:
     for name, value in (("width", video.width), ("height", video.height), ("fps", video.fps)):
         if value is not None and value <= 0:
             raise EdgecnnError(f"--{name} {value} must be positive")
+    if not 1 <= video.vid_stride <= 1_000_000:
+        raise EdgecnnError(f"--vid-stride {video.vid_stride} is out of range; give 1 (every frame) to "
+                           "1000000")
+    check_outputs(config)
+
+
+def check_outputs(config: CameraConfig) -> None:
+    """--save and --jsonl, before anything starts (the CLI calls it before the model loads): each a
+    writable file that is not an input, and new unless `force`; the sources named exist."""
     if config.save is not None and Path(config.save).suffix.lower() != ".mp4":
         raise EdgecnnError(f"--save {config.save}: give a file name ending in .mp4")
     for option, path, suffix in (("--save", config.save, ".mp4"), ("--jsonl", config.jsonl, ".jsonl")):
@@ -147,7 +165,17 @@ def _check(engine: Any, config: CameraConfig) -> None:
         check_source(source)  # a path that does not exist is a typo: say so before anything starts
     files = [Path(str(s)) for s in config.source_list if Path(str(s)).is_file()]
     named = {"--source": files[0]} if len(files) == 1 else {f"--source {f}": f for f in files}
-    check_distinct({"--save": config.save, "--jsonl": config.jsonl}, named)
+    videos = config.video_paths()
+    written = {"--save": videos[0]} if len(videos) == 1 else {
+        f"--save (source {i})": path for i, path in enumerate(videos, 1)}  # NAME-1.mp4 may be an input
+    written["--jsonl"] = None if config.jsonl is None else Path(config.jsonl)
+    check_distinct(written, named)  # even --force never writes over an input
+    for option, path in written.items():
+        if path is None:
+            continue
+        if path.exists() and not config.force:
+            raise EdgecnnError(f"{option} {path} already exists; pass --force to overwrite it or choose "
+                               f"another {option.split()[0]}")
 
 
 class Smoother:
@@ -273,8 +301,10 @@ class _Loop:
 
     def run(self) -> CameraSummary:
         try:
-            self._open_sources()  # a bad source fails here, before any output file exists
             config = self.config
+            if config.save is not None:
+                h264_fourcc()  # probed before the capture threads start: it silences stderr for a moment
+            self._open_sources()  # a bad source fails here, before any output file exists
             if config.jsonl:
                 self.jsonl = BackgroundWriter("--jsonl", JsonlWriter(config.jsonl), JSONL_QUEUE,
                                               wait=not any(stream.source.drops for stream in self.streams))
@@ -443,10 +473,8 @@ class _Loop:
 
     def _video(self, stream: _Stream) -> BackgroundWriter:
         if stream.video is None:
-            path = Path(self.config.save)
-            if len(self.streams) > 1:
-                path = path.with_name(f"{path.stem}-{stream.index + 1}{path.suffix}")
-            video = AnnotatedVideo(path, stream.source.fps, self.config.min_prob)
+            path = self.config.video_paths()[stream.index]
+            video = AnnotatedVideo(path, stream.source.fps, self.config.min_prob, self.say)
             stream.video = BackgroundWriter("--save", video, VIDEO_QUEUE, wait=not stream.source.drops)
         return stream.video
 

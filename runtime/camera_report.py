@@ -25,6 +25,7 @@ class SourceSummary:
     recorded: int = 0  # annotated frames in this source's --save video
     recording_dropped: int = 0  # annotated frames the encoder could not keep up with
     error: str = ""  # why the source stopped early, when it failed
+    frames_skipped: int = 0  # by --vid-stride (counted in frames_read, never processed)
     # what was recognised: the most frequent shown labels ("uncertain" included), share of processed frames
     recognised: tuple[tuple[str, float], ...] = ()
 
@@ -50,6 +51,7 @@ class CameraSummary:
     jsonl_dropped: int = 0
     recognised: tuple[tuple[str, float], ...] = ()  # over every source
     sources: tuple[SourceSummary, ...] = ()
+    frames_skipped: int = 0  # by --vid-stride
 
 
 def _recognised(shown: Counter[str]) -> tuple[tuple[str, float], ...]:
@@ -76,7 +78,7 @@ def summarise(engine: Any, streams: Sequence[Any], started: float, stopped_by: s
             frames_dropped=source.frames_dropped, mean_fps=processed / seconds if seconds > 0 else 0.0,
             latency_ms_median=median, latency_ms_p95=p95, reconnects=source.reconnects,
             recorded=video.written if video else 0, recording_dropped=video.dropped if video else 0,
-            error=stream.error, recognised=_recognised(stream.shown)))
+            error=stream.error, recognised=_recognised(stream.shown), frames_skipped=source.frames_skipped))
     processed = sum(row.frames_processed for row in rows)
     ended = max((stream.last_result for stream in streams), default=started)
     seconds = ended - started
@@ -95,7 +97,8 @@ def summarise(engine: Any, streams: Sequence[Any], started: float, stopped_by: s
         stopped_by=stopped_by, batch_mean=processed / batches if batches else 0.0,
         streams=int(getattr(engine, "streams", 1)),
         jsonl_written=jsonl.written if jsonl else 0, jsonl_dropped=jsonl.dropped if jsonl else 0,
-        recognised=_recognised(sum((stream.shown for stream in streams), Counter())), sources=tuple(rows))
+        recognised=_recognised(sum((stream.shown for stream in streams), Counter())), sources=tuple(rows),
+        frames_skipped=sum(r.frames_skipped for r in rows))
 
 
 def summary_table(summary: CameraSummary) -> Any:
@@ -148,6 +151,7 @@ def _caption(summary: CameraSummary) -> Any:
         printable(f"recognised (share of frames): {_shares(summary.recognised)}"),
         f"inference {summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f} ms (median / p95) "
         f"per batch of {summary.batch_mean:.1f}, {summary.streams} at once",
+        *([f"{summary.frames_skipped} frames skipped by --vid-stride"] if summary.frames_skipped else []),
         f"stopped by {summary.stopped_by}"], "; ")
 
 

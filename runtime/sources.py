@@ -43,6 +43,7 @@ class VideoOptions:
     open_timeout: float = 10.0  # network streams
     read_timeout: float = 5.0
     start: float = 0.0  # video files: seconds of media time to skip (frame indices count from there)
+    vid_stride: int = 1  # files and folders: hand over every Nth frame, grab (skip) the rest; live: 1
 
 
 def parse_source(source: str | int | Path) -> SourceSpec:

@@ -2,10 +2,12 @@
 
 `VideoSource` keeps only the newest frame for live sources (webcams, streams), so a slow model never
 works through a queue of stale frames; files go frame by frame unless `realtime` paces them at their
-own FPS and drops like a camera. Frames are fitted to the model (`prepare`) on the capture thread, so
-decoding and `fit_frame` overlap the inference of the previous frame. Live sources that fail
-reconnect with backoff and give up with an EdgecnnError after `reconnect_timeout`; one started with
-`start(wait_for_open=False)` also keeps trying its first connection that long. Every wait is bounded.
+own FPS and drops like a camera. `vid_stride` N hands over every Nth frame of a file or folder (the
+others are grabbed, never made into images; frame indices stay the source's own). Frames are fitted
+to the model (`prepare`) on the capture thread, so decoding and `fit_frame` overlap the inference of
+the previous frame. Live sources that fail reconnect with backoff and give up with an EdgecnnError
+after `reconnect_timeout`; one started with `start(wait_for_open=False)` also keeps trying its first
+connection that long. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.outputs import AtomicPath
 from edgecnn.runtime.redact import mask_text
 from edgecnn.runtime.sources import (
     Reader,
@@ -33,7 +33,7 @@ from edgecnn.runtime.sources import (
     parse_source,
 )
 
-__all__ = ["AtomicVideoWriter", "Frame", "SourceSpec", "VideoOptions", "VideoSource", "check_source",
+__all__ = ["Frame", "SourceSpec", "VideoOptions", "VideoSource", "check_source",
            "mask_url", "parse_source"]
 FILE_QUEUE = 2  # frames decoded ahead of the model when reading a file frame by frame
 
@@ -58,6 +58,7 @@ class VideoSource:
         self.options = options or VideoOptions()
         self.say = say
         self.drops = self.spec.live or self.options.realtime
+        self.stride = 1 if self.spec.live else self.options.vid_stride  # a live source has only "now"
         self._prepare = prepare  # ~0.1 ms a frame: cheap enough even for frames a live source drops
         self._on_ready = on_ready or (lambda: None)  # told when a frame, the end or an error is there
         self._open = opener or (lambda: open_reader(self.spec, self.options, say))
@@ -66,13 +67,14 @@ class VideoSource:
         self._stop = threading.Event()
         self._ended, self._error = False, None
         self._index, self._started, self._lost_since = 0, 0.0, None
-        self.frames_delivered = self.frames_dropped = self.reconnects = 0
+        self.frames_delivered = self.frames_dropped = self.frames_skipped = self.reconnects = 0
         self._reader: Reader | None = None
         self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
 
     @property
     def frames_read(self) -> int:
-        return self.frames_delivered + self.frames_dropped
+        """Frames of the source gone past: handed over, dropped (live) or skipped (`vid_stride`)."""
+        return self.frames_delivered + self.frames_dropped + self.frames_skipped
 
     @property
     def fps(self) -> float:
@@ -80,6 +82,9 @@ class VideoSource:
 
     def start(self, wait_for_open: bool = True) -> VideoSource:
         """Open the source, then read it on the thread; a live source may instead be opened there."""
+        if self.spec.live and self.options.vid_stride > 1:
+            self.say(f"note: --vid-stride {self.options.vid_stride} applies to files and folders; "
+                     f"{self.spec.name} is live, so each newest frame is taken")
         if wait_for_open or not self.spec.live:
             self._reader = self._open()  # in the caller: a bad source fails here, before any window opens
         self._started = time.perf_counter()
@@ -164,6 +169,8 @@ class VideoSource:
             self._on_ready()
 
     def _next_frame(self) -> Frame | None:
+        if self._index and not self._skip_stride():
+            return None
         while True:
             self._pace()
             image, media_time = self._reader.read()
@@ -177,6 +184,17 @@ class VideoSource:
         prepared = self._prepare(image) if self._prepare is not None else None
         timestamp = time.time() if self.spec.live else media_time
         return Frame(image, self._index - 1, timestamp, captured, prepared)
+
+    def _skip_stride(self) -> bool:
+        """`vid_stride`: grab the frames between two handed-over ones (an FFmpeg grab decodes but makes no
+        image; a folder's grab reads no file); False at the end of the source or when stopped."""
+        for _ in range(self.stride - 1):
+            if self._stop.is_set() or not self._reader.grab():
+                return False
+            self._index += 1
+            with self._cond:
+                self.frames_skipped += 1
+        return True
 
     def _pace(self) -> None:
         """Realtime files: wait for the frame's time; skip the frames whose time has passed."""
@@ -244,40 +262,3 @@ class VideoSource:
             self._stop.wait(delay)
             delay = min(delay * 2, 4.0)
         return False
-
-
-class AtomicVideoWriter:
-    """An mp4 written under a temporary name and renamed on `close`, so a crash leaves no half file."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = Path(path), fps
-        self._target: AtomicPath | None = None
-        self._writer: Any = None
-        self.size: tuple[int, int] | None = None
-        self.frames = 0
-
-    @property
-    def temp(self) -> Path | None:
-        """Where the video is written until `close` renames it (None before the first frame)."""
-        return self._target.temp if self._target is not None else None
-
-    def write(self, image: np.ndarray) -> None:
-        import cv2
-
-        if self._writer is None:
-            self._target = AtomicPath(self.path, suffix=self.path.suffix or ".mp4")  # cv2 goes by the suffix
-            self.size = (image.shape[1], image.shape[0])
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # plays everywhere, needs no extra codec
-            self._writer = cv2.VideoWriter(str(self._target.temp), fourcc, self.fps, self.size)
-            if not self._writer.isOpened():
-                raise EdgecnnError(f"cannot write video {self.path}; check the folder and the .mp4 suffix")
-        if (image.shape[1], image.shape[0]) != self.size:  # slideshows mix sizes; a video cannot
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
-        self.frames += 1
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            self._target.commit()  # type: ignore[union-attr]  # set with the writer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -16,11 +17,12 @@ import pytest
 from edgecnn.runtime.camera import CameraConfig, Smoother, run_camera
 from edgecnn.runtime.engine import Prediction
 from edgecnn.runtime.overlay import draw_overlay
+from edgecnn.runtime.recording import h264_fourcc
 from edgecnn.runtime.video import VideoOptions
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from tests.runtime.test_video import mjpeg_server
+from tests.runtime.test_video import decoded_frames, mjpeg_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CUP = ROOT / "samples" / "videos" / "cup.mp4"
@@ -113,6 +115,18 @@ def test_cup_clip_jsonl_and_video(engine: Any, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # temporary names renamed away
     shown = Counter(r["label"] for r in records)  # what each frame showed, "uncertain" included
     assert summary.recognised == tuple((label, count / 217) for label, count in shown.most_common(3))
+
+
+def test_vid_stride_processes_every_third_frame_numbered_like_the_clip(engine: Any, tmp_path: Path) -> None:
+    jsonl = tmp_path / "cup.jsonl"
+    summary = run_camera(engine, CameraConfig(source=CUP, headless=True, jsonl=jsonl,
+                                              video=VideoOptions(vid_stride=3)))
+    records = read_jsonl(jsonl)
+    frames = int(cv2.VideoCapture(str(CUP)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert summary.frames_processed == len(records) == math.ceil(frames / 3) == 73
+    assert [r["frame"] for r in records] == list(range(0, frames, 3))
+    assert summary.frames_read == frames and summary.frames_skipped == frames - 73
+    assert summary.frames_dropped == 0 and summary.sources[0].frames_skipped == frames - 73
 
 
 def test_box_clip_is_told_apart(engine: Any, tmp_path: Path) -> None:
@@ -221,6 +235,52 @@ def test_cli_camera_json_summary(imagenet_bundle: Path, tmp_path: Path) -> None:
     table = CliRunner().invoke(app, ["camera", str(imagenet_bundle), "--source", str(CUP), "--headless",
                                      "--max-frames", "8", "--device", "cpu"])
     assert f"{labels[0]} {shares[0]:.0%}" in " ".join(table.stdout.split()), table.stdout
+
+
+@pytest.mark.parametrize(("option", "name", "sources", "said"), [
+    ("--save", "cup.mp4", 1, "--save"), ("--jsonl", "cup.jsonl", 1, "--jsonl"),
+    ("--save", "cup-2.mp4", 2, "--save (source 2)")])  # two sources: --save cup.mp4 writes cup-1, cup-2
+def test_cli_refuses_to_overwrite_save_or_jsonl_without_force(tmp_path: Path, option: str, name: str,
+                                                              sources: int, said: str) -> None:
+    """Before anything starts: the model path does not even exist, the refusal comes first."""
+    existing = tmp_path / name
+    existing.write_bytes(b"yesterday's recording")
+    given = str(tmp_path / name.replace("-2", "")) if sources == 2 else str(existing)
+    result = CliRunner().invoke(app, ["camera", str(tmp_path / "no-model"), *["--source", str(CUP)] * sources,
+                                      "--headless", option, given])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error:") and "Traceback" not in result.output
+    assert f"{said} {existing} already exists; pass --force" in " ".join(result.output.split())
+    assert existing.read_bytes() == b"yesterday's recording"
+
+
+def test_cli_never_overwrites_a_source_even_with_force(tmp_path: Path) -> None:
+    """Two sources and --save v.mp4 write v-1.mp4 and v-2.mp4: a source named v-1.mp4 is refused."""
+    import shutil
+
+    source = tmp_path / "v-1.mp4"
+    shutil.copy(CUP, source)
+    result = CliRunner().invoke(app, ["camera", str(tmp_path / "no-model"), "--source", str(source),
+                                      "--source", str(CUP), "--headless", "--save", str(tmp_path / "v.mp4"),
+                                      "--force"])
+    assert result.exit_code == 2 and "is the --source" in result.output and "itself" in result.output
+    assert source.read_bytes() == CUP.read_bytes()
+
+
+def test_cli_force_overwrites_save_and_jsonl(imagenet_bundle: Path, tmp_path: Path) -> None:
+    video, jsonl = tmp_path / "cup.mp4", tmp_path / "cup.jsonl"
+    for path in (video, jsonl):
+        path.write_bytes(b"old")
+    result = CliRunner().invoke(app, ["camera", str(imagenet_bundle), "--source", str(CUP), "--headless",
+                                      "--max-frames", "6", "--device", "cpu", "--save", str(video),
+                                      "--jsonl", str(jsonl), "--force", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(read_jsonl(jsonl)) == 6 and [r["frame"] for r in read_jsonl(jsonl)] == list(range(6))
+    assert decoded_frames(video) == summary["sources"][0]["recorded"] > 0
+    if h264_fourcc() is None:  # pip's OpenCV: the file is mp4v, and the run says so in one line
+        assert "may not play in a browser" in result.output
 
 
 @pytest.mark.parametrize(("source", "message"), [

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from edgecnn.runtime import recording
 from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.video import AtomicVideoWriter, VideoOptions, VideoSource, mask_url, parse_source
+from edgecnn.runtime.recording import AtomicVideoWriter
+from edgecnn.runtime.video import VideoOptions, VideoSource, mask_url, parse_source
 
 ROOT = Path(__file__).resolve().parents[2]
 CUP = ROOT / "samples" / "videos" / "cup.mp4"
@@ -105,6 +109,100 @@ def test_atomic_writer_renames_a_playable_video(tmp_path: Path) -> None:
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and capture.get(cv2.CAP_PROP_FPS) == 25.0
     assert not writer.temp.exists()
+
+
+def decoded_frames(path: Path) -> int:
+    """Frames OpenCV decodes back from a video file, counted one by one (not the container's claim)."""
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.fixture
+def no_h264(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An OpenCV build without an H.264 encoder: the probe tries a fourcc no build has."""
+    monkeypatch.setattr(recording, "H264_FOURCCS", ("abcd",))
+    recording.h264_fourcc.cache_clear()
+    yield
+    recording.h264_fourcc.cache_clear()  # the next test probes the real build again
+
+
+def write_clip(writer: AtomicVideoWriter, frames: int = 12) -> None:
+    for i in range(frames):
+        writer.write(np.full((120, 160, 3), i * 20, np.uint8))
+    writer.close()
+
+
+def test_without_h264_the_video_is_mp4v_with_a_note_and_plays(no_h264: None, tmp_path: Path) -> None:
+    notes: list[str] = []
+    writer = AtomicVideoWriter(tmp_path / "clip.mp4", fps=25.0, say=notes.append)
+    write_clip(writer)
+    assert writer.fourcc == "mp4v" and decoded_frames(tmp_path / "clip.mp4") == 12
+    assert len(notes) == 1 and "cannot write H.264" in notes[0] and "may not play in a browser" in notes[0]
+    assert str(tmp_path / "clip.mp4") in notes[0]
+
+
+def test_an_h264_encoder_refusing_the_video_falls_back_to_mp4v(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path, capfd: Any) -> None:
+    """The probe said yes but this video's writer does not open: mp4v, the note, no FFmpeg noise."""
+    monkeypatch.setattr(recording, "h264_fourcc", lambda: "abcd")
+    notes: list[str] = []
+    writer = AtomicVideoWriter(tmp_path / "clip.mp4", fps=25.0, say=notes.append)
+    write_clip(writer, frames=5)
+    assert writer.fourcc == "mp4v" and decoded_frames(tmp_path / "clip.mp4") == 5 and len(notes) == 1
+    assert capfd.readouterr().err == ""
+
+
+def test_the_video_is_h264_when_this_opencv_can_write_it(tmp_path: Path) -> None:
+    fourcc = recording.h264_fourcc()
+    if fourcc is None:
+        pytest.skip("this OpenCV build has no H.264 encoder (pip's opencv-python wheels bring none)")
+    notes: list[str] = []
+    writer = AtomicVideoWriter(tmp_path / "clip.mp4", fps=25.0, say=notes.append)
+    write_clip(writer)
+    capture = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
+    codec = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace").lower()
+    assert writer.fourcc == fourcc and notes == [] and codec in ("avc1", "h264")
+    assert decoded_frames(tmp_path / "clip.mp4") == 12
+
+
+def test_the_codec_probe_prints_nothing(capfd: Any) -> None:
+    """Trying an encoder this build lacks makes FFmpeg print to stderr itself; the probe hides that."""
+    recording.h264_fourcc.cache_clear()
+    recording.h264_fourcc()
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_vid_stride_hands_over_every_nth_frame_with_the_files_numbers() -> None:
+    with VideoSource(CUP, VideoOptions(vid_stride=3)) as source:
+        frames = list(iter(source.get, None))
+    assert [f.index for f in frames] == list(range(0, 217, 3)) and len(frames) == math.ceil(217 / 3)
+    assert source.frames_read == 217 and source.frames_skipped == 217 - 73 and source.frames_dropped == 0
+    steps = np.diff([f.timestamp for f in frames])
+    assert np.allclose(steps, 3 / source.fps, atol=0.002)  # media time of the source's own frames
+
+
+def test_vid_stride_on_a_folder_skips_files_unread(tmp_path: Path) -> None:
+    capture = cv2.VideoCapture(str(CUP))
+    for i in range(7):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), capture.read()[1])
+    with VideoSource(tmp_path, VideoOptions(vid_stride=3)) as source:
+        frames = list(iter(source.get, None))
+    assert [f.index for f in frames] == [0, 3, 6] and [f.timestamp for f in frames] == [0.0, 3.0, 6.0]
+
+
+def test_vid_stride_is_ignored_for_a_live_source_with_a_note() -> None:
+    messages: list[str] = []
+    with (mjpeg_server(frames_per_connection=40, connections=1) as url,
+          VideoSource(url, VideoOptions(vid_stride=4), say=messages.append) as source):
+        frames = [source.get() for _ in range(5)]
+    assert source.frames_skipped == 0 and np.all(np.diff([f.index for f in frames]) > 0)
+    assert any("--vid-stride 4 applies to files and folders" in m and "live" in m for m in messages)
+    assert not any("secret" in m for m in messages)
 
 
 @contextmanager
