@@ -398,10 +398,12 @@ def predict(
                           soft_wrap=True)
 
 
-@app.command(name="eval", epilog="Example: edgecnn eval bundles/demo samples/photos --unknown photos/other")
+@app.command(name="eval", epilog="Example: edgecnn eval bundles/demo samples/photos --unknown photos/other"
+             "\n\nA checkpoint (needs the [train] extra): edgecnn eval runs/demo/best.pt samples/photos")
 @user_errors
 def eval_command(
-    model: ModelPath,
+    model: Annotated[Path, typer.Argument(
+        help="Bundle folder, .onnx, OpenVINO .xml, or a .pt checkpoint of `edgecnn finetune` (PyTorch).")],
     data: Annotated[Path, typer.Argument(help="Folder with one subfolder per class (or a val/ of them).")],
     out: Annotated[Path, typer.Option(help="Folder for eval.json, misclassified.txt, confusion_matrix.png.")
                    ] = Path("runs/eval"),
@@ -411,23 +413,59 @@ def eval_command(
     unknown: Annotated[Path | None, typer.Option(
         help="Folder of images of none of the classes: AUROC, unknown accepted at the model's threshold, "
         "and unknown.png (score histograms + ROC).")] = None,
+    split: Annotated[str, typer.Option(
+        help="val: the fine-tune run's own validation images in DATA (the bundle or checkpoint records "
+        "them), train: its training images, all: every image of DATA; auto: val when DATA holds any of "
+        "the run's training images, else all.")] = "auto",
 ) -> None:
     """Measure top-1/top-5, per-class precision/recall and the confusion matrix on a labelled folder
-    (and the unknown detector: known images accepted; with --unknown, how well it catches others)."""
+    (and the unknown detector: known images accepted; with --unknown, how well it catches others).
+    Where DATA holds images the model was trained on, only the run's validation images count (--split)."""
     import json
 
     from edgecnn.runtime.evaluate import evaluate_folder
+    from edgecnn.runtime.splits import SPLITS, bundle_split
     from edgecnn.runtime.tables import eval_table
 
-    with _load_engine(model, device, backend, precision, labels, mean, std, threads,
-                      cache_dir=cache_dir) as engine:
-        report = evaluate_folder(engine, data, out, progress=not json_out, unknown_dir=unknown)
+    if split not in SPLITS:
+        raise EdgecnnError(f"--split {split!r} is not a split; choose {', '.join(SPLITS)}")
+    if model.suffix == ".pt":
+        engine, run = _checkpoint_engine(model, device, backend, precision, threads,
+                                         given={"--labels": labels, "--mean": mean, "--std": std})
+    else:
+        run = bundle_split(model)
+        engine = _load_engine(model, device, backend, precision, labels, mean, std, threads,
+                              cache_dir=cache_dir)
+    with engine:
+        report = evaluate_folder(engine, data, out, progress=not json_out, unknown_dir=unknown, split=split,
+                                 run=run)
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return
     console.print(eval_table(report))
     console.print(f"{len(report.misclassified)} misclassified, {len(report.skipped)} skipped; "
                   f"written to {printable(out)}", highlight=False)
+
+
+def _checkpoint_engine(model: Path, device: str, backend: str, precision: str, threads: int | None,
+                       given: dict[str, Any]) -> Any:
+    """eval on a .pt: the checkpoint's FP32 PyTorch model on the CPU (export's reference), and its split."""
+    for option, value, allowed in (("--device", device, ("auto", "cpu")),
+                                   ("--backend", backend, ("auto", "pytorch")),
+                                   ("--precision", precision, ("auto", "fp32"))):
+        if value not in allowed:
+            raise EdgecnnError(f"{option} {value}: a .pt checkpoint runs in PyTorch, FP32, on the CPU; "
+                               f"export it (edgecnn export {model}) for other devices, backends and INT8")
+    for option, value in given.items():
+        if value is not None:
+            raise EdgecnnError(f"{option} is for models without metadata; a checkpoint brings its own labels "
+                               f"and preprocessing: leave {option} out")
+    require_train("eval on a .pt checkpoint")
+    from edgecnn.export.reference import checkpoint_engine
+
+    engine, run = checkpoint_engine(model, threads)
+    err_console.print(printable(f"{engine.describe()} ({engine.reason})"), highlight=False)
+    return engine, run
 
 
 @app.command(epilog="Example: edgecnn bench bundles/demo --device cpu --seconds 5")

@@ -56,8 +56,8 @@ def build_report(config: Any, source: Any, measured: list[ModelReport],
         calibration=calibration if config.int8 else None, int8_gate=GATE if config.int8 else None,
         batch=config.batch or "dynamic", opset=config.opset, threads=2, max_drop=config.max_drop,
         pytorch_latency_ms=extra.get("pytorch_latency_ms"), openvino_fp32_graph_max_abs_diff=graph_diff,
-        ratios=ratios(measured), unknown=extra.get("unknown"), edgecnn_version=__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        ratios=ratios(measured), unknown=extra.get("unknown"), split=source.split,
+        edgecnn_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return replace(report, notes=tuple(notes(report)), passed=not report.failures())
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.images import ImageSet, folder_images, split_images
+from edgecnn.runtime.bundle import RunSplit
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.metadata import Preprocess
 
@@ -33,6 +34,7 @@ class Source:
     validation: ImageSet
     description: str  # where the model came from, in words
     detector: Any = None  # edgecnn.unknown.Detector; None: no unknown_score output (older checkpoints)
+    split: RunSplit | None = None  # the checkpoint's train/val images, recorded in the bundle for eval
 
     @property
     def labelled(self) -> bool:
@@ -60,10 +62,12 @@ def checkpoint_source(path: Path, calibration: Path | None, calibration_size: in
                           else split_images(checkpoint.split, "train", checkpoint.labels))
     return Source(
         model=checkpoint.build_model(), arch=checkpoint.arch, labels=tuple(checkpoint.labels),
-        preprocess=_in_graph(checkpoint.preprocess), calibration=calibration_images.subset(calibration_size),
+        preprocess=bundle_preprocess(checkpoint.preprocess),
+        calibration=calibration_images.subset(calibration_size),
         validation=split_images(checkpoint.split, "val", checkpoint.labels),
         description=f"checkpoint {path} (epoch {checkpoint.epoch})",
         detector=Detector.from_dict(checkpoint.unknown),
+        split=RunSplit.from_dict(checkpoint.split, "checkpoint split.") if checkpoint.split else None,
     )
 
 
@@ -78,7 +82,7 @@ def pretrained_source(arch: str, calibration: Path | None, calibration_size: int
                            "the ones the model will see)")
     images = folder_images(folder)
     built = build_model(arch, num_classes=1000, pretrained=True)
-    preprocess = _in_graph(sized(built, imgsz) if imgsz else built.preprocess)
+    preprocess = bundle_preprocess(sized(built, imgsz) if imgsz else built.preprocess)
     calibration_images = images.subset(calibration_size)
     return Source(
         model=built.model.eval(), arch=arch, labels=tuple(imagenet_labels()),
@@ -115,6 +119,7 @@ def check_calibration_folder(folder: Path) -> None:
     folder_images(folder)
 
 
-def _in_graph(preprocess: Preprocess) -> Preprocess:
-    """Bundle models take uint8 NHWC RGB: normalisation and layout are inside the graph."""
+def bundle_preprocess(preprocess: Preprocess) -> Preprocess:
+    """Bundle models (and the PyTorch reference, `deployable`) take uint8 NHWC RGB: normalisation and
+    layout are inside the graph."""
     return replace(preprocess, layout="NHWC", color_order="RGB", normalize_in_graph=True)

@@ -195,6 +195,22 @@ class UnknownCheck:
 
 
 @dataclass(frozen=True)
+class RunSplit:
+    """The fine-tune run's images as paths relative to its data folder (the checkpoint's `split`): what
+    `eval --split val|train` scores, so that training images are never counted as a test."""
+
+    data_root: str = ""  # the run's data folder, where it was trained
+    train: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "split.") -> RunSplit:
+        """From report.json's `split` or a checkpoint's `split` (whose other keys are ignored)."""
+        known = _checked(cls, data, where)
+        return cls(**{**known, **{key: tuple(known[key]) for key in ("train", "val") if key in known}})
+
+
+@dataclass(frozen=True)
 class BundleReport:
     """report.json: the export's settings, every model's figures and verdict, and the INT8/FP32 ratios."""
 
@@ -215,6 +231,7 @@ class BundleReport:
     openvino_fp32_graph_max_abs_diff: float | None = None
     ratios: dict[str, Any] = field(default_factory=dict)
     unknown: UnknownCheck | None = None  # None: unknown detection off (checkpoint without a detector)
+    split: RunSplit | None = None  # the checkpoint's train/val images; None: --pretrained, older bundles
     notes: tuple[str, ...] = ()
     passed: bool = False
     edgecnn_version: str = ""
@@ -251,18 +268,21 @@ class BundleReport:
             if not isinstance(known["models"], list):
                 raise TypeError(f"models is {type(known['models']).__name__}, not a list")
             known["models"] = tuple(ModelReport.from_dict(m) for m in known["models"])
-            if known.get("calibration") is not None:
-                known["calibration"] = Calibration.from_dict(known["calibration"])
-            if known.get("int8_gate") is not None:
-                gate = _known(Int8GateRules, known["int8_gate"])
-                known["int8_gate"] = Int8GateRules(**{**gate, "rules": tuple(gate.get("rules", ()))})
-            if known.get("unknown") is not None:
-                known["unknown"] = UnknownCheck.from_dict(known["unknown"])
+            records = {"calibration": Calibration.from_dict, "int8_gate": _gate_rules,
+                       "unknown": UnknownCheck.from_dict, "split": RunSplit.from_dict}
+            for key, read in records.items():
+                if known.get(key) is not None:
+                    known[key] = read(known[key])
             known["notes"] = tuple(known.get("notes", ()))
             return cls(**known)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise EdgecnnError(f"{source} is unreadable ({type(exc).__name__}: {exc}); "
                                "export the bundle again") from exc
+
+
+def _gate_rules(data: dict[str, Any]) -> Int8GateRules:
+    gate = _known(Int8GateRules, data)
+    return Int8GateRules(**{**gate, "rules": tuple(gate.get("rules", ()))})
 
 
 # A field's annotation -> (check, what the message asks for). Fields not listed (records, dicts) are

@@ -1,6 +1,8 @@
 """`evaluate`: accuracy of an exported model on a labelled folder, the way the device will see it.
 
-Same folder layout as finetune: one subfolder per class, or a `val/` subfolder of that layout.
+Same folder layout as finetune: one subfolder per class, or a `val/` subfolder of that layout. Given
+the run's split (`RunSplit`, from a bundle or checkpoint), only its validation images are scored by
+default (`edgecnn.runtime.splits`): the figures are then a held-out score, not one on training images.
 Writes eval.json, misclassified.txt and confusion_matrix.png (matplotlib when present, else OpenCV).
 With the model's unknown detector, also how many known images it accepts; with `unknown_dir` (images of
 none of the classes), AUROC, unknown images accepted, and unknown.png (score histograms + ROC curve).
@@ -11,16 +13,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecnn.runtime.bundle import RunSplit
 from edgecnn.runtime.engine import Engine
 from edgecnn.runtime.errors import EdgecnnError
 from edgecnn.runtime.images import iter_image_files, read_image
 from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable, write_text_atomic
 from edgecnn.runtime.preprocess import fit_frame
+from edgecnn.runtime.splits import select_images
 
 log = logging.getLogger("edgecnn")
 
@@ -41,38 +45,25 @@ class EvalReport:
     # the unknown detector: runtime.openset.OpenSetFigures as a dict (AUROC and unknown shares need
     # --unknown images, else None); None when the model has no detector
     unknown: dict[str, Any] | None = None
+    split: str = "all"  # "val" / "train": the run's own validation / training images; "all": all of DATA
+    split_missing: int = 0  # images of the run's split that DATA does not hold (left out)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def labelled_images(data: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
-    """(file, label index) for every image under class folders named like the model's labels."""
-    root = data / "val" if (data / "val").is_dir() else data
-    if not root.is_dir():
-        raise EdgecnnError(f"{data} is not a folder; give a folder with one subfolder per class")
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    if not folders:
-        raise EdgecnnError(f"{root} has no class subfolders; put each class's images in its own folder")
-    unknown = [f.name for f in folders if f.name not in labels]
-    if unknown:
-        raise EdgecnnError(f"class folder(s) {', '.join(unknown)} are not labels of this model "
-                           f"(it knows {', '.join(labels[:8])}{'...' if len(labels) > 8 else ''})")
-    items = [(file, labels.index(folder.name)) for folder in folders for file in iter_image_files(folder)]
-    if not items:
-        raise EdgecnnError(f"{root} holds no images ({', '.join(f.name for f in folders)} are empty)")
-    return items
-
-
 def evaluate_folder(engine: Engine, data: Path, out: Path | None = None, batch_size: int = 8,
-                    progress: bool = True, unknown_dir: Path | None = None) -> EvalReport:
+                    progress: bool = True, unknown_dir: Path | None = None, split: str = "auto",
+                    run: RunSplit | None = None) -> EvalReport:
     """Top-1/top-5, per-class precision/recall, confusion matrix, misclassified files, and the unknown
-    detector on the known images (and on `unknown_dir`'s images of none of the classes)."""
+    detector on the known images (and on `unknown_dir`'s images of none of the classes). `split` picks
+    the images (`splits.select_images`: auto, val, train or all) by the run's split `run`."""
     if out is not None:
         check_output_path(Path(out), "--out", folder=True)
         check_distinct({"--out": Path(out)}, {"DATA": Path(data)})  # confusion_matrix.png would be data
         check_writable(Path(out), "--out")
-    items = labelled_images(Path(data), engine.labels)
+    selection = select_images(Path(data), engine.labels, split, run)
+    items = selection.items
     unknown_items = _unknown_images(engine, unknown_dir)
     top_k = min(5, len(engine.labels))
     rows: list[tuple[Path, int, np.ndarray]] = []
@@ -89,7 +80,8 @@ def evaluate_folder(engine: Engine, data: Path, out: Path | None = None, batch_s
     unknown_scores = [float(score) for _, batch in _batches(unknown_items, engine, batch_size, skipped,
                                                             progress) for score in engine.infer_scored(
                                                                 batch).unknown_score]
-    report = _score(engine, Path(data), rows, skipped)
+    report = replace(_score(engine, Path(data), rows, skipped), split=selection.split,
+                     split_missing=selection.missing)
     if engine.unknown_threshold is not None:
         correct = np.array([top[0] == truth for _, truth, top in rows])
         report = _with_unknown(report, engine, np.array(known_scores), correct, unknown_dir,
@@ -115,8 +107,6 @@ def _unknown_images(engine: Engine, unknown_dir: Path | None) -> list[tuple[Path
 
 def _with_unknown(report: EvalReport, engine: Engine, known: np.ndarray, correct: np.ndarray,
                   unknown_dir: Path | None, unknown: np.ndarray) -> EvalReport:
-    from dataclasses import replace
-
     from edgecnn.runtime.openset import figures
 
     got = asdict(figures(known, unknown, correct, engine.unknown_threshold))
@@ -199,8 +189,6 @@ def _write(report: EvalReport, out: Path, engine: Engine, known_scores: list[flo
 
 def _write_files(report: EvalReport, out: Path, engine: Engine, known_scores: list[float],
                  unknown_scores: list[float]) -> EvalReport:
-    from dataclasses import replace
-
     from edgecnn.runtime.plots import save_confusion, save_openset
 
     outputs = {"json": str(out / "eval.json"), "misclassified": str(out / "misclassified.txt"),

@@ -136,12 +136,18 @@ def unknown_cell(score: float | None, unknown: bool) -> Phrases:
     return Phrases(["[bold yellow]UNKNOWN[/]", f"{score:.3f}"] if unknown else [f"{score:.3f}"])
 
 
+SPLIT_WORDS = {"val": "of the run's validation split", "train": "of the run's training split (not a test)",
+               "all": "(all of DATA)"}
+
+
 def eval_table(report: Any) -> Any:
-    """The figures (above the table, at the terminal's width: a title would be held to the table's),
-    then a row per class."""
+    """The figures, saying which images were scored (above the table, at the terminal's width: a title
+    would be held to the table's), then a row per class."""
     from rich.console import Group
 
-    lines = [f"{report.images} images: top-1 {report.top1:.3f}, top-5 {report.top5:.3f}"]
+    missing = f", {report.split_missing} of the split not in DATA" if report.split_missing else ""
+    lines = [f"{report.images} images {SPLIT_WORDS.get(report.split, report.split)}{missing}: "
+             f"top-1 {report.top1:.3f}, top-5 {report.top5:.3f}"]
     if report.unknown is not None:
         lines += unknown_summary(report.unknown).splitlines()
     table = Table()

@@ -83,9 +83,10 @@ def test_bad_model_exits_2(tmp_path: Path, photo_dir: Path) -> None:
 
 def test_eval_matches_a_hand_count(tiny_bundle: Path, tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    result = run("eval", tiny_bundle, tiny_data, "--out", out, "--json")
+    result = run("eval", tiny_bundle, tiny_data, "--out", out, "--json", "--split", "all")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["split"] == "all"
     engine = load(tiny_bundle)
     from edgecnn.runtime.images import iter_image_files, read_image
 
@@ -108,6 +109,88 @@ def test_eval_matches_a_hand_count(tiny_bundle: Path, tiny_data: Path, tmp_path:
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     missed = (out / "misclassified.txt").read_text().splitlines()
     assert len(missed) == int(np.sum(truths_a != predicted_a)) == len(report["misclassified"])
+
+
+def eval_json(*args: object) -> dict:
+    result = run("eval", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_eval_on_the_runs_data_scores_its_validation_split(tiny_bundle: Path, tiny_data: Path,
+                                                           tmp_path: Path) -> None:
+    """The bundle records the run's split: by default only the images the model never trained on count."""
+    split = json.loads((tiny_bundle / "report.json").read_text())["split"]
+    assert Path(split["data_root"]) == tiny_data.resolve() and split["val"] and split["train"]
+    scored = {}
+    for name in ("auto", "val", "train", "all"):
+        report = eval_json(tiny_bundle, tiny_data, "--out", tmp_path / name, "--split", name)
+        scored[name] = report
+        assert report["split"] == ("val" if name == "auto" else name) and report["split_missing"] == 0
+    assert scored["auto"]["images"] == scored["val"]["images"] == len(split["val"])
+    assert scored["train"]["images"] == len(split["train"])
+    assert scored["all"]["images"] == len(split["val"]) + len(split["train"])  # nothing was unreadable
+    val_files = {str(Path(rel)) for rel in split["val"]}
+    missed = {m["file"] for m in scored["val"]["misclassified"]}
+    assert missed <= val_files  # the files scored are the run's validation images
+    table = run("eval", tiny_bundle, tiny_data, "--out", tmp_path / "table")
+    assert f"{len(split['val'])} images of the run's validation split" in " ".join(table.stdout.split())
+
+
+def test_eval_on_a_copy_of_the_runs_data_still_scores_its_validation_split(
+        tiny_bundle: Path, tiny_data: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_data, copy)
+    split = json.loads((tiny_bundle / "report.json").read_text())["split"]
+    assert eval_json(tiny_bundle, copy, "--out", tmp_path / "eval")["images"] == len(split["val"])
+    (copy / split["val"][0]).unlink()  # one validation image gone: the others still count, it is said
+    report = eval_json(tiny_bundle, copy, "--out", tmp_path / "eval")
+    assert report["split"] == "val" and report["images"] == len(split["val"]) - 1
+    assert report["split_missing"] == 1
+    table = run("eval", tiny_bundle, copy, "--out", tmp_path / "eval")
+    assert "1 of the split not in DATA" in " ".join(table.stdout.split())
+
+
+def test_eval_on_a_test_set_of_its_own_scores_all_of_it(tiny_bundle: Path, tiny_data: Path,
+                                                        sample_photos: Path, tmp_path: Path) -> None:
+    """Photos the run never saw (sample photos past the 8 per class tiny_data took) are scored whole."""
+    test_set = tmp_path / "test"
+    for class_dir in sorted(p for p in tiny_data.iterdir() if p.is_dir()):
+        (test_set / class_dir.name).mkdir(parents=True)
+        for image in sorted((sample_photos / class_dir.name).iterdir())[8:10]:
+            shutil.copy(image, test_set / class_dir.name / image.name)
+    report = eval_json(tiny_bundle, test_set, "--out", tmp_path / "eval")
+    assert report["split"] == "all" and report["images"] == 2 * len(report["classes"])
+    result = run("eval", tiny_bundle, test_set, "--out", tmp_path / "eval", "--split", "val")
+    assert result.exit_code == 2 and "holds none of the run's" in result.output
+    assert "--split all" in result.output and "Traceback" not in result.output
+
+
+def test_eval_refuses_a_recorded_split_that_leads_outside_data(tiny_bundle: Path, tiny_data: Path,
+                                                                tmp_path: Path) -> None:
+    """A tampered report.json cannot make eval read files outside DATA."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    report = json.loads((bundle / "report.json").read_text())
+    report["split"]["val"] = ["../../../etc/passwd"]
+    (bundle / "report.json").write_text(json.dumps(report))
+    result = run("eval", bundle, tiny_data, "--split", "val", "--out", tmp_path / "eval")
+    assert result.exit_code == 2 and "'../../../etc/passwd', not a path inside a data folder" in result.output
+
+
+def test_eval_split_needs_a_recorded_split(tiny_bundle: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """A bundle exported before the split was recorded: auto scores all of DATA, --split val is refused in
+    one line; --split nonsense too."""
+    bundle = tmp_path / "older"
+    shutil.copytree(tiny_bundle, bundle)
+    report = json.loads((bundle / "report.json").read_text())
+    del report["split"]
+    (bundle / "report.json").write_text(json.dumps(report))
+    assert eval_json(bundle, tiny_data, "--out", tmp_path / "eval")["split"] == "all"
+    result = run("eval", bundle, tiny_data, "--split", "val", "--out", tmp_path / "eval")
+    assert result.exit_code == 2 and "records no validation split" in result.output, result.output
+    result = run("eval", bundle, tiny_data, "--split", "test", "--out", tmp_path / "eval")
+    assert result.exit_code == 2 and "choose auto, val, train, all" in result.output
 
 
 def test_eval_val_subfolder_and_unknown_class(tiny_bundle: Path, tiny_data: Path, tmp_path: Path) -> None:
