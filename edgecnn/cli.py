@@ -110,12 +110,11 @@ def _restore_signals(previous: dict[int, Any]) -> None:
     so a late SIGTERM would otherwise kill it (status 143, not 130) or raise inside an atexit hook."""
     import signal
 
-    from edgecnn.runtime.errors import interrupted
 
     if _STANDALONE:  # the work is done or cleaned up: a signal during shutdown must not turn 0/130 into 143
         for signum in previous:
             signal.signal(signum, signal.SIG_IGN)  # SIG_IGN survives Python's shutdown
-    elif not interrupted.is_set():
+    else:  # called in-process: the caller's handlers back, also after an interrupt (a later Ctrl-C is theirs)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import json
 import math
+import signal
 import threading
 import time
 from collections import Counter
@@ -173,6 +174,9 @@ def test_ctrl_c_ends_cleanly_and_keeps_the_outputs(engine: Any, tmp_path: Path) 
     jsonl, video = tmp_path / "cut.jsonl", tmp_path / "cut.mp4"
     config = CameraConfig(source=CUP, headless=True, jsonl=jsonl, save=video,
                           video=VideoOptions(realtime=True))
+    # Python's own Ctrl-C handler, whatever an earlier test of the session left installed (in the full
+    # suite something did, and interrupt_main then raised nothing: the clip played to its end).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, _thread.interrupt_main)  # what Ctrl-C does, one second into an 8 s clip
     timer.start()
     try:
@@ -181,7 +185,9 @@ def test_ctrl_c_ends_cleanly_and_keeps_the_outputs(engine: Any, tmp_path: Path) 
         pytest.fail("Ctrl-C escaped run_camera")
     finally:
         timer.cancel()
-    assert summary.stopped_by == "interrupt" and 5 < summary.frames_processed < 150
+        signal.signal(signal.SIGINT, previous)
+    assert summary.stopped_by == "interrupt" and 5 < summary.frames_processed < 150, (
+        summary.stopped_by, summary.frames_processed, previous)
     assert len(read_jsonl(jsonl)) == summary.frames_processed
     recorded = summary.sources[0].recorded
     assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == recorded

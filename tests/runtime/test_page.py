@@ -95,11 +95,14 @@ def test_page_shows_the_live_picture_and_the_reported_label(engine: Any, browser
         pairs = [wait_for(lambda: shown_and_reported(browser, server.port, "?token=page-token"), timeout=10)
                  for _ in range(3)]
         assert all(shown == reported for shown, reported in pairs), pairs
-        bars = browser.find_elements("css selector", "#top .bar")
+        # Text and class of every bar read in one script: the page redraws them 4 times a second, and
+        # elements found in one call could be replaced before the next (a stale element, seen in CI).
+        bars = browser.execute_script(
+            "return [...document.querySelectorAll('#top .bar')].map(b => [b.innerText, b.className])")
         assert len(bars) == 3
-        for bar in bars:  # grey below --min-prob (0.2), green above: as the overlay draws them
-            probability = float(bar.text.rsplit(" ", 1)[1].rstrip("%")) / 100
-            assert ("low" in bar.get_attribute("class").split()) == (probability < 0.2), bar.text
+        for label, classes in bars:  # grey below --min-prob (0.2), green above: as the overlay draws them
+            probability = float(label.split()[-1].rstrip("%")) / 100
+            assert ("low" in classes.split()) == (probability < 0.2), label
         assert text(browser, "source") == "rtsp://***@10.0.0.7/stream"
         assert "hunter2" not in browser.page_source
         fps = float(text(browser, "fps"))

@@ -92,7 +92,8 @@ def test_eval_keeps_classes_and_the_detector_figures_whole() -> None:
                         unknown={"rule": "knn", "threshold": 0.43217, "known_accepted": 0.95,
                                  "top1_accepted": 0.912, "auroc": 0.871, "unknown_images": 3,
                                  "unknown_accepted": 0.333})
-    assert_whole(render(eval_table(report)), "renewable_energy", "121 images: top-1 0.893, top-5 1.000",
+    assert_whole(render(eval_table(report)), "renewable_energy",
+                 "121 images (all of DATA): top-1 0.893, top-5 1.000",
                  "unknown detector (knn, threshold 0.4322): accepts 95.0% of the known images,",
                  "top-1 on those 0.912", "3 unknown images: AUROC 0.871, 33.3% accepted as known")
 
