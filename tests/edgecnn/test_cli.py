@@ -93,3 +93,26 @@ def test_finetune_imgsz_is_checked_and_kept_in_the_checkpoint(tiny_data, tmp_pat
     result = runner.invoke(app, ["finetune", str(tiny_data), "--out", str(bad), "--imgsz", "250"])
     assert result.exit_code == 2 and "multiple of its stride 32" in result.output, result.output
     assert "e.g. 224 or 256" in result.output
+
+
+_EXIT_PROBE = """
+import atexit, sys, torch  # torch loaded: the teardown main() skips
+import edgecnn.cli as cli
+hook = sys.argv[1]
+atexit.register(lambda: open(hook, "w").write("hook ran"))
+sys.argv = ["edgecnn", *sys.argv[2:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(("args", "status"), [(["models"], 0), (["info", "no-such-bundle"], 2)])
+def test_main_exits_with_the_commands_status_after_the_exit_hooks(tmp_path, args: list[str],
+                                                                  status: int) -> None:
+    """main() ends the process without interpreter teardown: the status, the exit hooks and everything
+    printed (to a pipe, so buffered) must still all be there."""
+    hook = tmp_path / "hook.txt"
+    done = subprocess.run([sys.executable, "-c", _EXIT_PROBE, str(hook), *args], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == status, done.stderr
+    assert hook.read_text() == "hook ran"
+    assert ("efficientnet_lite0" in done.stdout) if status == 0 else ("error:" in done.stderr)
