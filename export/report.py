@@ -220,6 +220,7 @@ def markdown(report: BundleReport) -> str:
 
 def print_report(report: BundleReport, console: Any) -> None:
     """The Rich table shown at the end of `edgecnn export`."""
+    from edgecnn.runtime.tables import Fitted
     from edgecnn.runtime.terminal import printable
     from rich.table import Table
 
@@ -228,6 +229,6 @@ def print_report(report: BundleReport, console: Any) -> None:
         table.add_column(column, justify="left" if column in ("model", "status") else "right")
     for row in rows(report):
         table.add_row(*map(printable, row), style="red" if row[-1].startswith("failed") else None)
-    console.print(table)
+    console.print(Fitted(table))  # at 80 columns: no model name or figure split over two lines
     for line in ratio_lines(report.ratios) + list(report.notes):
         console.print(printable(line), highlight=False)

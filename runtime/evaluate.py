@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -123,7 +124,9 @@ def _batches(items: list[tuple[Path, int]], engine: Engine, size: int, skipped: 
 
     chunk: list[tuple[Path, int]] = []
     frames: list[np.ndarray] = []
-    for file, truth in track(items, description="evaluating", disable=not progress, transient=True):
+    # a bar only on a terminal: a transient one left a blank line in piped output (| tee, CI logs)
+    shown = progress and sys.stdout.isatty()
+    for file, truth in track(items, description="evaluating", disable=not shown, transient=True):
         try:
             frames.append(fit_frame(read_image(file), engine.preprocess))
         except EdgecnnError as exc:
