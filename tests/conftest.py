@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,20 @@ def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = saved
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_kept() -> Iterator[None]:
+    """A test that leaves its own Ctrl-C/SIGTERM handler behind changes what a signal does in every later
+    test (the camera's Ctrl-C test once failed only in the full suite that way): the handlers are put
+    back, and the test that left one fails here, by name."""
+    watched = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.getsignal(signum) for signum in watched}
+    yield
+    left = [signal.Signals(n).name for n in watched if signal.getsignal(n) is not before[n]]
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+    assert not left, f"this test left its own {' and '.join(left)} handler installed"
 
 
 @pytest.fixture(scope="session")
