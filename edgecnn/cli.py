@@ -338,13 +338,14 @@ def _show(json_out: bool, data: Any, table: Callable[[], Any]) -> None:
 
 def _load_engine(model: Path, device: str, backend: str, precision: str, labels: Path | None = None,
                  mean: str | None = None, std: str | None = None, threads: int | None = None,
-                 quiet: bool = False, streams: int | None = None, cache_dir: str | None = None) -> Any:
+                 quiet: bool = False, streams: int | None = None, cache_dir: str | None = None,
+                 requests: int | None = None) -> Any:
     from edgecnn.runtime import load
     from edgecnn.runtime.selection import parse_triplet
 
     engine = load(model, device=device, precision=precision, backend=backend, labels=labels, threads=threads,
                   mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"), streams=streams,
-                  cache_dir=cache_dir)
+                  cache_dir=cache_dir, requests=requests)
     if not quiet:
         err_console.print(printable(f"{engine.describe()} ({engine.reason})"), highlight=False,
                           soft_wrap=True)  # one line, also piped

@@ -103,14 +103,16 @@ class Sink(Protocol):
 
 
 def camera_engine(cores: int | None = None) -> dict[str, int]:
-    """`load()` settings for camera use on the CPU: two single-thread streams on a 2-core machine.
+    """`load()` settings for camera use on the CPU: two single-thread streams on a 2-core machine, and
+    one infer request more than streams (see `_Loop.depth`).
 
     Measured (benchmarks/camera.py, 2 cores): two 1-thread requests in flight keep both cores busy
     while a capture thread decodes; one 2-thread request leaves a core idle whenever decoding holds
     it. More cores get more threads per stream.
     """
     cores = cores or os.cpu_count() or 1
-    return {"streams": 2, "threads": max(2, cores)} if cores >= 2 else {"streams": 1, "threads": 1}
+    streams, threads = (2, max(2, cores)) if cores >= 2 else (1, 1)
+    return {"streams": streams, "threads": threads, "requests": streams + 1}
 
 
 def read_sources_file(path: Path) -> tuple[str, ...]:
@@ -281,10 +283,11 @@ class _Loop:
     def __init__(self, engine: Any, config: CameraConfig, say: Callable[[str], None],
                  sinks: tuple[Sink, ...]) -> None:
         self.engine, self.config, self.say, self.sinks = engine, config, say, sinks
-        # Only as many batches as the engine really runs at once: a frame queued behind a running
-        # inference would age by a whole inference while a live source has a newer one.
-        self.depth = max(1, int(getattr(engine, "streams", 1)))
-        self.inference = Inference(engine, self.depth)
+        # Live: only as many batches as the engine really runs at once (a frame queued behind a running
+        # inference would age by a whole inference while the source has a newer one); files: one more.
+        self.streams_run = max(1, int(getattr(engine, "streams", 1)))
+        self.depth = self.streams_run  # batches in flight; set again once the sources are open
+        self.inference = Inference(engine, self.streams_run)
         self.wake = threading.Event()
         self.streams: list[_Stream] = []
         self.in_flight: deque[_Batch] = deque()
@@ -327,6 +330,11 @@ class _Loop:
             self.streams.append(stream)
             # Several sources: a network camera that is down is retried in the background, the rest go on.
             source.start(wait_for_open=not many)
+        if not any(stream.source.drops for stream in self.streams):
+            # Files read frame by frame have no newer frame to lose: one batch more than the engine runs
+            # at once waits inside it and starts the moment a stream frees, not when this thread gets a
+            # core back (a stream sat idle 12 % of the time with frames ready; benchmarks/README.md).
+            self.depth = self.streams_run + 1
 
     def _pump(self) -> None:
         """Submit what is ready (keeping up to `depth` batches in flight), then handle what finished."""

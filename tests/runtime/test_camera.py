@@ -93,6 +93,46 @@ def slow_engine(engine: Any, delay: float, path: str) -> Any:
     return Engine(SlowBackend(engine._backend, delay), engine.meta, engine.model_path, engine.reason)
 
 
+class CountingBackend(SlowBackend):
+    """Two streams, and a count of the batches submitted and not yet finished (most at once)."""
+
+    streams = 2
+
+    def __init__(self, backend: Any, delay: float) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        super().__init__(backend, delay)
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.lock = threading.Lock()
+        self.outstanding = self.most = 0
+
+    def submit_all(self, batch: np.ndarray) -> Any:
+        with self.lock:
+            self.outstanding += 1
+            self.most = max(self.most, self.outstanding)
+        future = self.pool.submit(self.infer_all, batch)
+        future.add_done_callback(self._finished)  # before the engine's own: down before the loop hears
+        return future
+
+    def _finished(self, _: Any) -> None:
+        with self.lock:
+            self.outstanding -= 1
+
+
+@pytest.mark.parametrize(("realtime", "most"), [(False, 3), (True, 2)])
+def test_files_keep_one_batch_more_than_streams_in_flight(engine: Any, realtime: bool, most: int) -> None:
+    """A file read frame by frame keeps a batch waiting inside the engine, so a freed stream starts at
+    once; a live (or realtime) source never queues a frame behind the running ones."""
+    from edgecnn.runtime.engine import Engine
+
+    backend = CountingBackend(engine._backend, 0.05)
+    counted = Engine(backend, engine.meta, engine.model_path, engine.reason)
+    run_camera(counted, CameraConfig(source=CUP, headless=True, max_frames=12,
+                                     video=VideoOptions(realtime=realtime)))
+    backend.close()
+    assert backend.most == most if not realtime else backend.most <= most
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
