@@ -50,7 +50,7 @@ def cpu_seconds() -> float:
 
 
 def camera_run(engine: Any, clip: Path, realtime: bool, outputs: bool, folder: Path) -> CameraSummary:
-    config = CameraConfig(source=clip, headless=True, video=VideoOptions(realtime=realtime),
+    config = CameraConfig(source=clip, headless=True, video=VideoOptions(realtime=realtime), force=True,
                           save=folder / "camera.mp4" if outputs else None,
                           jsonl=folder / "camera.jsonl" if outputs else None)
     return run_camera(engine, config, say=lambda message: None)
