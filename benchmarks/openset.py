@@ -7,6 +7,10 @@ on the training images, calibrated on the validation images for --accept-rate, a
 held-out known images and the unknown class: AUROC, unknown accepted, known accepted, top-1.
 
     python benchmarks/openset.py samples/photos /work/wt/shared-data/second --accept-rate 0.95
+
+With --cache DIR each rotation's features (and augmented views of the training images), fine-tuned head
+and the ImageNet head are kept as DIR/<data>/<class>.npz and reused: a rerun, or a candidate rule in
+benchmarks/openset_rules.py, takes seconds instead of a fine-tune per rotation.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="full fine-tuning epochs after the head")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--left-out", nargs="*", default=None, help="only these classes as the unknown")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep each rotation's features and heads in DIR/<data>/<class>.npz and reuse "
+                             "them (benchmarks/openset_rules.py scores candidate rules from them)")
+    parser.add_argument("--views", type=int, default=4, help="augmented views of each training image cached")
     args = parser.parse_args()
     from edgecnn.unknown import RULES
 
@@ -44,12 +52,41 @@ def classes(data: Path) -> list[str]:
 
 
 def rotation(data: Path, left_out: str, args: argparse.Namespace) -> dict[str, object]:
-    """Fine-tune without `left_out`, then measure every rule: {rule: OpenSetFigures}."""
+    """Fine-tune without `left_out` (or read its --cache file), then measure every rule."""
+    from edgecnn.unknown import RULES
+
+    arrays = rotation_arrays(data, left_out, args)
+    results = {rule: measure(rule, arrays, args.accept_rate) for rule in RULES}
+    print(f"{data.name}: left out {left_out}: train {len(arrays['train_labels'])}, val "
+          f"{len(arrays['val_labels'])}, known test {len(arrays['test_labels'])}, unknown "
+          f"{len(arrays['unknown_labels'])}", flush=True)
+    return {"left_out": left_out, **results}
+
+
+def rotation_arrays(data: Path, left_out: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Pooled features and labels of train/val/test/unknown, `views` augmented views of each training
+    image, the fine-tuned head and the ImageNet head: from --cache DIR/<data>/<class>.npz when there."""
+    cached = args.cache / data.name / f"{left_out}.npz" if args.cache else None
+    if cached is not None and cached.is_file():
+        with np.load(cached) as stored:
+            return dict(stored)
+    arrays = fine_tuned_arrays(data, left_out, args)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}")
+        with partial.open("wb") as file:
+            np.savez(file, **arrays)
+        partial.replace(cached)
+    return arrays
+
+
+def fine_tuned_arrays(data: Path, left_out: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
     from edgecnn.runtime.images import is_readable, iter_image_files
 
     from edgecnn.checkpoint import load_checkpoint
+    from edgecnn.data import TrainTransform
     from edgecnn.finetune import FinetuneConfig, finetune
-    from edgecnn.unknown import RULES
+    from edgecnn.models import lite0_imagenet_state_dict
 
     with tempfile.TemporaryDirectory(prefix="openset-") as work:
         root = Path(work) / "data"
@@ -73,34 +110,56 @@ def rotation(data: Path, left_out: str, args: argparse.Namespace) -> dict[str, o
         sets = {"train": [(root / p, c) for p, c in zip(split["train"], split["train_labels"], strict=True)],
                 "val": [(root / p, c) for p, c in zip(split["val"], split["val_labels"], strict=True)],
                 "test": known_test, "unknown": unknown}
-        pooled = {name: features(model, checkpoint.preprocess, items) for name, items in sets.items()}
-        results = {rule: measure(rule, pooled, model, len(known), args.accept_rate) for rule in RULES}
-    print(f"{data.name}: left out {left_out}: train {len(sets['train'])}, val {len(sets['val'])}, "
-          f"known test {len(known_test)}, unknown {len(unknown)}", flush=True)
-    return {"left_out": left_out, **results}
+        arrays: dict[str, np.ndarray] = {}
+        for name, items in sets.items():
+            arrays[f"{name}_features"], arrays[f"{name}_labels"] = features(model, checkpoint.preprocess,
+                                                                            items)
+        if args.views:
+            augment = [TrainTransform(checkpoint.preprocess)] * args.views
+            arrays["train_views"] = features(model, checkpoint.preprocess, sets["train"], augment,
+                                             args.seed)[0]
+    head = model.get_classifier()
+    imagenet = lite0_imagenet_state_dict()
+    arrays.update(head_weight=head.weight.detach().numpy(), head_bias=head.bias.detach().numpy(),
+                  imagenet_weight=imagenet["classifier.weight"].numpy(),
+                  imagenet_bias=imagenet["classifier.bias"].numpy())
+    return arrays
 
 
-def features(model, preprocess, items: list[tuple[Path, int]]):
-    """(pooled features [N, D], labels [N]) by the fine-tuning feature pass, on `fit_frame` pixels."""
+def features(model, preprocess, items: list[tuple[Path, int]], transforms: list | None = None,
+             seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled features [N, D] or [N, views, D], labels [N]) on `fit_frame` pixels (or `transforms`),
+    by the fine-tuning feature pass on its feature engine."""
     import torch
 
     from edgecnn.data import ImageDataset, ValTransform, make_loader
-    from edgecnn.features import pooled_features
+    from edgecnn.features import feature_engine, pooled_features
 
-    dataset = ImageDataset(Path("/"), [(str(p), c) for p, c in items], [ValTransform(preprocess)])
+    samples = [(str(p), c) for p, c in items]
+    dataset = ImageDataset(Path("/"), samples, transforms or [ValTransform(preprocess)], seed=seed)
     loader = make_loader(dataset, 16, shuffle=False, workers=0)
-    pooled, labels = pooled_features(model, loader, torch.device("cpu"), lambda n: None)
-    return pooled[:, 0], labels
+    engine = feature_engine("auto", model, preprocess, torch.device("cpu"), dataset)
+    try:
+        pooled, labels = pooled_features(model, loader, torch.device("cpu"), lambda n: None, engine)
+    finally:
+        engine.close()
+    pooled = pooled[:, 0] if pooled.shape[1] == 1 else pooled
+    return pooled.numpy(), labels.numpy()
 
 
-def measure(rule: str, pooled: dict, model, num_classes: int, accept_rate: float):
+def measure(rule: str, arrays: dict[str, np.ndarray], accept_rate: float):
     import torch
     from edgecnn.runtime.openset import figures
 
     from edgecnn.unknown import fit_detector, score_module
 
-    classifier = model.get_classifier().eval()
-    detector = fit_detector(rule, pooled["train"], pooled["val"], classifier, num_classes, accept_rate)
+    weight, bias = torch.from_numpy(arrays["head_weight"]), torch.from_numpy(arrays["head_bias"])
+    classifier = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    classifier.load_state_dict({"weight": weight, "bias": bias})
+    classifier.eval()
+    pooled = {name: (torch.from_numpy(arrays[f"{name}_features"]), torch.from_numpy(arrays[f"{name}_labels"]))
+              for name in ("train", "val", "test", "unknown")}
+    detector = fit_detector(rule, pooled["train"], pooled["val"], classifier, len(weight), accept_rate)
     score = score_module(rule, detector.tensors)
     with torch.inference_mode():
         test_logits = classifier(pooled["test"][0])
