@@ -159,7 +159,9 @@ def measure(rule: str, arrays: dict[str, np.ndarray], accept_rate: float):
     classifier.eval()
     pooled = {name: (torch.from_numpy(arrays[f"{name}_features"]), torch.from_numpy(arrays[f"{name}_labels"]))
               for name in ("train", "val", "test", "unknown")}
-    detector = fit_detector(rule, pooled["train"], pooled["val"], classifier, len(weight), accept_rate)
+    imagenet = torch.from_numpy(arrays["imagenet_weight"]), torch.from_numpy(arrays["imagenet_bias"])
+    detector = fit_detector(rule, pooled["train"], pooled["val"], classifier, len(weight), accept_rate,
+                            imagenet)
     score = score_module(rule, detector.tensors)
     with torch.inference_mode():
         test_logits = classifier(pooled["test"][0])

@@ -171,7 +171,8 @@ def finetune(
         help="Share of known validation images the unknown detector accepts (0.5 to 1, exclusive); the "
         "rest of the score range is called unknown.")] = 0.95,
     unknown_rule: Annotated[str, typer.Option(
-        help="Unknown-detector score: knn, mahalanobis, knn+msp, centroid, msp or energy.")] = "knn",
+        help="Unknown-detector score: knn+imagenet (k-NN in the features and in the ImageNet head's "
+        "logits), knn, mahalanobis, knn+msp, centroid, msp or energy.")] = "knn+imagenet",
 ) -> None:
     """Fine-tune an ImageNet-pretrained CNN on a folder of photos (several processes: --devices, --nproc)."""
     from edgecnn.distributed import launch, parse_devices

@@ -47,6 +47,7 @@ from edgecnn.training import Evaluation, FullPhase, make_optimizer, param_groups
 from edgecnn.unknown import (
     DEFAULT_ACCEPT_RATE,
     DEFAULT_RULE,
+    PRETRAINED_HEAD_RULES,
     Detector,
     check_accept_rate,
     check_rule,
@@ -396,9 +397,13 @@ class Run:
         """Fit the unknown detector on best.pt's pooled features (training images' plain view) and
         calibrate it on the validation images; stored in best.pt. A best head epoch reuses the cached
         features of the frozen backbone; after full fine-tuning they are computed again."""
+        from edgecnn.models import pretrained_head
+
         train, val = self._final_features(progress)
-        detector = fit_detector(self.config.unknown_rule, train, val, self.model.get_classifier(),
-                                len(self.split.labels), self.config.accept_rate)
+        rule, config = self.config.unknown_rule, self.config
+        head = pretrained_head(config.arch, config.weights) if rule in PRETRAINED_HEAD_RULES else None
+        detector = fit_detector(rule, train, val, self.model.get_classifier(), len(self.split.labels),
+                                config.accept_rate, head)
         if self.dist.main:
             best = load_checkpoint(self.out / "best.pt")
             save_checkpoint(replace(best, unknown=detector.to_dict()), self.out / "best.pt")

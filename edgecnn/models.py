@@ -72,6 +72,24 @@ def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
     return {lite0_key(key): value for key, value in original.items()}
 
 
+def pretrained_head(arch: str, weights: Path | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight [classes, features], bias) of the classifier that came with the backbone's weights (the
+    ImageNet head of the built-in Lite0, or a --weights file's own): the unknown detector's second
+    feature space. None where there is none to read offline (other architectures' hub weights)."""
+    if weights is None and arch != DEFAULT_ARCH:
+        return None
+    timm = _import_timm()
+    timm_name = "tf_efficientnet_lite0" if arch == DEFAULT_ARCH else arch
+    state = lite0_imagenet_state_dict() if weights is None else _load_state_dict(weights)
+    name = "classifier"
+    if weights is not None:
+        name = str(timm.create_model(timm_name, pretrained=False).pretrained_cfg.get("classifier", name))
+    weight, bias = state.get(f"{name}.weight"), state.get(f"{name}.bias")
+    if weight is None or bias is None or weight.dim() != 2:
+        return None
+    return weight.float(), bias.float()
+
+
 def build_model(arch: str = DEFAULT_ARCH, num_classes: int = 1000, pretrained: bool = True,
                 weights: Path | None = None) -> BuiltModel:
     """A classifier with `num_classes` outputs; pretrained backbones keep their ImageNet weights."""

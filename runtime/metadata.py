@@ -57,7 +57,8 @@ class Preprocess:
             normalize_in_graph=fields.flag("normalize_in_graph", True))
 
 
-UNKNOWN_RULES = ("msp", "energy", "centroid", "knn", "mahalanobis", "knn+msp")  # edgecnn/unknown.py
+# edgecnn/unknown.py
+UNKNOWN_RULES = ("msp", "energy", "centroid", "knn", "mahalanobis", "knn+msp", "knn+imagenet")
 MAX_THRESHOLD = 1e30
 
 
@@ -66,7 +67,7 @@ class UnknownMeta:
     """The model's unknown detector: its graph output `unknown_score` (higher = more likely none of the
     labels) and the threshold above which an image counts as unknown."""
 
-    rule: str  # msp | energy | centroid | knn | mahalanobis | knn+msp (see edgecnn/unknown.py)
+    rule: str  # one of UNKNOWN_RULES (see edgecnn/unknown.py)
     threshold: float
     accept_rate: float = 0.95  # share of the calibration images accepted as known at `threshold`
     calibration: str = ""  # which images set the threshold, in words
