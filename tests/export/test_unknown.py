@@ -124,3 +124,44 @@ def test_accept_rate_outside_half_to_one_is_one_line_error(tiny_data: Path, tmp_
                                       "--accept-rate", rate])
     assert result.exit_code == 2
     assert "--accept-rate" in result.output and "Traceback" not in result.output
+
+
+def test_checkpoint_with_an_older_knn_detector_exports_it(tiny_run: Path, tmp_path: Path) -> None:
+    """Checkpoints from before knn+imagenet was the default carry rule knn: exported as they are."""
+    import torch
+    from edgecnn.export.bundle import ExportConfig, export_bundle
+
+    from edgecnn.checkpoint import load_checkpoint, save_checkpoint
+    from edgecnn.features import image_features
+    from edgecnn.unknown import Detector, fit_detector
+
+    checkpoint = load_checkpoint(tiny_run / "best.pt")
+    model, root, split = checkpoint.build_model(), Path(checkpoint.split["data_root"]), checkpoint.split
+    train, val = ((image_features(model, checkpoint.preprocess, [root / p for p in split[part]]),
+                   torch.tensor(split[f"{part}_labels"])) for part in ("train", "val"))
+    detector = fit_detector("knn", train, val, model.get_classifier(), len(checkpoint.labels))
+    old = save_checkpoint(replace(checkpoint, unknown=detector.to_dict()), tmp_path / "old.pt")
+    report = export_bundle(ExportConfig(checkpoint=old, out=tmp_path / "bundle", formats=("onnx",),
+                                        progress=False))
+    assert report.unknown is not None and report.unknown.rule == "knn"
+    meta = ModelMeta.read(tmp_path / "bundle" / "model.onnx")
+    assert meta.unknown is not None and meta.unknown.rule == "knn"
+    assert Detector.from_dict(load_checkpoint(old).unknown).rule == "knn"
+
+
+def test_openvino_int8_keeps_the_whole_detector_in_float(tiny_bundle: Path) -> None:
+    """The detector's last op is named after the output (unknown_score), not /unknown_detector/...: NNCF
+    quantised its inputs to 256 levels until it was named in the ignored scope (98.3 % agreement)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(tiny_bundle / "openvino" / "model.int8.xml"))
+    score = next(o for o in model.outputs if "unknown_score" in o.get_names())
+    todo, seen = [score.get_node().input_value(0).get_node()], set()
+    while todo:  # every op from the score back to the pooled features (/global_pool/...)
+        op = todo.pop()
+        assert op.get_type_name() != "FakeQuantize", f"{op.get_friendly_name()} quantises the detector"
+        seen.add(op.get_friendly_name())
+        inputs = [op.input_value(i).get_node() for i in range(op.get_input_size())]
+        todo += [n for n in inputs if n.get_friendly_name() not in seen
+                 and not n.get_friendly_name().startswith("/global_pool/")]
+    assert len(seen) > 10  # the walk went through the detector's ops

@@ -1,0 +1,108 @@
+"""The unknown detector's rules on real pooled features of the pretrained Lite0: leave the tools out,
+fit on three classes of the sample photos, and the tools must score above held-out known photos."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+KNOWN = ("fishes", "monuments", "renewable_energy")
+TRAIN, VAL, TEST = 8, 4, 4  # images per known class; 12 validation images: enough to calibrate on
+
+
+@pytest.fixture(scope="module")
+def pooled(sample_photos: Path) -> dict:
+    """Pooled features (deployment's pixels) of train/val/test known photos and of the tools."""
+    import torch
+
+    from edgecnn.features import image_features
+    from edgecnn.models import build_model
+
+    built = build_model()
+    sets: dict[str, list[tuple[Path, int]]] = {"train": [], "val": [], "test": []}
+    for label, name in enumerate(KNOWN):
+        files = sorted((sample_photos / name).iterdir())
+        sets["train"] += [(f, label) for f in files[:TRAIN]]
+        sets["val"] += [(f, label) for f in files[TRAIN : TRAIN + VAL]]
+        sets["test"] += [(f, label) for f in files[TRAIN + VAL : TRAIN + VAL + TEST]]
+    sets["unknown"] = [(f, -1) for f in sorted((sample_photos / "tools").iterdir())[:12]]
+    found = {name: (image_features(built.model, built.preprocess, [f for f, _ in items]),
+                    torch.tensor([label for _, label in items])) for name, items in sets.items()}
+    torch.manual_seed(0)
+    found["classifier"] = torch.nn.Linear(found["train"][0].shape[1], len(KNOWN)).eval()
+    return found
+
+
+def fitted(rule: str, pooled: dict, head: bool = True):
+    from edgecnn.models import pretrained_head
+    from edgecnn.unknown import fit_detector
+
+    return fit_detector(rule, pooled["train"], pooled["val"], pooled["classifier"], len(KNOWN),
+                        pretrained_head=pretrained_head("efficientnet_lite0") if head else None)
+
+
+def scores(detector, pooled: dict, name: str) -> np.ndarray:
+    import torch
+
+    from edgecnn.unknown import score_module
+
+    features = pooled[name][0]
+    with torch.inference_mode():
+        return score_module(detector.rule, detector.tensors)(features, pooled["classifier"](features)).numpy()
+
+
+@pytest.mark.parametrize("rule", ["knn", "knn+imagenet"])
+def test_left_out_class_scores_above_known_photos(pooled: dict, rule: str) -> None:
+    from edgecnn.runtime.openset import auroc
+
+    detector = fitted(rule, pooled)
+    assert detector.rule == rule and detector.calibration == "validation images"
+    known, unknown = scores(detector, pooled, "test"), scores(detector, pooled, "unknown")
+    assert auroc(known, unknown) >= 0.95, (known, unknown)
+    assert np.mean(unknown > detector.threshold) >= 0.75  # most tools are called unknown
+
+
+def test_knn_imagenet_keeps_the_leading_logit_directions(pooled: dict) -> None:
+    from edgecnn.unknown import IMAGENET_RANK, PAIR_FEATURE_K, PAIR_IMAGENET_K
+
+    tensors = fitted("knn+imagenet", pooled).tensors
+    assert tensors["imagenet_projection"].shape == (IMAGENET_RANK, 1280)
+    assert tensors["imagenet_bank"].shape == (len(KNOWN) * TRAIN, IMAGENET_RANK)
+    assert (int(tensors["knn_k"]), int(tensors["imagenet_k"])) == (PAIR_FEATURE_K, PAIR_IMAGENET_K)
+    assert float(tensors["knn_std"]) > 0 and float(tensors["imagenet_std"]) > 0
+
+
+def test_detector_reloads_with_weights_only(pooled: dict, tmp_path: Path) -> None:
+    import torch
+
+    from edgecnn.unknown import Detector
+
+    detector = fitted("knn+imagenet", pooled)
+    torch.save(detector.to_dict(), tmp_path / "detector.pt")
+    loaded = Detector.from_dict(torch.load(tmp_path / "detector.pt", weights_only=True))
+    assert loaded is not None and loaded.threshold == pytest.approx(detector.threshold)
+    np.testing.assert_allclose(scores(loaded, pooled, "unknown"), scores(detector, pooled, "unknown"))
+
+
+def test_without_a_pretrained_head_knn_is_fitted_with_a_note(pooled: dict,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="edgecnn"):
+        detector = fitted("knn+imagenet", pooled, head=False)
+    assert detector.rule == "knn"
+    assert "fitting knn instead" in caplog.text
+
+
+def test_pretrained_head_of_a_weights_file_and_of_hub_weights(tmp_path: Path) -> None:
+    import torch
+
+    from edgecnn.models import lite0_imagenet_state_dict, pretrained_head
+
+    torch.save(lite0_imagenet_state_dict(), tmp_path / "lite0.pt")
+    weight, bias = pretrained_head("efficientnet_lite0", tmp_path / "lite0.pt")
+    builtin = pretrained_head("efficientnet_lite0")
+    assert builtin is not None and weight.shape == (1000, 1280)
+    assert torch.equal(weight, builtin[0]) and torch.equal(bias, builtin[1])
+    assert pretrained_head("resnet18") is None  # hub weights are not fetched again for it
