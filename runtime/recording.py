@@ -90,7 +90,8 @@ class BackgroundWriter:
         self.output.close()
 
     def _run(self) -> None:
-        _lower_priority()
+        if not self.wait:  # a writer the loop waits for at a lower priority only stalls the loop longer
+            _lower_priority()
         while True:
             item = self._queue.get()
             if item is _CLOSE:
@@ -105,7 +106,10 @@ class BackgroundWriter:
 
 
 def _lower_priority() -> None:
-    """Let inference and capture have the cores first: a writer gets what they leave (Linux: per thread)."""
+    """Let inference and capture have the cores first: a writer that may drop gets what they leave (Linux:
+    per thread). Not for writers that keep every frame (files): the loop waits for those when their queue
+    is full, and a lowered writer then ran mostly on a core the stalled loop had left idle (--save --jsonl
+    on box.mp4: 0.66-0.78 of the loop's FPS lowered, 0.73-0.84 not; benchmarks/README.md)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
     except (AttributeError, OSError):  # not Linux, or not allowed: the queue bound still protects the loop

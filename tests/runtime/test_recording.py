@@ -1,8 +1,11 @@
 """The background writer: a live loop never waits for it (drops, counts); a file's loop does (keeps all)."""
 
+import os
+import sys
 import threading
 from typing import Any
 
+import pytest
 from edgecnn.runtime.recording import BackgroundWriter
 
 
@@ -38,3 +41,32 @@ def test_file_writer_waits_and_keeps_every_item() -> None:
     assert all(writer.put(i) for i in range(10))
     writer.close()
     assert output.items == list(range(10)) and writer.dropped == 0
+
+
+class PriorityOutput:
+    """Notes the scheduling priority (nice) of the thread that writes."""
+
+    def __init__(self) -> None:
+        self.nice: list[int] = []
+
+    def write(self, item: Any) -> None:
+        self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    def close(self) -> None:
+        pass
+
+
+def test_only_a_dropping_writer_runs_at_a_lower_priority() -> None:
+    """A live writer yields the cores to inference; a file's writer, which the loop waits for, does not."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread priorities are Linux's")
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = {}
+    for wait in (False, True):
+        output = PriorityOutput()
+        writer = BackgroundWriter("--save", output, 4, wait=wait)
+        writer.put("frame")
+        writer.close()
+        seen[wait] = output.nice
+    assert seen[True] == [ours]
+    assert seen[False] and seen[False][0] > ours
