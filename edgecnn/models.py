@@ -78,12 +78,12 @@ def pretrained_head(arch: str, weights: Path | None = None) -> tuple[torch.Tenso
     feature space. None where there is none to read offline (other architectures' hub weights)."""
     if weights is None and arch != DEFAULT_ARCH:
         return None
-    timm = _import_timm()
-    timm_name = "tf_efficientnet_lite0" if arch == DEFAULT_ARCH else arch
     state = lite0_imagenet_state_dict() if weights is None else _load_state_dict(weights)
     name = "classifier"
-    if weights is not None:
-        name = str(timm.create_model(timm_name, pretrained=False).pretrained_cfg.get("classifier", name))
+    if weights is not None:  # named as its architecture names it (no timm for the built-in)
+        timm_name = "tf_efficientnet_lite0" if arch == DEFAULT_ARCH else arch
+        built = _import_timm().create_model(timm_name, pretrained=False)
+        name = str(built.pretrained_cfg.get("classifier", name))
     weight, bias = state.get(f"{name}.weight"), state.get(f"{name}.bias")
     if weight is None or bias is None or weight.dim() != 2:
         return None
