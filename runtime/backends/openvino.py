@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -134,9 +135,10 @@ class OpenVinoBackend:
         return self.infer_all(batch)[0]
 
     def infer_all(self, batch: np.ndarray) -> list[np.ndarray]:
-        request = self._for(len(batch)).request
-        request.infer({0: batch}, share_inputs=True)
-        return _outputs(request)
+        entry = self._for(len(batch))
+        with entry.lock:  # one synchronous request: two threads at once would find it busy
+            entry.request.infer({0: batch}, share_inputs=True)
+            return _outputs(entry.request)
 
     def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
         return self._start(batch, first_only=True)
@@ -183,6 +185,7 @@ class _Compiled:
     def __init__(self, compiled: Any, requests: int | None = None) -> None:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
+        self.lock = threading.Lock()
         self.requests = requests or max(2, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._queue: Any = None
 

@@ -78,6 +78,25 @@ def test_streams_run_requests_at_once_with_the_same_results(imagenet_bundle: Pat
         assert single.streams == 1
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_infer_from_many_threads_at_once(imagenet_bundle: Path, chelsea: np.ndarray, coffee: np.ndarray,
+                                         backend: str) -> None:
+    """`infer` is safe from several threads (a user's pool, the camera's worker path): each call gets its
+    own batch's result, never a busy request or another thread's output."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgecnn.runtime.preprocess import fit_batch
+
+    with load(imagenet_bundle, device="cpu", backend=backend, precision="fp32") as engine:
+        cat, cup = (fit_batch([image], engine.preprocess) for image in (chelsea, coffee))
+        expected = {id(cat): engine.infer(cat), id(cup): engine.infer(cup)}
+        batches = [cat, cup] * 16
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(engine.infer, batches))
+    for batch, result in zip(batches, results, strict=True):
+        assert np.allclose(result, expected[id(batch)], atol=1e-5)
+
+
 def test_auto_picks_int8_openvino_when_its_check_passed(imagenet_bundle: Path) -> None:
     engine = load(imagenet_bundle)
     report = json.loads((imagenet_bundle / "report.json").read_text())
