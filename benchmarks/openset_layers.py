@@ -184,7 +184,8 @@ def shipped(a: dict[str, np.ndarray]) -> Scorer:
     return score
 
 
-SUBSETS = {"{head}": ("head",), "{5, head}": ("blocks.5", "head"),
+SUBSETS = {"{head}": ("head",), "{6}": ("blocks.6",), "{6, head}": ("blocks.6", "head"),
+           "{5, head}": ("blocks.5", "head"),
            "{4, 5, head}": ("blocks.4", "blocks.5", "head"),
            "{3, 4, 5, 6, head}": ("blocks.3", "blocks.4", "blocks.5", "blocks.6", "head"),
            "{5, 6}": ("blocks.5", "blocks.6"), "{4, 5, 6}": ("blocks.4", "blocks.5", "blocks.6"),
