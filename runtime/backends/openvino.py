@@ -120,6 +120,7 @@ class OpenVinoBackend:
         self._requests = requests  # async infer requests (benchmark_app's -nireq); None: OpenVINO's optimum
         self._dynamic = not self._model.inputs[0].get_partial_shape()[0].is_static
         self._compiled: dict[int | None, _Compiled] = {}
+        self._compiling = threading.Lock()
         self.input = _input_spec(self._model.inputs[0], batch if device == "NPU" else None)
         self.num_outputs = _last_dim(self._model.outputs[0])
         self.output_names = tuple(output_name(o, i) for i, o in enumerate(self._model.outputs))
@@ -160,11 +161,15 @@ class OpenVinoBackend:
     def _for(self, size: int | None) -> _Compiled:
         """The compiled model serving batches of `size` (compiling it on first use)."""
         key: int | None = size if self._dynamic else None
-        if key is not None and key not in self._compiled and len(self._compiled) >= self.max_static_sizes:
-            key = -1  # one dynamic-shape compile for every further size
-        if key not in self._compiled:
-            self._compiled[key] = _Compiled(self._compile(key), self._requests)
-        return self._compiled[key]
+        entry = self._compiled.get(key)
+        if entry is not None:
+            return entry
+        with self._compiling:  # two threads meeting a new size compile it once
+            if key is not None and key not in self._compiled and len(self._compiled) >= self.max_static_sizes:
+                key = -1  # one dynamic-shape compile for every further size
+            if key not in self._compiled:
+                self._compiled[key] = _Compiled(self._compile(key), self._requests)
+            return self._compiled[key]
 
     def _compile(self, size: int | None) -> Any:
         model = self._model if self._model is not None else _reread(self._path)

@@ -89,10 +89,17 @@ def test_infer_from_many_threads_at_once(imagenet_bundle: Path, chelsea: np.ndar
 
     with load(imagenet_bundle, device="cpu", backend=backend, precision="fp32") as engine:
         cat, cup = (fit_batch([image], engine.preprocess) for image in (chelsea, coffee))
+        both = fit_batch([chelsea, coffee], engine.preprocess)
         expected = {id(cat): engine.infer(cat), id(cup): engine.infer(cup)}
-        batches = [cat, cup] * 16
+        expected[id(both)] = np.concatenate([expected[id(cat)], expected[id(cup)]])
+        compiles: list[int | None] = []
+        if backend == "openvino":  # a batch size first met by several threads at once is compiled once
+            compile_size = engine._backend._compile
+            engine._backend._compile = lambda size: compiles.append(size) or compile_size(size)
+        batches = [cat, cup, both] * 12
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = list(pool.map(engine.infer, batches))
+    assert compiles.count(2) == (backend == "openvino")
     for batch, result in zip(batches, results, strict=True):
         assert np.allclose(result, expected[id(batch)], atol=1e-5)
 
