@@ -1,7 +1,9 @@
-"""Peak memory and time of one ONNX Runtime INT8 calibration of a bundle's model.onnx, in this process.
+"""Peak memory and time of one INT8 calibration of a bundle's model.onnx (ONNX Runtime, or NNCF for
+OpenVINO with export's recipe), in this process.
 
     python benchmarks/calibration_memory.py bundles/tour percentile 96 --images samples/photos
     python benchmarks/calibration_memory.py bundles/tour percentile 96 --stride 1000000   # ORT unstrided
+    python benchmarks/calibration_memory.py bundles/tour nncf 300
 
 Run one per process: the peak (ru_maxrss) is the process's. `--stride` sets export's HISTOGRAM_STRIDE
 (batches per histogram update); a stride above the image count is ORT's own one-pass calibration. The
@@ -23,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", type=Path)
-    parser.add_argument("method", choices=("minmax", "percentile", "entropy"))
+    parser.add_argument("method", choices=("minmax", "percentile", "entropy", "nncf"))
     parser.add_argument("count", type=int)
     parser.add_argument("--images", type=Path, action="append", default=None)
     parser.add_argument("--stride", type=int, default=None)
@@ -41,16 +43,27 @@ def main() -> None:
     with load(args.bundle, backend="onnxruntime", precision="fp32") as engine:
         preprocess = engine.preprocess
     with tempfile.TemporaryDirectory() as work:
+        if args.method == "nncf":
+            from edgecnn.export.openvino import quantize_openvino
+
+            start = time.perf_counter()
+            out, _ = quantize_openvino(args.bundle / "model.onnx", Path(work) / "int8.xml",
+                                       ImageSet(tuple(paths)), preprocess)
+            report(args.method, args.count, "-", time.perf_counter() - start, out)
+            return
         prepared = quantize.prepare_onnx(args.bundle / "model.onnx", Path(work))
         start = time.perf_counter()
         recipe = quantize.OnnxRecipe(args.method, args.method)
         calibration = ImageSet(tuple(paths))
         out, _ = quantize.quantize_onnx(prepared, Path(work) / "int8.onnx", calibration, preprocess, recipe)
-        seconds = time.perf_counter() - start
-        digest = hashlib.sha256(out.read_bytes()).hexdigest()[:12]
+        report(args.method, args.count, quantize.HISTOGRAM_STRIDE, time.perf_counter() - start, out)
+
+
+def report(method: str, count: int, stride: object, seconds: float, model: Path) -> None:
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    print(f"{args.method} {args.count} images, stride {quantize.HISTOGRAM_STRIDE}: {seconds:.0f} s, "
-          f"peak RSS {peak:.2f} GB, model {digest}")
+    print(f"{method} {count} images, stride {stride}: {seconds:.0f} s, peak RSS {peak:.2f} GB, "
+          f"model {digest}")
 
 
 if __name__ == "__main__":
