@@ -72,12 +72,17 @@ def rotation_arrays(data: Path, left_out: str, args: argparse.Namespace) -> dict
             return dict(stored)
     arrays = fine_tuned_arrays(data, left_out, args)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}")
-        with partial.open("wb") as file:
-            np.savez(file, **arrays)
-        partial.replace(cached)
+        save_npz(cached, arrays)
     return arrays
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """`arrays` as an .npz at `path`, written beside it and renamed: an interrupted run leaves no cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}")
+    with partial.open("wb") as file:
+        np.savez(file, **arrays)
+    partial.replace(path)
 
 
 def fine_tuned_arrays(data: Path, left_out: str, args: argparse.Namespace) -> dict[str, np.ndarray]:

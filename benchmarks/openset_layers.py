@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from openset import classes
+from openset import classes, save_npz
 from openset_rules import kth_cosine, unit
 
 # timm tf_efficientnet_lite0 stages: blocks.i output channels at a 224 x 224 input, and the conv head
@@ -67,11 +67,7 @@ def layer_features(data: Path, cache: Path | None) -> dict[str, np.ndarray]:
                 stats.setdefault(f"{name}_shape", []).append(np.array([out.shape[1:]] * len(out)))
     arrays = {name: np.concatenate(parts) for name, parts in stats.items()} | {"paths": np.array(files)}
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}")
-        with partial.open("wb") as file:
-            np.savez(file, **arrays)
-        partial.replace(cached)
+        save_npz(cached, arrays)
     return arrays
 
 
