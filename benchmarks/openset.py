@@ -107,8 +107,11 @@ def fine_tuned_arrays(data: Path, left_out: str, args: argparse.Namespace) -> di
                 (root / name / file.name).symlink_to(file.resolve())
         unknown = [(f.resolve(), -1) for f in iter_image_files(data / left_out) if is_readable(f)]
         run = Path(work) / "run"
-        finetune(FinetuneConfig(data=root, out=run, epochs=args.epochs, seed=args.seed, progress=False,
-                                workers=0))
+        result = finetune(FinetuneConfig(data=root, out=run, epochs=args.epochs, seed=args.seed,
+                                         progress=False, workers=0))
+        head_epochs = dict(result.phases).get("head", 0)
+        print(f"{data.name}: left out {left_out}: best.pt is epoch {result.best_epoch} of {result.epochs} "
+              f"({'head' if result.best_epoch <= head_epochs else 'full'} phase)", flush=True)
         checkpoint = load_checkpoint(run / "best.pt")
         split = checkpoint.split
         model = checkpoint.build_model()
