@@ -8,10 +8,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-serve readme dist check-wheel lint clean
 
+# pip install with three tries: one cut-off download (a CI run: opencv-python stopped at 70.5 of 72.9 MB,
+# and pip's six resumes got no more bytes) otherwise fails the whole set-up; a new try downloads afresh.
+# $(call pip,PYTHON,ARGUMENTS)
+pip = for try in 1 2 3; do $(1) -m pip install --quiet $(2) && exit 0; \
+	echo "pip install failed (try $$try of 3; a network hiccup?)" >&2; [ $$try = 3 ] || sleep 20; done; exit 1
+TRAIN_EXTRAS := '.[train,web,dev]'
+SERVE_EXTRAS := '.[train,serve,dev]'
+
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,web,dev]'
+	$(call pip,$(PY),--upgrade pip)
+	$(call pip,$(PY),-e $(TRAIN_EXTRAS))
 	touch $(STAMP)
 
 # The whole loop with your own model: frames captured from the first part of each clip become two new
@@ -36,8 +44,8 @@ test: $(STAMP)
 # Triton serving needs numpy<2 (nvidia-pytriton 0.7), so its tests run in their own venv and must not skip.
 $(SERVE_VENV)/.installed: pyproject.toml
 	python3 -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SERVE_VENV)/bin/python -m pip install --quiet -e '.[train,serve,dev]'
+	$(call pip,$(SERVE_VENV)/bin/python,--upgrade pip)
+	$(call pip,$(SERVE_VENV)/bin/python,-e $(SERVE_EXTRAS))
 	touch $@
 
 test-serve: $(SERVE_VENV)/.installed
@@ -59,7 +67,7 @@ dist: $(STAMP)
 check-wheel: dist
 	rm -rf $(WHEEL_VENV) build/wheel-check
 	python3 -m venv $(WHEEL_VENV)
-	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/edgecnn-*.whl
+	$(call pip,$(WHEEL_VENV)/bin/python,dist/edgecnn-*.whl)
 	$(EDGECNN) export --pretrained --format onnx --out build/wheel-check --calibration-size 8
 	cd /tmp && $(abspath $(WHEEL_VENV))/bin/edgecnn --help > /dev/null
 	cd /tmp && $(abspath $(WHEEL_VENV))/bin/edgecnn predict $(CURDIR)/build/wheel-check \
