@@ -180,8 +180,21 @@ class OpenVinoBackend:
         try:
             return core().compile_model(model, self._device, self._config)
         except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[0][:200]
-            raise EdgecnnError(f"OpenVINO cannot compile {self._path} for {self._device}: {reason}") from exc
+            if "CACHE_DIR" in self._config:  # the cache only saves time: another process may be writing
+                return self._compile_uncached(model, exc)  # the same blob (CI: "core.cpp:117" mid-write)
+            raise _cannot_compile(self._path, self._device, exc) from exc
+
+    def _compile_uncached(self, model: Any, first: RuntimeError) -> Any:
+        config = {key: value for key, value in self._config.items() if key != "CACHE_DIR"}
+        try:
+            return core().compile_model(model, self._device, config)
+        except RuntimeError as exc:
+            raise _cannot_compile(self._path, self._device, exc) from first
+
+
+def _cannot_compile(path: Path, device: str, exc: RuntimeError) -> EdgecnnError:
+    reason = str(exc).strip().splitlines()[0][:200]
+    return EdgecnnError(f"OpenVINO cannot compile {path} for {device}: {reason}")
 
 
 class _Compiled:

@@ -170,3 +170,39 @@ def test_openvino_device_string_mistakes(device: str, backend: str, message: str
 
     with pytest.raises(EdgecnnError, match=message):
         place(device, backend)
+
+
+def test_a_failing_openvino_cache_falls_back_to_compiling_without_it(
+        imagenet_bundle: Path, chelsea: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compile cache only saves time: when compiling through it fails (another process writing the same
+    blob, seen in CI), the model is compiled without it; a model that cannot compile still says so."""
+    from edgecnn.runtime.backends import openvino as backend_module
+    from edgecnn.runtime.preprocess import fit_batch
+
+    with load(imagenet_bundle, device="cpu", backend="openvino", precision="fp32") as engine:
+        frame = fit_batch([chelsea], engine.preprocess)
+    real = backend_module.core()
+    calls: list[bool] = []
+
+    class CacheFails:
+        broken = False
+
+        def compile_model(self, model: object, device: str, config: dict) -> object:
+            calls.append("CACHE_DIR" in config)
+            if "CACHE_DIR" in config or self.broken:
+                raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\n")
+            return real.compile_model(model, device, config)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    fake = CacheFails()
+    monkeypatch.setattr(backend_module, "core", lambda: fake)
+    xml = imagenet_bundle / "openvino" / "model.xml"
+    backend = backend_module.OpenVinoBackend(xml, cache_dir=tmp_path / "cache")
+    assert calls == [True, False]
+    probabilities = backend.infer(frame)
+    assert probabilities.shape == (1, 1000) and abs(float(probabilities.sum()) - 1) < 1e-3
+    fake.broken = True
+    with pytest.raises(EdgecnnError, match="OpenVINO cannot compile .*core.cpp:117"):
+        backend_module.OpenVinoBackend(xml, cache_dir=tmp_path / "cache")
