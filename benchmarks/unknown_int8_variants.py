@@ -36,8 +36,10 @@ def main() -> None:
 
     with load(args.bundle, device="cpu", backend="openvino", precision="fp32") as engine:
         preprocess, threshold = engine.preprocess, engine.meta.unknown.threshold
-    sets = {path.name: fitted(folder_images(path), preprocess) for path in args.images}
-    sets.update({path.stem: fitted(video_frames(path), preprocess) for path in args.video})
+    from edgecnn.runtime.preprocess import fit_batch
+
+    sets = {path.name: folder_fitted(path, preprocess) for path in args.images}
+    sets.update({path.stem: fit_batch(video_frames(path), preprocess) for path in args.video})
     reference = scores(args.bundle / "openvino" / "model.xml", sets)
     print(f"threshold {threshold:.3f}; FP32 unknown share: "
           + ", ".join(f"{name} {np.mean(s > threshold):.0%}" for name, s in reference.items()), flush=True)
@@ -51,18 +53,11 @@ def main() -> None:
         print(f"{name:14s} ({seconds:3.0f} s) agreement, median shift: " + " | ".join(cells), flush=True)
 
 
-def folder_images(folder: Path) -> list[np.ndarray]:
-    """Every readable image under `folder` (unreadable ones skipped)."""
-    from edgecnn.runtime.errors import EdgecnnError
-    from edgecnn.runtime.images import iter_image_files, read_image
+def folder_fitted(folder: Path, preprocess: Any) -> np.ndarray:
+    """Every readable image under `folder`, fitted as export's checks fit them (unreadable ones skipped)."""
+    from edgecnn.export.images import fitted_images, folder_images
 
-    images = []
-    for path in iter_image_files(folder):
-        try:
-            images.append(read_image(path))
-        except EdgecnnError:
-            continue
-    return images
+    return np.stack([frame for frame, _ in fitted_images(folder_images(folder), preprocess)])
 
 
 def video_frames(path: Path) -> list[np.ndarray]:
@@ -74,12 +69,6 @@ def video_frames(path: Path) -> list[np.ndarray]:
         if not ok:
             return frames
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-
-
-def fitted(images: list[np.ndarray], preprocess: Any) -> np.ndarray:
-    from edgecnn.runtime.preprocess import fit_batch
-
-    return fit_batch(images, preprocess)
 
 
 def scores(xml: Path, sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
