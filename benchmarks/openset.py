@@ -85,6 +85,24 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     partial.replace(path)
 
 
+def hold_out_known(data: Path, left_out: str, seed: int, test_share: float,
+                   root: Path) -> list[tuple[Path, int]]:
+    """The known test images of a rotation: a seeded `test_share` of each class but `left_out` (class
+    indices in that order); the rest is linked under `root/<class>` for fine-tuning."""
+    from edgecnn.runtime.images import is_readable, iter_image_files
+
+    known_test: list[tuple[Path, int]] = []
+    for index, name in enumerate(c for c in classes(data) if c != left_out):
+        files = [f.resolve() for f in iter_image_files(data / name) if is_readable(f)]
+        random.Random(f"{seed}-{name}").shuffle(files)
+        count = max(1, round(len(files) * test_share))
+        known_test += [(f, index) for f in files[:count]]
+        (root / name).mkdir(parents=True)
+        for file in files[count:]:
+            (root / name / file.name).symlink_to(file)
+    return known_test
+
+
 def fine_tuned_arrays(data: Path, left_out: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
     from edgecnn.runtime.images import is_readable, iter_image_files
 
@@ -95,16 +113,7 @@ def fine_tuned_arrays(data: Path, left_out: str, args: argparse.Namespace) -> di
 
     with tempfile.TemporaryDirectory(prefix="openset-") as work:
         root = Path(work) / "data"
-        known_test: list[tuple[Path, int]] = []
-        known = [c for c in classes(data) if c != left_out]
-        for index, name in enumerate(known):
-            files = [f.resolve() for f in iter_image_files(data / name) if is_readable(f)]
-            random.Random(f"{args.seed}-{name}").shuffle(files)
-            count = max(1, round(len(files) * args.test_share))
-            known_test += [(f, index) for f in files[:count]]
-            (root / name).mkdir(parents=True)
-            for file in files[count:]:
-                (root / name / file.name).symlink_to(file.resolve())
+        known_test = hold_out_known(data, left_out, args.seed, args.test_share, root)
         unknown = [(f.resolve(), -1) for f in iter_image_files(data / left_out) if is_readable(f)]
         run = Path(work) / "run"
         result = finetune(FinetuneConfig(data=root, out=run, epochs=args.epochs, seed=args.seed,

@@ -16,13 +16,12 @@ by edgecnn.unknown on the same final features. Threshold: the --accept-rate quan
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from openset import classes, save_npz
+from openset import classes, hold_out_known, save_npz
 from openset_rules import kth_cosine, unit
 
 # timm tf_efficientnet_lite0 stages: blocks.i output channels at a 224 x 224 input, and the conv head
@@ -81,17 +80,10 @@ def rotation_arrays(data: Path, left_out: str, features: dict[str, np.ndarray], 
     from edgecnn.models import lite0_imagenet_state_dict
 
     row = {path: i for i, path in enumerate(features["paths"].tolist())}
-    chosen: dict[str, list[tuple[str, int]]] = {"test": [], "unknown": []}
+    chosen: dict[str, list[tuple[str, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="openset-layers-") as work:
         root = Path(work) / "data"
-        for index, name in enumerate(c for c in classes(data) if c != left_out):
-            files = [f.resolve() for f in iter_image_files(data / name) if is_readable(f)]
-            random.Random(f"{seed}-{name}").shuffle(files)
-            count = max(1, round(len(files) * test_share))
-            chosen["test"] += [(str(f), index) for f in files[:count]]
-            (root / name).mkdir(parents=True)
-            for file in files[count:]:
-                (root / name / file.name).symlink_to(file)
+        chosen["test"] = [(str(f), c) for f, c in hold_out_known(data, left_out, seed, test_share, root)]
         split = drop_unreadable(scan_folder(root, 0.2, seed), threads=1)  # what finetune's _new_split does
         for name, samples in (("train", split.train), ("val", split.val)):
             chosen[name] = [(str((root / p).resolve()), c) for p, c in samples]
