@@ -33,7 +33,7 @@ def main() -> None:
     from edgecnn.export import quantize
     from edgecnn.export.images import ImageSet
     from edgecnn.runtime import load
-    from edgecnn.runtime.images import iter_image_files
+    from edgecnn.runtime.core.images import iter_image_files
 
     if args.stride:
         quantize.HISTOGRAM_STRIDE = args.stride

@@ -35,10 +35,10 @@ from typing import Any
 import cv2
 import numpy as np
 from edgecnn.runtime import load
-from edgecnn.runtime.bench import latency_loop
-from edgecnn.runtime.camera import CameraConfig, CameraSummary, camera_engine, run_camera
-from edgecnn.runtime.preprocess import fit_frame
-from edgecnn.runtime.video import VideoOptions, VideoSource
+from edgecnn.runtime.core.preprocess import fit_frame
+from edgecnn.runtime.live.camera import CameraConfig, CameraSummary, camera_engine, run_camera
+from edgecnn.runtime.live.video import VideoOptions, VideoSource
+from edgecnn.runtime.measure.bench import latency_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE_FPS = 25.0

@@ -30,9 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 from edgecnn.runtime import load
-from edgecnn.runtime.camera import CameraConfig, run_camera
-from edgecnn.runtime.video import VideoOptions
-from edgecnn.runtime.web import LiveServer, ServeAddress
+from edgecnn.runtime.live.camera import CameraConfig, run_camera
+from edgecnn.runtime.live.video import VideoOptions
+from edgecnn.runtime.live.web import LiveServer, ServeAddress
 
 ROOT = Path(__file__).resolve().parent.parent
 BITS, BLOCK = 32, 20  # the stamp: milliseconds mod 2**32 as 32 black/white 20x20 blocks at the bottom

@@ -25,8 +25,8 @@ import numpy as np
 from edgecnn.export.bundle import ExportConfig, ExportFailed, export_bundle
 from edgecnn.export.checks import onnx_predictor, openvino_predictor
 from edgecnn.export.images import ImageSet, batches
-from edgecnn.runtime.images import iter_image_files
-from edgecnn.runtime.metadata import ModelMeta
+from edgecnn.runtime.core.images import iter_image_files
+from edgecnn.runtime.core.metadata import ModelMeta
 
 from edgecnn.checkpoint import load_checkpoint
 

@@ -39,7 +39,7 @@ PHOTOS = ROOT / "samples" / "photos"
 
 def make_images(out: Path, count: int, seed: int = 0) -> Path:
     """`count` augmented JPEG copies of the sample photos, spread evenly over their class folders."""
-    from edgecnn.runtime.images import iter_image_files, read_image
+    from edgecnn.runtime.core.images import iter_image_files, read_image
 
     rng = random.Random(seed)
     sources = sorted(iter_image_files(PHOTOS))
@@ -103,7 +103,7 @@ def finetune_run(data: Path, out: Path, engine: str, workers: int, env: dict[str
 def time_split(data: Path, count: int) -> dict[str, float]:
     """Milliseconds per training image of each stage, run alone: decode, augment, backbone (3 views)."""
     import torch
-    from edgecnn.runtime.images import iter_image_files, read_image
+    from edgecnn.runtime.core.images import iter_image_files, read_image
 
     from edgecnn.data import TrainTransform, ValTransform
     from edgecnn.feature_engine import open_engine

@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 from camera import cpu_seconds, decode_cost, paced_copy  # benchmarks/camera.py, beside this script
 from edgecnn.runtime import load
-from edgecnn.runtime.camera import CameraConfig, CameraSummary, camera_engine, run_camera
-from edgecnn.runtime.preprocess import fit_frame
-from edgecnn.runtime.video import VideoOptions
+from edgecnn.runtime.core.preprocess import fit_frame
+from edgecnn.runtime.live.camera import CameraConfig, CameraSummary, camera_engine, run_camera
+from edgecnn.runtime.live.video import VideoOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = (ROOT / "samples/videos/cup.mp4", ROOT / "samples/videos/box.mp4")

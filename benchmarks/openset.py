@@ -89,7 +89,7 @@ def hold_out_known(data: Path, left_out: str, seed: int, test_share: float,
                    root: Path) -> list[tuple[Path, int]]:
     """The known test images of a rotation: a seeded `test_share` of each class but `left_out` (class
     indices in that order); the rest is linked under `root/<class>` for fine-tuning."""
-    from edgecnn.runtime.images import is_readable, iter_image_files
+    from edgecnn.runtime.core.images import is_readable, iter_image_files
 
     known_test: list[tuple[Path, int]] = []
     for index, name in enumerate(c for c in classes(data) if c != left_out):
@@ -104,7 +104,7 @@ def hold_out_known(data: Path, left_out: str, seed: int, test_share: float,
 
 
 def fine_tuned_arrays(data: Path, left_out: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    from edgecnn.runtime.images import is_readable, iter_image_files
+    from edgecnn.runtime.core.images import is_readable, iter_image_files
 
     from edgecnn.checkpoint import load_checkpoint
     from edgecnn.data import TrainTransform
@@ -166,7 +166,7 @@ def features(model, preprocess, items: list[tuple[Path, int]], transforms: list 
 
 def measure(rule: str, arrays: dict[str, np.ndarray], accept_rate: float):
     import torch
-    from edgecnn.runtime.openset import figures
+    from edgecnn.runtime.measure.openset import figures
 
     from edgecnn.unknown import fit_detector, score_module
 

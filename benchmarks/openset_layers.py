@@ -39,7 +39,7 @@ def layer_features(data: Path, cache: Path | None) -> dict[str, np.ndarray]:
         with np.load(cached) as stored:
             return dict(stored)
     import torch
-    from edgecnn.runtime.images import is_readable, iter_image_files
+    from edgecnn.runtime.core.images import is_readable, iter_image_files
 
     from edgecnn.data import ImageDataset, ValTransform, make_loader
     from edgecnn.models import build_model
@@ -74,7 +74,7 @@ def rotation_arrays(data: Path, left_out: str, features: dict[str, np.ndarray], 
                     test_share: float) -> dict[str, np.ndarray]:
     """openset.py's split of this rotation (known test quarter, then finetune's own scan_folder split)
     as `{split}_{layer}_{mean|std}` arrays, `{split}_labels` and the ImageNet head."""
-    from edgecnn.runtime.images import is_readable, iter_image_files
+    from edgecnn.runtime.core.images import is_readable, iter_image_files
 
     from edgecnn.data import drop_unreadable, scan_folder
     from edgecnn.models import lite0_imagenet_state_dict
@@ -198,7 +198,7 @@ def candidates() -> dict[str, Candidate]:
 
 
 def evaluate(candidate: Candidate, a: dict[str, np.ndarray], accept_rate: float) -> dict[str, float]:
-    from edgecnn.runtime.openset import auroc
+    from edgecnn.runtime.measure.openset import auroc
 
     score = candidate(a)
     threshold = float(np.quantile(score("val").astype(np.float64), accept_rate))

@@ -176,7 +176,7 @@ CANDIDATES: dict[str, Candidate] = {
 
 
 def evaluate(candidate: Candidate, a: dict[str, np.ndarray], accept_rate: float) -> dict[str, float]:
-    from edgecnn.runtime.openset import figures
+    from edgecnn.runtime.measure.openset import figures
 
     scorer = candidate(a)
     threshold = float(np.quantile(scorer(a["val_features"]).astype(np.float64), accept_rate))
@@ -190,7 +190,7 @@ def evaluate(candidate: Candidate, a: dict[str, np.ndarray], accept_rate: float)
 def issue_protocols(rotations: dict[str, list[dict[str, np.ndarray]]]) -> None:
     """Why issue 11 saw AUROC 0.97-0.99 for a logistic head's max softmax and 5-NN: the known images
     scored there were the ones fitted (in the bank, or the head's own training images)."""
-    from edgecnn.runtime.openset import auroc
+    from edgecnn.runtime.measure.openset import auroc
     from sklearn.linear_model import LogisticRegression
 
     def rows(a: dict[str, np.ndarray]) -> dict[str, float]:

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgecnn.runtime.bench import BenchConfig, BenchReport, bench
+from edgecnn.runtime.measure.bench import BenchConfig, BenchReport, bench
 
 
 def measure(bundle: Path, threads: int, seconds: float) -> dict[str, Any]:

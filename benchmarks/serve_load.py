@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime import load
-from edgecnn.runtime.images import iter_image_files, read_image
-from edgecnn.runtime.preprocess import fit_frame
+from edgecnn.runtime.core.images import iter_image_files, read_image
+from edgecnn.runtime.core.preprocess import fit_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

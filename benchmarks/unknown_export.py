@@ -56,9 +56,9 @@ def bundles(checkpoint: Path, work: Path) -> tuple[Path, Path]:
 
 def fitted(bundle: Path, folders: list[Path]) -> np.ndarray:
     from edgecnn.runtime import load
-    from edgecnn.runtime.errors import EdgecnnError
-    from edgecnn.runtime.images import iter_image_files, read_image
-    from edgecnn.runtime.preprocess import fit_frame
+    from edgecnn.runtime.core.errors import EdgecnnError
+    from edgecnn.runtime.core.images import iter_image_files, read_image
+    from edgecnn.runtime.core.preprocess import fit_frame
 
     with load(bundle, precision="fp32", backend="onnxruntime") as engine:
         frames = []

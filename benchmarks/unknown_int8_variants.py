@@ -36,7 +36,7 @@ def main() -> None:
 
     with load(args.bundle, device="cpu", backend="openvino", precision="fp32") as engine:
         preprocess, threshold = engine.preprocess, engine.meta.unknown.threshold
-    from edgecnn.runtime.preprocess import fit_batch
+    from edgecnn.runtime.core.preprocess import fit_batch
 
     sets = {path.name: folder_fitted(path, preprocess) for path in args.images}
     sets.update({path.stem: fit_batch(video_frames(path), preprocess) for path in args.video})

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.errors import upgrade_hint
-from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.core.errors import upgrade_hint
+from edgecnn.runtime.core.metadata import Preprocess
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +58,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> Path:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     import torch
 
-    from edgecnn.runtime.outputs import AtomicPath
+    from edgecnn.runtime.core.outputs import AtomicPath
 
     with AtomicPath(path) as temp:
         torch.save(checkpoint.to_payload(), temp)

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from edgecnn.runtime.errors import EdgecnnError, require_train
-from edgecnn.runtime.options import check_options, parse_count
-from edgecnn.runtime.terminal import printable
+from edgecnn.runtime.core.errors import EdgecnnError, require_train
+from edgecnn.runtime.core.options import check_options, parse_count
+from edgecnn.runtime.core.terminal import printable
 
 app = typer.Typer(
     name="edgecnn",
@@ -71,7 +71,7 @@ def _terminate_like_ctrl_c() -> dict[int, Any]:
     import signal
     import threading
 
-    from edgecnn.runtime.errors import interrupt_raised, interrupted
+    from edgecnn.runtime.core.errors import interrupt_raised, interrupted
 
     def interrupt(signum: int, frame: Any) -> None:
         if interrupt_raised.is_set():
@@ -204,7 +204,7 @@ def _run_folder(root: Path, name: str, exist_ok: bool, numbered: bool = True) ->
 
     torchrun starts one CLI per rank: they must agree on one folder, so no numbering there.
     """
-    from edgecnn.runtime.outputs import next_free_folder
+    from edgecnn.runtime.core.outputs import next_free_folder
 
     return next_free_folder(root, name, exist_ok or not numbered)
 
@@ -342,7 +342,7 @@ def _load_engine(model: Path, device: str, backend: str, precision: str, labels:
                  quiet: bool = False, streams: int | None = None, cache_dir: str | None = None,
                  requests: int | None = None) -> Any:
     from edgecnn.runtime import load
-    from edgecnn.runtime.selection import parse_triplet
+    from edgecnn.runtime.core.selection import parse_triplet
 
     engine = load(model, device=device, precision=precision, backend=backend, labels=labels, threads=threads,
                   mean=parse_triplet(mean, "--mean"), std=parse_triplet(std, "--std"), streams=streams,
@@ -375,8 +375,8 @@ def predict(
     """Classify images with an exported model (no PyTorch needed)."""
     import json
 
-    from edgecnn.runtime.predict import predict_files
-    from edgecnn.runtime.tables import predictions_table
+    from edgecnn.runtime.measure.predict import predict_files
+    from edgecnn.runtime.measure.tables import predictions_table
 
     skipped: list[str] = []
     with _load_engine(model, device, backend, precision, labels, mean, std, threads,
@@ -424,9 +424,9 @@ def eval_command(
     Where DATA holds images the model was trained on, only the run's validation images count (--split)."""
     import json
 
-    from edgecnn.runtime.evaluate import evaluate_folder
-    from edgecnn.runtime.splits import SPLITS, bundle_split
-    from edgecnn.runtime.tables import eval_table
+    from edgecnn.runtime.measure.evaluate import evaluate_folder
+    from edgecnn.runtime.measure.splits import SPLITS, bundle_split
+    from edgecnn.runtime.measure.tables import eval_table
 
     if split not in SPLITS:
         raise EdgecnnError(f"--split {split!r} is not a split; choose {', '.join(SPLITS)}")
@@ -490,9 +490,9 @@ def bench(
 ) -> None:
     """Measure latency, throughput, cold start and memory of a model on a device."""
 
-    from edgecnn.runtime.bench import BenchConfig
-    from edgecnn.runtime.bench import bench as run_bench
-    from edgecnn.runtime.tables import bench_table
+    from edgecnn.runtime.measure.bench import BenchConfig
+    from edgecnn.runtime.measure.bench import bench as run_bench
+    from edgecnn.runtime.measure.tables import bench_table
 
     config = BenchConfig(model=model, device=device, backend=backend, precision=precision, batch=batch,
                          threads=threads, seconds=seconds, baseline=baseline, hint=hint,
@@ -570,9 +570,9 @@ def camera(
     from contextlib import ExitStack
     from dataclasses import asdict, replace
 
-    from edgecnn.runtime.camera import CameraConfig, camera_engine, check_outputs, run_camera
-    from edgecnn.runtime.camera_report import summary_table
-    from edgecnn.runtime.video import VideoOptions
+    from edgecnn.runtime.live.camera import CameraConfig, camera_engine, check_outputs, run_camera
+    from edgecnn.runtime.live.camera_report import summary_table
+    from edgecnn.runtime.live.video import VideoOptions
 
     say = lambda message: err_console.print(printable(message), highlight=False)  # noqa: E731
     names, shown = _camera_sources(source, sources)
@@ -604,8 +604,8 @@ def camera(
 
 def _camera_sources(source: list[str] | None, sources: Path | None) -> tuple[tuple[str, ...], str]:
     """The sources named (--source, --sources FILE; else webcam 0), each checked, and how to show them."""
-    from edgecnn.runtime.camera import read_sources_file
-    from edgecnn.runtime.video import check_source
+    from edgecnn.runtime.live.camera import read_sources_file
+    from edgecnn.runtime.live.video import check_source
 
     names = tuple(source or ()) + (read_sources_file(sources) if sources else ()) or ("0",)
     specs = [check_source(name) for name in names]  # a missing file fails before the model loads
@@ -613,7 +613,7 @@ def _camera_sources(source: list[str] | None, sources: Path | None) -> tuple[tup
 
 
 def _collector(folder: Path, limit: int) -> Any:
-    from edgecnn.runtime.collect import Collector
+    from edgecnn.runtime.live.collect import Collector
 
     return Collector(folder, limit=limit)
 
@@ -642,9 +642,9 @@ def capture(
     import json
     from dataclasses import asdict
 
-    from edgecnn.runtime.capture import CaptureConfig, check_label, run_capture_cli
-    from edgecnn.runtime.outputs import check_writable
-    from edgecnn.runtime.video import VideoOptions, check_source
+    from edgecnn.runtime.core.outputs import check_writable
+    from edgecnn.runtime.live.capture import CaptureConfig, check_label, run_capture_cli
+    from edgecnn.runtime.live.video import VideoOptions, check_source
 
     check_source(source)
     check_label(label)
@@ -681,8 +681,8 @@ def capture_line(summary: Any) -> str:
 def _live_server(serve: str, source: str, token: str | None, no_auth: bool,
                  say: Callable[[str], None], record_to: Path | None = None) -> Iterator[Any]:
     """The --serve page, listening before the model loads (a port in use fails at once)."""
-    from edgecnn.runtime.recorder import Recorder
-    from edgecnn.runtime.web import LiveServer, check_access, parse_address
+    from edgecnn.runtime.live.recorder import Recorder
+    from edgecnn.runtime.live.web import LiveServer, check_access, parse_address
 
     address = parse_address(serve)
     access = check_access(address, token, no_auth, say)
@@ -704,8 +704,8 @@ def info(
 ) -> None:
     """Show a model's metadata and the backends and devices this machine offers."""
 
-    from edgecnn.runtime.info import machine_info, model_info
-    from edgecnn.runtime.tables import info_table
+    from edgecnn.runtime.measure.info import machine_info, model_info
+    from edgecnn.runtime.measure.tables import info_table
 
     data = {"machine": machine_info(), "model": model_info(model) if model is not None else None}
     _show(json_out, data, lambda: info_table(data))
@@ -726,8 +726,8 @@ def serve(
     name: Annotated[str | None, typer.Option(help="Model name clients use (default: the folder's).")] = None,
 ) -> None:
     """Serve a model through NVIDIA Triton Inference Server (HTTP, gRPC, metrics) until SIGTERM or Ctrl-C."""
-    from edgecnn.runtime.serve import ServeConfig
-    from edgecnn.runtime.serve import serve as run_server
+    from edgecnn.runtime.serving.serve import ServeConfig
+    from edgecnn.runtime.serving.serve import serve as run_server
 
     def ready(endpoints: Any) -> None:
         err_console.print(printable(f"serving {endpoints.name} ({endpoints.engine}): HTTP {endpoints.http}, "
@@ -751,7 +751,7 @@ def triton(
     precision: Annotated[str, typer.Option(help="Which bundle models to use: fp32 or int8.")] = "fp32",
 ) -> None:
     """Write a Triton Inference Server model repository (ONNX Runtime + OpenVINO) from a bundle."""
-    from edgecnn.runtime.triton_repo import TritonRepoConfig, write_triton_repo
+    from edgecnn.runtime.serving.triton_repo import TritonRepoConfig, write_triton_repo
 
     config = TritonRepoConfig(bundle=bundle, repo=repo, name=name, kind=kind, max_batch=max_batch,
                               instances=instances, precision=precision)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.images import IMAGE_SUFFIXES, is_readable, iter_image_files, read_image
-from edgecnn.runtime.metadata import Preprocess, check_labels
-from edgecnn.runtime.preprocess import fit_frame
-from edgecnn.runtime.terminal import visible
+from edgecnn.runtime.core.images import IMAGE_SUFFIXES, is_readable, iter_image_files, read_image
+from edgecnn.runtime.core.metadata import Preprocess, check_labels
+from edgecnn.runtime.core.preprocess import fit_frame
+from edgecnn.runtime.core.terminal import visible
 
 if TYPE_CHECKING:
     import torch

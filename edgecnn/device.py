@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgecnn.runtime.errors import EdgecnnError, install_hint
+from edgecnn.runtime.core.errors import EdgecnnError, install_hint
 
 if TYPE_CHECKING:
     import torch

@@ -17,12 +17,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.core.errors import EdgecnnError
 
 if TYPE_CHECKING:
     import torch
 
-    from edgecnn.runtime.backends.base import Backend
+    from edgecnn.runtime.core.backends.base import Backend
 
 log = logging.getLogger("edgecnn")
 ENGINES = ("auto", "openvino", "onnxruntime", "torch")
@@ -143,13 +143,13 @@ def _open_backend(engine: str, model: torch.nn.Module, input_size: tuple[int, in
         cache = Path(temporary.name)
     path = export_backbone(model, input_size, cache / "backbones")
     if engine == "openvino":
-        from edgecnn.runtime.backends.openvino import OpenVinoBackend, core
+        from edgecnn.runtime.core.backends.openvino import OpenVinoBackend, core
 
         backend: Any = OpenVinoBackend(path, "CPU", hint="latency", precision="f32", threads=threads,
                                        cache_dir=cache / "openvino", model=core().read_model(str(path)),
                                        batch=CHUNK)
     else:
-        from edgecnn.runtime.backends.onnxruntime import OnnxRuntimeBackend
+        from edgecnn.runtime.core.backends.onnxruntime import OnnxRuntimeBackend
 
         backend = OnnxRuntimeBackend(path, ["CPUExecutionProvider"], threads=threads)
     return BackendFeatures(backend, temporary)
@@ -157,8 +157,8 @@ def _open_backend(engine: str, model: torch.nn.Module, input_size: tuple[int, in
 
 def cache_folder() -> Path | None:
     """$XDG_CACHE_HOME/edgecnn (default ~/.cache/edgecnn) when writable, else None (with a note)."""
-    from edgecnn.runtime.cache import cache_root
-    from edgecnn.runtime.outputs import check_writable
+    from edgecnn.runtime.core.cache import cache_root
+    from edgecnn.runtime.core.outputs import check_writable
 
     folder = cache_root()
     if folder is None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
     from torch.utils.data import DataLoader
 
-    from edgecnn.runtime.metadata import Preprocess
+    from edgecnn.runtime.core.metadata import Preprocess
 
 
 def pooled_features(model: torch.nn.Module, loader: DataLoader, device: torch.device,

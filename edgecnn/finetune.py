@@ -41,8 +41,8 @@ from edgecnn.process_group import (
     shard_sampler,
     wrap_ddp,
 )
-from edgecnn.runtime.metadata import Preprocess
-from edgecnn.runtime.outputs import check_distinct, check_output_path, check_writable
+from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable
 from edgecnn.training import Evaluation, FullPhase, make_optimizer, param_groups, validate_model
 from edgecnn.unknown import (
     DEFAULT_ACCEPT_RATE,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgecnn.runtime.errors import EdgecnnError, install_hint
-from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.core.errors import EdgecnnError, install_hint
+from edgecnn.runtime.core.metadata import Preprocess
 
 if TYPE_CHECKING:
     import torch
@@ -208,7 +208,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def _load_state_dict(path: Path) -> dict:
     import torch
 
-    from edgecnn.runtime.files import regular_size
+    from edgecnn.runtime.core.files import regular_size
 
     if not Path(path).exists():
         raise EdgecnnError(f"weights file {path} does not exist")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.runtime.outputs import write_atomic
+from edgecnn.runtime.core.outputs import write_atomic
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -53,7 +53,7 @@ def plot_confusion(labels: Sequence[str], targets: Sequence[int], predictions: S
     """Validation confusion matrix of the best checkpoint: rows true class, columns predicted."""
     import numpy as np
 
-    from edgecnn.runtime.plots import save_confusion  # the same picture `edgecnn eval` draws
+    from edgecnn.runtime.measure.plots import save_confusion  # the same picture `edgecnn eval` draws
 
     counts = np.zeros((len(labels), len(labels)), dtype=int)
     for target, prediction in zip(targets, predictions, strict=True):
@@ -105,7 +105,7 @@ def result_table(result: FinetuneResult) -> Table:
     """The end-of-run summary: best validation top-1 and where every file is."""
     from rich.table import Table
 
-    from edgecnn.runtime.terminal import printable
+    from edgecnn.runtime.core.terminal import printable
 
     table = Table(title=f"fine-tuned on {result.train_images} images, validated on {result.val_images}",
                   show_header=False)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.metadata import MAX_THRESHOLD, UNKNOWN_RULES, UnknownMeta
+from edgecnn.runtime.core.metadata import MAX_THRESHOLD, UNKNOWN_RULES, UnknownMeta
 
 if TYPE_CHECKING:
     import torch

@@ -15,9 +15,9 @@ from edgecnn.export.checks import Candidate, compare_on_images, measure, median_
 from edgecnn.export.onnx import check_opset
 from edgecnn.export.quantize import check_method
 from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
-from edgecnn.runtime.bundle import LABELS_TXT, BundleReport, ModelReport
-from edgecnn.runtime.errors import EdgecnnError, raise_if_interrupted
-from edgecnn.runtime.outputs import (
+from edgecnn.runtime.core.bundle import LABELS_TXT, BundleReport, ModelReport
+from edgecnn.runtime.core.errors import EdgecnnError, raise_if_interrupted
+from edgecnn.runtime.core.outputs import (
     atomic_folder,
     check_distinct,
     check_output_path,
@@ -178,7 +178,7 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
     # The shipped IR has FP16 weights; the conversion itself is proven on the same graph in f32.
     graph = [c for c in candidates if c.name == "openvino fp32"]
     if graph:
-        from edgecnn.runtime.backends.openvino import import_openvino
+        from edgecnn.runtime.core.backends.openvino import import_openvino
 
         f32 = import_openvino().convert_model(str(work / "model.onnx"))
         graph = [Candidate("openvino fp32 graph", "openvino", "fp32", graph[0].path,
@@ -209,7 +209,7 @@ def check_unknown(source: Source, candidates: list[Candidate], batch: int) -> An
     """The detector as each model applies it to the validation + calibration images (UnknownCheck)."""
     from edgecnn.export.checks import unknown_agreement
     from edgecnn.export.images import ImageSet
-    from edgecnn.runtime.bundle import UnknownCheck
+    from edgecnn.runtime.core.bundle import UnknownCheck
 
     seen = ImageSet(source.validation.paths + source.calibration.paths)
     meta = source.detector.meta()
@@ -232,8 +232,8 @@ def _write_metadata(source: Source, measured: list[ModelReport], work: Path) -> 
     import onnx
     from edgecnn.export.onnx import save_onnx
     from edgecnn.export.openvino import save_ir
-    from edgecnn.runtime.backends.openvino import read_model
-    from edgecnn.runtime.metadata import ModelMeta
+    from edgecnn.runtime.core.backends.openvino import read_model
+    from edgecnn.runtime.core.metadata import ModelMeta
 
     for model in measured:
         unknown = source.detector.meta() if source.detector is not None else None

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from edgecnn.export.gate import AgreementTally
 from edgecnn.export.images import ImageSet, batches
-from edgecnn.runtime.bundle import Int8Agreement, ModelReport
-from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.core.bundle import Int8Agreement, ModelReport
+from edgecnn.runtime.core.metadata import Preprocess
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC batch -> probabilities
 THREADS = 2
@@ -118,7 +118,7 @@ def median_latency_ms(predict: Predict, frames: np.ndarray, runs: int = 30, budg
 
 def onnx_predictor(path: Path) -> Predict:
     """The runtime's own ONNX Runtime session set-up, on the CPU at THREADS threads."""
-    from edgecnn.runtime.backends.onnxruntime import open_session
+    from edgecnn.runtime.core.backends.onnxruntime import open_session
 
     session = open_session(path, ["CPUExecutionProvider"], threads=THREADS)
     return lambda frames: session.run(None, {"images": frames})[0]
@@ -129,7 +129,7 @@ def openvino_predictor(model: Path | object) -> Predict:
 
     (On bf16-capable CPUs OpenVINO would otherwise run FP32 models in bf16, slower and less exact here.)
     """
-    from edgecnn.runtime.backends.openvino import compile_config, core
+    from edgecnn.runtime.core.backends.openvino import compile_config, core
 
     config = compile_config("CPU", "latency", "f32", THREADS, cache_dir=None)
     compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", config)
@@ -179,7 +179,7 @@ def compare_with(reference: tuple[np.ndarray, np.ndarray], int8: Predict, images
 def onnx_scorer(path: Path) -> Predict:
     """uint8 NHWC batch -> the model's `unknown_score` output (same session set-up as `onnx_predictor`)."""
     from edgecnn.export.onnx import UNKNOWN_OUTPUT
-    from edgecnn.runtime.backends.onnxruntime import open_session
+    from edgecnn.runtime.core.backends.onnxruntime import open_session
 
     session = open_session(path, ["CPUExecutionProvider"], threads=THREADS)
     return lambda frames: session.run([UNKNOWN_OUTPUT], {"images": frames})[0]
@@ -187,7 +187,7 @@ def onnx_scorer(path: Path) -> Predict:
 
 def openvino_scorer(model: Path | object) -> Predict:
     from edgecnn.export.onnx import UNKNOWN_OUTPUT
-    from edgecnn.runtime.backends.openvino import compile_config, core
+    from edgecnn.runtime.core.backends.openvino import compile_config, core
 
     config = compile_config("CPU", "latency", "f32", THREADS, cache_dir=None)
     compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", config)

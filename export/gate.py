@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from edgecnn.runtime.bundle import Int8Agreement as Agreement  # the record the report carries
+from edgecnn.runtime.core.bundle import Int8Agreement as Agreement  # the record the report carries
 
 CONFIDENT = 0.5  # FP32 top-1 probability from which an answer counts as a decision (more than all others)
 MIN_CONFIDENT = 20  # fewer confident images than this cannot carry the unlabelled gate alone

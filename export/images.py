@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.images import is_readable, iter_image_files, read_image
-from edgecnn.runtime.metadata import Preprocess
-from edgecnn.runtime.preprocess import fit_frame
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.images import is_readable, iter_image_files, read_image
+from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.preprocess import fit_frame
 
 
 @dataclass(frozen=True)

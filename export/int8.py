@@ -19,7 +19,7 @@ from edgecnn.export.checks import Predict, compare_with, median_latency_ms, refe
 from edgecnn.export.gate import CONFIDENT, Agreement, Verdict, judge
 from edgecnn.export.images import batches
 from edgecnn.export.search import Check, Tried, search
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.core.errors import EdgecnnError
 
 CANNOT_RUN = "fails to run"
 FALLBACK_STEPS = (2, 4, 8)  # how many of the most harmful ONNX nodes go back to float, step by step

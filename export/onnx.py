@@ -15,9 +15,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.metadata import Preprocess
-from edgecnn.runtime.outputs import AtomicPath
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.outputs import AtomicPath
 
 if TYPE_CHECKING:
     import onnx

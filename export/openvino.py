@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.images import ImageSet, batches
-from edgecnn.runtime.backends.openvino import import_openvino
-from edgecnn.runtime.metadata import Preprocess
-from edgecnn.runtime.outputs import AtomicPath
+from edgecnn.runtime.core.backends.openvino import import_openvino
+from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.outputs import AtomicPath
 
 
 def convert_openvino(onnx_path: Path, xml_path: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from edgecnn.runtime.errors import raise_if_interrupted
+from edgecnn.runtime.core.errors import raise_if_interrupted
 
 
 class Steps:

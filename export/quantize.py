@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from edgecnn.export.images import ImageSet, batches
 from edgecnn.export.onnx import INPUT_NAME, save_onnx
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.metadata import Preprocess
 
 if TYPE_CHECKING:
     import onnx

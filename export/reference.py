@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecnn.runtime.backends.base import InputSpec
-from edgecnn.runtime.bundle import RunSplit
-from edgecnn.runtime.engine import Engine
-from edgecnn.runtime.metadata import ModelMeta
+from edgecnn.runtime.core.backends.base import InputSpec
+from edgecnn.runtime.core.bundle import RunSplit
+from edgecnn.runtime.core.engine import Engine
+from edgecnn.runtime.core.metadata import ModelMeta
 
 REASON = "a checkpoint: its FP32 PyTorch model on the CPU, the reference export checks bundles against"
 

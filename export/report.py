@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.gate import CONFIDENT, MIN_CONFIDENT, judge
-from edgecnn.runtime.bundle import (
+from edgecnn.runtime.core.bundle import (
     REPORT_JSON,
     REPORT_MD,
     BundleReport,
@@ -24,7 +24,7 @@ from edgecnn.runtime.bundle import (
     RecipeTry,
     UnknownCheck,
 )
-from edgecnn.runtime.outputs import write_text_atomic
+from edgecnn.runtime.core.outputs import write_text_atomic
 
 PARITY_LIMIT = 1e-3
 NO_SPEEDUP = 0.95  # INT8/FP32 latency above this is "no speed-up"
@@ -220,8 +220,8 @@ def markdown(report: BundleReport) -> str:
 
 def print_report(report: BundleReport, console: Any) -> None:
     """The Rich table shown at the end of `edgecnn export`."""
-    from edgecnn.runtime.tables import Fitted
-    from edgecnn.runtime.terminal import printable
+    from edgecnn.runtime.core.terminal import printable
+    from edgecnn.runtime.measure.tables import Fitted
     from rich.table import Table
 
     table = Table(title=f"{printable(report.arch)} export ({report.validation_images} validation images)")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.gate import Agreement, Verdict
-from edgecnn.runtime.bundle import RecipeTry
+from edgecnn.runtime.core.bundle import RecipeTry
 
 LATENCY_SLACK = 1.25  # ratio to the fastest recipe beyond which a recipe pays too much for its accuracy
 

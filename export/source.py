@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.images import ImageSet, folder_images, split_images
-from edgecnn.runtime.bundle import RunSplit
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.core.bundle import RunSplit
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.metadata import Preprocess
 
 VALIDATION_CAP = 1000  # images; an unlabelled folder is subsampled evenly beyond this
 SAMPLE_PHOTOS = Path(__file__).resolve().parent.parent / "samples" / "photos"

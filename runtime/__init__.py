@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.runtime.errors import EdgecnnError
+from edgecnn.runtime.core.errors import EdgecnnError
 
 if TYPE_CHECKING:
-    from edgecnn.runtime.engine import Engine, Prediction, load
+    from edgecnn.runtime.core.engine import Engine, Prediction, load
 
 __all__ = ["EdgecnnError", "Engine", "Prediction", "load"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Engine", "Prediction", "load"):
-        from edgecnn.runtime import engine
+        from edgecnn.runtime.core import engine
 
         return getattr(engine, name)
     raise AttributeError(f"module 'edgecnn.runtime' has no attribute {name!r}")

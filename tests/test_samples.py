@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from edgecnn.runtime.images import iter_image_files, read_image
+from edgecnn.runtime.core.images import iter_image_files, read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "samples" / "photos"

@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.images import read_image
-from edgecnn.runtime.metadata import Preprocess
-from edgecnn.runtime.preprocess import fit_frame
+from edgecnn.runtime.core.images import read_image
+from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.preprocess import fit_frame
 
 from edgecnn.data import (
     DataSplit,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from edgecnn.runtime.images import iter_image_files
+from edgecnn.runtime.core.images import iter_image_files
 
 from edgecnn.data import ImageDataset, TrainTransform, ValTransform, make_loader, scan_folder
 from edgecnn.feature_engine import TorchFeatures, cache_folder, export_backbone, open_engine, verified

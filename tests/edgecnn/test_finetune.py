@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from edgecnn.runtime.images import iter_image_files, read_image
-from edgecnn.runtime.preprocess import fit_batch
+from edgecnn.runtime.core.images import iter_image_files, read_image
+from edgecnn.runtime.core.preprocess import fit_batch
 from typer.testing import CliRunner
 
 from edgecnn.checkpoint import load_checkpoint

@@ -59,7 +59,7 @@ def scores(detector, pooled: dict, name: str) -> np.ndarray:
                          [("knn", 0.9, 0.5), ("knn+imagenet", 0.98, 0.75)])
 def test_left_out_class_scores_above_known_photos(pooled: dict, rule: str, least_auroc: float,
                                                   least_caught: float) -> None:
-    from edgecnn.runtime.openset import auroc
+    from edgecnn.runtime.measure.openset import auroc
 
     detector = fitted(rule, pooled)
     assert detector.rule == rule and detector.calibration == "validation images"

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecnn.runtime.metadata import ModelMeta
+from edgecnn.runtime.core.metadata import ModelMeta
 
 MODELS = ("model.onnx", "model.int8.onnx", "openvino/model.xml", "openvino/model.int8.xml")
 
 
 def fitted_images(folder: Path, preprocess, count: int = 12) -> np.ndarray:
-    from edgecnn.runtime.images import iter_image_files, read_image
-    from edgecnn.runtime.preprocess import fit_frame
+    from edgecnn.runtime.core.images import iter_image_files, read_image
+    from edgecnn.runtime.core.preprocess import fit_frame
 
     frames = []
     for path in iter_image_files(folder):
@@ -119,7 +119,7 @@ def test_pretrained_bundle_recognises_imagenet_classes(imagenet_bundle: Path) ->
 
     meta = ModelMeta.read(imagenet_bundle / "model.int8.onnx")
     assert meta.num_classes == 1000
-    from edgecnn.runtime.preprocess import fit_frame
+    from edgecnn.runtime.core.preprocess import fit_frame
 
     frames = np.stack([fit_frame(data.chelsea(), meta.preprocess), fit_frame(data.coffee(), meta.preprocess)])
     for name in MODELS:

@@ -92,7 +92,7 @@ def test_pretrained_export_at_another_input_size(tmp_path: Path, sample_photos: 
     """`--imgsz` (Ultralytics' name) sizes the ImageNet model's input, checked against its stride; the
     bundle's models take that size and still agree with PyTorch at it."""
     import onnx
-    from edgecnn.runtime.metadata import ModelMeta
+    from edgecnn.runtime.core.metadata import ModelMeta
 
     bad = runner.invoke(app, ["export", "--pretrained", "--out", str(tmp_path / "bad"), "--imgsz", "200"])
     assert bad.exit_code == 2 and "multiple of its stride 32" in error_line(bad.stderr)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from edgecnn.export import quantize
 from edgecnn.export.images import ImageSet, batches
-from edgecnn.runtime.images import iter_image_files
-from edgecnn.runtime.metadata import Preprocess
+from edgecnn.runtime.core.images import iter_image_files
+from edgecnn.runtime.core.metadata import Preprocess
 
 PREPROCESS = Preprocess(input_size=(64, 64))
 

@@ -44,8 +44,8 @@ def test_checkpoint_engine_is_exports_torch_reference(tiny_run: Path, tiny_bundl
     """Its probabilities are those of `deployable` on the checkpoint: the bundle's FP32 ONNX within 1e-3."""
     from edgecnn.export.reference import checkpoint_engine
     from edgecnn.runtime import load
-    from edgecnn.runtime.images import iter_image_files, read_image
-    from edgecnn.runtime.preprocess import fit_frame
+    from edgecnn.runtime.core.images import iter_image_files, read_image
+    from edgecnn.runtime.core.preprocess import fit_frame
 
     engine, run = checkpoint_engine(tiny_run / "best.pt")
     with load(tiny_bundle, backend="onnxruntime", precision="fp32") as onnx, engine:

@@ -9,7 +9,7 @@ SCRIPT = """
 import onnx
 from onnx import TensorProto, helper
 from edgecnn.export.openvino import _nncf
-from edgecnn.runtime.backends.openvino import import_openvino
+from edgecnn.runtime.core.backends.openvino import import_openvino
 
 graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],

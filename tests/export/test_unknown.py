@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecnn.runtime.metadata import ModelMeta
+from edgecnn.runtime.core.metadata import ModelMeta
 
 MODELS = ("model.onnx", "model.int8.onnx", "openvino/model.xml", "openvino/model.int8.xml")
 
@@ -25,7 +25,7 @@ def outputs(path: Path, frames: np.ndarray) -> dict[str, np.ndarray]:
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled(frames)
-    from edgecnn.runtime.backends.openvino import output_name
+    from edgecnn.runtime.core.backends.openvino import output_name
 
     return {output_name(o, i): result[o] for i, o in enumerate(compiled.outputs)}
 
@@ -33,8 +33,8 @@ def outputs(path: Path, frames: np.ndarray) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def frames(tiny_bundle: Path, sample_photos: Path) -> np.ndarray:
     """Two photos of none of the classes (a cat, a coffee cup), then one photo of each class."""
-    from edgecnn.runtime.images import read_image
-    from edgecnn.runtime.preprocess import fit_frame
+    from edgecnn.runtime.core.images import read_image
+    from edgecnn.runtime.core.preprocess import fit_frame
     from skimage import data
 
     meta = ModelMeta.read(tiny_bundle / "model.onnx")
@@ -86,7 +86,7 @@ def test_fp32_score_matches_pytorch(tiny_run: Path, tiny_bundle: Path, frames: n
 
 
 def test_report_gives_int8_decision_agreement(tiny_bundle: Path) -> None:
-    from edgecnn.runtime.bundle import Bundle
+    from edgecnn.runtime.core.bundle import Bundle
 
     unknown = Bundle(tiny_bundle).report.unknown
     assert unknown is not None and unknown.rule == ModelMeta.read(tiny_bundle / "model.onnx").unknown.rule

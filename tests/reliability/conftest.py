@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.metadata import META_KEY, ModelMeta, Preprocess
+from edgecnn.runtime.core.metadata import META_KEY, ModelMeta, Preprocess
 from typer.testing import CliRunner
 
 from edgecnn.cli import app

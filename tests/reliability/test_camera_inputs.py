@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.video import VideoOptions, VideoSource
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.live.video import VideoOptions, VideoSource
 
 from tests.reliability.conftest import assert_user_error, left_behind, run_cli
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.images import read_image
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.images import read_image
 
 from tests.reliability.conftest import (
     assert_user_error,
@@ -279,7 +279,7 @@ def test_huge_image_is_refused_without_using_its_memory(tmp_path: Path) -> None:
     path.write_bytes(head + png_chunk(b"IDAT", pixels) + png_chunk(b"IEND", b""))
     # VmHWM: this process's own peak (ru_maxrss would include the forking pytest's)
     code = (
-        "import re, sys\nfrom edgecnn.runtime.images import read_image\n"
+        "import re, sys\nfrom edgecnn.runtime.core.images import read_image\n"
         "try:\n    read_image(sys.argv[1])\nexcept Exception as e:\n    print(e)\n"
         "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) // 1024)"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.metadata import ModelMeta, Preprocess
+from edgecnn.runtime.core.metadata import ModelMeta, Preprocess
 
 from tests.reliability.conftest import (
     LABELS,

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.images import read_image
-from edgecnn.runtime.metadata import ModelMeta, Preprocess
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.images import read_image
+from edgecnn.runtime.core.metadata import ModelMeta, Preprocess
 
 from tests.reliability.conftest import LABELS, assert_user_error, colour_onnx, run_cli
 
@@ -134,7 +134,7 @@ def test_bombs_are_skipped_and_counted_by_predict_and_eval(
 def test_calibration_and_training_skip_bombs(photo: np.ndarray, tmp_path: Path) -> None:
     """Calibration images and training images are read through the same gate: bombs are left out."""
     from edgecnn.export.images import fitted_images, folder_images
-    from edgecnn.runtime.images import is_readable
+    from edgecnn.runtime.core.images import is_readable
 
     for make in BOMBS.values():
         make(tmp_path, photo)

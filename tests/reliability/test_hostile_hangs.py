@@ -109,7 +109,7 @@ def test_fifo_in_a_folder_is_passed_over(hand_bundle: Path, tmp_path: Path) -> N
 
 def test_read_image_refuses_a_fifo_without_opening_it(tmp_path: Path) -> None:
     """The validation images a checkpoint lists and calibration images go through read_image too."""
-    from edgecnn.runtime.images import is_readable
+    from edgecnn.runtime.core.images import is_readable
 
     fifo = _fifo(tmp_path / "val.jpg")
     box: list[bool] = []

@@ -120,7 +120,7 @@ def test_second_export_to_a_locked_out_gets_one_line(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import sys, time\nfrom pathlib import Path\n"
-            "from edgecnn.runtime.outputs import output_lock\n"
+            "from edgecnn.runtime.core.outputs import output_lock\n"
             "with output_lock(Path(sys.argv[1]), '--out'):\n"
             "    print('locked', flush=True)\n    time.sleep(60)\n",
             str(out),
@@ -143,7 +143,7 @@ def test_second_export_to_a_locked_out_gets_one_line(tmp_path: Path) -> None:
 
 
 def test_lock_is_free_again_after_an_export_step(tmp_path: Path) -> None:
-    from edgecnn.runtime.outputs import output_lock
+    from edgecnn.runtime.core.outputs import output_lock
 
     for _ in range(2):  # taken, released (lock file removed), taken again
         with output_lock(tmp_path / "b", "--out"):

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.metadata import ModelMeta, Preprocess
-from edgecnn.runtime.redact import mask_text, mask_url
+from edgecnn.runtime.core.metadata import ModelMeta, Preprocess
+from edgecnn.runtime.core.redact import mask_text, mask_url
 
 from tests.reliability.conftest import LABELS, assert_user_error, colour_onnx, run_cli
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from edgecnn.runtime.camera import CameraConfig, run_camera
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.video import VideoOptions
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.live.camera import CameraConfig, run_camera
+from edgecnn.runtime.live.video import VideoOptions
 
 
 def clip_jpegs(clip: Path, every: int = 1) -> list[bytes]:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from edgecnn.runtime.bundle import (
+from edgecnn.runtime.core.bundle import (
     LAYOUT,
     Bundle,
     BundleReport,
@@ -17,8 +17,8 @@ from edgecnn.runtime.bundle import (
     RecipeTry,
     layout_path,
 )
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.outputs import AtomicPath, atomic_folder, write_atomic
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.outputs import AtomicPath, atomic_folder, write_atomic
 
 from tests.reliability.conftest import assert_user_error, colour_onnx, run_cli
 
@@ -100,7 +100,7 @@ def test_atomic_folder_swaps_whole_or_not_at_all(tmp_path: Path) -> None:
 def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real two-backend bundle of a tiny colour model (metadata inside)."""
     import openvino as ov
-    from edgecnn.runtime.metadata import ModelMeta
+    from edgecnn.runtime.core.metadata import ModelMeta
 
     bundle = tmp_path_factory.mktemp("small") / "bundle"
     onnx_path = colour_onnx(bundle / "model.onnx")

@@ -15,11 +15,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.camera import CameraConfig, Smoother, run_camera
-from edgecnn.runtime.engine import Prediction
-from edgecnn.runtime.overlay import draw_overlay
-from edgecnn.runtime.recording import h264_fourcc
-from edgecnn.runtime.video import VideoOptions
+from edgecnn.runtime.core.engine import Prediction
+from edgecnn.runtime.live.camera import CameraConfig, Smoother, run_camera
+from edgecnn.runtime.live.overlay import draw_overlay
+from edgecnn.runtime.live.recording import h264_fourcc
+from edgecnn.runtime.live.video import VideoOptions
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
@@ -86,7 +86,7 @@ class SlowBackend:
 
 def slow_engine(engine: Any, delay: float, path: str) -> Any:
     """`engine` slowed down, reached through `Engine.submit` ("submit") or only through `infer` ("thread")."""
-    from edgecnn.runtime.engine import Engine
+    from edgecnn.runtime.core.engine import Engine
 
     if path == "thread":
         return SlowEngine(engine, delay)
@@ -123,7 +123,7 @@ class CountingBackend(SlowBackend):
 def test_files_keep_one_batch_more_than_streams_in_flight(engine: Any, realtime: bool, most: int) -> None:
     """A file read frame by frame keeps a batch waiting inside the engine, so a freed stream starts at
     once; a live (or realtime) source never queues a frame behind the running ones."""
-    from edgecnn.runtime.engine import Engine
+    from edgecnn.runtime.core.engine import Engine
 
     backend = CountingBackend(engine._backend, 0.05)
     counted = Engine(backend, engine.meta, engine.model_path, engine.reason)

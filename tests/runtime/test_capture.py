@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.capture import CaptureConfig, capture, change, thumbnail
-from edgecnn.runtime.images import read_image
+from edgecnn.runtime.core.images import read_image
+from edgecnn.runtime.live.capture import CaptureConfig, capture, change, thumbnail
 from typer.testing import CliRunner
 
 from edgecnn.cli import app

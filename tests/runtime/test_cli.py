@@ -88,7 +88,7 @@ def test_eval_matches_a_hand_count(tiny_bundle: Path, tiny_data: Path, tmp_path:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["split"] == "all"
     engine = load(tiny_bundle)
-    from edgecnn.runtime.images import iter_image_files, read_image
+    from edgecnn.runtime.core.images import iter_image_files, read_image
 
     truths, predicted = [], []
     for index, label in enumerate(engine.labels):

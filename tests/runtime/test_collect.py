@@ -8,8 +8,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-from edgecnn.runtime.collect import reason
-from edgecnn.runtime.images import read_image
+from edgecnn.runtime.core.images import read_image
+from edgecnn.runtime.live.collect import reason
 from typer.testing import CliRunner
 
 from edgecnn.cli import app

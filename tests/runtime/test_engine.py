@@ -42,7 +42,7 @@ def test_bgr_frames_and_odd_formats_are_converted(imagenet_bundle: Path, chelsea
 
 def test_overlapped_inference_matches_sync(imagenet_bundle: Path, chelsea: np.ndarray,
                                            coffee: np.ndarray) -> None:
-    from edgecnn.runtime.preprocess import fit_batch
+    from edgecnn.runtime.core.preprocess import fit_batch
 
     for backend in ("onnxruntime", "openvino"):
         engine = load(imagenet_bundle, device="cpu", backend=backend, precision="fp32")
@@ -64,7 +64,7 @@ def test_overlapped_inference_matches_sync(imagenet_bundle: Path, chelsea: np.nd
 def test_streams_run_requests_at_once_with_the_same_results(imagenet_bundle: Path, chelsea: np.ndarray,
                                                              coffee: np.ndarray, backend: str) -> None:
     """The camera's engine (2 single-thread streams): two batches in flight, each as `infer` gives it."""
-    from edgecnn.runtime.preprocess import fit_batch
+    from edgecnn.runtime.core.preprocess import fit_batch
 
     settings = {"streams": 2, "threads": 2}
     with load(imagenet_bundle, device="cpu", backend=backend, precision="fp32", **settings) as engine:
@@ -85,7 +85,7 @@ def test_infer_from_many_threads_at_once(imagenet_bundle: Path, chelsea: np.ndar
     own batch's result, never a busy request or another thread's output."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from edgecnn.runtime.preprocess import fit_batch
+    from edgecnn.runtime.core.preprocess import fit_batch
 
     with load(imagenet_bundle, device="cpu", backend=backend, precision="fp32") as engine:
         cat, cup = (fit_batch([image], engine.preprocess) for image in (chelsea, coffee))
@@ -151,7 +151,7 @@ def test_onnx_file_on_openvino_keeps_its_metadata(imagenet_bundle: Path, chelsea
 @pytest.mark.parametrize("device", ["AUTO:CPU", "MULTI:CPU", "HETERO:CPU", "AUTO:GPU,CPU", "auto:cpu"])
 def test_openvino_device_strings_pass_through(device: str) -> None:
     """OpenVINO's AUTO:/MULTI:/HETERO: strings reach OpenVINO as written (absent devices are its to skip)."""
-    from edgecnn.runtime.devices import place
+    from edgecnn.runtime.core.devices import place
 
     placement = place(device)
     assert placement.backend == "openvino" and placement.target == (device.upper(),)
@@ -166,7 +166,7 @@ def test_openvino_device_strings_pass_through(device: str) -> None:
     ("FOO:CPU", "auto", "write e.g. AUTO:GPU,CPU"),
 ])
 def test_openvino_device_string_mistakes(device: str, backend: str, message: str) -> None:
-    from edgecnn.runtime.devices import place
+    from edgecnn.runtime.core.devices import place
 
     with pytest.raises(EdgecnnError, match=message):
         place(device, backend)
@@ -176,8 +176,8 @@ def test_a_failing_openvino_cache_falls_back_to_compiling_without_it(
         imagenet_bundle: Path, chelsea: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The compile cache only saves time: when compiling through it fails (another process writing the same
     blob, seen in CI), the model is compiled without it; a model that cannot compile still says so."""
-    from edgecnn.runtime.backends import openvino as backend_module
-    from edgecnn.runtime.preprocess import fit_batch
+    from edgecnn.runtime.core.backends import openvino as backend_module
+    from edgecnn.runtime.core.preprocess import fit_batch
 
     with load(imagenet_bundle, device="cpu", backend="openvino", precision="fp32") as engine:
         frame = fit_batch([chelsea], engine.preprocess)

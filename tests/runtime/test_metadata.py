@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.metadata import META_KEY, SCHEMA_VERSION, ModelMeta, Preprocess, read_labels
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.metadata import META_KEY, SCHEMA_VERSION, ModelMeta, Preprocess, read_labels
 
 from tests.reliability.conftest import colour_onnx
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgecnn.runtime import EdgecnnError, load
-from edgecnn.runtime.devices import available, place
+from edgecnn.runtime.core.devices import available, place
 
 from tests.runtime.conftest import mean_colour_onnx
 

@@ -9,9 +9,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.camera import CameraConfig, run_camera
-from edgecnn.runtime.overlay import tile
-from edgecnn.runtime.video import VideoOptions
+from edgecnn.runtime.live.camera import CameraConfig, run_camera
+from edgecnn.runtime.live.overlay import tile
+from edgecnn.runtime.live.video import VideoOptions
 from typer.testing import CliRunner
 
 from edgecnn.cli import app

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.outputs import check_writable
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.outputs import check_writable
 
 
 @pytest.mark.parametrize("make", [
@@ -29,7 +29,7 @@ def test_unwritable_places_are_refused(make, tmp_path: Path) -> None:
 
 
 def test_next_free_folder_numbers_like_ultralytics(tmp_path: Path) -> None:
-    from edgecnn.runtime.outputs import next_free_folder
+    from edgecnn.runtime.core.outputs import next_free_folder
 
     assert next_free_folder(tmp_path, "finetune") == tmp_path / "finetune"
     (tmp_path / "finetune").mkdir()  # empty: still free
@@ -45,7 +45,7 @@ def test_next_free_folder_numbers_like_ultralytics(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["", "a/b", "..", "."])
 def test_next_free_folder_takes_plain_names_only(name: str, tmp_path: Path) -> None:
-    from edgecnn.runtime.outputs import next_free_folder
+    from edgecnn.runtime.core.outputs import next_free_folder
 
     with pytest.raises(EdgecnnError, match="plain folder name"):
         next_free_folder(tmp_path, name)

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.web import LiveServer, ServeAddress
+from edgecnn.runtime.live.web import LiveServer, ServeAddress
 
 from tests.runtime.cameras import served_camera, wait_for
 from tests.runtime.test_camera import CUP
@@ -121,7 +121,7 @@ def test_page_without_the_token_shows_nothing(engine: Any, browser: Any) -> None
 
 def test_holding_the_record_button_in_the_browser_saves_frames(engine: Any, browser: Any,
                                                                tmp_path: Path) -> None:
-    from edgecnn.runtime.recorder import Recorder
+    from edgecnn.runtime.live.recorder import Recorder
     from selenium.webdriver.common.action_chains import ActionChains
 
     recorder = Recorder(tmp_path / "data", per_second=10)

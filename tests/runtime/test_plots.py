@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecnn.runtime.plots import save_confusion
+from edgecnn.runtime.measure.plots import save_confusion
 
 
 @pytest.mark.parametrize("with_matplotlib", [True, False])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.metadata import Preprocess
-from edgecnn.runtime.preprocess import fit_batch, fit_frame, to_rgb8
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.preprocess import fit_batch, fit_frame, to_rgb8
 
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
 SQUARE = Preprocess(input_size=(224, 224), crop_fraction=0.875)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgecnn.runtime.images import read_image
-from edgecnn.runtime.recorder import LEASE, Recorder
-from edgecnn.runtime.web import LiveServer
+from edgecnn.runtime.core.images import read_image
+from edgecnn.runtime.live.recorder import LEASE, Recorder
+from edgecnn.runtime.live.web import LiveServer
 
 from tests.runtime.cameras import served_camera, wait_for
 from tests.runtime.test_camera import CUP

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from edgecnn.runtime.recording import BackgroundWriter
+from edgecnn.runtime.live.recording import BackgroundWriter
 
 
 class SlowOutput:

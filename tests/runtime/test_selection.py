@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from edgecnn.runtime.bundle import (
+from edgecnn.runtime.core.bundle import (
     LAYOUT,
     REPORT_SCHEMA_VERSION,
     Bundle,
@@ -14,8 +14,8 @@ from edgecnn.runtime.bundle import (
     BundleReport,
     ModelReport,
 )
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.selection import rank
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.selection import rank
 
 
 def model(backend: str, precision: str, latency: float | None = None,
@@ -104,9 +104,9 @@ def test_report_from_before_versioning_is_read(tmp_path: Path) -> None:
 def test_report_from_a_schema_no_longer_readable_reads_as_nothing_measured(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """When a later schema drops version 0 from READABLE_SCHEMAS, such a report counts as absent."""
-    import edgecnn.runtime.bundle
+    import edgecnn.runtime.core.bundle
 
-    monkeypatch.setattr(edgecnn.runtime.bundle, "READABLE_SCHEMAS", (1,))
+    monkeypatch.setattr(edgecnn.runtime.core.bundle, "READABLE_SCHEMAS", (1,))
     bundle = _fake_bundle(tmp_path, _report(None))
     assert bundle.report is None
     assert picked(bundle.models(), BOTH) == ["openvino fp32", "onnxruntime fp32"]

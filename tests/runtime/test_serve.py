@@ -102,8 +102,8 @@ def server(imagenet_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def photos_and_expected(imagenet_bundle: Path, sample_photos: Path) -> tuple[np.ndarray, list[str], Any]:
     """Fitted sample photos with the in-process engine's top-1 labels and probabilities for them."""
     from edgecnn.runtime import load
-    from edgecnn.runtime.images import iter_image_files, read_image
-    from edgecnn.runtime.preprocess import fit_frame
+    from edgecnn.runtime.core.images import iter_image_files, read_image
+    from edgecnn.runtime.core.preprocess import fit_frame
 
     files = list(iter_image_files(sample_photos))[::12][:8]
     with load(imagenet_bundle) as engine:
@@ -196,7 +196,8 @@ def test_missing_pytriton_says_how_to_install(imagenet_bundle: Path, monkeypatch
 
 
 def test_serve_module_is_torch_free() -> None:
-    code = "import sys, edgecnn.runtime.serve, edgecnn.runtime.triton_repo; print('torch' in sys.modules)"
+    code = ("import sys, edgecnn.runtime.serving.serve, edgecnn.runtime.serving.triton_repo; "
+            "print('torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert found.stdout.strip() == "False"

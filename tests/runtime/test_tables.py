@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 
 import pytest
-from edgecnn.runtime.bench import BenchReport
-from edgecnn.runtime.camera_report import CameraSummary, SourceSummary, summary_table
-from edgecnn.runtime.engine import Prediction
-from edgecnn.runtime.evaluate import EvalReport
-from edgecnn.runtime.predict import FilePrediction
-from edgecnn.runtime.tables import bench_table, eval_table, info_table, predictions_table
+from edgecnn.runtime.core.engine import Prediction
+from edgecnn.runtime.live.camera_report import CameraSummary, SourceSummary, summary_table
+from edgecnn.runtime.measure.bench import BenchReport
+from edgecnn.runtime.measure.evaluate import EvalReport
+from edgecnn.runtime.measure.predict import FilePrediction
+from edgecnn.runtime.measure.tables import bench_table, eval_table, info_table, predictions_table
 from rich.console import Console
 
 

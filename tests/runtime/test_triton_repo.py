@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecnn.runtime.metadata import ModelMeta
-from edgecnn.runtime.triton_repo import TritonRepoConfig, write_triton_repo
+from edgecnn.runtime.core.metadata import ModelMeta
+from edgecnn.runtime.serving.triton_repo import TritonRepoConfig, write_triton_repo
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
@@ -163,7 +163,7 @@ def test_triton_serves_the_config_with_label_names(repo: Path, imagenet_bundle: 
     if int(np.__version__.split(".")[0]) >= 2:
         pytest.skip(f"the Python backend stub of nvidia-pytriton 0.7 needs numpy<2 (here: {np.__version__})")
     from edgecnn.runtime import load
-    from edgecnn.runtime.preprocess import fit_frame
+    from edgecnn.runtime.core.preprocess import fit_frame
 
     models = tmp_path / "models"
     shutil.copytree(repo / "lite0", models / "lite0")

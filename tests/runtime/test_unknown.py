@@ -32,7 +32,7 @@ def others(tmp_path_factory: pytest.TempPathFactory, chelsea: np.ndarray, coffee
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_classify_calls_a_cat_unknown(tiny_bundle: Path, chelsea: np.ndarray, sample_photos: Path,
                                       backend: str) -> None:
-    from edgecnn.runtime.images import read_image
+    from edgecnn.runtime.core.images import read_image
 
     with load(tiny_bundle, backend=backend, precision="fp32") as engine:
         known = read_image(sorted((sample_photos / "fishes").iterdir())[0])
@@ -90,8 +90,8 @@ def test_foreign_model_has_no_verdict_and_eval_unknown_refuses(tmp_path: Path) -
 
 
 def test_overlay_draws_the_unknown_state_distinctly() -> None:
-    from edgecnn.runtime.engine import Prediction
-    from edgecnn.runtime.overlay import draw_overlay
+    from edgecnn.runtime.core.engine import Prediction
+    from edgecnn.runtime.live.overlay import draw_overlay
 
     frame = np.full((480, 640, 3), 200, np.uint8)
     top = [Prediction(3, "tools", 0.55), Prediction(2, "renewable_energy", 0.2)]
@@ -107,7 +107,7 @@ def test_overlay_draws_the_unknown_state_distinctly() -> None:
 
 def test_camera_jsonl_carries_the_score_smoothed_like_the_probabilities(tiny_bundle: Path,
                                                                       tmp_path: Path) -> None:
-    from edgecnn.runtime.camera import CameraConfig, run_camera
+    from edgecnn.runtime.live.camera import CameraConfig, run_camera
 
     from tests.conftest import SAMPLE_VIDEOS
 

@@ -14,10 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime import recording
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.recording import AtomicVideoWriter
-from edgecnn.runtime.video import VideoOptions, VideoSource, mask_url, parse_source
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.live import recording
+from edgecnn.runtime.live.recording import AtomicVideoWriter
+from edgecnn.runtime.live.video import VideoOptions, VideoSource, mask_url, parse_source
 
 ROOT = Path(__file__).resolve().parents[2]
 CUP = ROOT / "samples" / "videos" / "cup.mp4"

@@ -15,8 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgecnn.runtime.errors import EdgecnnError
-from edgecnn.runtime.web import LiveServer, ServeAddress, check_access, parse_address
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.live.web import LiveServer, ServeAddress, check_access, parse_address
 from typer.testing import CliRunner
 
 from edgecnn.cli import app

@@ -1,0 +1,245 @@
+"""Recording off the hot path: the annotated video and the JSONL lines are written on their own threads.
+
+    jsonl = BackgroundWriter("--jsonl", JsonlWriter(path), capacity=4096)
+    jsonl.put(record)   # never waits: when the writer is behind, the item is dropped and counted
+
+Each output has one thread, at a lower CPU priority than the loop, and a bounded queue. A camera
+loop must never wait for an encoder or a slow disk, so `put` drops what does not fit (`dropped`
+counts it) instead of blocking; what was queued is still written when the writer is closed. A file
+read frame by frame has no newer frame to lose, so there `wait=True`: the loop waits for the writer and
+the recording holds every frame (the demo's --save dropped 3 of 83 and 12 of 185 frames before).
+Files appear under a temporary name and are renamed on `close`: a crash never leaves half a file.
+Videos are H.264 when this OpenCV build can write it (browsers play nothing else in an .mp4), else
+MPEG-4 Part 2 (`mp4v`, which every build writes), said in one note.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import queue
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.outputs import AtomicPath
+
+_CLOSE = object()
+WRITER_NICE = 10  # on a busy CPU an encoder at nice 10 gets ~10 % of a core next to the loop's threads
+H264_FOURCCS = ("avc1", "H264")  # OpenCV's FFmpeg knows H.264 by either name, depending on the build
+FALLBACK_FOURCC = "mp4v"  # MPEG-4 Part 2: every OpenCV build writes it; browsers do not play it
+
+
+class Output(Protocol):
+    def write(self, item: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlWriter:
+    """One JSON line per record, under a temporary name until `close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._target = AtomicPath(self.path)
+        self.file = self._target.temp.open("w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+            self._target.commit()
+
+
+class BackgroundWriter:
+    """An `Output` driven by its own thread through a bounded queue; full queue = item dropped."""
+
+    def __init__(self, option: str, output: Output, capacity: int, wait: bool = False) -> None:
+        self.option, self.output, self.wait = option, output, wait
+        self.written = self.dropped = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._run, name=f"edgecnn-write{option}", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> bool:
+        """Queue one item; False (and counted) when the writer is behind, unless `wait`. Raises a
+        writer's error."""
+        if self.error is not None:
+            raise EdgecnnError(f"writing {self.option} failed: {self.error}; check the disk and the path")
+        try:
+            self._queue.put(item, block=self.wait)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def close(self) -> None:
+        """Write what is queued, then close the output (rename it into place)."""
+        self._queue.put(_CLOSE)  # blocks only while the queue is full, i.e. until the writer takes one
+        self._thread.join()
+        self.output.close()
+
+    def _run(self) -> None:
+        if not self.wait:  # a writer the loop waits for at a lower priority only stalls the loop longer
+            _lower_priority()
+        while True:
+            item = self._queue.get()
+            if item is _CLOSE:
+                return
+            if self.error is not None:
+                continue  # drain, so close() is never stuck behind a dead writer
+            try:
+                self.output.write(item)
+                self.written += 1
+            except Exception as exc:  # noqa: BLE001 - reported to the loop by put() and the summary
+                self.error = exc
+
+
+def _lower_priority() -> None:
+    """Let inference and capture have the cores first: a writer that may drop gets what they leave (Linux:
+    per thread). Not for writers that keep every frame (files): the loop waits for those when their queue
+    is full, and a lowered writer then ran mostly on a core the stalled loop had left idle (--save --jsonl
+    on box.mp4: 0.66-0.78 of the loop's FPS lowered, 0.73-0.84 not; benchmarks/README.md)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the queue bound still protects the loop
+        pass
+
+
+class AnnotatedVideo:
+    """An mp4 of annotated frames; frames come undrawn (drawn here, off the loop) or already drawn."""
+
+    def __init__(self, path: Path, fps: float, min_prob: float, say: Callable[[str], None] | None = None
+                 ) -> None:
+        self.video, self.min_prob = AtomicVideoWriter(path, fps, say), min_prob
+
+    def write(self, item: tuple[Any, Any, Any, dict[str, float], bool]) -> None:
+        """`item` = (frame, annotated frame or None, top predictions, timings for the footer, unknown)."""
+        from edgecnn.runtime.live.overlay import draw_overlay
+
+        image, annotated, top, stats, unknown = item
+        if annotated is None:
+            annotated = draw_overlay(image, top, self.min_prob, stats, unknown)
+        self.video.write(annotated)
+
+    def close(self) -> None:
+        self.video.close()
+
+
+class AtomicVideoWriter:
+    """An mp4 written under a temporary name and renamed on `close`, so a crash leaves no half file.
+
+    H.264 when `h264_fourcc()` found a working encoder, else mp4v with a note to `say` when the first
+    frame opens the file: it may then not play in a browser (VLC and ffmpeg play it).
+    """
+
+    def __init__(self, path: Path, fps: float, say: Callable[[str], None] | None = None) -> None:
+        self.path, self.fps, self.say = Path(path), fps, say
+        self._target: AtomicPath | None = None
+        self._writer: Any = None
+        self.size: tuple[int, int] | None = None
+        self.fourcc = ""  # what the file is encoded with, once the first frame is written
+        self.frames = 0
+
+    @property
+    def temp(self) -> Path | None:
+        """Where the video is written until `close` renames it (None before the first frame)."""
+        return self._target.temp if self._target is not None else None
+
+    def write(self, image: np.ndarray) -> None:
+        import cv2
+
+        if self._writer is None:
+            self._open((image.shape[1], image.shape[0]))
+        if (image.shape[1], image.shape[0]) != self.size:  # slideshows mix sizes; a video cannot
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        self._writer.write(image)
+        self.frames += 1
+
+    def _open(self, size: tuple[int, int]) -> None:
+        import cv2
+
+        self._target = AtomicPath(self.path, suffix=self.path.suffix or ".mp4")  # cv2 goes by the suffix
+        self.size = size
+        h264 = h264_fourcc()
+        for fourcc in ((h264,) if h264 else ()) + (FALLBACK_FOURCC,):
+            # an H.264 encoder that refuses this frame size prints FFmpeg's own lines; mp4v never does
+            with quiet_encoder() if fourcc != FALLBACK_FOURCC else nullcontext():
+                self._writer = cv2.VideoWriter(str(self._target.temp), cv2.VideoWriter_fourcc(*fourcc),
+                                               self.fps, self.size)
+            if self._writer.isOpened():
+                self.fourcc = fourcc
+                break
+            self._writer.release()
+        else:
+            self._writer = None
+            self._target.discard()
+            raise EdgecnnError(f"cannot write video {self.path}; check the folder and the .mp4 suffix")
+        if self.fourcc == FALLBACK_FOURCC and self.say is not None:
+            self.say(f"note: this OpenCV build cannot write H.264, so {self.path} is MPEG-4 Part 2 (mp4v), "
+                     "which may not play in a browser (VLC and ffmpeg play it)")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            self._target.commit()  # type: ignore[union-attr]  # set with the writer
+
+
+@functools.cache
+def h264_fourcc() -> str | None:
+    """The first of H264_FOURCCS this OpenCV build really encodes (a frame written and decoded back),
+    or None: pip's opencv-python wheels bring no H.264 encoder of their own. Probed once per process."""
+    with tempfile.TemporaryDirectory(prefix="edgecnn-codec-") as folder:
+        for fourcc in H264_FOURCCS:
+            if _encodes(Path(folder) / f"probe-{fourcc}.mp4", fourcc):
+                return fourcc
+    return None
+
+
+def _encodes(path: Path, fourcc: str) -> bool:
+    import cv2
+
+    with quiet_encoder():
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, (64, 64))
+        try:
+            if not writer.isOpened():
+                return False
+            writer.write(np.full((64, 64, 3), 128, np.uint8))
+        finally:
+            writer.release()
+        capture = cv2.VideoCapture(str(path))
+        try:
+            return bool(capture.read()[0])
+        finally:
+            capture.release()
+
+
+@contextmanager
+def quiet_encoder() -> Iterator[None]:
+    """Hide what OpenCV and FFmpeg print while a codec is tried: the note says it in one line. FFmpeg
+    writes to file descriptor 2 itself, so that is pointed at /dev/null for the moment."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+        cv2.utils.logging.setLogLevel(level)
