@@ -1,4 +1,5 @@
-"""The shape of the code: data flows one way (no import cycles), importing changes nothing, no test hooks."""
+"""The shape of the code: floors import only downwards, no import cycles, no module over 500 lines,
+importing changes nothing, no test hooks."""
 
 from __future__ import annotations
 
@@ -74,6 +75,78 @@ def test_no_import_cycles() -> None:
     graph = {name: imported(path, set(known)) - {name} for name, path in known.items()}
     assert len(graph) > 50 and sum(map(len, graph.values())) > 100  # the walk sees the code
     assert cycles(graph) == []
+
+
+# The floors, lowest first: a module may import its own floor and those below it, never one above.
+# Serving sits beside live and measure, on the core alone. `edgecnn` (root) is the version, on every floor.
+RUNTIME_FLOORS = {"core", "live", "measure", "serving"}
+FLOOR_RULES = {  # floor -> the floors it must not import
+    "runtime.core": {"runtime.live", "runtime.measure", "runtime.serving", "export", "training", "cli"},
+    "runtime.live": {"runtime.measure", "runtime.serving", "export", "training", "cli"},
+    "runtime.measure": {"runtime.serving", "export", "training", "cli"},
+    "runtime.serving": {"runtime.live", "runtime.measure", "export", "training", "cli"},
+    "runtime": {"export", "training", "cli"},  # edgecnn.runtime's own __init__
+    "export": {"cli"},
+    "training": {"cli"},
+    "cli": set(),
+}
+MAX_MODULE_LINES = 500
+
+
+def floor(module: str) -> str:
+    """Which floor a dotted module name is on: runtime.core | runtime.live | ... | export | training | cli."""
+    parts = module.split(".")
+    if parts[:2] == ["edgecnn", "runtime"]:
+        return "runtime" if len(parts) == 2 else f"runtime.{parts[2]}"
+    if parts[:2] == ["edgecnn", "export"]:
+        return "export"
+    if parts[:2] == ["edgecnn", "cli"] or module == "edgecnn.__main__":
+        return "cli"
+    return "root" if module == "edgecnn" else "training"
+
+
+def layer_breaches(graph: dict[str, set[str]]) -> list[str]:
+    """"a -> b (floor x must not import floor y)" for each import that goes up or across the floors."""
+    return [f"{name} -> {other} ({floor(name)} must not import {floor(other)})"
+            for name, others in sorted(graph.items()) for other in sorted(others)
+            if floor(other) in FLOOR_RULES.get(floor(name), set())]
+
+
+def test_every_module_is_on_a_known_floor() -> None:
+    floors = {floor(name) for name in modules()}
+    assert floors <= set(FLOOR_RULES) | {"root"}, floors
+    runtime = {name.split(".")[2] for name in modules() if floor(name).startswith("runtime.")}
+    assert runtime == RUNTIME_FLOORS, f"runtime/ has sub-packages {sorted(runtime)}: give each a floor"
+    flat = [n for n in modules() if n.count(".") == 2 and n.startswith("edgecnn.runtime.") and
+            not n.endswith(tuple(RUNTIME_FLOORS))]
+    assert flat == [], f"runtime modules outside a floor: {flat}"
+
+
+def test_floors_import_only_downwards() -> None:
+    """runtime imports nothing from export, the training code or the CLI; the core nothing from live,
+    measure or serving; export nothing from the CLI (type-only imports excepted)."""
+    known = modules()
+    graph = {name: imported(path, set(known)) - {name} for name, path in known.items()}
+    assert layer_breaches(graph) == []
+
+
+def test_the_layer_check_would_catch_a_breach() -> None:
+    graph = {"edgecnn.runtime.core.engine": {"edgecnn.runtime.live.camera", "edgecnn.runtime.core.errors"},
+             "edgecnn.runtime.live.camera": {"edgecnn.runtime.core.engine"},
+             "edgecnn.export.bundle": {"edgecnn.cli"},
+             "edgecnn.runtime.serving.serve": {"edgecnn.finetune"}}
+    assert layer_breaches(graph) == [
+        "edgecnn.export.bundle -> edgecnn.cli (export must not import cli)",
+        "edgecnn.runtime.core.engine -> edgecnn.runtime.live.camera "
+        "(runtime.core must not import runtime.live)",
+        "edgecnn.runtime.serving.serve -> edgecnn.finetune (runtime.serving must not import training)"]
+
+
+def test_no_production_module_is_over_500_lines() -> None:
+    """A module that grows a second job (~300 lines) splits; 500 is where it must."""
+    long = {str(path.relative_to(ROOT)): lines for path in modules().values()
+            if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
 
 
 def test_the_cycle_check_would_catch_one() -> None:

@@ -159,9 +159,21 @@ class Engine:
     def classification(self, probabilities: np.ndarray, unknown_score: float | None,
                        top_k: int = 5) -> Classification:
         """Top-k of one image's probabilities with the unknown verdict at the model's threshold."""
+        return Classification(tuple(self.top(probabilities, top_k)), unknown_score,
+                              self.is_unknown(unknown_score))
+
+    def is_unknown(self, unknown_score: float | None) -> bool:
+        """The one unknown verdict (classify, camera, serve): the score above the model's threshold;
+        never without a detector."""
         threshold = self.unknown_threshold
-        unknown = unknown_score is not None and threshold is not None and unknown_score > threshold
-        return Classification(tuple(self.top(probabilities, top_k)), unknown_score, bool(unknown))
+        return unknown_score is not None and threshold is not None and bool(unknown_score > threshold)
+
+    def unknown_verdicts(self, unknown_scores: np.ndarray | None) -> np.ndarray:
+        """`is_unknown` for a batch of scores: a bool array (all False without a detector)."""
+        threshold = self.unknown_threshold
+        if unknown_scores is None or threshold is None:
+            return np.zeros(0 if unknown_scores is None else len(unknown_scores), dtype=bool)
+        return np.asarray(unknown_scores) > threshold
 
     def check_top_k(self, top_k: int) -> None:
         if not 1 <= top_k <= len(self.labels):

@@ -74,9 +74,6 @@ class UnknownMeta:
     calibration_images: int = 0
     output: str = "unknown_score"
 
-    def is_unknown(self, score: float) -> bool:
-        return bool(score > self.threshold)
-
     @classmethod
     def from_dict(cls, data: Any, source: str = "model") -> UnknownMeta | None:
         """A checked UnknownMeta from JSON-like data (None: no detector); EdgecnnError for a wrong field."""

@@ -12,23 +12,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from edgecnn.runtime.core.outputs import check_writable, write_new
-from edgecnn.runtime.live.camera import LiveUpdate
 from edgecnn.runtime.live.capture import encode_jpeg
+from edgecnn.runtime.live.frames import FrameRecord, LiveUpdate
 from edgecnn.runtime.live.overlay import UNCERTAIN
 from edgecnn.runtime.live.recording import BackgroundWriter
 
 QUEUE = 8  # frames waiting for the disk; more are dropped and counted
 
 
-def reason(record: dict[str, Any]) -> str | None:
+def reason(record: FrameRecord) -> str | None:
     """Why this result is worth a person's look: "unknown", "uncertain", or None."""
-    if record.get("unknown"):
+    if record.unknown:
         return "unknown"
-    return UNCERTAIN if record["label"] == UNCERTAIN else None
+    return UNCERTAIN if record.label == UNCERTAIN else None
 
 
 class _Files:
@@ -37,11 +36,11 @@ class _Files:
     def __init__(self, folder: Path, session: str) -> None:
         self.folder, self.session = folder, session
 
-    def write(self, item: tuple[np.ndarray, dict[str, Any], str, int]) -> None:
+    def write(self, item: tuple[np.ndarray, FrameRecord, str, int]) -> None:
         image, record, why, source_number = item
-        stem = f"{why}-{self.session}-s{source_number}-{record['frame']:06d}"
+        stem = f"{why}-{self.session}-s{source_number}-{record.frame:06d}"
         path = write_new(self.folder, stem, ".jpg", encode_jpeg(image, 92))
-        sidecar = {**record, "reason": why, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        sidecar = {**record.to_json(), "reason": why, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_new(self.folder, path.stem, ".json", json.dumps(sidecar, indent=1).encode())
 
     def close(self) -> None:
@@ -75,7 +74,7 @@ class Collector:
         why = reason(record)
         if why is None or update.image is None or self.queued >= self.limit:
             return
-        source, now = record["source"], record["timestamp"]
+        source, now = record.source, record.timestamp
         if now - self._last.get(source, -float("inf")) < self.interval:
             return
         number = self._numbers.setdefault(source, len(self._numbers) + 1)

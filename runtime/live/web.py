@@ -33,7 +33,7 @@ from urllib.parse import parse_qs
 
 from edgecnn.runtime.core.errors import EdgecnnError, install_hint
 from edgecnn.runtime.core.redact import mask_text
-from edgecnn.runtime.live.camera import LiveUpdate
+from edgecnn.runtime.live.frames import LiveUpdate
 
 PAGE = Path(__file__).with_name("static") / "camera.html"
 JPEG_QUALITY = 80
@@ -169,7 +169,7 @@ class LiveServer:
         """Keep the newest result; hand its picture to the encoder only while someone watches."""
         self._latest, self._published_at = update, time.time()
         if self.recorder is not None:
-            self.recorder.offer(update.image, update.record["frame"])
+            self.recorder.offer(update.image, update.record.frame)
         self._updates += 1
         if self.viewers > 0:
             with self._frame_ready:
@@ -262,7 +262,7 @@ class LiveServer:
     def state(self) -> dict[str, Any]:
         """What /api/state returns: the newest result (the --jsonl record) and the run's counters."""
         update = self._latest
-        record = dict(update.record) if update is not None else {"frame": None, "label": None, "top": []}
+        record = update.record.to_json() if update is not None else {"frame": None, "label": None, "top": []}
         stats = dict(update.stats) if update is not None else {}
         captured_at = stats.pop("captured_at", None)
         stats.update(viewers=self.viewers, jpeg_frames=self.jpeg_frames)

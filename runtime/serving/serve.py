@@ -226,7 +226,7 @@ def _infer_function(engine: Any, batch: Callable[..., Any]) -> Callable[..., dic
         answer = {"probabilities": probabilities, "label": names[probabilities.argmax(axis=1)][:, None]}
         if scored.unknown_score is not None:
             answer["unknown_score"] = scored.unknown_score[:, None]
-            answer["unknown"] = (scored.unknown_score > engine.unknown_threshold)[:, None]
+            answer["unknown"] = engine.unknown_verdicts(scored.unknown_score)[:, None]
         return answer
 
     return infer

@@ -43,19 +43,6 @@ def engine(imagenet_bundle: Path) -> Any:
         yield engine
 
 
-class SlowEngine:
-    """The real engine made slower than the source (and without `submit`: the worker-thread path)."""
-
-    def __init__(self, engine: Any, delay: float) -> None:
-        self.engine, self.delay = engine, delay
-        self.labels, self.preprocess, self.top = engine.labels, engine.preprocess, engine.top
-        self.backend, self.device = engine.backend, engine.device
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        time.sleep(self.delay)
-        return self.engine.infer(batch)
-
-
 class SlowBackend:
     """The engine's own backend made slower than the source, behind a real `Engine` (its `submit` path)."""
 
@@ -84,12 +71,10 @@ class SlowBackend:
         self.pool.shutdown(wait=True)
 
 
-def slow_engine(engine: Any, delay: float, path: str) -> Any:
-    """`engine` slowed down, reached through `Engine.submit` ("submit") or only through `infer` ("thread")."""
+def slow_engine(engine: Any, delay: float) -> Any:
+    """`engine` slowed down: a real `Engine` over the module's backend with a delay in each batch."""
     from edgecnn.runtime.core.engine import Engine
 
-    if path == "thread":
-        return SlowEngine(engine, delay)
     return Engine(SlowBackend(engine._backend, delay), engine.meta, engine.model_path, engine.reason)
 
 
@@ -178,19 +163,14 @@ def test_box_clip_is_told_apart(engine: Any, tmp_path: Path) -> None:
     assert len(labels) == 40 and sum(bool(top & BOXES) for top in labels) >= 0.6 * len(labels)
 
 
-@pytest.mark.parametrize("path", ["submit", "thread"])
-def test_realtime_drops_frames_and_results_are_at_most_one_inference_old(engine: Any, tmp_path: Path,
-                                                                         path: str) -> None:
-    """A model slower than the clip's 27 FPS: frames are dropped, never queued, results stay fresh; through
-    the engine's overlapped `submit` and through the worker-thread fallback alike."""
+def test_realtime_drops_frames_and_results_are_at_most_one_inference_old(engine: Any, tmp_path: Path) -> None:
+    """A model slower than the clip's 27 FPS: frames are dropped, never queued, results stay fresh."""
     jsonl = tmp_path / "realtime.jsonl"
     config = CameraConfig(source=CUP, headless=True, jsonl=jsonl, max_frames=12,
                           video=VideoOptions(realtime=True))
-    slow = slow_engine(engine, 0.12, path)
-    assert hasattr(slow, "submit") == (path == "submit")
+    slow = slow_engine(engine, 0.12)
     summary = run_camera(slow, config)
-    if path == "submit":
-        slow.close()  # its own worker only: the wrapped backend is the module's engine's
+    slow.close()  # its own worker only: the wrapped backend is the module's engine's
     records = read_jsonl(jsonl)
     frames = [r["frame"] for r in records]
     assert summary.frames_dropped > 20 and len(records) == 12

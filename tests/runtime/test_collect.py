@@ -66,7 +66,11 @@ def test_with_min_prob_0_only_unknown_frames_are_collected(imagenet_bundle: Path
     ({"label": "uncertain", "unknown": False}, "uncertain"),
 ])
 def test_reason(record: dict, expected: str | None) -> None:
-    assert reason(record) == expected
+    from edgecnn.runtime.live.frames import FrameRecord
+
+    fields = {"source": "cam", "frame": 1, "timestamp": 0.0, "top": (), "unknown_score": None,
+              "unknown": False, "inference_ms": 1.0, "latency_ms": 1.0}
+    assert reason(FrameRecord(**{**fields, **record})) == expected
 
 
 def test_start_skips_that_much_of_the_video(imagenet_bundle: Path) -> None:
