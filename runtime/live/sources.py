@@ -58,14 +58,14 @@ def parse_source(source: str | int | Path) -> SourceSpec:
                                f"use one of {', '.join(URL_SCHEMES)}")
         return SourceSpec("stream", text, mask_url(text))
     path = Path(text).expanduser()
-    return SourceSpec("folder" if path.is_dir() else "file", str(path), str(path))
+    return SourceSpec("folder" if path.is_dir() else "file", str(path), mask_url(str(path)))
 
 
 def check_source(source: str | int | Path | SourceSpec) -> SourceSpec:
     """Parse a source and check what can be checked without opening it (a file must exist)."""
     spec = source if isinstance(source, SourceSpec) else parse_source(source)
     if spec.kind == "file" and not Path(str(spec.target)).is_file():
-        raise EdgecnnError(f"video file {spec.target} does not exist; give a camera index (0), a video file, "
+        raise EdgecnnError(f"video file {spec.name} does not exist; give a camera index (0), a video file, "
                            "an rtsp:// or http:// URL, or a folder of images")
     return spec
 

@@ -30,6 +30,25 @@ MASKED = {  # raw source -> what every message, JSONL line and summary shows
     "https://s3.local/x?X-Amz-Signature=hunter2&X-Amz-Credential=hunter2": (
         "https://s3.local/x?X-Amz-Signature=***&X-Amz-Credential=***"),
     "http://cam.local/x?api_key=hunter2#auth=hunter2": "http://cam.local/x?api_key=***#auth=***",
+    # Third pass: short and vendor keys, ';' separators, nested URLs, path credentials, IPv6, case, no scheme.
+    "http://cam/x?pw=hunter2": "http://cam/x?pw=***",
+    "http://cam/x?p=hunter2&ch=1": "http://cam/x?p=***&ch=1",
+    "http://cam/x?psw=hunter2": "http://cam/x?psw=***",
+    "http://cam/videostream.cgi?loginuse=admin&loginpas=hunter2": (  # Foscam
+        "http://cam/videostream.cgi?loginuse=***&loginpas=***"),
+    "http://cam/x?ch=1;password=hunter2": "http://cam/x?ch=1;password=***",
+    "http://go2rtc:1984/api/stream.mjpeg?src=rtsp://admin:hunter2@cam/live": (
+        "http://go2rtc:1984/api/stream.mjpeg?src=rtsp://***@cam/live"),
+    "http://go2rtc:1984/api/stream.mjpeg?src=rtsp%3A%2F%2Fadmin%3Ahunter2%40cam%2Flive": (
+        "http://go2rtc:1984/api/stream.mjpeg?src=rtsp://***@cam/live"),
+    "rtsp://cam:554/user=admin&password=hunter2&channel=1&stream=0.sdp": (  # XMeye / Dahua path
+        "rtsp://cam:554/user=admin&password=***&channel=1&stream=0.sdp"),
+    "rtsp://cam:554/live;password=hunter2": "rtsp://cam:554/live;password=***",
+    "rtsp://admin:hunter2@[fe80::1]:554/x": "rtsp://***@[fe80::1]:554/x",
+    "rtsp://admin:hunter2@[fe80::1%25eth0]:554/x": "rtsp://***@[fe80::1%25eth0]:554/x",
+    "HTTP://admin:hunter2@cam/x?TOKEN=hunter2": "HTTP://***@cam/x?TOKEN=***",
+    "admin:hunter2@cam/live": "***@cam/live",  # no scheme: would be read as a file name
+    "admin:hunter2@192.168.1.2:554/live": "***@192.168.1.2:554/live",
     "http://[::1]:8080/x": "http://[::1]:8080/x",  # nothing to hide: unchanged
     "http://cam.local/feed?mail=a@b.com": "http://cam.local/feed?mail=a@b.com",
 }
@@ -49,6 +68,10 @@ REFUSED = {  # a source that fails at once, and the secret in it
                               "http://127.0.0.1:1/x.mjpg?password=***"),
     "token in the query": ("http://127.0.0.1:1/x.mjpg?ch=1&token=hunter2", "hunter2",
                            "http://127.0.0.1:1/x.mjpg?ch=1&token=***"),
+    "no scheme (a file name)": ("admin:hunter2@127.0.0.1:1/x", "hunter2", "***@127.0.0.1:1/x"),
+    "nested in a query": ("http://127.0.0.1:1/api/stream.mjpeg?src=rtsp://admin:hunter2@cam/x", "hunter2",
+                          "http://127.0.0.1:1/api/stream.mjpeg?src=rtsp://***@cam/x"),
+    "upper-case scheme": ("HTTP://admin:hunter2@127.0.0.1:1/x", "hunter2", "HTTP://***@127.0.0.1:1/x"),
     "unsupported scheme": ("ftp://admin:hunter2@127.0.0.1/x?key=hunter2", "hunter2",
                            "ftp://***@127.0.0.1/x?key=***"),
 }
