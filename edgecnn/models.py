@@ -191,6 +191,29 @@ def offline_weights(arch: str) -> str | None:
     return None
 
 
+def _listed_weights(arch: str) -> str | None:
+    """`offline_weights` of a listed architecture, from its `LISTED` row: the same caches, without timm."""
+    import os
+
+    if arch == DEFAULT_ARCH:
+        return offline_weights(arch)
+    row = LISTED[arch]
+    if row.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(row.hf_hub_id, name)
+            if isinstance(found, str):
+                return found
+    if row.url_file:  # torch.hub.get_dir(): $TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub
+        home = os.environ.get("TORCH_HOME") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+        cached = os.path.join(home, "hub", "checkpoints", row.url_file)
+        if os.path.isfile(cached):
+            return cached
+    return None
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether huggingface.co answers (HF_HUB_OFFLINE=1 means no without asking)."""
     import os
@@ -243,8 +266,30 @@ def imagenet_labels() -> tuple[str, ...]:
 
 
 # Architectures `edgecnn models` lists (any other timm classifier name works with --arch too).
-LISTED_ARCHS = (DEFAULT_ARCH, "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0",
-                "resnet18", "resnet50", "convnext_tiny")
+@dataclass(frozen=True)
+class Listed:
+    """One row of `edgecnn models` as timm builds and publishes it, so the listing needs no torch
+    (0.5 s instead of 12); tests/edgecnn/test_models.py builds each one and holds the table to it."""
+
+    input_size: tuple[int, int]
+    params_m: float  # millions, 1000-class head
+    hf_hub_id: str = ""  # where timm downloads the ImageNet weights from ...
+    url_file: str = ""  # ... or the torch hub file name it caches them under
+
+
+LISTED = {
+    DEFAULT_ARCH: Listed((224, 224), 4.65),
+    "mobilenetv3_small_100": Listed((224, 224), 2.54, "timm/mobilenetv3_small_100.lamb_in1k",
+                                    "mobilenetv3_small_100_lamb-266a294c.pth"),
+    "mobilenetv3_large_100": Listed((224, 224), 5.48, "timm/mobilenetv3_large_100.ra_in1k",
+                                    "mobilenetv3_large_100_ra-f55367f5.pth"),
+    "efficientnet_b0": Listed((224, 224), 5.29, "timm/efficientnet_b0.ra_in1k",
+                              "efficientnet_b0_ra-3dd342df.pth"),
+    "resnet18": Listed((224, 224), 11.69, "timm/resnet18.a1_in1k", "resnet18_a1_0-d63eafa0.pth"),
+    "resnet50": Listed((224, 224), 25.56, "timm/resnet50.a1_in1k", "resnet50_a1_0-14fe96d1.pth"),
+    "convnext_tiny": Listed((224, 224), 28.59, "timm/convnext_tiny.in12k_ft_in1k"),
+}
+LISTED_ARCHS = tuple(LISTED)
 
 
 @dataclass(frozen=True)
@@ -258,7 +303,11 @@ class ArchInfo:
 
 def describe_archs(archs: tuple[str, ...] = LISTED_ARCHS, measure: bool = False,
                    threads: int | None = None) -> list[ArchInfo]:
-    """Each architecture's offline weights, input size, size and (with `measure`) its measured latency."""
+    """Each architecture's offline weights, input size, size and (with `measure`) its measured latency.
+    Without `measure`, listed architectures come from `LISTED` and torch is not imported (0.3 s, not 12)."""
+    if not measure and all(arch in LISTED for arch in archs):
+        return [ArchInfo(arch, _listed_weights(arch), LISTED[arch].input_size, LISTED[arch].params_m)
+                for arch in archs]
     import torch
 
     if threads:

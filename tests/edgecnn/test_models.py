@@ -132,3 +132,37 @@ def test_models_latency_is_measured() -> None:
 
     (info,) = describe_archs(("efficientnet_lite0",), measure=True, threads=1)
     assert info.latency_ms is not None and info.latency_ms > 0
+
+
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "mobilenetv3_small_100", "mobilenetv3_large_100",
+                                  "efficientnet_b0", "resnet18", "resnet50", "convnext_tiny"])
+def test_the_listing_table_matches_the_built_model(arch: str) -> None:
+    """`edgecnn models` lists without torch from `LISTED`: each row must be what timm really builds."""
+    import os
+
+    import timm
+
+    from edgecnn.models import DEFAULT_ARCH, LISTED, _listed_weights, build_model, offline_weights
+
+    built = build_model(arch, pretrained=False)
+    row = LISTED[arch]
+    params = sum(p.numel() for p in built.model.parameters()) / 1e6
+    assert (row.input_size, row.params_m) == (built.preprocess.input_size, round(params, 2))
+    if arch != DEFAULT_ARCH:
+        cfg = timm.models.get_pretrained_cfg(arch)
+        assert (row.hf_hub_id, row.url_file) == (cfg.hf_hub_id or "", os.path.basename(cfg.url or ""))
+    assert _listed_weights(arch) == offline_weights(arch)
+
+
+def test_models_lists_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom edgecnn.cli import app\n"
+            "result = CliRunner().invoke(app, ['models', '--json'])\n"
+            "assert result.exit_code == 0, result.output\nprint(len(result.stdout.splitlines()), "
+            "'torch' in sys.modules, 'timm' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["7", "False", "False"]
