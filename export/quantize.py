@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from edgecnn.export.images import ImageSet, batches
 from edgecnn.export.onnx import INPUT_NAME, save_onnx
+from edgecnn.export.search import CannotCalibrate
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.metadata import Preprocess
 
@@ -169,8 +170,8 @@ def quantize_onnx(prepared: Path, out: Path, images: ImageSet, preprocess: Prepr
         if recipe.method != "minmax":
             extra["CalibStridedMinMax"] = HISTOGRAM_STRIDE
             reader = ranged_reader(images, preprocess, batch or 1, HISTOGRAM_STRIDE)
-        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its histogram chatter
-            quantize_static(
+        with contextlib.redirect_stdout(io.StringIO()), _histograms_checked(recipe):
+            quantize_static(  # (ORT prints its histogram chatter)
                 str(prepared), str(quantized), reader,
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 # Asymmetric uint8 activations: symmetric int8 activations doubled ORT's latency here.
@@ -183,6 +184,21 @@ def quantize_onnx(prepared: Path, out: Path, images: ImageSet, preprocess: Prepr
             )
         save_onnx(onnx.load(str(quantized)), out)
     return out, tuple(n for n in excluded if n not in always)
+
+
+@contextlib.contextmanager
+def _histograms_checked(recipe: OnnxRecipe):
+    """ORT's histogram calibrators ask numpy for 2048 float32 bins over each activation's first range; an
+    activation whose values there span fewer float32 steps (near-identical images, a nearly flat channel)
+    makes numpy raise "Too many bins for data range". That recipe cannot run here: the search skips it."""
+    try:
+        yield
+    except ValueError as exc:
+        if recipe.method == "minmax" or "finite-sized bins" not in str(exc):
+            raise
+        raise CannotCalibrate(f"{recipe.method} calibration cannot build its histograms: an activation's "
+                              "range on these images is narrower than 2048 float32 steps (near-identical "
+                              "images?); minmax calibration has no such limit") from exc
 
 
 def harmful_nodes(prepared: Path, quantized: Path, images: ImageSet, preprocess: Preprocess,

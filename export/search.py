@@ -18,11 +18,16 @@ from typing import Any
 
 from edgecnn.export.gate import Agreement, Verdict
 from edgecnn.runtime.core.bundle import RecipeTry
+from edgecnn.runtime.core.errors import EdgecnnError
 
 LATENCY_SLACK = 1.25  # ratio to the fastest recipe beyond which a recipe pays too much for its accuracy
 
 
 Tried = RecipeTry  # one recipe tried, as the report lists it
+
+
+class CannotCalibrate(EdgecnnError):
+    """A recipe whose calibration cannot run on these images (the search skips it, saying why)."""
 
 
 Check = Callable[..., tuple[Agreement, Verdict, Any]]  # model file -> figures, verdict, its predict function
@@ -39,18 +44,12 @@ def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, t
     """Quantise with each recipe (`quantize(recipe, path)` -> (file, float nodes)) until `stop`; the best
     file ends at `out`. `incumbent`: an earlier try whose file is already `out`, kept unless beaten.
     Returns the new tries in order, the kept one marked (none when the incumbent stays)."""
-    tried: list[tuple[Tried, Path]] = []
-    predicts = []
-    for index, recipe in enumerate(recipes):
-        say(f"INT8 recipe {index + 1}/{len(recipes)}: {recipe.name}")
-        start = time.perf_counter()
-        path, floats = quantize(recipe, out.with_name(f".try{index}.{out.name}"))
-        agreement, verdict, predict = check(path)
-        tried.append((Tried(recipe.name, round(time.perf_counter() - start, 1), 0.0, agreement,
-                            verdict.passed, verdict.problem, floats), path))
-        predicts.append(predict)
-        if stop(tried[-1][0]):
-            break
+    tried, predicts, skipped = _try_each(recipes, quantize, check, out, say, stop)
+    if not tried and incumbent is not None:
+        return []
+    if not tried:
+        raise EdgecnnError(f"no INT8 recipe could calibrate on these images ({skipped[0]}); "
+                           "try --calibration-method minmax or other --calibration images")
     # Timed together, round-robin, so a busy machine slows every recipe alike.
     latency = timer(predicts)
     tried = [(replace(t, latency_ms=round(ms, 3)), path)
@@ -63,6 +62,30 @@ def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, t
         else:
             _remove(path)
     return [replace(t, kept=True) if t is best else t for t, _ in tried]
+
+
+def _try_each(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, tuple[str, ...]]],
+              check: Check, out: Path, say: Callable[[str], None], stop: Callable[[Tried], bool]
+              ) -> tuple[list[tuple[Tried, Path]], list[Any], list[str]]:
+    """Quantise and check each recipe in turn until `stop`; a recipe that cannot calibrate is skipped."""
+    tried: list[tuple[Tried, Path]] = []
+    predicts, skipped = [], []
+    for index, recipe in enumerate(recipes):
+        say(f"INT8 recipe {index + 1}/{len(recipes)}: {recipe.name}")
+        start = time.perf_counter()
+        try:
+            path, floats = quantize(recipe, out.with_name(f".try{index}.{out.name}"))
+        except CannotCalibrate as exc:
+            say(f"INT8 recipe {recipe.name} skipped: {exc}")
+            skipped.append(f"{recipe.name}: {exc}")
+            continue
+        agreement, verdict, predict = check(path)
+        tried.append((Tried(recipe.name, round(time.perf_counter() - start, 1), 0.0, agreement,
+                            verdict.passed, verdict.problem, floats), path))
+        predicts.append(predict)
+        if stop(tried[-1][0]):
+            break
+    return tried, predicts, skipped
 
 
 def rank(one: Tried, everyone: list[Tried]) -> tuple:

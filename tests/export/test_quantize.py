@@ -72,3 +72,87 @@ def test_percentile_calibration_holds_one_stride_of_activations(imagenet_bundle:
                   for path in (imagenet_bundle / "model.onnx", out))
     tops = [session.run(None, {quantize.INPUT_NAME: batch})[0].argmax(axis=1) for session in (fp32, int8)]
     assert (tops[0] == tops[1]).sum() >= 8, tops
+
+
+# -- a calibration batch whose activation range is degenerate ----------------------------------------
+def flat_model(folder: Path) -> tuple[Path, ImageSet]:
+    """uint8 [N,8,8,3] -> 1 + 1e-6 * pixels -> Conv -> ... : with pixels of 128 or 129 the first Conv's
+    input spans 8 float32 steps, too few for ORT's 2048 histogram bins (what near-identical captured frames
+    did to a real export); the images to calibrate it on."""
+    import cv2
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Mul", ["nchw", "scale"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "one"], ["shifted"]),
+             helper.make_node("Conv", ["shifted", "w"], ["features"]),
+             helper.make_node("Relu", ["features"], ["relu"]),
+             helper.make_node("Conv", ["relu", "w2"], ["mixed"]),
+             helper.make_node("ReduceMean", ["mixed"], ["logits"], axes=[2, 3], keepdims=0),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    weights = [numpy_helper.from_array(np.array(1e-6, np.float32), "scale"),
+               numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+               numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w"),
+               numpy_helper.from_array(np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1), "w2")]
+    graph = helper.make_graph(nodes, "flat", [helper.make_tensor_value_info("images", TensorProto.UINT8,
+                                                                           ["N", 8, 8, 3])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
+                              initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (folder / "fp32.onnx").write_bytes(model.SerializeToString())
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(20):
+        paths.append(folder / f"{index}.png")
+        cv2.imwrite(str(paths[-1]), rng.integers(128, 130, (8, 8, 3), dtype=np.uint8))
+    return folder / "fp32.onnx", ImageSet(tuple(paths))
+
+
+FLAT = Preprocess(input_size=(8, 8))
+
+
+def test_a_degenerate_histogram_is_a_recipe_that_cannot_calibrate(tmp_path: Path) -> None:
+    """ORT's Percentile raised numpy's "Too many bins for data range" from deep inside quantize_static."""
+    fp32, flat = flat_model(tmp_path)
+    prepared = quantize.prepare_onnx(fp32, tmp_path)
+    percentile = quantize.OnnxRecipe("percentile", "percentile")
+    with pytest.raises(quantize.CannotCalibrate, match="narrower than 2048 float32 steps"):
+        quantize.quantize_onnx(prepared, tmp_path / "p.onnx", flat, FLAT, percentile, 4)
+    assert not (tmp_path / "p.onnx").exists() and not list(tmp_path.glob(".quantize-*"))
+    made, _ = quantize.quantize_onnx(prepared, tmp_path / "m.onnx", flat, FLAT, quantize.OnnxRecipe("m"), 4)
+    assert made.is_file()
+
+
+def test_the_search_skips_a_recipe_that_cannot_calibrate_and_keeps_the_next(tmp_path: Path) -> None:
+    import onnxruntime as ort
+    from edgecnn.export.gate import AgreementTally, Verdict
+    from edgecnn.export.search import search
+
+    fp32, flat = flat_model(tmp_path)
+    prepared = quantize.prepare_onnx(fp32, tmp_path)
+    frames = np.concatenate([batch for batch, _ in batches(flat, FLAT, 4)])
+
+    def run(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {"images": frames})[0]
+
+    def check(path: Path) -> tuple[Any, Verdict, Any]:
+        tally = AgreementTally()
+        tally.add(run(fp32), run(path))
+        return tally.result(labelled=False), Verdict(True, "test", ""), None
+
+    def quantize_with(recipe: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
+        return quantize.quantize_onnx(prepared, path, flat, FLAT, recipe, 4)
+
+    said: list[str] = []
+    recipes = [quantize.OnnxRecipe("percentile", "percentile"), quantize.OnnxRecipe("minmax")]
+    def timer(predicts: list[Any]) -> list[float]:
+        return [1.0] * len(predicts)
+
+    tried = search(recipes, quantize_with, check, timer, tmp_path / "int8.onnx", said.append)
+    assert [(t.recipe, t.kept) for t in tried] == [("minmax", True)] and (tmp_path / "int8.onnx").is_file()
+    assert any("percentile skipped: percentile calibration cannot build its histograms" in s for s in said)
+    with pytest.raises(quantize.EdgecnnError, match="no INT8 recipe could calibrate on these images"):
+        search(recipes[:1], quantize_with, check, timer, tmp_path / "b.onnx")
