@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.files import read_bounded
 from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable
 from edgecnn.runtime.live.camera_report import CameraSummary, SourceSummary, summary_table
 from edgecnn.runtime.live.frames import FrameRecord, FrameResult, LiveUpdate, Sink
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 __all__ = ["CameraConfig", "CameraSummary", "FrameRecord", "FrameResult", "LiveUpdate", "Sink",
            "SourceSummary", "Smoother", "camera_engine", "check_outputs", "read_sources_file", "run_camera",
            "summary_table"]
+
+MAX_SOURCES = 64  # sources in one run, each with its own reader thread
+SOURCES_FILE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -78,15 +82,20 @@ def camera_engine(cores: int | None = None) -> dict[str, int]:
 
 
 def read_sources_file(path: Path) -> tuple[str, ...]:
-    """--sources FILE: one source a line; blank lines and # comments skipped."""
+    """--sources FILE: one source a line; blank lines and # comments skipped. A plain file of at most
+    1 MB naming at most MAX_SOURCES (a FIFO or /dev/zero would block or grow without end)."""
+    data = read_bounded(path, SOURCES_FILE_BYTES, "--sources")
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
         raise EdgecnnError(f"cannot read --sources {path}: {exc}; give a text file, one source a line"
                            ) from exc
     sources = tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
     if not sources:
         raise EdgecnnError(f"--sources {path} lists no source; write one source a line")
+    if len(sources) > MAX_SOURCES:
+        raise EdgecnnError(f"--sources {path} lists {len(sources)} sources; one camera run takes at most "
+                           f"{MAX_SOURCES} (each has its own reader thread): split them over several runs")
     return sources
 
 

@@ -22,6 +22,8 @@ URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 Say = Callable[[str], None]
 
 
+MAX_CAMERA_INDEX = 9999  # /dev/video9999 at most; OpenCV's own limit is a C int
+
 @dataclass(frozen=True)
 class SourceSpec:
     kind: str  # "camera" | "file" | "stream" | "folder"
@@ -49,7 +51,13 @@ class VideoOptions:
 def parse_source(source: str | int | Path) -> SourceSpec:
     """What `--source` names: a camera index, a URL, a folder or a file."""
     text = str(source).strip()
+    if not text:  # Path("") is the current folder: an empty --source would play it
+        raise EdgecnnError("--source is empty; give a camera index (0), a video file, an rtsp:// or "
+                           "http:// URL, or a folder of images")
     if text.isascii() and text.isdigit():  # '²' is a digit to str.isdigit, not to int()
+        if int(text) > MAX_CAMERA_INDEX:  # OpenCV takes a C int: 10**20 overflowed into a traceback
+            raise EdgecnnError(f"camera index {text} is out of range; give 0 to {MAX_CAMERA_INDEX} "
+                               "(0 is the first camera)")
         return SourceSpec("camera", int(text), f"camera {text}")
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()

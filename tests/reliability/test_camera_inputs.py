@@ -45,7 +45,28 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
         ("cannot write --save",),
     ),
     "jsonl in /proc": (lambda t: ["--jsonl", "/proc/edgecnn/frames.jsonl"], ("cannot write --jsonl",)),
+    # Third pass: sources that played the current folder, overflowed, blocked or never ended.
+    "empty source": (lambda t: ["--source", ""], ("--source is empty",)),
+    "blank source": (lambda t: ["--source", "  "], ("--source is empty",)),
+    "camera index 10^20": (lambda t: ["--source", "1" + "0" * 20], ("out of range; give 0 to 9999",)),
+    "sources file of 100000 lines": (
+        lambda t: ["--sources", (t / "s.txt").write_text("0\n" * 100_000) and t / "s.txt"],
+        ("lists 100000 sources", "at most 64"),
+    ),
+    "sources file is /dev/zero": (lambda t: ["--sources", "/dev/zero"], ("is a character device",)),
+    "sources file is a FIFO": (lambda t: ["--sources", fifo(t / "s.fifo")], ("is a FIFO",)),
+    "sources file over 1 MB": (
+        lambda t: ["--sources", (t / "big.txt").write_text("#" * 2_000_000) and t / "big.txt"],
+        ("over the 1.0 MB limit",),
+    ),
 }
+
+
+def fifo(path: Path) -> Path:
+    import os
+
+    os.mkfifo(path)
+    return path
 
 
 @pytest.fixture(scope="module")
