@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 EDGECNN := $(VENV)/bin/edgecnn
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-serve readme dist check-wheel lint clean
+.PHONY: demo test test-serve readme dist check-wheel check-aarch64 lint clean
 
 # pip install with three tries: one cut-off download (a CI run: opencv-python stopped at 70.5 of 72.9 MB,
 # and pip's six resumes got no more bytes) otherwise fails the whole set-up; a new try downloads afresh.
@@ -75,6 +75,10 @@ check-wheel: dist
 	grep -q '"predictions": \[{"index": 392, "label": "rock beauty"' build/wheel-check.jsonl  # a fish
 	$(WHEEL_VENV)/bin/python -c "import sys, edgecnn.runtime; assert 'torch' not in sys.modules"
 	$(WHEEL_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall dist/edgecnn-*.tar.gz
+
+# The runtime's wheels exist for 64-bit ARM boards (Raspberry Pi 4/5, Jetson): resolved, not downloaded.
+check-aarch64: $(STAMP)
+	$(PY) .ci/check_aarch64.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

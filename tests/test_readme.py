@@ -77,3 +77,17 @@ def test_help_example_parses(name: str, monkeypatch: pytest.MonkeyPatch) -> None
         parse(found.group(1))
     except typer.BadParameter as exc:  # a path the example's earlier steps create (bundles/demo...)
         assert "does not exist" in str(exc), exc
+
+
+def test_the_python_snippet_runs_on_a_real_bundle(imagenet_bundle: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's "From Python" example, as written, with its bundle path pointed at a real export."""
+    section = README[README.index("## From Python"):]
+    snippet = section[section.index("```python") + len("```python"):].split("```")[0]
+    assert 'load("bundles/demo")' in snippet and snippet.count("\n") <= 14  # short enough to copy
+    monkeypatch.chdir(ROOT)
+    exec(compile(snippet.replace("bundles/demo", str(imagenet_bundle)), "README.md", "exec"), {})  # noqa: S102
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and " on " in printed[0] and "tench" in printed[0]  # ImageNet class 0
+    assert printed[1].split()[-1] in ("known", "unknown") and float(printed[1].split()[-2]) > 0
+    assert printed[2].startswith("[(") and printed[2].count("(") == 3
