@@ -46,6 +46,7 @@ class VideoOptions:
     read_timeout: float = 5.0
     start: float = 0.0  # video files: seconds of media time to skip (frame indices count from there)
     vid_stride: int = 1  # files and folders: hand over every Nth frame, grab (skip) the rest; live: 1
+    loop: bool = False  # files and folders: start again at the end (a page to watch that stays up)
 
 
 def parse_source(source: str | int | Path) -> SourceSpec:

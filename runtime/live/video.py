@@ -67,6 +67,8 @@ class VideoSource:
         self._stop = threading.Event()
         self._ended, self._error = False, None
         self._index, self._started, self._lost_since = 0, 0.0, None
+        self._loop_offset, self._read_this_pass = 0.0, 0  # `loop`: media time of the passes before
+        self._last_media_time = 0.0
         self.frames_delivered = self.frames_dropped = self.frames_skipped = self.reconnects = 0
         self._reader: Reader | None = None
         self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
@@ -169,21 +171,37 @@ class VideoSource:
             self._on_ready()
 
     def _next_frame(self) -> Frame | None:
-        if self._index and not self._skip_stride():
+        if self._index and not self._skip_stride() and not self._rewind():
             return None
         while True:
             self._pace()
             image, media_time = self._reader.read()
             if image is not None:
                 break
-            if not self.spec.live or not self._reconnect():
+            if self.spec.live:
+                if not self._reconnect():
+                    return None
+            elif not self._rewind():
                 return None
         captured = time.perf_counter()
         self._lost_since = None
         self._index += 1
         prepared = self._prepare(image) if self._prepare is not None else None
-        timestamp = time.time() if self.spec.live else media_time
+        timestamp = time.time() if self.spec.live else self._loop_offset + media_time
+        self._read_this_pass += 1
+        self._last_media_time = media_time
         return Frame(image, self._index - 1, timestamp, captured, prepared)
+
+    def _rewind(self) -> bool:
+        """`loop`: open a file or folder again at its end (frame indices and media time go on counting);
+        False without `loop`, when stopped, or when a pass gave no frame at all (nothing to repeat)."""
+        if not self.options.loop or self._stop.is_set() or self._read_this_pass == 0:
+            return False
+        self._reader.close()
+        self._reader = self._open()
+        self._loop_offset += self._last_media_time + 1.0 / self._reader.fps
+        self._read_this_pass = 0
+        return True
 
     def _skip_stride(self) -> bool:
         """`vid_stride`: grab the frames between two handed-over ones (an FFmpeg grab decodes but makes no

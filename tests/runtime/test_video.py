@@ -256,3 +256,31 @@ def test_stream_that_stays_down_gives_up_in_time() -> None:
             while source.get() is not None:
                 pass
     assert time.perf_counter() - started < 10.0 and "secret" not in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_loop_starts_a_file_or_folder_again_at_its_end(kind: str, tmp_path: Path) -> None:
+    """`--loop`: indices and media time go on counting across passes, so JSONL stays ordered."""
+    source = CUP
+    if kind == "folder":
+        capture = cv2.VideoCapture(str(CUP))
+        for name in ("a.png", "b.png", "c.png"):
+            cv2.imwrite(str(tmp_path / name), capture.read()[1])
+        source = tmp_path
+    options = VideoOptions(loop=True, vid_stride=1 if kind == "folder" else 50, fps=5.0)
+    with VideoSource(source, options) as video:
+        frames = [video.get() for _ in range(12)]
+    passes = 3 if kind == "folder" else 5  # 217 frames at stride 50: indices 0, 50, ..., 200 each pass
+    assert all(frame is not None for frame in frames)
+    assert np.all(np.diff([f.timestamp for f in frames]) > 0)
+    assert frames[passes].image.tobytes() == frames[0].image.tobytes()  # the second pass starts over
+    assert [f.index for f in frames] == sorted({f.index for f in frames})
+
+
+def test_loop_on_a_file_with_no_frames_ends_instead_of_spinning(tmp_path: Path) -> None:
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "broken.png").write_bytes(b"not a png")
+    started = time.perf_counter()
+    with VideoSource(tmp_path / "f", VideoOptions(loop=True, fps=50.0), say=lambda _: None) as video:
+        assert video.get() is None
+    assert time.perf_counter() - started < 5
