@@ -13,7 +13,6 @@ from edgecnn.runtime.core.outputs import write_atomic
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-    from rich.table import Table
 
     from edgecnn.finetune import FinetuneResult
 
@@ -99,24 +98,3 @@ def best_epoch_text(result: FinetuneResult) -> str:
             return text + (f", after {before} head epochs" if before else "")
         before += count
     return f"epoch {result.best_epoch} of {result.epochs}"
-
-
-def result_table(result: FinetuneResult) -> Table:
-    """The end-of-run summary: best validation top-1 and where every file is."""
-    from rich.table import Table
-
-    from edgecnn.runtime.core.terminal import printable
-
-    table = Table(title=f"fine-tuned on {result.train_images} images, validated on {result.val_images}",
-                  show_header=False)
-    table.add_row("best val top-1", f"[bold]{result.best_top1:.1%}[/] ({best_epoch_text(result)}, "
-                  f"val loss {result.best_val_loss:.3f})")
-    if result.skipped:
-        count, names = len(result.skipped), ", ".join(result.skipped[:3])
-        table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {printable(names)}")
-    if result.unknown:
-        table.add_row("unknown detector", result.unknown)
-    for name, path in result.paths.items():
-        table.add_row(name.replace("_", " "), printable(path))
-    table.add_row("time", f"{result.seconds:.1f} s")
-    return table

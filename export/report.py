@@ -217,18 +217,3 @@ def markdown(report: BundleReport) -> str:
     lines.append(f"\nResult: {'passed' if report.passed else 'FAILED'}")
     return "\n".join(lines) + "\n"
 
-
-def print_report(report: BundleReport, console: Any) -> None:
-    """The Rich table shown at the end of `edgecnn export`."""
-    from edgecnn.runtime.core.terminal import printable
-    from edgecnn.runtime.measure.tables import Fitted
-    from rich.table import Table
-
-    table = Table(title=f"{printable(report.arch)} export ({report.validation_images} validation images)")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("model", "status") else "right")
-    for row in rows(report):
-        table.add_row(*map(printable, row), style="red" if row[-1].startswith("failed") else None)
-    console.print(Fitted(table))  # at 80 columns: no model name or figure split over two lines
-    for line in ratio_lines(report.ratios) + list(report.notes):
-        console.print(printable(line), highlight=False)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import read_bounded
 from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable
-from edgecnn.runtime.live.camera_report import CameraSummary, SourceSummary, summary_table
+from edgecnn.runtime.live.camera_report import CameraSummary, SourceSummary
 from edgecnn.runtime.live.frames import FrameRecord, FrameResult, LiveUpdate, Sink
 from edgecnn.runtime.live.loop import CameraLoop, Smoother
 from edgecnn.runtime.live.video import VideoOptions, check_source
@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from edgecnn.runtime.core.engine import Engine
 
 __all__ = ["CameraConfig", "CameraSummary", "FrameRecord", "FrameResult", "LiveUpdate", "Sink",
-           "SourceSummary", "Smoother", "camera_engine", "check_outputs", "read_sources_file", "run_camera",
-           "summary_table"]
+           "SourceSummary", "Smoother", "camera_engine", "check_outputs", "read_sources_file", "run_camera"]
 
 MAX_SOURCES = 64  # sources in one run, each with its own reader thread
 SOURCES_FILE_BYTES = 1_000_000

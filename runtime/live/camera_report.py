@@ -1,4 +1,5 @@
-"""What a camera run measured: a row per source and the totals, as records (`--json`) and a Rich table."""
+"""What a camera run measured: a row per source and the totals, as records (`--json`; the CLI draws the
+table)."""
 
 from __future__ import annotations
 
@@ -100,60 +101,3 @@ def summarise(engine: Any, streams: Sequence[Any], started: float, stopped_by: s
         recognised=_recognised(sum((stream.shown for stream in streams), Counter())), sources=tuple(rows),
         frames_skipped=sum(r.frames_skipped for r in rows))
 
-
-def summary_table(summary: CameraSummary) -> Any:
-    """The end-of-run summary as a Rich table: one row per source, then the totals (several sources).
-
-    Reconnects and recordings get a column only when a source had some, so one source's summary fits
-    80 columns with every figure on one row."""
-    from edgecnn.runtime.core.terminal import printable
-    from edgecnn.runtime.measure.tables import Fitted, Phrases, path_cell, whole
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    rows = summary.sources
-    shown = (any(row.reconnects for row in rows), any(row.recorded or row.recording_dropped for row in rows))
-    table = Table(title=Phrases([printable(f"camera: {summary.source}"),
-                                 printable(f"on {summary.backend} {summary.device}")]))
-    table.add_column("source")
-    for column in ("read / processed / dropped", "FPS", "cam->result ms (median / p95)",
-                   *(["reconnects"] * shown[0]), *(["recorded (dropped)"] * shown[1]), "mostly"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        name = path_cell(row.source) if not row.error else Group(
-            path_cell(row.source), Text.from_markup(f"[red]{printable(row.error)}[/red]"))
-        table.add_row(name, *_figures(row, shown), whole(printable(_shares(row.recognised[:1]))))
-    if len(rows) > 1:  # one source: its row is the total
-        table.add_section()
-        table.add_row("total", *_figures(summary, shown), "")
-    table.caption = _caption(summary)
-    return Fitted(table)
-
-
-def _figures(row: SourceSummary | CameraSummary, shown: tuple[bool, bool]) -> list[Any]:
-    """A summary row's figures, each kept whole; reconnects and recordings when `shown` says so."""
-    from edgecnn.runtime.measure.tables import whole
-
-    sources = row.sources if isinstance(row, CameraSummary) else (row,)
-    recorded = f"{sum(r.recorded for r in sources)} ({sum(r.recording_dropped for r in sources)})"
-    cells = [f"{row.frames_read} / {row.frames_processed} / {row.frames_dropped}", f"{row.mean_fps:.1f}",
-             f"{row.latency_ms_median:.1f} / {row.latency_ms_p95:.1f}",
-             *([str(row.reconnects)] * shown[0]), *([recorded] * shown[1])]
-    return [whole(cell) for cell in cells]
-
-
-def _caption(summary: CameraSummary) -> Any:
-    from edgecnn.runtime.core.terminal import printable
-    from edgecnn.runtime.measure.tables import phrases
-
-    return phrases([
-        printable(f"recognised (share of frames): {_shares(summary.recognised)}"),
-        f"inference {summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f} ms (median / p95) "
-        f"per batch of {summary.batch_mean:.1f}, {summary.streams} at once",
-        *([f"{summary.frames_skipped} frames skipped by --vid-stride"] if summary.frames_skipped else []),
-        f"stopped by {summary.stopped_by}"], "; ")
-
-
-def _shares(recognised: Sequence[tuple[str, float]]) -> str:
-    return ", ".join(f"{label} {share:.0%}" for label, share in recognised)

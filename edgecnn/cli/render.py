@@ -1,16 +1,51 @@
-"""Rich renderings of runtime results for the CLI (the library returns records; this draws them)."""
+"""Everything the CLI draws on the terminal: the consoles, the Rich tables of each command's result, and
+the one-line messages (the library returns records; this draws them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from edgecnn.runtime.core.terminal import printable, visible
-from edgecnn.runtime.measure.predict import FilePrediction
-from rich.console import Console, ConsoleOptions, RenderResult
+import typer
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+from edgecnn.runtime.core.terminal import printable, visible
+
+if TYPE_CHECKING:
+    from edgecnn.export.report import BundleReport
+    from edgecnn.finetune import FinetuneResult
+    from edgecnn.runtime.live.camera_report import CameraSummary, SourceSummary
+    from edgecnn.runtime.measure.predict import FilePrediction
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def say(message: object) -> None:
+    """A progress or status line on stderr, control characters written out, never styled."""
+    err_console.print(printable(message), highlight=False)
+
+
+def tell(message: object) -> None:
+    """A result sentence on stdout, one line however long (also piped)."""
+    console.print(printable(message), highlight=False, soft_wrap=True)
+
+
+def warn(message: object) -> None:
+    """A note on stderr, one line however long (also piped)."""
+    err_console.print(printable(message), highlight=False, soft_wrap=True)
+
+
+def show(json_out: bool, data: Any, table: Callable[[], Any]) -> None:
+    """--json: `data` as one JSON line on stdout; else the Rich table `table()` makes."""
+    if json_out:
+        typer.echo(json.dumps(data))
+    else:
+        console.print(table())
 
 
 class Phrases:
@@ -143,8 +178,6 @@ SPLIT_WORDS = {"val": "of the run's validation split", "train": "of the run's tr
 def eval_table(report: Any) -> Any:
     """The figures, saying which images were scored (above the table, at the terminal's width: a title
     would be held to the table's), then a row per class."""
-    from rich.console import Group
-
     missing = f", {report.split_missing} of the split not in DATA" if report.split_missing else ""
     lines = [f"{report.images} images {SPLIT_WORDS.get(report.split, report.split)}{missing}: "
              f"top-1 {report.top1:.3f}, top-5 {report.top5:.3f}"]
@@ -270,3 +303,113 @@ def _number(value: object) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else f"{value:.3g}"
     return str(value)
+
+
+def summary_table(summary: CameraSummary) -> Fitted:
+    """The camera's end-of-run summary: one row per source, then the totals (several sources).
+
+    Reconnects and recordings get a column only when a source had some, so one source's summary fits
+    80 columns with every figure on one row."""
+    rows = summary.sources
+    shown = (any(row.reconnects for row in rows), any(row.recorded or row.recording_dropped for row in rows))
+    table = Table(title=Phrases([printable(f"camera: {summary.source}"),
+                                 printable(f"on {summary.backend} {summary.device}")]))
+    table.add_column("source")
+    for column in ("read / processed / dropped", "FPS", "cam->result ms (median / p95)",
+                   *(["reconnects"] * shown[0]), *(["recorded (dropped)"] * shown[1]), "mostly"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        name = path_cell(row.source) if not row.error else Group(
+            path_cell(row.source), Text.from_markup(f"[red]{printable(row.error)}[/red]"))
+        table.add_row(name, *_figures(row, shown), whole(printable(_shares(row.recognised[:1]))))
+    if len(rows) > 1:  # one source: its row is the total
+        table.add_section()
+        table.add_row("total", *_figures(summary, shown), "")
+    table.caption = _caption(summary)
+    return Fitted(table)
+
+
+def _figures(row: SourceSummary | CameraSummary, shown: tuple[bool, bool]) -> list[Any]:
+    """A summary row's figures, each kept whole; reconnects and recordings when `shown` says so."""
+    from edgecnn.runtime.live.camera_report import CameraSummary
+
+    sources = row.sources if isinstance(row, CameraSummary) else (row,)
+    recorded = f"{sum(r.recorded for r in sources)} ({sum(r.recording_dropped for r in sources)})"
+    cells = [f"{row.frames_read} / {row.frames_processed} / {row.frames_dropped}", f"{row.mean_fps:.1f}",
+             f"{row.latency_ms_median:.1f} / {row.latency_ms_p95:.1f}",
+             *([str(row.reconnects)] * shown[0]), *([recorded] * shown[1])]
+    return [whole(cell) for cell in cells]
+
+
+def _caption(summary: CameraSummary) -> Phrases:
+    return phrases([
+        printable(f"recognised (share of frames): {_shares(summary.recognised)}"),
+        f"inference {summary.inference_ms_median:.1f} / {summary.inference_ms_p95:.1f} ms (median / p95) "
+        f"per batch of {summary.batch_mean:.1f}, {summary.streams} at once",
+        *([f"{summary.frames_skipped} frames skipped by --vid-stride"] if summary.frames_skipped else []),
+        f"stopped by {summary.stopped_by}"], "; ")
+
+
+def _shares(recognised: Sequence[tuple[str, float]]) -> str:
+    return ", ".join(f"{label} {share:.0%}" for label, share in recognised)
+
+
+def capture_line(summary: Any) -> str:
+    """One sentence: how many frames were saved where, and why the capture stopped early if it did."""
+    text = f"saved {summary.saved} of {summary.requested} frames to {summary.folder}"
+    if summary.skipped_similar + summary.skipped_interval:
+        text += (f" ({summary.skipped_similar} near-identical and {summary.skipped_interval} too-soon frames "
+                 "skipped)")
+    if summary.interrupted:
+        text += "; interrupted, the saved frames are kept"
+    elif summary.duration_reached:
+        text += f"; --duration reached after {summary.frames_read} frames"
+    elif summary.ended_early:
+        text += f"; the source ended after {summary.frames_read} frames"
+    return text
+
+
+def print_report(report: BundleReport) -> None:
+    """The table shown at the end of `edgecnn export`, then the speed ratios and the notes."""
+    from edgecnn.export.report import COLUMNS, ratio_lines, rows
+
+    table = Table(title=f"{printable(report.arch)} export ({report.validation_images} validation images)")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column in ("model", "status") else "right")
+    for row in rows(report):
+        table.add_row(*map(printable, row), style="red" if row[-1].startswith("failed") else None)
+    console.print(Fitted(table))  # at 80 columns: no model name or figure split over two lines
+    for line in ratio_lines(report.ratios) + list(report.notes):
+        console.print(printable(line), highlight=False)
+
+
+def result_table(result: FinetuneResult) -> Table:
+    """The end-of-run summary of `edgecnn finetune`: best validation top-1 and where every file is."""
+    from edgecnn.plots import best_epoch_text
+
+    table = Table(title=f"fine-tuned on {result.train_images} images, validated on {result.val_images}",
+                  show_header=False)
+    table.add_row("best val top-1", f"[bold]{result.best_top1:.1%}[/] ({best_epoch_text(result)}, "
+                  f"val loss {result.best_val_loss:.3f})")
+    if result.skipped:
+        count, names = len(result.skipped), ", ".join(result.skipped[:3])
+        table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {printable(names)}")
+    if result.unknown:
+        table.add_row("unknown detector", result.unknown)
+    for name, path in result.paths.items():
+        table.add_row(name.replace("_", " "), printable(path))
+    table.add_row("time", f"{result.seconds:.1f} s")
+    return table
+
+
+def models_table(found: Sequence[Any]) -> Table:
+    """`edgecnn models`: one row per architecture, what is here offline and what it costs."""
+    table = Table(title="--arch choices (any timm classifier name works too)", title_justify="left")
+    for name, justify in (("arch", "left"), ("weights here", "left"), ("input", "right"),
+                          ("params", "right"), ("CPU ms", "right")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for info in found:
+        table.add_row(info.arch, "yes" if info.weights else "no (download)",
+                      f"{info.input_size[0]}x{info.input_size[1]}", f"{info.params_m:.1f} M",
+                      "-" if info.latency_ms is None else f"{info.latency_ms:.1f}")
+    return table

@@ -1,5 +1,5 @@
-"""The runtime's tables at 80 columns and piped (Rich's width then): no line wider, no label, figure or
-`openvino fp32` split over two rows, one source's summary not printed twice."""
+"""The CLI's tables (edgecnn/cli/render.py) at 80 columns and piped (Rich's width then): no line wider,
+no label, figure or `openvino fp32` split over two rows, one source's summary not printed twice."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import io
 
 import pytest
 from edgecnn.runtime.core.engine import Prediction
-from edgecnn.runtime.live.camera_report import CameraSummary, SourceSummary, summary_table
+from edgecnn.runtime.live.camera_report import CameraSummary, SourceSummary
 from edgecnn.runtime.measure.bench import BenchReport
 from edgecnn.runtime.measure.evaluate import EvalReport
 from edgecnn.runtime.measure.predict import FilePrediction
-from edgecnn.runtime.measure.tables import bench_table, eval_table, info_table, predictions_table
 from rich.console import Console
+
+from edgecnn.cli.render import bench_table, eval_table, info_table, predictions_table, summary_table
 
 
 def render(table: object, width: int | None = 80) -> list[str]:

@@ -1,0 +1,203 @@
+"""Live commands: `camera` (recognise what sources show, optionally on a web page) and `capture`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgecnn.cli.common import (
+    BackendOpt,
+    CacheOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelPath,
+    PrecisionOpt,
+    ThreadsOpt,
+    load_engine,
+)
+from edgecnn.cli.process import user_errors
+from edgecnn.cli.program import app
+from edgecnn.cli.render import capture_line, say, show, summary_table, tell
+from edgecnn.runtime.core.errors import EdgecnnError
+
+
+@app.command(epilog="Example: edgecnn camera bundles/imagenet --source samples/videos/cup.mp4 --headless "
+                     "--serve 8080\n\nSeveral: edgecnn camera bundles/imagenet --source 0 --source rtsp://cam2/live")
+@user_errors
+def camera(
+    model: ModelPath,
+    source: Annotated[list[str] | None, typer.Option(
+        help="Webcam index (0), video file, rtsp:// or http:// URL, or a folder of images; repeat it for "
+             "several sources (batched together).")] = None,
+    sources: Annotated[Path | None, typer.Option(
+        "--sources", exists=True, dir_okay=False, help="A text file naming one source a line.")] = None,
+    device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
+    top_k: Annotated[int | None, typer.Option(
+        help="Labels to show per frame (default: 3, or all when the model has fewer).")] = None,
+    min_prob: Annotated[float, typer.Option(
+        help="Top label below this probability shows as 'uncertain' (a low-confidence floor among the "
+        "model's classes; with 4 classes it is never below 0.25). Frames of none of the classes show as "
+        "'unknown' by the model's own unknown detector and threshold, whatever --min-prob is.")] = 0.2,
+    smooth: Annotated[float, typer.Option(
+        help="Weight of past frames in the moving average of probabilities and unknown score; 0 = off.")
+                      ] = 0.6,
+    headless: Annotated[bool, typer.Option(help="No window (automatic when there is no display).")] = False,
+    save: Annotated[Path | None, typer.Option(
+        help="Write the annotated video to this .mp4 (H.264 when this OpenCV build has it, else mp4v).")
+    ] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per processed frame.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing --save and --jsonl files.")
+                     ] = False,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
+    realtime: Annotated[bool, typer.Option(help="Play files at their FPS and drop frames like a camera.")
+                        ] = False,
+    width: Annotated[int | None, typer.Option(help="Frame width to ask the webcam for.")] = None,
+    height: Annotated[int | None, typer.Option(help="Frame height to ask the webcam for.")] = None,
+    fps: Annotated[float | None, typer.Option(help="FPS to ask the webcam for (folders: slideshow speed).")
+                   ] = None,
+    reconnect_timeout: Annotated[float, typer.Option(help="Seconds to keep reconnecting a lost stream.")
+                                 ] = 30.0,
+    start: Annotated[float, typer.Option(min=0, max=10**6, help="Video files: skip this many seconds first.")
+                     ] = 0.0,
+    vid_stride: Annotated[int, typer.Option(
+        min=1, max=1_000_000, help="Files and folders: process every Nth frame (the others are skipped "
+        "before they become images; frame numbers stay the source's). Live sources take every "
+        "newest frame.")] = 1,
+    collect: Annotated[Path | None, typer.Option(
+        help="Save the frames whose result was uncertain or unknown here (JPEG + JSON sidecar), to label "
+        "and fine-tune on.")] = None,
+    collect_max: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames --collect saves at most.")
+                           ] = 100,
+    record_to: Annotated[Path | None, typer.Option(
+        help="With --serve: the page's record button saves frames into RECORD_TO/CLASS/ (finetune's "
+        "layout).")] = None,
+    threads: ThreadsOpt = None,
+    serve: Annotated[str | None, typer.Option(
+        metavar="[HOST:]PORT", help="Show the live picture and results on a web page at this address "
+        "(host 127.0.0.1 unless given; another host needs --token or --no-auth).")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="EDGECNN_TOKEN", help="Secret viewers of --serve must give: open /?token=TOKEN.")] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Let anyone who can reach a non-loopback --serve address watch.")] = False,
+    json_out: JsonOpt = False, cache_dir: CacheOpt = None,
+) -> None:
+    """Recognise what webcams, video files, streams or image folders show, live (several at once).
+
+    With --serve, a browser shows it too: http://127.0.0.1:PORT/ (also /stream.mjpg, /events,
+    /api/state and /healthz).
+    """
+    from contextlib import ExitStack
+    from dataclasses import asdict, replace
+
+    from edgecnn.runtime.live.camera import CameraConfig, camera_engine, check_outputs, run_camera
+    from edgecnn.runtime.live.video import VideoOptions
+
+    names, shown = _camera_sources(source, sources)
+    if serve is None and (no_auth or record_to is not None):
+        raise EdgecnnError(f"{'--no-auth' if no_auth else '--record-to'} goes with --serve [HOST:]PORT")
+    options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
+                           reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride)
+    config = CameraConfig(sources=names, top_k=3 if top_k is None else top_k, min_prob=min_prob,
+                          smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
+                          video=options, force=force)
+    check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
+    with ExitStack() as stack:
+        sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
+                 ] if serve else []
+        collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
+        sinks += [collector] if collector else []
+        settings = camera_engine() if threads is None else {"threads": threads}
+        engine = stack.enter_context(load_engine(model, device, backend, precision, **settings,
+                                                  cache_dir=cache_dir))
+        if top_k is None:
+            config = replace(config, top_k=min(3, len(engine.labels)))
+        summary = run_camera(engine, config, say=say, sinks=sinks)
+    collected = {} if collector is None else {"collected": collector.saved,
+                                              "collect_dropped": collector.dropped}
+    show(json_out, {**asdict(summary), **collected}, lambda: summary_table(summary))
+    if collector is not None and not json_out:
+        tell(collector.describe())
+
+
+def _camera_sources(source: list[str] | None, sources: Path | None) -> tuple[tuple[str, ...], str]:
+    """The sources named (--source, --sources FILE; else webcam 0), each checked, and how to show them."""
+    from edgecnn.runtime.live.camera import read_sources_file
+    from edgecnn.runtime.live.video import check_source
+
+    names = tuple(source or ()) + (read_sources_file(sources) if sources else ()) or ("0",)
+    specs = [check_source(name) for name in names]  # a missing file fails before the model loads
+    return names, specs[0].name if len(specs) == 1 else ", ".join(spec.name for spec in specs)
+
+
+def _collector(folder: Path, limit: int) -> Any:
+    from edgecnn.runtime.live.collect import Collector
+
+    return Collector(folder, limit=limit)
+
+
+@app.command(epilog="Example: edgecnn capture 0 --out data/mine --label cup --count 100 --every 0.5")
+@user_errors
+def capture(
+    source: Annotated[str, typer.Argument(help="Webcam index (0), video file, rtsp:// or http:// URL, or a "
+                                               "folder of images.")],
+    out: Annotated[Path, typer.Option(help="Data folder: frames go to OUT/LABEL/ (what finetune reads).")],
+    label: Annotated[str, typer.Option(help="Class name: the folder the frames go to.")],
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames to save.")] = 100,
+    every: Annotated[float, typer.Option(min=0, max=86_400, help="Seconds between saved frames (media time "
+                                         "for files).")] = 0.0,
+    min_change: Annotated[float, typer.Option(min=0, max=1, help="Skip a frame that differs less than this "
+                                              "from the last saved one (mean grey difference, 0-1).")] = 0.02,
+    duration: Annotated[float | None, typer.Option(
+        min=0, max=86_400, help="Stop after this many seconds of the source (media time for files).")] = None,
+    headless: Annotated[bool, typer.Option(help="No preview window (automatic when there is no display).")
+                        ] = False,
+    reconnect_timeout: Annotated[float, typer.Option(
+        min=0, max=86_400, help="Seconds to keep reconnecting a lost stream.")] = 30.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Save frames of a camera, video or stream as training images for one class (Ctrl-C keeps them)."""
+    import json
+    from dataclasses import asdict
+
+    from edgecnn.runtime.core.outputs import check_writable
+    from edgecnn.runtime.live.capture import CaptureConfig, check_label, run_capture_cli
+    from edgecnn.runtime.live.video import VideoOptions, check_source
+
+    check_source(source)
+    check_label(label)
+    check_writable(out, "--out")
+    config = CaptureConfig(source=source, out=out, label=label, count=count, every=every,
+                           min_change=min_change, duration=duration,
+                           video=VideoOptions(reconnect_timeout=reconnect_timeout))
+    summary = run_capture_cli(config, headless=headless, progress=not json_out,
+                              say=say)
+    if json_out:
+        typer.echo(json.dumps({k: v for k, v in asdict(summary).items() if k != "files"}))
+    else:
+        tell(capture_line(summary))
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+@contextmanager
+def _live_server(serve: str, source: str, token: str | None, no_auth: bool,
+                 say: Callable[[str], None], record_to: Path | None = None) -> Iterator[Any]:
+    """The --serve page, listening before the model loads (a port in use fails at once)."""
+    from edgecnn.runtime.live.recorder import Recorder
+    from edgecnn.runtime.live.web import LiveServer, check_access, parse_address
+
+    address = parse_address(serve)
+    access = check_access(address, token, no_auth, say)
+    recorder = Recorder(record_to) if record_to is not None else None
+    try:
+        with LiveServer(address, source, access, say, recorder=recorder) as server:
+            say(f"camera page: {server.url}" + ("?token=TOKEN" if server.token else ""))
+            yield server
+    finally:
+        if recorder is not None:
+            recorder.close()
+
