@@ -13,7 +13,6 @@ correction, or a calibration set tripled by a low-contrast brighter and a darker
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,10 +86,11 @@ def quantised(bundle: Path, variant: str, work: Path, preprocess: Any) -> Path:
     import openvino as ov
     from edgecnn.export import openvino as export_openvino
     from edgecnn.export.images import split_images
+    from edgecnn.runtime.core.bundle import Bundle
 
-    report = json.loads((bundle / "report.json").read_text())
+    report = Bundle(bundle).report
     labels = [line for line in (bundle / "labels.txt").read_text().splitlines() if line]
-    train = split_images(report["split"], "train", labels)
+    train = split_images(report.split if report is not None else None, "train", labels)
     calibration: Any = export_openvino._Calibration(train, preprocess, 1)
     model = ov.convert_model(str(bundle / "model.onnx"))
     ignored, _ = export_openvino._ignored(model, export_openvino.RECIPES[0])

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.core.bundle import RunSplit
 from edgecnn.runtime.core.errors import upgrade_hint
-from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.metadata import Preprocess, labels_problem
+from edgecnn.runtime.core.records import Origin, from_dict, spec
+from edgecnn.unknown import Detector
 
 if TYPE_CHECKING:
     import torch
@@ -22,27 +25,50 @@ FORMAT_VERSION = 1
 FROM_FINETUNE = "give the best.pt that `edgecnn finetune` wrote"
 
 
+@dataclass(frozen=True)
+class CheckpointSplit:
+    """The run's images as paths relative to `data_root`, with their class indices: export calibrates on
+    train and validates on val, `--resume` trains on the same images."""
+
+    data_root: str = ""  # the run's data folder, resolved
+    train: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+    # class indices into the labels, one per image; None: not recorded (the folder names say the class)
+    train_labels: tuple[int, ...] | None = None
+    val_labels: tuple[int, ...] | None = None
+    skipped: tuple[str, ...] = ()  # unreadable files left out
+
+    def run_split(self) -> RunSplit:
+        """What the bundle records for eval: the paths without the class indices."""
+        return RunSplit(self.data_root, self.train, self.val)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored in the checkpoint: lists, the shape `edgecnn finetune` has always written."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in asdict(self).items() if value is not None}
+
+
 @dataclass
 class Checkpoint:
     """A trained classifier and its provenance; `training_state` is only needed to resume."""
 
-    arch: str
-    labels: list[str]
-    preprocess: Preprocess
-    state_dict: dict[str, torch.Tensor]
+    arch: str = spec(length=(1, 1000))
+    labels: list[str] = spec(check=labels_problem)
+    preprocess: Preprocess = spec()
+    state_dict: dict[str, torch.Tensor] = spec(raw=True)
     epoch: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = spec(factory=dict, finite=False)  # a diverged loss is NaN
     args: dict[str, Any] = field(default_factory=dict)
-    # data_root plus file paths relative to it: export calibrates on train and validates on val
-    split: dict[str, Any] = field(default_factory=dict)
+    split: CheckpointSplit | None = None  # None: none recorded (stored as {})
     training_state: dict[str, Any] = field(default_factory=dict)
-    # the unknown detector (edgecnn.unknown.Detector.to_dict); empty in checkpoints from before it existed
-    unknown: dict[str, Any] = field(default_factory=dict)
+    unknown: Detector | None = None  # None: from before detectors existed (stored as {})
 
     def to_payload(self) -> dict[str, Any]:
         # not asdict(self): it deep-copies every tensor (5 s of a 10-epoch head run went there)
         payload = {f.name: getattr(self, f.name) for f in fields(self)}
         payload["preprocess"] = asdict(self.preprocess)
+        payload["split"] = self.split.to_dict() if self.split is not None else {}
+        payload["unknown"] = self.unknown.to_dict() if self.unknown is not None else {}
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
 
     def build_model(self) -> torch.nn.Module:
@@ -82,17 +108,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise EdgecnnError(f"cannot load checkpoint {path}: {reason}; re-run `edgecnn finetune`") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EdgecnnError(f"{path} is not an edgecnn checkpoint; {FROM_FINETUNE}")
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+    origin = Origin(str(path), "is an incomplete edgecnn checkpoint", FROM_FINETUNE, "the checkpoint")
+    if from_dict(_Format, payload, origin).format_version > FORMAT_VERSION:
         raise EdgecnnError(f"{path} was written by a newer edgecnn; {upgrade_hint()}")
-    try:
-        return Checkpoint(
-            arch=str(payload["arch"]), labels=[str(x) for x in payload["labels"]],
-            preprocess=Preprocess.from_dict(payload["preprocess"], str(path)),
-            state_dict=payload["state_dict"],
-            epoch=int(payload.get("epoch", 0)), metrics=dict(payload.get("metrics", {})),
-            args=dict(payload.get("args", {})), split=dict(payload.get("split", {})),
-            training_state=dict(payload.get("training_state", {})),
-            unknown=dict(payload.get("unknown") or {}),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EdgecnnError(f"{path} is an incomplete edgecnn checkpoint ({exc}); {FROM_FINETUNE}") from exc
+    return from_dict(Checkpoint, payload, origin)
+
+
+@dataclass(frozen=True)
+class _Format:
+    """The format version alone, read before the fields whose meaning it decides."""
+
+    format_version: int = 0

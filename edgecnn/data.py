@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgecnn.checkpoint import CheckpointSplit
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.core.images import IMAGE_SUFFIXES, is_readable, iter_image_files, read_image
 from edgecnn.runtime.core.metadata import Preprocess, check_labels
@@ -40,18 +41,21 @@ class DataSplit:
     val: tuple[tuple[str, int], ...]
     skipped: tuple[str, ...] = ()  # unreadable files left out
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> CheckpointSplit:
         """The checkpoint's `split`: export calibrates on train and validates on val."""
-        return {"data_root": str(self.root.resolve()), "train": [p for p, _ in self.train],
-                "val": [p for p, _ in self.val], "train_labels": [c for _, c in self.train],
-                "val_labels": [c for _, c in self.val], "skipped": list(self.skipped)}
+        return CheckpointSplit(str(self.root.resolve()), tuple(p for p, _ in self.train),
+                               tuple(p for p, _ in self.val), tuple(c for _, c in self.train),
+                               tuple(c for _, c in self.val), self.skipped)
 
     @classmethod
-    def from_dict(cls, split: dict[str, Any], labels: Sequence[str]) -> DataSplit:
-        return cls(Path(split["data_root"]), tuple(labels),
-                   tuple(zip(split["train"], split["train_labels"], strict=True)),
-                   tuple(zip(split["val"], split["val_labels"], strict=True)),
-                   tuple(split.get("skipped", ())))
+    def from_record(cls, split: CheckpointSplit, labels: Sequence[str]) -> DataSplit:
+        """The run's split back from its checkpoint (`--resume`), which must hold the class indices."""
+        if split.train_labels is None or split.val_labels is None:
+            raise EdgecnnError("the checkpoint records no class indices for its images; start a new run "
+                               "without --resume")
+        train = tuple(zip(split.train, split.train_labels, strict=True))
+        val = tuple(zip(split.val, split.val_labels, strict=True))
+        return cls(Path(split.data_root), tuple(labels), train, val, split.skipped)
 
 
 def scan_folder(root: Path, val_split: float = 0.2, seed: int = 0) -> DataSplit:

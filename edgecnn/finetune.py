@@ -338,7 +338,7 @@ class Run:
         return Checkpoint(arch=self.config.arch, labels=list(self.split.labels), preprocess=self.preprocess,
                           state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                           epoch=len(self.history), metrics=metrics, args=self.config.to_args(),
-                          split=self.split.to_dict(), training_state=training_state)
+                          split=self.split.record(), training_state=training_state)
 
     def _save_last(self, training_state: dict[str, Any]) -> None:
         self.initial = None
@@ -406,7 +406,7 @@ class Run:
                                 config.accept_rate, head)
         if self.dist.main:
             best = load_checkpoint(self.out / "best.pt")
-            save_checkpoint(replace(best, unknown=detector.to_dict()), self.out / "best.pt")
+            save_checkpoint(replace(best, unknown=detector), self.out / "best.pt")
         return detector
 
     def _final_features(self, progress: Progress) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -458,7 +458,9 @@ def _last_checkpoint(out: Path) -> tuple[Checkpoint, DataSplit]:
     if not last.is_file():
         raise EdgecnnError(f"no {last} to resume from; start a new run without --resume")
     checkpoint = load_checkpoint(last)
-    split = DataSplit.from_dict(checkpoint.split, checkpoint.labels)
+    if checkpoint.split is None:
+        raise EdgecnnError(f"{last} records no data split; start a new run without --resume")
+    split = DataSplit.from_record(checkpoint.split, checkpoint.labels)
     if not split.root.is_dir():
         raise EdgecnnError(f"the run's data folder {split.root} is gone; restore it to resume the run")
     return checkpoint, split

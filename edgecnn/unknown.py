@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.core.metadata import MAX_THRESHOLD, UNKNOWN_RULES, UnknownMeta
+from edgecnn.runtime.core.records import spec
 
 if TYPE_CHECKING:
     import torch
@@ -64,31 +65,22 @@ def check_rule(rule: str) -> str:
     return rule
 
 
-@dataclass
+@dataclass(frozen=True)
 class Detector:
     """A fitted rule, its tensors and calibrated threshold: what the checkpoint stores."""
 
-    rule: str
-    threshold: float
-    accept_rate: float
-    calibration: str  # which images set the threshold, in words
-    calibration_images: int
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    rule: str = spec(choices=RULES)
+    threshold: float = spec(low=-MAX_THRESHOLD, high=MAX_THRESHOLD)
+    accept_rate: float = spec(low=0.0, high=1.0)
+    calibration: str = spec(length=(0, 1000))  # which images set the threshold, in words
+    calibration_images: int = spec()
+    tensors: dict[str, torch.Tensor] = spec(factory=dict, raw=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values and tensors only: loadable with `weights_only=True`."""
         return {"rule": self.rule, "threshold": float(self.threshold), "accept_rate": float(self.accept_rate),
                 "calibration": self.calibration, "calibration_images": int(self.calibration_images),
                 "tensors": dict(self.tensors)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Detector | None:
-        """None for checkpoints written before detectors existed (empty dict)."""
-        if not data:
-            return None
-        return cls(rule=check_rule(str(data["rule"])), threshold=float(data["threshold"]),
-                   accept_rate=float(data["accept_rate"]), calibration=str(data["calibration"]),
-                   calibration_images=int(data["calibration_images"]), tensors=dict(data["tensors"]))
 
     def meta(self) -> UnknownMeta:
         return UnknownMeta(rule=self.rule, threshold=float(self.threshold), accept_rate=self.accept_rate,

@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.images import is_readable, iter_image_files, read_image
 from edgecnn.runtime.core.metadata import Preprocess
 from edgecnn.runtime.core.preprocess import fit_frame
+
+if TYPE_CHECKING:
+    from edgecnn.runtime.core.bundle import RunSplit
+
+    from edgecnn.checkpoint import CheckpointSplit
 
 
 @dataclass(frozen=True)
@@ -37,19 +43,20 @@ class ImageSet:
         return ImageSet(tuple(self.paths[i] for i in picks), targets)
 
 
-def split_images(split: dict, part: str, labels: Sequence[str]) -> ImageSet:
-    """The `part` ("train" or "val") of a checkpoint's split, labelled when the classes are known."""
-    root = Path(str(split.get("data_root", "")))
-    relative = [Path(str(p)) for p in split.get(part, [])]
-    if not relative:
+def split_images(split: CheckpointSplit | RunSplit | None, part: str, labels: Sequence[str]) -> ImageSet:
+    """The `part` ("train" or "val") of a checkpoint's (or bundle's) split, labelled when the classes are
+    known."""
+    relative = [Path(p) for p in getattr(split, part, ())]
+    if split is None or not relative:
         raise EdgecnnError(f"the checkpoint records no {part} images; pass --calibration DIR with images")
-    paths = tuple(root / rel for rel in relative)
+    paths = tuple(Path(split.data_root) / rel for rel in relative)
     missing = [p for p in paths if not p.is_file()]
     if len(missing) == len(paths):
         raise EdgecnnError(f"the checkpoint's {part} images are gone (e.g. {missing[0]}); "
                            "restore the data folder or pass --calibration DIR")
-    if f"{part}_labels" in split:  # class indices recorded by `edgecnn finetune`
-        targets = tuple(int(t) for t in split[f"{part}_labels"])
+    recorded = getattr(split, f"{part}_labels", None)
+    if recorded is not None:  # class indices recorded by `edgecnn finetune`
+        targets = tuple(recorded)
     else:  # otherwise a file's class is its folder name
         index = {label: i for i, label in enumerate(labels)}
         targets = tuple(index.get(p.parent.name, -1) for p in paths)

@@ -77,18 +77,18 @@ def checkpoint_engine(path: Path, threads: int | None = None) -> tuple[Engine, R
     from edgecnn.export.source import bundle_preprocess
 
     from edgecnn.checkpoint import load_checkpoint
-    from edgecnn.unknown import Detector, score_module
+    from edgecnn.unknown import score_module
 
     started = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
     checkpoint = load_checkpoint(Path(path))
-    detector = Detector.from_dict(checkpoint.unknown)
+    detector = checkpoint.unknown
     preprocess = bundle_preprocess(checkpoint.preprocess)
     unknown = score_module(detector.rule, detector.tensors) if detector is not None else None
     wrapped = deployable(checkpoint.build_model(), preprocess, unknown)
     meta = ModelMeta(labels=tuple(checkpoint.labels), preprocess=preprocess, arch=checkpoint.arch,
                      precision="fp32", unknown=detector.meta() if detector is not None else None)
     backend = TorchBackend(wrapped, meta, time.perf_counter() - started)
-    run = RunSplit.from_dict(checkpoint.split, "checkpoint split.") if checkpoint.split else None
+    run = checkpoint.split.run_split() if checkpoint.split is not None else None
     return Engine(backend, meta, Path(path), REASON, "cpu"), run

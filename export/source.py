@@ -51,7 +51,6 @@ def default_calibration() -> Path | None:
 
 def checkpoint_source(path: Path, calibration: Path | None, calibration_size: int, imgsz: int = 0) -> Source:
     from edgecnn.checkpoint import load_checkpoint
-    from edgecnn.unknown import Detector
 
     checkpoint = load_checkpoint(path)
     height, width = checkpoint.preprocess.input_size
@@ -66,8 +65,8 @@ def checkpoint_source(path: Path, calibration: Path | None, calibration_size: in
         calibration=calibration_images.subset(calibration_size),
         validation=split_images(checkpoint.split, "val", checkpoint.labels),
         description=f"checkpoint {path} (epoch {checkpoint.epoch})",
-        detector=Detector.from_dict(checkpoint.unknown),
-        split=RunSplit.from_dict(checkpoint.split, "checkpoint split.") if checkpoint.split else None,
+        detector=checkpoint.unknown,
+        split=checkpoint.split.run_split() if checkpoint.split is not None else None,
     )
 
 

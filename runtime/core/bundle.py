@@ -24,11 +24,12 @@ import functools
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgecnn.runtime.core.errors import EdgecnnError, upgrade_hint
+from edgecnn.runtime.core.records import Origin, from_dict, read_json, spec
 
 REPORT_SCHEMA_VERSION = 2  # 2: INT8 gate figures and recipe tries (calibration.onnx_tried removed)
 # Older reports hold a subset of today's fields (0: written before the version field existed), so they
@@ -72,21 +73,15 @@ class Int8Agreement:
     flip_rate_interval: tuple[float, float]  # Wilson interval of the flip rate, percent
     top1_agreement: float
     top5_overlap: float  # mean share of FP32's top-5 classes also in INT8's top-5
-    mean_kl: float  # mean KL(FP32 || INT8) of the probabilities, nats (-1: the INT8 model failed to run)
+    # mean KL(FP32 || INT8) of the probabilities, nats (-1: the INT8 model failed to run; None: read back
+    # from report.json where NaN outputs made it NaN, which to_json writes as null)
+    mean_kl: float | None
     confident_images: int  # FP32 top-1 probability >= the gate's `confident_probability`
     confident_flips: int
     lost: int | None = None  # labelled: FP32 right, INT8 wrong
     gained: int | None = None  # labelled: FP32 wrong, INT8 right
     drop: float | None = None  # labelled: top-1 points lost, (lost - gained) / images
     drop_interval: tuple[float, float] | None = None  # Newcombe interval of the drop, points
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Int8Agreement:
-        known = _known(cls, data)
-        for key in ("flip_rate_interval", "drop_interval"):
-            if known.get(key) is not None:
-                known[key] = tuple(known[key])
-        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -97,10 +92,10 @@ class ModelReport:
     backend: str
     precision: str
     path: str  # bundle-relative, as in LAYOUT
-    top1: float | None = None  # percent; None when the images carry no labels
-    top5: float | None = None  # percent; only with more than 5 classes
-    agreement: float = 0.0  # percent of images whose top-1 equals PyTorch's
-    agreement_fp32: float | None = None  # INT8 only: percent agreeing with its FP32 parent
+    top1: float | None = spec(None, low=0, high=100)  # percent; None when the images carry no labels
+    top5: float | None = spec(None, low=0, high=100)  # percent; only with more than 5 classes
+    agreement: float = spec(0.0, low=0, high=100)  # percent of images whose top-1 equals PyTorch's
+    agreement_fp32: float | None = spec(None, low=0, high=100)  # INT8: percent agreeing with its FP32 parent
     max_abs_diff: float = 0.0  # largest probability difference against PyTorch (the shipped file)
     latency_ms: float | None = None  # median batch-1 latency at the report's `threads`
     size_bytes: int = 0
@@ -110,7 +105,7 @@ class ModelReport:
     drop: float | None = None  # INT8: top-1 points lost against the parent (unlabelled: disagreement)
     gate: Int8Agreement | None = None  # INT8: the figures its gate judged
     gate_rule: str = ""  # INT8: the gate rule that decided, in words
-    status: str = "ok"  # "ok" | "failed"
+    status: str = spec("ok", choices=("ok", "failed"))
     problem: str = ""  # why it failed, one sentence
 
     @property
@@ -122,13 +117,6 @@ class ModelReport:
         figures = {"top1": self.top1, "top5": self.top5, "agreement": self.agreement,
                    "max_abs_diff": self.max_abs_diff, "val_images": float(self.val_images)}
         return {key: value for key, value in figures.items() if value is not None}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelReport:
-        known = _checked(cls, data, "models[].")
-        if known.get("gate") is not None:
-            known["gate"] = Int8Agreement.from_dict(known["gate"])
-        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -144,26 +132,12 @@ class RecipeTry:
     float_nodes: tuple[str, ...] = ()  # nodes kept in float beyond preprocessing and softmax
     kept: bool = False
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RecipeTry:
-        known = _known(cls, data)
-        known["agreement"] = Int8Agreement.from_dict(known["agreement"])
-        known["float_nodes"] = tuple(known.get("float_nodes", ()))
-        return cls(**known)
-
 
 @dataclass(frozen=True)
 class Calibration:
     images: int
     method: str  # the ONNX Runtime calibration asked for ("auto": the recipe search)
     recipes: dict[str, tuple[RecipeTry, ...]] = field(default_factory=dict)  # backend -> tries, in order
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        known = _known(cls, data)
-        known["recipes"] = {backend: tuple(RecipeTry.from_dict(t) for t in tries)
-                            for backend, tries in known.get("recipes", {}).items()}
-        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -189,10 +163,6 @@ class UnknownCheck:
     # per model name: unknown_percent, and for INT8 decision_agreement_fp32
     models: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UnknownCheck:
-        return cls(**_known(cls, data))
-
 
 @dataclass(frozen=True)
 class RunSplit:
@@ -202,12 +172,6 @@ class RunSplit:
     data_root: str = ""  # the run's data folder, where it was trained
     train: tuple[str, ...] = ()
     val: tuple[str, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "split.") -> RunSplit:
-        """From report.json's `split` or a checkpoint's `split` (whose other keys are ignored)."""
-        known = _checked(cls, data, where)
-        return cls(**{**known, **{key: tuple(known[key]) for key in ("train", "val") if key in known}})
 
 
 @dataclass(frozen=True)
@@ -223,7 +187,7 @@ class BundleReport:
     validation_images: int = 0
     calibration: Calibration | None = None  # None without --int8
     int8_gate: Int8GateRules | None = None  # None without --int8
-    batch: int | str = "dynamic"
+    batch: int | str = spec("dynamic", low=1)
     opset: int = 17
     threads: int = 2
     max_drop: float = 1.0
@@ -250,66 +214,30 @@ class BundleReport:
         return json.dumps(_finite(asdict(self)), indent=2, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = REPORT_JSON) -> BundleReport | None:
+    def from_dict(cls, data: Any, source: str = REPORT_JSON) -> BundleReport | None:
         """The report; None when its older schema is no longer readable; EdgecnnError when newer or
         malformed."""
-        try:
-            if not isinstance(data, dict):
-                raise TypeError(f"the report is {type(data).__name__}, not an object")
-            version = data.get("schema_version", 0)
-            if type(version) is not int:
-                raise ValueError(f"schema_version is {version!r:.60}, not a whole number")
-            if version > REPORT_SCHEMA_VERSION:
-                raise EdgecnnError(f"{source} was written by a newer edgecnn (report schema {version}); "
-                                   f"{upgrade_hint()}")
-            if version not in READABLE_SCHEMAS:
-                return None
-            known = {**_checked(cls, data, ""), "schema_version": version}  # as written: 0 before versioning
-            if not isinstance(known["models"], list):
-                raise TypeError(f"models is {type(known['models']).__name__}, not a list")
-            known["models"] = tuple(ModelReport.from_dict(m) for m in known["models"])
-            records = {"calibration": Calibration.from_dict, "int8_gate": _gate_rules,
-                       "unknown": UnknownCheck.from_dict, "split": RunSplit.from_dict}
-            for key, read in records.items():
-                if known.get(key) is not None:
-                    known[key] = read(known[key])
-            known["notes"] = tuple(known.get("notes", ()))
-            return cls(**known)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise EdgecnnError(f"{source} is unreadable ({type(exc).__name__}: {exc}); "
-                               "export the bundle again") from exc
+        origin = report_origin(source)
+        version = from_dict(_Versioned, data, origin).schema_version
+        if version > REPORT_SCHEMA_VERSION:
+            raise EdgecnnError(f"{source} was written by a newer edgecnn (report schema {version}); "
+                               f"{upgrade_hint()}")
+        if version not in READABLE_SCHEMAS:
+            return None
+        # schema_version as written: 0 before versioning
+        return replace(from_dict(cls, data, origin), schema_version=version)
 
 
-def _gate_rules(data: dict[str, Any]) -> Int8GateRules:
-    gate = _known(Int8GateRules, data)
-    return Int8GateRules(**{**gate, "rules": tuple(gate.get("rules", ()))})
+def report_origin(source: str) -> Origin:
+    """How report.json names itself in an error."""
+    return Origin(source, "is unreadable", "export the bundle again", "the report")
 
 
-# A field's annotation -> (check, what the message asks for). Fields not listed (records, dicts) are
-# checked by their own from_dict.
-_NUMBER = (int, float)
-_CHECKS: dict[str, tuple[Any, str]] = {
-    "str": (lambda v: isinstance(v, str), "a text"),
-    "str | None": (lambda v: v is None or isinstance(v, str), "a text or null"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "int": (lambda v: type(v) is int and 0 <= v < 2**53, "a whole number from 0"),
-    "float": (lambda v: type(v) in _NUMBER and math.isfinite(v), "a finite number"),
-    "float | None": (lambda v: v is None or (type(v) in _NUMBER and math.isfinite(v)), "a number or null"),
-    "int | str": (lambda v: isinstance(v, str) or (type(v) is int and v > 0), "a whole number or a text"),
-    "tuple[str, ...]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-                        "a list of texts"),
-}
+@dataclass(frozen=True)
+class _Versioned:
+    """The schema version alone, read before the fields whose meaning it decides (0: before versioning)."""
 
-
-def _checked(cls: type, data: Any, where: str) -> dict[str, Any]:
-    """The fields `cls` knows, each checked against its annotation; TypeError naming the first wrong one."""
-    known = _known(cls, data)
-    types = {f.name: f.type for f in fields(cls)}
-    for key, value in known.items():
-        check, wanted = _CHECKS.get(str(types[key]), (None, ""))
-        if check is not None and not check(value):
-            raise TypeError(f"{where}{key} is {value!r:.60}; expected {wanted}")
-    return known
+    schema_version: int = 0
 
 
 def _finite(value: Any) -> Any:
@@ -320,14 +248,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
-
-
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """The fields `cls` knows; others (added by a later edgecnn of the same schema) are ignored."""
-    if not isinstance(data, dict):
-        raise TypeError(f"expected an object, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)}
-    return {key: value for key, value in data.items() if key in names}
 
 
 # -- reading a bundle -----------------------------------------------------------------------------------
@@ -388,13 +308,8 @@ class Bundle:
             return None
         from edgecnn.runtime.core.files import read_bounded
 
-        try:
-            data = json.loads(read_bounded(path, MAX_REPORT_BYTES, "report"), parse_constant=_no_constant)
-        except RecursionError:
-            raise EdgecnnError(f"{path} is unreadable (nested too deeply); export the bundle again") from None
-        except ValueError as exc:
-            raise EdgecnnError(f"{path} is unreadable ({exc}); export the bundle again") from exc
-        return BundleReport.from_dict(data, str(path))
+        text = read_bounded(path, MAX_REPORT_BYTES, "report")
+        return BundleReport.from_dict(read_json(text, report_origin(str(path)), MAX_REPORT_BYTES), str(path))
 
     def models(self) -> list[BundleModel]:
         """Every model file present, in LAYOUT order, with its report; EdgecnnError when there is none.
@@ -413,10 +328,6 @@ class Bundle:
 
     def labels_file(self) -> Path | None:
         return self.file(LABELS_TXT)
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def inside(path: Path, root: Path) -> Path:

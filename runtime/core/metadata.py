@@ -8,19 +8,20 @@ callers pass nothing but images.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgecnn.runtime.core.errors import EdgecnnError, upgrade_hint
+from edgecnn.runtime.core.records import Origin, from_dict, read_json, spec
 
 SCHEMA_VERSION = 1
 META_KEY = "edgecnn_meta"  # ONNX metadata_props key and OpenVINO rt_info key
 MAX_META_CHARS = 64_000_000  # ImageNet-22k's labels are under 1 MB
 MAX_SIDE = 16384  # input height/width
 MAX_LABELS = 1_000_000
+MAX_TEXT = 1000  # characters of a label or a text field
 RESIZE_MODES = ("shorter_crop", "stretch")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "area")
 PRECISIONS = ("fp32", "fp16", "int8", "")  # "" for a model built from --labels/--mean/--std
@@ -31,30 +32,16 @@ LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # what str.
 class Preprocess:
     """How a uint8 frame is fitted to the model; normalisation lives inside edgecnn graphs."""
 
-    input_size: tuple[int, int] = (224, 224)  # (height, width)
-    resize: str = "shorter_crop"  # "shorter_crop": shorter side to size/crop_fraction, centre crop; "stretch"
-    crop_fraction: float = 0.875
-    interpolation: str = "bicubic"
+    input_size: tuple[int, int] = spec((224, 224), low=1, high=MAX_SIDE)  # (height, width)
+    # "shorter_crop": shorter side to size/crop_fraction, centre crop; "stretch"
+    resize: str = spec("shorter_crop", choices=RESIZE_MODES)
+    crop_fraction: float = spec(0.875, low=0.0, high=1.0, low_open=True)
+    interpolation: str = spec("bicubic", choices=INTERPOLATIONS)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # on the 0..1 scale
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    color_order: str = "RGB"
-    layout: str = "NHWC"
+    std: tuple[float, float, float] = spec((0.5, 0.5, 0.5), low=0, low_open=True)
+    color_order: str = spec("RGB", choices=("RGB", "BGR"))
+    layout: str = spec("NHWC", choices=("NHWC", "NCHW"))
     normalize_in_graph: bool = True  # False: caller feeds float NCHW normalised with mean/std
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "model", where: str = "preprocess") -> Preprocess:
-        """A checked Preprocess from JSON-like data: EdgecnnError naming the first wrong field."""
-        fields = _Fields(data, source, where)
-        height, width = fields.sizes("input_size", 2, 1, MAX_SIDE, (224, 224))
-        return cls(
-            input_size=(height, width), resize=fields.choice("resize", RESIZE_MODES, "shorter_crop"),
-            crop_fraction=fields.number("crop_fraction", 0.875, low=0.0, high=1.0, low_open=True),
-            interpolation=fields.choice("interpolation", INTERPOLATIONS, "bicubic"),
-            mean=fields.numbers("mean", 3, (0.5, 0.5, 0.5)),
-            std=fields.numbers("std", 3, (0.5, 0.5, 0.5), positive=True),
-            color_order=fields.choice("color_order", ("RGB", "BGR"), "RGB"),
-            layout=fields.choice("layout", ("NHWC", "NCHW"), "NHWC"),
-            normalize_in_graph=fields.flag("normalize_in_graph", True))
 
 
 # edgecnn/unknown.py
@@ -67,41 +54,30 @@ class UnknownMeta:
     """The model's unknown detector: its graph output `unknown_score` (higher = more likely none of the
     labels) and the threshold above which an image counts as unknown."""
 
-    rule: str  # one of UNKNOWN_RULES (see edgecnn/unknown.py)
-    threshold: float
-    accept_rate: float = 0.95  # share of the calibration images accepted as known at `threshold`
-    calibration: str = ""  # which images set the threshold, in words
+    rule: str = spec(choices=UNKNOWN_RULES)  # see edgecnn/unknown.py
+    threshold: float = spec(low=-MAX_THRESHOLD, high=MAX_THRESHOLD)
+    # share of the calibration images accepted as known at `threshold`
+    accept_rate: float = spec(0.95, low=0.5, high=1.0, low_open=True)
+    calibration: str = spec("", length=(0, MAX_TEXT))  # which images set the threshold, in words
     calibration_images: int = 0
-    output: str = "unknown_score"
+    output: str = spec("unknown_score", choices=("unknown_score",))
 
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "model") -> UnknownMeta | None:
-        """A checked UnknownMeta from JSON-like data (None: no detector); EdgecnnError for a wrong field."""
-        if data is None or data == {}:
-            return None
-        fields = _Fields(data, source, "unknown")
-        return cls(rule=fields.choice("rule", UNKNOWN_RULES, "knn"),
-                   threshold=fields.number("threshold", 0.0, -MAX_THRESHOLD, MAX_THRESHOLD),
-                   accept_rate=fields.number("accept_rate", 0.95, 0.5, 1.0, low_open=True),
-                   calibration=fields.text("calibration", ""),
-                   calibration_images=fields.count("calibration_images", 0, 0, None),
-                   output=fields.choice("output", ("unknown_score",), "unknown_score"))
 
 
 @dataclass(frozen=True)
 class ModelMeta:
     """What a model is: labels, preprocessing, provenance and measured accuracy."""
 
-    labels: tuple[str, ...]
+    labels: tuple[str, ...] = spec(check=lambda labels: labels_problem(labels))
     preprocess: Preprocess = field(default_factory=Preprocess)
-    arch: str = ""
-    precision: str = "fp32"  # fp32 | fp16 | int8
+    arch: str = spec("", length=(0, MAX_TEXT))
+    precision: str = spec("fp32", choices=PRECISIONS)  # fp32 | fp16 | int8
     softmax_in_graph: bool = True
-    accuracy: dict[str, float] = field(default_factory=dict)
+    accuracy: dict[str, float] = spec(factory=dict, length=(0, 100))
     unknown: UnknownMeta | None = None  # None: no `unknown_score` output, unknown detection off
-    edgecnn_version: str = ""
-    created: str = ""
-    schema_version: int = SCHEMA_VERSION
+    edgecnn_version: str = spec("", length=(0, MAX_TEXT))
+    created: str = spec("", length=(0, MAX_TEXT))
+    schema_version: int = spec(SCHEMA_VERSION, low=1)
 
     @property
     def num_classes(self) -> int:
@@ -115,32 +91,13 @@ class ModelMeta:
     @classmethod
     def from_json(cls, text: str, source: str = "model") -> ModelMeta:
         """Parse and check the metadata once, here: every field typed and in range, or one EdgecnnError."""
-        if len(text) > MAX_META_CHARS:
-            raise EdgecnnError(f"{source} has {len(text) / 1e6:.0f} MB of edgecnn metadata, over the "
-                               f"{MAX_META_CHARS // 10**6} MB limit; re-export it")
-        try:
-            data = json.loads(text, parse_constant=_no_constant)
-        except RecursionError:
-            raise EdgecnnError(f"{source} has unreadable edgecnn metadata (nested too deeply); "
-                               "re-export it") from None
-        except ValueError as exc:
-            raise EdgecnnError(f"{source} has unreadable edgecnn metadata ({exc}); re-export it") from exc
-        fields = _Fields(data, source)
-        version = fields.count("schema_version", SCHEMA_VERSION, 1, None)
+        origin = metadata_origin(source)
+        data = read_json(text, origin, MAX_META_CHARS)
+        version = from_dict(_Versioned, data, origin).schema_version
         if version > SCHEMA_VERSION:
             raise EdgecnnError(f"{source} was written by a newer edgecnn (metadata schema {version}); "
                                f"{upgrade_hint()}")
-        checked = dict(
-            labels=fields.labels("labels"),
-            preprocess=Preprocess.from_dict(fields.get("preprocess", {}), source),
-            arch=fields.text("arch", ""), precision=fields.choice("precision", PRECISIONS, "fp32"),
-            softmax_in_graph=fields.flag("softmax_in_graph", True),
-            accuracy=fields.figures("accuracy"), edgecnn_version=fields.text("edgecnn_version", ""),
-            created=fields.text("created", ""), schema_version=version,
-            unknown=UnknownMeta.from_dict(fields.get("unknown", None), source))
-        # A field added to ModelMeta later and not checked above yet is passed through as read.
-        added = {key: data[key] for key in cls.__dataclass_fields__ if key in data and key not in checked}
-        return cls(**checked, **added)
+        return from_dict(cls, data, origin)
 
     def stamped(self, **changes: Any) -> ModelMeta:
         """A copy with the version and creation time of now, plus `changes`."""
@@ -209,106 +166,42 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
     return check_labels(labels, f"labels file {path}: label")
 
 
+def metadata_origin(source: str) -> Origin:
+    """How a model's metadata names itself in an error."""
+    return Origin(source, "has unreadable edgecnn metadata", "re-export the model", "the metadata")
+
+
+@dataclass(frozen=True)
+class _Versioned:
+    """The schema version alone, read before the fields whose meaning it decides."""
+
+    schema_version: int = spec(SCHEMA_VERSION, low=1)
+
+
 def check_labels(labels: Any, what: str) -> tuple[str, ...]:
     """Labels as a tuple of distinct one-line names; EdgecnnError saying which one is wrong."""
-    if not isinstance(labels, (list, tuple)) or not 1 <= len(labels) <= MAX_LABELS:
-        raise EdgecnnError(f"{what} must be a list of 1 to {MAX_LABELS} names, got {_short(labels)}")
-    seen: dict[str, int] = {}
-    for index, label in enumerate(labels):
-        if not isinstance(label, str) or not label.strip() or len(label) > 1000:
-            raise EdgecnnError(f"{what}[{index}] is {_short(label)}; every label must be a name of 1 to 1000 "
-                               "characters")
-        if LINE_BREAKS & set(label):
-            raise EdgecnnError(f"{what}[{index}] {_short(label)} holds a line break; a label is one line "
-                               "(rename the class folder)")
-        if label in seen:
-            raise EdgecnnError(f"{what} lists {_short(label)} twice (positions {seen[label]} and {index}); "
-                               "every class needs its own label")
-        seen[label] = index
+    problem = labels_problem(labels)
+    if problem is not None:
+        raise EdgecnnError(f"{what}{problem}")
     return tuple(labels)
 
 
-class _Fields:
-    """Typed reads of one JSON object; each read checks its field and names it when it is wrong."""
-
-    def __init__(self, data: Any, source: str, where: str = "") -> None:
-        if not isinstance(data, dict):
-            raise EdgecnnError(f"{source} has unreadable edgecnn metadata ({where or 'the metadata'} is "
-                               f"{type(data).__name__}, not an object); re-export it")
-        self.data, self.source, self.where = data, source, where
-
-    def get(self, key: str, default: Any) -> Any:
-        return self.data.get(key, default)
-
-    def wrong(self, key: str, value: Any, expected: str) -> EdgecnnError:
-        name = f"{self.where}.{key}" if self.where else key
-        return EdgecnnError(f"{self.source} has bad edgecnn metadata: {name} is {_short(value)}; "
-                            f"expected {expected}; re-export the model")
-
-    def count(self, key: str, default: int, low: int, high: int | None) -> int:
-        value = self.data.get(key, default)
-        if type(value) is not int or value < low or (high is not None and value > high):
-            raise self.wrong(key, value, f"a whole number from {low}" + (f" to {high}" if high else " up"))
-        return value
-
-    def sizes(self, key: str, length: int, low: int, high: int, default: tuple[int, ...]) -> tuple[int, ...]:
-        value = self.data.get(key, default)
-        if (not isinstance(value, (list, tuple)) or len(value) != length
-                or any(type(v) is not int or not low <= v <= high for v in value)):
-            raise self.wrong(key, value, f"{length} whole numbers from {low} to {high}")
-        return tuple(value)
-
-    def number(self, key: str, default: float, low: float, high: float, low_open: bool = False) -> float:
-        value = self.data.get(key, default)
-        if not _is_number(value) or not (low < value if low_open else low <= value) or value > high:
-            raise self.wrong(key, value, f"a number {'above' if low_open else 'from'} {low} to {high}")
-        return float(value)
-
-    def numbers(self, key: str, length: int, default: tuple[float, ...], positive: bool = False
-                ) -> tuple[float, ...]:
-        value = self.data.get(key, default)
-        if (not isinstance(value, (list, tuple)) or len(value) != length
-                or not all(_is_number(v) and (v > 0 or not positive) for v in value)):
-            raise self.wrong(key, value, f"{length} finite numbers" + (" above 0" if positive else ""))
-        return tuple(float(v) for v in value)
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.data.get(key, default)
-        if value not in choices or not isinstance(value, str):
-            raise self.wrong(key, value, "one of " + ", ".join(repr(c) for c in choices))
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            raise self.wrong(key, value, "true or false")
-        return value
-
-    def text(self, key: str, default: str) -> str:
-        value = self.data.get(key, default)
-        if not isinstance(value, str) or len(value) > 1000:
-            raise self.wrong(key, value, "a text of at most 1000 characters")
-        return value
-
-    def labels(self, key: str) -> tuple[str, ...]:
-        if key not in self.data:
-            raise self.wrong(key, None, "a list of class names")
-        return check_labels(self.data[key], f"{self.source}: edgecnn metadata {key}")
-
-    def figures(self, key: str) -> dict[str, float]:
-        value = self.data.get(key, {})
-        if (not isinstance(value, dict) or len(value) > 100
-                or not all(isinstance(k, str) and _is_number(v) for k, v in value.items())):
-            raise self.wrong(key, value, "an object of names and finite numbers")
-        return {k: float(v) for k, v in value.items()}
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
+def labels_problem(labels: Any) -> str | None:
+    """What is wrong with `labels` (said after their name), or None: a list of distinct one-line names."""
+    if not isinstance(labels, (list, tuple)) or not 1 <= len(labels) <= MAX_LABELS:
+        return f" must be a list of 1 to {MAX_LABELS} names, got {_short(labels)}"
+    seen: dict[str, int] = {}
+    for index, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip() or len(label) > MAX_TEXT:
+            return f"[{index}] is {_short(label)}; every label must be a name of 1 to {MAX_TEXT} characters"
+        if LINE_BREAKS & set(label):
+            return (f"[{index}] {_short(label)} holds a line break; a label is one line "
+                    "(rename the class folder)")
+        if label in seen:
+            return (f" lists {_short(label)} twice (positions {seen[label]} and {index}); every class needs "
+                    "its own label")
+        seen[label] = index
+    return None
 
 
 def _short(value: Any) -> str:

@@ -48,7 +48,7 @@ def test_train_val_layout_keeps_the_given_split(tiny_data: Path, tmp_path: Path)
     assert len(split.train) == 10 and len(split.val) == 6
     assert all(p.startswith("train/") for p, _ in split.train)
     assert all(p.startswith("val/") for p, _ in split.val)
-    again = DataSplit.from_dict(split.to_dict(), split.labels)
+    again = DataSplit.from_record(split.record(), split.labels)
     assert (again.train, again.val, again.root) == (split.train, split.val, tmp_path.resolve())
 
 

@@ -42,9 +42,8 @@ def test_checkpoint_loads_safely_and_carries_everything(tiny_run: Path, tiny_dat
     assert checkpoint.labels == sorted(p.name for p in tiny_data.iterdir())
     assert checkpoint.preprocess == build_model().preprocess
     assert all(isinstance(v, str | int | float | bool) for v in checkpoint.args.values())
-    assert checkpoint.split["data_root"] == str(tiny_data.resolve())
-    for part in ("train", "val"):
-        assert all((tiny_data / p).is_file() for p in checkpoint.split[part])
+    assert checkpoint.split is not None and checkpoint.split.data_root == str(tiny_data.resolve())
+    assert all((tiny_data / p).is_file() for p in checkpoint.split.train + checkpoint.split.val)
     assert set(checkpoint.metrics) >= {"val_top1", "val_loss"}
     last = load_checkpoint(tiny_run / "last.pt")
     assert last.epoch == 6 and {"optimizer", "scheduler", "history", "best"} <= set(last.training_state)
@@ -166,9 +165,10 @@ def test_cli_trains_on_messy_folder(tmp_path: Path, two_classes: Path,
     assert "skipped" in result.output and "fishes/cut.jpg" in result.output  # the summary table
     assert "best val top-1" in result.output
     split = load_checkpoint(out / "best.pt").split
-    used = set(split["train"] + split["val"])
+    assert split is not None
+    used = set(split.train + split.val)
     assert {"tools/gray.png", "tools/rgba.png", "fishes/deep.png"} <= used
-    assert split["skipped"] == ["fishes/cut.jpg"] and not any(p.endswith(".txt") for p in used)
+    assert split.skipped == ("fishes/cut.jpg",) and not any(p.endswith(".txt") for p in used)
 
 
 @pytest.mark.parametrize(("args", "message"), [

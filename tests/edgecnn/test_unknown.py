@@ -80,12 +80,14 @@ def test_knn_imagenet_keeps_the_leading_logit_directions(pooled: dict) -> None:
 
 def test_detector_reloads_with_weights_only(pooled: dict, tmp_path: Path) -> None:
     import torch
+    from edgecnn.runtime.core.records import Origin, from_dict
 
     from edgecnn.unknown import Detector
 
     detector = fitted("knn+imagenet", pooled)
     torch.save(detector.to_dict(), tmp_path / "detector.pt")
-    loaded = Detector.from_dict(torch.load(tmp_path / "detector.pt", weights_only=True))
+    stored = torch.load(tmp_path / "detector.pt", weights_only=True)
+    loaded = from_dict(Detector, stored, Origin("detector.pt"))
     assert loaded is not None and loaded.threshold == pytest.approx(detector.threshold)
     np.testing.assert_allclose(scores(loaded, pooled, "unknown"), scores(detector, pooled, "unknown"))
 

@@ -45,9 +45,9 @@ def frames(tiny_bundle: Path, sample_photos: Path) -> np.ndarray:
 
 def test_finetune_stores_a_calibrated_detector(tiny_run: Path) -> None:
     from edgecnn.checkpoint import load_checkpoint
-    from edgecnn.unknown import DEFAULT_RULE, Detector
+    from edgecnn.unknown import DEFAULT_RULE
 
-    detector = Detector.from_dict(load_checkpoint(tiny_run / "best.pt").unknown)
+    detector = load_checkpoint(tiny_run / "best.pt").unknown
     assert detector is not None and detector.rule == DEFAULT_RULE
     assert np.isfinite(detector.threshold) and detector.accept_rate == 0.95
     # 8 validation images are too few to calibrate on: the fallback says so
@@ -73,10 +73,10 @@ def test_fp32_score_matches_pytorch(tiny_run: Path, tiny_bundle: Path, frames: n
     from edgecnn.export.onnx import deployable
 
     from edgecnn.checkpoint import load_checkpoint
-    from edgecnn.unknown import Detector, score_module
+    from edgecnn.unknown import score_module
 
     checkpoint = load_checkpoint(tiny_run / "best.pt")
-    detector = Detector.from_dict(checkpoint.unknown)
+    detector = checkpoint.unknown
     wrapped = deployable(checkpoint.build_model(), ModelMeta.read(tiny_bundle / "model.onnx").preprocess,
                          score_module(detector.rule, detector.tensors))
     with torch.inference_mode():
@@ -100,7 +100,7 @@ def test_checkpoint_without_detector_exports_with_detection_off(tiny_run: Path, 
 
     from edgecnn.checkpoint import load_checkpoint, save_checkpoint
 
-    old = save_checkpoint(replace(load_checkpoint(tiny_run / "best.pt"), unknown={}), tmp_path / "old.pt")
+    old = save_checkpoint(replace(load_checkpoint(tiny_run / "best.pt"), unknown=None), tmp_path / "old.pt")
     report = export_bundle(ExportConfig(checkpoint=old, out=tmp_path / "bundle", formats=("onnx",),
                                         progress=False))
     assert report.unknown is None
@@ -133,20 +133,24 @@ def test_checkpoint_with_an_older_knn_detector_exports_it(tiny_run: Path, tmp_pa
 
     from edgecnn.checkpoint import load_checkpoint, save_checkpoint
     from edgecnn.features import image_features
-    from edgecnn.unknown import Detector, fit_detector
+    from edgecnn.unknown import fit_detector
 
     checkpoint = load_checkpoint(tiny_run / "best.pt")
-    model, root, split = checkpoint.build_model(), Path(checkpoint.split["data_root"]), checkpoint.split
-    train, val = ((image_features(model, checkpoint.preprocess, [root / p for p in split[part]]),
-                   torch.tensor(split[f"{part}_labels"])) for part in ("train", "val"))
+    model, split = checkpoint.build_model(), checkpoint.split
+    assert split is not None and split.train_labels is not None and split.val_labels is not None
+    root = Path(split.data_root)
+    parts = ((split.train, split.train_labels), (split.val, split.val_labels))
+    train, val = ((image_features(model, checkpoint.preprocess, [root / p for p in paths]),
+                   torch.tensor(labels)) for paths, labels in parts)
     detector = fit_detector("knn", train, val, model.get_classifier(), len(checkpoint.labels))
-    old = save_checkpoint(replace(checkpoint, unknown=detector.to_dict()), tmp_path / "old.pt")
+    old = save_checkpoint(replace(checkpoint, unknown=detector), tmp_path / "old.pt")
     report = export_bundle(ExportConfig(checkpoint=old, out=tmp_path / "bundle", formats=("onnx",),
                                         progress=False))
     assert report.unknown is not None and report.unknown.rule == "knn"
     meta = ModelMeta.read(tmp_path / "bundle" / "model.onnx")
     assert meta.unknown is not None and meta.unknown.rule == "knn"
-    assert Detector.from_dict(load_checkpoint(old).unknown).rule == "knn"
+    reloaded = load_checkpoint(old).unknown
+    assert reloaded is not None and reloaded.rule == "knn"
 
 
 def test_openvino_int8_keeps_the_whole_detector_in_float(tiny_bundle: Path) -> None:

@@ -323,7 +323,8 @@ def test_training_goes_on_over_a_messy_folder(
     from edgecnn.checkpoint import load_checkpoint
 
     split = load_checkpoint(tmp_path / "run" / "best.pt").split
-    used = set(split["train"] + split["val"])
+    assert split is not None
+    used = set(split.train + split.val)
     assert {f"tools/{p.name}" for p in odd.values()} <= used
-    assert set(split["skipped"]) == {f"fishes/{p.name}" for p in damaged.values()}
+    assert set(split.skipped) == {f"fishes/{p.name}" for p in damaged.values()}
     assert not any("loop" in p or p.endswith(".txt") for p in used)

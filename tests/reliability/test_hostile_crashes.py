@@ -259,15 +259,15 @@ REPORTS: dict[str, tuple[Callable[[Path], object], tuple[str, ...]]] = {
     ),
     "models an object of numbers": (
         lambda b: _report(b, lambda d: d.update(models={"a": 1})),
-        ("models is dict, not a list",),
+        ("models is {'a': 1}", "expected a list of objects"),
     ),
     "latency a string": (
         lambda b: _report(b, lambda d: d["models"][0].update(latency_ms="fast")),
-        ("models[].latency_ms is 'fast'", "a number or null"),
+        ("models[0].latency_ms is 'fast'", "a finite number or null"),
     ),
     "status a number": (
         lambda b: _report(b, lambda d: d["models"][0].update(status=1)),
-        ("models[].status is 1",),
+        ("models[0].status is 1", "one of 'ok', 'failed'"),
     ),
     "schema_version infinite": (
         lambda b: (b / "report.json").write_text(
