@@ -111,7 +111,8 @@ def checkpoint_run(checkpoint: Path, folder: Path) -> dict[str, Any]:
     bundle = folder / checkpoint.parent.name
     config = ExportConfig(checkpoint=checkpoint, out=bundle, int8=True, progress=False)
     report, seconds, passed = export(config)
-    data_root = Path(load_checkpoint(checkpoint).split["data_root"])
+    split = load_checkpoint(checkpoint).split
+    data_root = Path(split.data_root if split is not None else "")
     everything = ImageSet(tuple(iter_image_files(data_root)))
     preprocess = ModelMeta.read(bundle / "model.onnx").preprocess
     return {"checkpoint": str(checkpoint), "exit": 0 if passed else 1, "export_seconds": round(seconds, 1),

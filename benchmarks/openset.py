@@ -124,8 +124,9 @@ def fine_tuned_arrays(data: Path, left_out: str, args: argparse.Namespace) -> di
         checkpoint = load_checkpoint(run / "best.pt")
         split = checkpoint.split
         model = checkpoint.build_model()
-        sets = {"train": [(root / p, c) for p, c in zip(split["train"], split["train_labels"], strict=True)],
-                "val": [(root / p, c) for p, c in zip(split["val"], split["val_labels"], strict=True)],
+        assert split is not None and split.train_labels is not None and split.val_labels is not None
+        sets = {"train": [(root / p, c) for p, c in zip(split.train, split.train_labels, strict=True)],
+                "val": [(root / p, c) for p, c in zip(split.val, split.val_labels, strict=True)],
                 "test": known_test, "unknown": unknown}
         arrays: dict[str, np.ndarray] = {}
         for name, items in sets.items():
