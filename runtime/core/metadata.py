@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.runtime.core.errors import EdgecnnError, upgrade_hint
-from edgecnn.runtime.core.records import Origin, from_dict, read_json, spec
+from edgecnn.runtime.core.records import Origin, from_dict, read_json, short, spec
 
 SCHEMA_VERSION = 1
 META_KEY = "edgecnn_meta"  # ONNX metadata_props key and OpenVINO rt_info key
@@ -26,6 +26,24 @@ RESIZE_MODES = ("shorter_crop", "stretch")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "area")
 PRECISIONS = ("fp32", "fp16", "int8", "")  # "" for a model built from --labels/--mean/--std
 LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # what str.splitlines splits at
+
+
+def labels_problem(labels: Any) -> str | None:
+    """What is wrong with `labels` (said after their name), or None: a list of distinct one-line names."""
+    if not isinstance(labels, (list, tuple)) or not 1 <= len(labels) <= MAX_LABELS:
+        return f" must be a list of 1 to {MAX_LABELS} names, got {short(labels)}"
+    seen: dict[str, int] = {}
+    for index, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip() or len(label) > MAX_TEXT:
+            return f"[{index}] is {short(label)}; every label must be a name of 1 to {MAX_TEXT} characters"
+        if LINE_BREAKS & set(label):
+            return (f"[{index}] {short(label)} holds a line break; a label is one line "
+                    "(rename the class folder)")
+        if label in seen:
+            return (f" lists {short(label)} twice (positions {seen[label]} and {index}); every class needs "
+                    "its own label")
+        seen[label] = index
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,7 @@ class UnknownMeta:
 class ModelMeta:
     """What a model is: labels, preprocessing, provenance and measured accuracy."""
 
-    labels: tuple[str, ...] = spec(check=lambda labels: labels_problem(labels))
+    labels: tuple[str, ...] = spec(check=labels_problem)
     preprocess: Preprocess = field(default_factory=Preprocess)
     arch: str = spec("", length=(0, MAX_TEXT))
     precision: str = spec("fp32", choices=PRECISIONS)  # fp32 | fp16 | int8
@@ -185,26 +203,3 @@ def check_labels(labels: Any, what: str) -> tuple[str, ...]:
         raise EdgecnnError(f"{what}{problem}")
     return tuple(labels)
 
-
-def labels_problem(labels: Any) -> str | None:
-    """What is wrong with `labels` (said after their name), or None: a list of distinct one-line names."""
-    if not isinstance(labels, (list, tuple)) or not 1 <= len(labels) <= MAX_LABELS:
-        return f" must be a list of 1 to {MAX_LABELS} names, got {_short(labels)}"
-    seen: dict[str, int] = {}
-    for index, label in enumerate(labels):
-        if not isinstance(label, str) or not label.strip() or len(label) > MAX_TEXT:
-            return f"[{index}] is {_short(label)}; every label must be a name of 1 to {MAX_TEXT} characters"
-        if LINE_BREAKS & set(label):
-            return (f"[{index}] {_short(label)} holds a line break; a label is one line "
-                    "(rename the class folder)")
-        if label in seen:
-            return (f" lists {_short(label)} twice (positions {seen[label]} and {index}); every class needs "
-                    "its own label")
-        seen[label] = index
-    return None
-
-
-def _short(value: Any) -> str:
-    """A wrong value for a message: repr, cut to 60 characters (metadata can be megabytes)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -220,7 +220,7 @@ def _items(pairs: Any, kind: Any, rule: Spec, name: str, whole: tuple[Any, Any])
 
 
 def _key(key: Any) -> str:
-    return str(key) if isinstance(key, int) else _short(key)
+    return str(key) if isinstance(key, int) else short(key)
 
 
 def _nested(kind: Any) -> bool:
@@ -246,7 +246,7 @@ def _union(value: Any, kind: Any, rule: Spec, name: str) -> Any:
 
 # -- messages --------------------------------------------------------------------------------------------
 def _is(name: str, value: Any, kind: Any, rule: Spec) -> str:
-    return f"{name} is {_short(value)}; expected {describe(kind, rule)}"
+    return f"{name} is {short(value)}; expected {describe(kind, rule)}"
 
 
 def describe(kind: Any, rule: Spec = PLAIN, plural: bool = False) -> str:
@@ -293,7 +293,7 @@ def _noun(one: str, many: str, plural: bool) -> str:
     return many if plural else one
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
     """A wrong value for a message: repr, cut to 60 characters (a record can be megabytes)."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
