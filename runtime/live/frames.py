@@ -1,17 +1,22 @@
 """What the camera loop hands on for each processed frame: its result, the one record that --jsonl, the
-page and every sink share, and a sink's update."""
+page and every sink share (and its one reader, `read_jsonl`), and a sink's update."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from edgecnn.runtime.core.engine import Prediction
+from edgecnn.runtime.core.files import read_bounded
+from edgecnn.runtime.core.records import Origin, from_dict, read_json, spec
 from edgecnn.runtime.live.overlay import shown_label
 from edgecnn.runtime.live.video import Frame
 
+MAX_JSONL_BYTES = 2_000_000_000  # a day of one camera at 30 fps is about 700 MB
+MAX_LINE_CHARS = 1_000_000  # one frame's record; its top-k labels are the longest part
 
 @dataclass(frozen=True)
 class FrameResult:
@@ -31,34 +36,52 @@ class FrameResult:
 
 
 @dataclass(frozen=True)
+class Shown:
+    """One of a frame's top-k classes, as a record shows it."""
+
+    label: str
+    probability: float = spec(low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
 class FrameRecord:
-    """One processed frame as --jsonl writes it, the page shows it and a sink receives it (rounded)."""
+    """One processed frame as --jsonl writes it, the page shows it and a sink receives it (rounded);
+    declared with the record engine's specs, so `read_jsonl` reads it back checked."""
 
     source: str  # credentials masked
-    frame: int
-    timestamp: float  # seconds into the source
-    label: str  # what is shown: a class, "uncertain" (top-1 below --min-prob) or "unknown"
-    top: tuple[tuple[str, float], ...]  # (label, probability), best first
-    unknown_score: float | None
-    unknown: bool
-    inference_ms: float
-    latency_ms: float
+    frame: int  # index in its source
+    timestamp: float = spec()  # seconds into the source
+    label: str = spec()  # what is shown: a class, "uncertain" (top-1 below --min-prob) or "unknown"
+    top: tuple[Shown, ...] = spec()  # best first
+    unknown_score: float | None = spec()  # None: the model has no unknown detector
+    unknown: bool = spec()
+    inference_ms: float = spec()  # the batch this frame was in
+    latency_ms: float = spec()  # camera-to-result
 
     @classmethod
     def of(cls, result: FrameResult, min_prob: float) -> FrameRecord:
         return cls(source=result.source, frame=result.frame.index, timestamp=round(result.frame.timestamp, 4),
                    label=shown_label(result.top, min_prob, result.unknown),
-                   top=tuple((p.label, round(p.probability, 5)) for p in result.top),
+                   top=tuple(Shown(p.label, round(p.probability, 5)) for p in result.top),
                    unknown_score=None if result.unknown_score is None else round(result.unknown_score, 5),
                    unknown=result.unknown, inference_ms=round(result.inference_ms, 3),
                    latency_ms=round(result.latency_ms, 3))
 
     def to_json(self) -> dict[str, Any]:
         """The JSONL line's object (the page's /api/state carries the same keys)."""
-        return {"source": self.source, "frame": self.frame, "timestamp": self.timestamp, "label": self.label,
-                "top": [{"label": label, "probability": p} for label, p in self.top],
-                "unknown_score": self.unknown_score, "unknown": self.unknown,
-                "inference_ms": self.inference_ms, "latency_ms": self.latency_ms}
+        return asdict(self) | {"top": [asdict(shown) for shown in self.top]}
+
+
+def read_jsonl(path: str | Path) -> list[FrameRecord]:
+    """Every record of a --jsonl file; EdgecnnError naming the line and field that is wrong."""
+    text = read_bounded(path, MAX_JSONL_BYTES, "--jsonl file").decode("utf-8", errors="replace")
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            origin = Origin(f"{path} line {number}", "is not a frame record",
+                            "give a file that `edgecnn camera --jsonl` wrote", "the line")
+            records.append(from_dict(FrameRecord, read_json(line, origin, MAX_LINE_CHARS), origin))
+    return records
 
 
 @dataclass(frozen=True)

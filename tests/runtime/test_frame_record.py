@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from edgecnn.runtime import load
 from edgecnn.runtime.core.errors import EdgecnnError
-from edgecnn.runtime.live.frame_record import FrameRecord, read_jsonl
+from edgecnn.runtime.live.frames import FrameRecord, read_jsonl
 
 from tests.conftest import SAMPLE_VIDEOS
 from tests.runtime.conftest import mean_colour_onnx
