@@ -25,8 +25,9 @@ from edgecnn.cli.render import capture_line, say, show, summary_table, tell
 from edgecnn.runtime.core.errors import EdgecnnError
 
 
-@app.command(epilog="Example: edgecnn camera bundles/imagenet --source samples/videos/cup.mp4 --headless "
-                     "--serve 8080\n\nSeveral: edgecnn camera bundles/imagenet --source 0 --source rtsp://cam2/live")
+@app.command(epilog="Example: edgecnn camera bundles/demo --source samples/videos/cup.mp4 --headless "
+                     "--serve 8080 --loop\n\nSeveral: edgecnn camera bundles/demo --source 0 --source "
+                     "rtsp://cam2/live")
 @user_errors
 def camera(
     model: ModelPath,
@@ -53,8 +54,10 @@ def camera(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing --save and --jsonl files.")
                      ] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
-    realtime: Annotated[bool, typer.Option(help="Play files at their FPS and drop frames like a camera.")
-                        ] = False,
+    realtime: Annotated[bool, typer.Option(help="Play files at their FPS and drop frames like a camera "
+                                               "(on with --serve).")] = False,
+    loop: Annotated[bool, typer.Option(help="Files and folders: start again at the end, until Ctrl-C or "
+                                           "--max-frames (a page to watch that stays up).")] = False,
     width: Annotated[int | None, typer.Option(help="Frame width to ask the webcam for.")] = None,
     height: Annotated[int | None, typer.Option(help="Frame height to ask the webcam for.")] = None,
     fps: Annotated[float | None, typer.Option(help="FPS to ask the webcam for (folders: slideshow speed).")
@@ -99,8 +102,9 @@ def camera(
     names, shown = _camera_sources(source, sources)
     if serve is None and (no_auth or record_to is not None):
         raise EdgecnnError(f"{'--no-auth' if no_auth else '--record-to'} goes with --serve [HOST:]PORT")
+    realtime = realtime or _paced_for_the_page(serve, names, loop)
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
-                           reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride)
+                           reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride, loop=loop)
     config = CameraConfig(sources=names, top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
                           video=options, force=force)
@@ -121,6 +125,20 @@ def camera(
     show(json_out, {**asdict(summary), **collected}, lambda: summary_table(summary))
     if collector is not None and not json_out:
         tell(collector.describe())
+    if summary.stopped_by == "interrupt":  # Ctrl-C or SIGTERM: the outputs are kept, the status says so
+        raise typer.Exit(130)
+
+
+def _paced_for_the_page(serve: str | None, names: tuple[str, ...], loop: bool) -> bool:
+    """--serve plays files and folders at their own pace: at full speed a clip is over before a browser
+    opens the page (cup.mp4: 1.7 s). Says so in one line."""
+    from edgecnn.runtime.live.video import parse_source
+
+    if serve is None or all(parse_source(name).live for name in names):
+        return False
+    say("note: --serve plays files in real time (as --realtime)" + ("" if loop else "; add --loop to keep "
+        "the page going after the end"))
+    return True
 
 
 def _camera_sources(source: list[str] | None, sources: Path | None) -> tuple[tuple[str, ...], str]:

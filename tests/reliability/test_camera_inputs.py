@@ -214,3 +214,54 @@ def test_camera_cli_on_a_flaky_stream_reports_and_ends(hand_bundle: Path, tmp_pa
     assert result.exit_code == 0, result.output
     assert '"reconnects": ' in result.stdout and "secret" not in result.output
     assert len(jsonl.read_text().splitlines()) == 6 and not left_behind(tmp_path)
+
+
+# -- a page to watch, a loop, and the exit status of an interrupted run -------------------------------
+def test_loop_plays_the_clip_again_past_its_end(hand_bundle: Path, tmp_path: Path) -> None:
+    """cup.mp4 has 217 frames: 300 processed frames with --loop means a second pass, in order."""
+    import json
+
+    from tests.conftest import SAMPLE_VIDEOS
+
+    jsonl = tmp_path / "loop.jsonl"
+    result = run_cli("camera", hand_bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--loop",
+                     "--vid-stride", "2", "--max-frames", "150", "--headless", "--device", "cpu",
+                     "--jsonl", jsonl, "--json")
+    assert result.exit_code == 0, result.output
+    frames = [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()]
+    assert len(frames) == 150 and frames == sorted(frames) and frames[-1] > 217
+
+
+def test_serve_with_a_file_plays_it_in_real_time_and_says_so(hand_bundle: Path) -> None:
+    from tests.conftest import SAMPLE_VIDEOS
+
+    started = time.perf_counter()
+    result = run_cli("camera", hand_bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--serve", "127.0.0.1:0",
+                     "--max-frames", "20", "--headless", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "note: --serve plays files in real time (as --realtime); add --loop" in result.output
+    assert time.perf_counter() - started > 0.5  # 20 frames at 27 FPS: paced, where unpaced took ~0.2 s
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_camera_exits_130_and_keeps_its_outputs(signum: str, hand_bundle: Path,
+                                                              tmp_path: Path) -> None:
+    import json
+    import signal
+
+    from tests.conftest import SAMPLE_VIDEOS
+    from tests.reliability.conftest import python_cli
+
+    jsonl = tmp_path / "cut.jsonl"
+    process = python_cli("camera", hand_bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--loop", "--realtime",
+                         "--headless", "--device", "cpu", "--jsonl", jsonl, "--json")
+    deadline = time.monotonic() + 120
+    while not (jsonl.exists() or list(tmp_path.glob("*cut*"))) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(getattr(signal, signum))
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert json.loads(out.strip().splitlines()[-1])["stopped_by"] == "interrupt"
+    assert jsonl.read_text().count("\n") > 5 and not left_behind(tmp_path)
