@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.images import iter_image_files
 from edgecnn.runtime.core.outputs import check_writable, write_new
 from edgecnn.runtime.live.capture import check_label, encode_jpeg
 from edgecnn.runtime.live.recording import BackgroundWriter
 
 LEASE = 1.5  # seconds a press lasts without a renewal from the page
+MAX_LABELS = 64  # distinct labels one run keeps counts for: 3000 grew memory and /api/state without bound
 
 
 class _Frames:
@@ -28,11 +30,16 @@ class _Frames:
 
     def __init__(self, root: Path, counts: Counter[str]) -> None:
         self.root, self.counts, self.session = root, counts, time.strftime("%Y%m%d-%H%M%S")
+        self.refused = 0  # frames whose class folder became a file while recording
 
     def write(self, item: tuple[np.ndarray, str, int]) -> None:
         image, label, frame = item
         folder = self.root / label
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # made a file since the page chose it: skip, go on
+            self.refused += 1
+            return
         write_new(folder, f"{label}-{self.session}-{frame:06d}", ".jpg", encode_jpeg(image, 92))
         self.counts[label] += 1
 
@@ -57,10 +64,18 @@ class Recorder:
         name = None if label is None else check_label(label)
         with self._lock:
             if name is not None and name not in self.counts:
-                folder = self.root / name
-                self.counts[name] = sum(1 for _ in iter_image_files(folder)) if folder.is_dir() else 0
+                self.counts[name] = self._count_new(name)
             self._label, self._until = name, time.monotonic() + LEASE
         return name
+
+    def _count_new(self, name: str) -> int:
+        """Images already in a new label's folder; refuses a label the page cannot record into."""
+        if len(self.counts) >= MAX_LABELS:
+            raise EdgecnnError(f"this run already recorded {MAX_LABELS} labels; restart the camera for more")
+        folder = self.root / name
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise EdgecnnError(f"{name!r} is a file in --record-to, not a class folder; pick another label")
+        return sum(1 for _ in iter_image_files(folder)) if folder.is_dir() else 0
 
     @property
     def label(self) -> str | None:

@@ -19,6 +19,7 @@ import errno
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import secrets
 import socket
@@ -42,7 +43,10 @@ EVENTS_PER_SECOND = 10  # the page's text needs no more; the picture has its own
 DEFAULT_HOST = "127.0.0.1"
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 BOUNDARY = "frame"
-ADDRESS = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]:|(?P<host>[A-Za-z0-9.\-]*):)?(?P<port>\d{1,5})")
+MAX_BODY = 4096  # bytes of a POST /api/record: {"label": NAME} with a 120-character name is ~150
+# ASCII digits only: \d and int() also take '٨٠٨٠' (Arabic-Indic) as a port
+ADDRESS = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]:|(?P<host>[A-Za-z0-9.\-]*):)?(?P<port>[0-9]{1,5})")
+TOKEN_VARIABLE = "EDGECNN_TOKEN"  # the CLI's --token reads it
 Say = Callable[[str], None]
 
 
@@ -85,7 +89,12 @@ def _is_loopback(host: str) -> bool:
 def check_access(address: ServeAddress, token: str | None, no_auth: bool, say: Say) -> str | None:
     """The token viewers must give, or None for open access; refuses an open non-loopback address."""
     if token is not None and not token.strip():
-        raise EdgecnnError("--token is empty; give a secret word, e.g. --token \"$(openssl rand -hex 16)\"")
+        raise EdgecnnError(f"--token is empty (also when read from {TOKEN_VARIABLE}); give a secret word, "
+                           "e.g. --token \"$(openssl rand -hex 16)\"")
+    if token is None and os.environ.get(TOKEN_VARIABLE, "x").strip() == "":
+        # Click reads a set-but-empty variable as no token at all: a failed $(...) would serve openly.
+        raise EdgecnnError(f"{TOKEN_VARIABLE} is set but empty; give it a secret word (export "
+                           f"{TOKEN_VARIABLE}=\"$(openssl rand -hex 16)\") or unset it")
     if token is not None and no_auth:
         raise EdgecnnError("give either --token TOKEN or --no-auth, not both")
     if address.loopback:
@@ -219,9 +228,13 @@ class LiveServer:
 
     def _serve(self, sock: socket.socket, started: threading.Event) -> None:
         import uvicorn
+        from edgecnn.runtime.live import web_guard as guard
 
         config = uvicorn.Config(self._app(), log_level="error", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1, server_header=False, http="h11", ws="none")
+                                timeout_graceful_shutdown=1, server_header=False, ws="none",
+                                http=guard.guarded_protocol(guard.max_connections()),
+                                timeout_keep_alive=guard.KEEP_ALIVE, backlog=guard.BACKLOG,
+                                h11_max_incomplete_event_size=guard.MAX_HEAD_BYTES)
         self._server = uvicorn.Server(config)
 
         async def serve() -> None:
@@ -230,6 +243,8 @@ class LiveServer:
             task = asyncio.create_task(self._server.serve(sockets=[sock]))
             while not self._server.started and not task.done():
                 await asyncio.sleep(0.01)
+            if self._server.started:
+                sock.listen(guard.LISTEN_QUEUE)  # asyncio's accept burst stays `backlog` (web_guard.py)
             started.set()
             await task
 
@@ -322,8 +337,12 @@ class LiveServer:
                                 headers=HEADERS)
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send JSON"}, 415, headers=HEADERS)
+        body = await _read_at_most(request, MAX_BODY)
+        if body is None:
+            return JSONResponse({"error": f"a record request is at most {MAX_BODY} bytes"}, 413,
+                                headers={**HEADERS, "Connection": "close"})  # the rest is never read
         try:
-            body = json.loads(await request.body())
+            body = json.loads(body)
             if not isinstance(body, dict) or not isinstance(body.get("label"), str | None):
                 raise ValueError('send {"label": "NAME"} to record, {"label": null} to stop')
             self.recorder.hold(body.get("label"))
@@ -357,6 +376,19 @@ class LiveServer:
             sent = self._updates
             yield f"data: {json.dumps(self.state())}\n\n"
             await asyncio.sleep(1.0 / EVENTS_PER_SECOND)
+
+
+async def _read_at_most(request: Any, limit: int) -> bytes | None:
+    """The request body, or None once over `limit` bytes, read no further (a 300 MB POST was held whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 class _Gate:
