@@ -194,6 +194,21 @@ def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | Non
         seen.append((option, resolved, inode, False))
 
 
+def check_not_inputs(outputs: Iterable[Path], inputs: Iterable[Path], option: str) -> None:
+    """EdgecnnError when an output file is one of the input files (resolved path or inode, so links and
+    `./x` are caught): --force may replace earlier outputs, never what the command reads."""
+    given: dict[object, Path] = {}
+    for path in inputs:
+        given[_resolve(path)] = path
+        if (inode := _inode(path)) is not None:
+            given[inode] = path
+    for path in outputs:
+        hit = given.get(_resolve(path)) or given.get(_inode(path))
+        if hit is not None:
+            raise EdgecnnError(f"{option} would write {path} over the input {hit}, even with --force; "
+                               f"choose another {option}")
+
+
 def _resolve(path: Path | str) -> Path:
     try:
         return Path(path).resolve()

@@ -14,6 +14,7 @@ from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import (
     AtomicPath,
     check_distinct,
+    check_not_inputs,
     check_output_path,
     check_writable,
     next_free_folder,
@@ -40,13 +41,15 @@ def saved_names(files: Sequence[Path], folder: Path) -> list[Path]:
 
 
 def check_save_folder(folder: Path, names: Sequence[Path], force: bool,
-                      image_folders: Sequence[Path]) -> None:
+                      image_folders: Sequence[Path], images: Sequence[Path] = ()) -> None:
     """EdgecnnError before any work: --save is not a writable folder, is or sits inside a folder of
-    input images (the copies would be read as images next time), or, without --force, already holds a
-    file of the same name as one this run writes."""
+    input images (the copies would be read as images next time), a copy would replace one of the
+    `images` themselves (even with --force), or, without --force, already holds a file of the same name
+    as one this run writes."""
     check_output_path(folder, "--save", folder=True)
     for item in image_folders:
         check_distinct({"--save": folder}, {"IMAGES": item})
+    check_not_inputs(names, images, "--save")
     check_writable(folder, "--save")
     clashes = [path.name for path in names if path.exists() or path.is_symlink()]
     if clashes and not force:

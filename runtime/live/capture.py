@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from edgecnn.runtime.core.errors import EdgecnnError
-from edgecnn.runtime.core.outputs import write_new
+from edgecnn.runtime.core.outputs import check_distinct, write_new
 from edgecnn.runtime.live.sources import VideoOptions
 from edgecnn.runtime.live.video import Frame, VideoSource
 
@@ -84,6 +84,8 @@ class Capture:
         self.config = config
         self.label = check_label(config.label)  # stripped: the folder and the file names use the same name
         self.folder = Path(config.out) / self.label
+        if Path(config.source).exists():  # a file or folder source: frames must not land in it
+            check_distinct({"--out/--label": self.folder}, {"SOURCE": Path(config.source)})
         self.on_saved = on_saved or (lambda summary, frame: None)
         self.show = show or (lambda image: True)
         self.summary = CaptureSummary(folder=str(self.folder), requested=config.count)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgecnn.runtime.core.outputs import check_writable, write_new
+from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable, write_new
 from edgecnn.runtime.live.capture import encode_jpeg
 from edgecnn.runtime.live.frames import FrameRecord, LiveUpdate
 from edgecnn.runtime.live.overlay import UNCERTAIN
@@ -51,6 +51,7 @@ class Collector:
     """The sink: picks the frames, rate-limits per source, hands them to a background writer."""
 
     def __init__(self, folder: Path, limit: int = 100, interval: float = 1.0) -> None:
+        check_output_path(folder, "--collect", folder=True)
         check_writable(folder, "--collect")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,7 @@ class Collector:
         self.queued = 0
         self._last: dict[str, float] = {}  # source -> timestamp of its last collected frame
         self._numbers: dict[str, int] = {}
+        self._checked: set[str] = set()  # sources already known not to hold --collect
         session = time.strftime("%Y%m%d-%H%M%S")
         self._writer = BackgroundWriter("--collect", _Files(self.folder, session), QUEUE)
 
@@ -71,6 +73,8 @@ class Collector:
 
     def publish(self, update: LiveUpdate) -> None:
         record = update.record
+        if record.source not in self._checked:
+            self._check_source(record.source)
         why = reason(record)
         if why is None or update.image is None or self.queued >= self.limit:
             return
@@ -81,6 +85,12 @@ class Collector:
         if self._writer.put((update.image, record, why, number)):
             self._last[source] = now
             self.queued += 1
+
+    def _check_source(self, source: str) -> None:
+        """A file or folder source's first result, before anything is written: --collect is not in it."""
+        if Path(source).exists():
+            check_distinct({"--collect": self.folder}, {"--source": Path(source)})
+        self._checked.add(source)
 
     def close(self) -> None:
         self._writer.close()

@@ -79,7 +79,7 @@ def predict_files(engine: Engine, inputs: Sequence[Path], top_k: int = 5, skippe
 
         names = list(saved_names([file for file, _ in files], Path(save_to)))
         folders = [item for item, _ in expand_globs(inputs) if item.is_dir()]
-        check_save_folder(Path(save_to), names, force, folders)
+        check_save_folder(Path(save_to), names, force, folders, [file for file, _ in files])
     for (file, explicit), name in zip(files, names, strict=True):
         try:
             image = read_image(file)

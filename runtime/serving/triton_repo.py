@@ -21,11 +21,11 @@ from edgecnn.runtime.core.bundle import Bundle, layout_path
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import regular_size
 from edgecnn.runtime.core.metadata import ModelMeta
-from edgecnn.runtime.core.outputs import atomic_folder
+from edgecnn.runtime.core.outputs import atomic_folder, check_distinct
 
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 PRECISIONS = ("fp32", "int8")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # \Z, not $: '$' lets a trailing newline in
 
 
 @dataclass(frozen=True)
@@ -40,21 +40,37 @@ class TritonRepoConfig:
     instances: int = 1
     precision: str = "fp32"  # which bundle models: fp32 | int8
     queue_delay_us: int = 2000  # how long the dynamic batcher waits to fill a batch
+    force: bool = False  # replace REPO/<name> folders written before (hand-tuned ones included)
 
 
 def write_triton_repo(config: TritonRepoConfig) -> list[Path]:
-    """Write (or replace) the ONNX and OpenVINO model folders; returns the folders written."""
+    """Write the ONNX and OpenVINO model folders (replacing earlier ones only with `force`); returns them.
+
+    Everything is checked before the first folder is made, so a refusal leaves nothing behind."""
     onnx_file, xml = _check(config)
     name = model_name(config)
     meta = ModelMeta.read(onnx_file)  # checked on load: only typed, in-range values reach config.pbtxt
     if meta is None:
         raise EdgecnnError(f"{onnx_file} has no edgecnn metadata; re-export the bundle")
-    config.repo.mkdir(parents=True, exist_ok=True)
-    written = [_write_model(config, name, meta, "onnxruntime", [onnx_file])]
+    models = {name: ("onnxruntime", [onnx_file])}
     if xml is not None:
-        ir_files = [xml, xml.with_suffix(".bin")]
-        written.append(_write_model(config, f"{name}_openvino", meta, "openvino", ir_files))
-    return written
+        models[f"{name}_openvino"] = ("openvino", [xml, xml.with_suffix(".bin")])
+    for model, (backend, _) in models.items():
+        _check_model_folder(config, model)
+        kind = config.kind if backend == "onnxruntime" else "cpu"
+        config_pbtxt(model, meta, backend, kind, config.max_batch, config.instances, config.queue_delay_us)
+    config.repo.mkdir(parents=True, exist_ok=True)
+    return [_write_model(config, model, meta, backend, files) for model, (backend, files) in models.items()]
+
+
+def _check_model_folder(config: TritonRepoConfig, model: str) -> None:
+    """REPO/MODEL is outside the bundle, holds no part of it, and is replaced only with `force`."""
+    folder = config.repo / model
+    check_distinct({"REPO": config.repo}, {"BUNDLE": config.bundle})
+    check_distinct({f"REPO/{model}": folder}, {"BUNDLE": config.bundle}, replaced=True)
+    if not config.force and (folder.is_symlink() or folder.exists()):
+        raise EdgecnnError(f"{folder} already exists (its config.pbtxt and versions would be replaced); "
+                           "remove it first, or choose another --name or REPO")
 
 
 def model_name(config: TritonRepoConfig) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.metadata import ModelMeta
 from edgecnn.runtime.serving.triton_repo import TritonRepoConfig, write_triton_repo
 from typer.testing import CliRunner
@@ -96,9 +97,12 @@ def run_tritonserver(binary: Path, env: dict[str, str], repo: Path) -> str:
     return done.stdout + done.stderr
 
 
-def test_rewriting_replaces_the_model_folder(imagenet_bundle: Path, tmp_path: Path) -> None:
-    for max_batch in (4, 8):
-        write_triton_repo(TritonRepoConfig(imagenet_bundle, tmp_path, name="m", max_batch=max_batch))
+def test_rewriting_replaces_the_model_folder_only_with_force(imagenet_bundle: Path, tmp_path: Path) -> None:
+    write_triton_repo(TritonRepoConfig(imagenet_bundle, tmp_path, name="m", max_batch=4))
+    with pytest.raises(EdgecnnError, match="already exists"):
+        write_triton_repo(TritonRepoConfig(imagenet_bundle, tmp_path, name="m", max_batch=8))
+    assert "max_batch_size: 4\n" in (tmp_path / "m" / "config.pbtxt").read_text()
+    write_triton_repo(TritonRepoConfig(imagenet_bundle, tmp_path, name="m", max_batch=8, force=True))
     assert "max_batch_size: 8\n" in (tmp_path / "m" / "config.pbtxt").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m_openvino"]
 
