@@ -44,6 +44,7 @@ DEFAULT_HOST = "127.0.0.1"
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 BOUNDARY = "frame"
 MAX_BODY = 4096  # bytes of a POST /api/record: {"label": NAME} with a 120-character name is ~150
+BODY_TIMEOUT = 5.0  # seconds for that body: a trickled one would hold a connection slot for ever
 # ASCII digits only: \d and int() also take '٨٠٨٠' (Arabic-Indic) as a port
 ADDRESS = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]:|(?P<host>[A-Za-z0-9.\-]*):)?(?P<port>[0-9]{1,5})")
 TOKEN_VARIABLE = "EDGECNN_TOKEN"  # the CLI's --token reads it
@@ -337,7 +338,11 @@ class LiveServer:
                                 headers=HEADERS)
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send JSON"}, 415, headers=HEADERS)
-        body = await _read_at_most(request, MAX_BODY)
+        try:
+            body = await asyncio.wait_for(_read_at_most(request, MAX_BODY), BODY_TIMEOUT)
+        except TimeoutError:
+            return JSONResponse({"error": f"the request body took over {BODY_TIMEOUT:.0f} s"}, 408,
+                                headers={**HEADERS, "Connection": "close"})
         if body is None:
             return JSONResponse({"error": f"a record request is at most {MAX_BODY} bytes"}, 413,
                                 headers={**HEADERS, "Connection": "close"})  # the rest is never read

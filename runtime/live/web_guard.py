@@ -6,7 +6,8 @@ the token check), its keep-alive timer is cancelled by every byte, and `limit_co
 descriptors (issue 31). `guarded_protocol` wraps uvicorn's own h11 protocol with two rules:
 
 1. A request head (request line and headers) must arrive within `HEAD_TIMEOUT` seconds of the connection
-   opening or of the previous response ending; a slower one is closed.
+   opening or of the previous response ending; a slower one is closed. A connection answered before the
+   client finished its body (a body nobody reads) is closed, so a trickled body cannot hold a slot either.
 2. At most `max_connections()` are open at once. A new connection over the cap pushes out the oldest one
    still sending its head (a real viewer sends it within milliseconds, so a flood of half-open
    connections cannot lock viewers out); when every open one is serving a request, the new one is closed.
@@ -83,6 +84,8 @@ class GuardedH11(H11Protocol):
             self._cancel_head_timer()
 
     def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self.transport.close()  # answered before its body ended: a trickled body holds no slot
         super().on_response_complete()
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self._await_head()  # the next request on a kept-alive connection gets the same deadline

@@ -160,6 +160,43 @@ def _declared_only(port: int, headers: dict[str, str]) -> int:
     return connection.getresponse().status
 
 
+TRICKLES = {  # name -> (method, path, status): a body declared as 100 bytes, 10 of them sent, then nothing
+    "POST /api/record": ("POST", "/api/record", 408),
+    "GET /api/state (a body nobody reads)": ("GET", "/api/state", 200),
+}
+
+
+def _trickle(port: int, method: str, path: str) -> tuple[int, bool]:
+    """The answer's status and whether the server then closed the connection (within 10 s)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 100\r\n\r\n".encode() + b'{"label":')
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+        closed = True
+    except TimeoutError:
+        closed = False
+    sock.close()
+    return int(received.split(b" ", 2)[1]) if received else 0, closed
+
+
+def test_a_trickled_body_holds_no_connection(hand_bundle: Path, tmp_path: Path) -> None:
+    """A slow-body client gets its answer (408 for a record body over BODY_TIMEOUT) and is closed."""
+    results: dict[str, tuple[int, bool]] = {}
+    with camera_page(hand_bundle, "--record-to", tmp_path / "data") as (port, process):
+        threads = [threading.Thread(target=lambda n=n, m=m, p=p: results.update({n: _trickle(port, m, p)}))
+                   for n, (m, p, _) in TRICKLES.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        process.communicate(timeout=60)
+    assert results == {name: (status, True) for name, (_, _, status) in TRICKLES.items()}
+    assert process.returncode == 0
+
+
 def test_the_page_keeps_a_bounded_set_of_labels(hand_bundle: Path, tmp_path: Path) -> None:
     """3000 distinct labels grew memory and /api/state (195 KB): past MAX_LABELS a new one is 400."""
     with camera_page(hand_bundle, "--record-to", tmp_path / "data") as (port, process):
