@@ -51,12 +51,14 @@ def triton(
     max_batch: Annotated[int, typer.Option(help="max_batch_size for the dynamic batcher.")] = 16,
     instances: Annotated[int, typer.Option(help="Model instances (instance_group count).")] = 1,
     precision: Annotated[str, typer.Option(help="Which bundle models to use: fp32 or int8.")] = "fp32",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing REPO/NAME model folder.")
+                     ] = False,
 ) -> None:
     """Write a Triton Inference Server model repository (ONNX Runtime + OpenVINO) from a bundle."""
     from edgecnn.runtime.serving.triton_repo import TritonRepoConfig, write_triton_repo
 
     config = TritonRepoConfig(bundle=bundle, repo=repo, name=name, kind=kind, max_batch=max_batch,
-                              instances=instances, precision=precision)
+                              instances=instances, precision=precision, force=force)
     for folder in write_triton_repo(config):
         console.print(f"wrote {printable(folder)}", highlight=False)
     console.print(f"run: tritonserver --model-repository={printable(repo.resolve())} (see docs/serving.md)",

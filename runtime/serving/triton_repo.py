@@ -70,7 +70,7 @@ def _check_model_folder(config: TritonRepoConfig, model: str) -> None:
     check_distinct({f"REPO/{model}": folder}, {"BUNDLE": config.bundle}, replaced=True)
     if not config.force and (folder.is_symlink() or folder.exists()):
         raise EdgecnnError(f"{folder} already exists (its config.pbtxt and versions would be replaced); "
-                           "remove it first, or choose another --name or REPO")
+                           "pass --force to replace it, or choose another --name or REPO")
 
 
 def model_name(config: TritonRepoConfig) -> str:

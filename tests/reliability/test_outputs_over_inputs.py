@@ -48,7 +48,8 @@ CASES: dict[str, tuple[Setup, tuple[str, ...]]] = {  # name -> (set up and give 
         lambda t, b: ["predict", b, _photos(t / "photos") / "." / "burj.webp", "--save", t / "photos" / ".",
                       "--force"],
         ("over the input",)),
-    "triton over a hand-tuned REPO/MODEL": (_tuned_repo, ("repo/m already exists", "remove it first")),
+    "triton over a hand-tuned REPO/MODEL": (
+        _tuned_repo, ("repo/m already exists", "pass --force to replace it")),
     "triton B B": (lambda t, b: ["triton", _bundle_copy(t, b), t / "bundle"], ("is the BUNDLE itself",)),
     "triton B B/repo": (
         lambda t, b: ["triton", _bundle_copy(t, b), t / "bundle" / "repo"], ("inside the BUNDLE folder",)),
@@ -99,3 +100,11 @@ def test_predict_force_still_replaces_its_own_earlier_copies(hand_bundle: Path, 
         result = run_cli("predict", hand_bundle, photos / "burj.webp", "--save", tmp_path / "out", "--force")
         assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["burj.webp"]
+
+
+def test_triton_force_replaces_the_model_folder(hand_bundle: Path, tmp_path: Path) -> None:
+    args = _tuned_repo(tmp_path, hand_bundle)
+    result = run_cli(*args, "--force")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "repo" / "m" / "config.pbtxt").read_text() != "hand-tuned\n"
+    assert not (tmp_path / "repo" / "m" / "2").exists()
