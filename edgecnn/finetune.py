@@ -42,6 +42,7 @@ from edgecnn.process_group import (
     wrap_ddp,
 )
 from edgecnn.runtime.core.metadata import Preprocess
+from edgecnn.runtime.core.options import check_range
 from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable
 from edgecnn.training import Evaluation, FullPhase, make_optimizer, param_groups, validate_model
 from edgecnn.unknown import (
@@ -116,16 +117,16 @@ class FinetuneConfig:
         return cls(**{**known, **overrides})
 
     def check(self) -> None:
-        """EdgecnnError naming the valid range for the first bad value."""
+        """EdgecnnError naming the valid range for the first bad value (the options table's for the
+        values a command takes, the same message as the CLI's)."""
+        for name in ("head_epochs", "epochs", "patience", "batch_size", "workers", "dist_timeout"):
+            check_range(name, getattr(self, name))
         for name, (ok, valid) in {
-            "head_epochs": (self.head_epochs >= 0, ">= 0"), "epochs": (self.epochs >= 0, ">= 0"),
-            "patience": (self.patience >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0, "> 0"), "workers": (self.workers >= 0, ">= 0"),
+            "lr": (self.lr > 0, "> 0"),
             "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
             "aug_views": (self.aug_views >= 0, ">= 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
             "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
             "warmup": (0 <= self.warmup < 1, "in [0, 1)"), "val_split": (0 < self.val_split < 1, "in (0, 1)"),
-            "dist_timeout": (self.dist_timeout > 0, "> 0 seconds"),
         }.items():
             if not ok:
                 raise EdgecnnError(f"{name} = {getattr(self, name)} is invalid; it must be {valid}")

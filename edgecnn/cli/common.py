@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from edgecnn.cli.render import warn
+from edgecnn.runtime.core.options import span
 
 ModelPath = Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or npu; auto picks the fastest present.")]
@@ -22,6 +23,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 CacheOpt = Annotated[str | None, typer.Option(
     help="OpenVINO compiled-model cache folder (default: $EDGECNN_CACHE_DIR, else "
     "$XDG_CACHE_HOME/edgecnn/openvino or ~/.cache/edgecnn/openvino; '' = off).")]
+
+
+def ranged(help: str, option: str) -> str:
+    """An option's help with its range from the options table (its one owner: no Typer min/max)."""
+    return f"{help} [{span(option)}]"
 
 
 def run_folder(root: Path, name: str, exist_ok: bool, numbered: bool = True) -> Path:

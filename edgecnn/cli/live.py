@@ -18,6 +18,7 @@ from edgecnn.cli.common import (
     PrecisionOpt,
     ThreadsOpt,
     load_engine,
+    ranged,
 )
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
@@ -66,10 +67,9 @@ def camera(
                                  ] = 30.0,
     start: Annotated[float, typer.Option(min=0, max=10**6, help="Video files: skip this many seconds first.")
                      ] = 0.0,
-    vid_stride: Annotated[int, typer.Option(
-        min=1, max=1_000_000, help="Files and folders: process every Nth frame (the others are skipped "
-        "before they become images; frame numbers stay the source's). Live sources take every "
-        "newest frame.")] = 1,
+    vid_stride: Annotated[int, typer.Option(help=ranged(
+        "Files and folders: process every Nth frame (the others are skipped before they become images; "
+        "frame numbers stay the source's). Live sources take every newest frame.", "vid_stride"))] = 1,
     collect: Annotated[Path | None, typer.Option(
         help="Save the frames whose result was uncertain or unknown here (JPEG + JSON sidecar), to label "
         "and fine-tune on.")] = None,
@@ -174,7 +174,7 @@ def capture(
     headless: Annotated[bool, typer.Option(help="No preview window (automatic when there is no display).")
                         ] = False,
     reconnect_timeout: Annotated[float, typer.Option(
-        min=0, max=86_400, help="Seconds to keep reconnecting a lost stream.")] = 30.0,
+        help=ranged("Seconds to keep reconnecting a lost stream.", "reconnect_timeout"))] = 30.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Save frames of a camera, video or stream as training images for one class (Ctrl-C keeps them)."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from edgecnn.cli.common import run_folder
+from edgecnn.cli.common import ranged, run_folder
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
 from edgecnn.cli.render import console, models_table, result_table
@@ -33,16 +33,18 @@ def finetune(
     imgsz: Annotated[int, typer.Option(
         min=0, help="Square input size in pixels, a multiple of 32 (default 0: the architecture's own, 224); "
         "export and the runtime take it from the checkpoint.")] = 0,
-    epochs: Annotated[int, typer.Option(min=0, help="Epochs training every layer, after the head.")] = 0,
+    epochs: Annotated[int, typer.Option(help=ranged("Epochs training every layer, after the head.", "epochs"))
+                      ] = 0,
     head_epochs: Annotated[int, typer.Option(
-        min=0, help="Epochs training the classifier on cached features of the frozen backbone.")] = 10,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+        help=ranged("Epochs training the classifier on cached features of the frozen backbone.",
+                    "head_epochs"))] = 10,
+    batch_size: Annotated[int, typer.Option(help=ranged("Images per training step.", "batch_size"))] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Classifier learning rate; backbone: 0.1x.")] = 1e-3,
     val_split: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of each class held out when there is no val/ folder.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seeds the split, initial weights and augmentation.")] = 0,
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Where to train.")] = "auto",
-    workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes.")] = 2,
+    workers: Annotated[int, typer.Option(help=ranged("Image-decoding processes.", "workers"))] = 2,
     feature_engine: Annotated[Literal["auto", "openvino", "onnxruntime", "torch"], typer.Option(
         help="Runs the frozen backbone for the head phase; auto: OpenVINO, else ONNX Runtime, else "
         "PyTorch (PyTorch on a GPU).")] = "auto",
@@ -51,17 +53,17 @@ def finetune(
     ] = False,
     freeze: Annotated[bool, typer.Option(
         "--freeze/--no-freeze", help="Train the head on the frozen backbone first (fast).")] = True,
-    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without better val loss.")
-                        ] = 5,
+    patience: Annotated[int, typer.Option(
+        help=ranged("Stop after this many epochs without better val loss.", "patience"))] = 5,
     resume: Annotated[Path | None, typer.Option(
         file_okay=False, help="Continue the interrupted run in RUN_DIR with its own settings.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite the run files in a non-empty --out.")] = False,
     devices: Annotated[str | None, typer.Option(
         help="Train on these GPUs, one process each (DDP), e.g. 0,1.")] = None,
     nproc: Annotated[int | None, typer.Option(
-        min=1, help="Train in N processes (DDP; CPU processes unless on GPUs).")] = None,
+        help=ranged("Train in N processes (DDP; CPU processes unless on GPUs).", "nproc"))] = None,
     dist_timeout: Annotated[float, typer.Option(
-        min=1.0, help="Seconds a process waits for the others before the job fails.")] = 120.0,
+        help=ranged("Seconds a process waits for the others before the job fails.", "dist_timeout"))] = 120.0,
     accept_rate: Annotated[float, typer.Option(
         help="Share of known validation images the unknown detector accepts (0.5 to 1, exclusive); the "
         "rest of the score range is called unknown.")] = 0.95,
@@ -98,7 +100,7 @@ def finetune(
 def models(
     latency: Annotated[bool, typer.Option(
         "--latency", help="Also measure PyTorch CPU latency (batch 1, median of 20).")] = False,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for --latency.")] = None,
+    threads: Annotated[int | None, typer.Option(help=ranged("CPU threads for --latency.", "threads"))] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the architectures: offline ImageNet weights, input size, size, measured latency."""

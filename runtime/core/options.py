@@ -1,8 +1,10 @@
-"""One check for every number a command takes: floats finite, counts in a sane range, range in the message.
+"""One table owns every number a command takes: floats finite, counts in a sane range, range in the message.
 
-`edgecnn.cli` runs it over each command's options before the command starts, so `--seconds inf`,
-`--reconnect-timeout nan`, `--threads 10000` or `--seed 10**22` end in one line instead of a loop
-that never ends, ten thousand threads or an overflow deep inside a library.
+`edgecnn.cli` runs `check_options` over each command's options before the command starts, so `--seconds
+inf`, `--reconnect-timeout nan`, `--threads 10000` or `--seed 10**22` end in one line instead of a loop
+that never ends, ten thousand threads or an overflow deep inside a library. The configs that take the
+same values (`FinetuneConfig`, the camera's) check them with `check_range` against the same table, so a
+range and its message are written once: no Typer `min=`/`max=` on these options.
 """
 
 from __future__ import annotations
@@ -38,22 +40,37 @@ RANGES: dict[str, tuple[float, float]] = {
     "fps": (0.0, 1000.0),  # 0 and below: the camera check says "must be positive"
     "lr": (0.0, 10.0),
     "max_drop": (-100.0, 100.0),  # below 0: INT8 must gain accuracy (fails on purpose)
+    "vid_stride": (1, 1_000_000),
 }
+LOWEST_MEANS = {"vid_stride": "every frame"}  # said after the lowest value: "give 1 (every frame) to ..."
 OPTION_NAMES = {"json_out": "--json"}
 
 
 def check_options(values: dict[str, Any]) -> None:
     """EdgecnnError for the first option that is NaN/infinite or outside its range in RANGES."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        option = OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-        low, high = RANGES.get(name, (-math.inf, math.inf))
-        if isinstance(value, float) and not math.isfinite(value):
-            wanted = f"a number from {_show(low)} to {_show(high)}" if name in RANGES else "a finite number"
-            raise EdgecnnError(f"{option} {value} is not a usable number; give {wanted}")
-        if not low <= value <= high:
-            raise EdgecnnError(f"{option} {_show(value)} is out of range; give {_show(low)} to {_show(high)}")
+        check_range(name, value)
+
+
+def check_range(name: str, value: Any) -> None:
+    """EdgecnnError when the option `name` (its Python name) holds a NaN/infinite number or one outside
+    its range in RANGES; anything not a number passes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    option = OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+    low, high = RANGES.get(name, (-math.inf, math.inf))
+    if isinstance(value, float) and not math.isfinite(value):
+        wanted = f"a number from {_show(low)} to {_show(high)}" if name in RANGES else "a finite number"
+        raise EdgecnnError(f"{option} {value} is not a usable number; give {wanted}")
+    if not low <= value <= high:
+        raise EdgecnnError(f"{option} {_show(value)} is out of range; give {span(name)}")
+
+
+def span(name: str) -> str:
+    """The range of option `name` in words, "1 (every frame) to 1000000": for its message and its --help."""
+    low, high = RANGES[name]
+    lowest = f"{_show(low)} ({LOWEST_MEANS[name]})" if name in LOWEST_MEANS else _show(low)
+    return f"{lowest} to {_show(high)}"
 
 
 def _show(value: float) -> str:

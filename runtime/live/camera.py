@@ -106,6 +106,8 @@ def run_camera(engine: Engine, config: CameraConfig, say: Callable[[str], None] 
 
 
 def _check(engine: Engine, config: CameraConfig) -> None:
+    from edgecnn.runtime.core.options import check_range
+
     if not 1 <= config.top_k <= len(engine.labels):
         raise EdgecnnError(f"--top-k {config.top_k} is out of range: the model has "
                            f"{len(engine.labels)} classes")
@@ -118,9 +120,7 @@ def _check(engine: Engine, config: CameraConfig) -> None:
     for name, value in (("width", video.width), ("height", video.height), ("fps", video.fps)):
         if value is not None and value <= 0:
             raise EdgecnnError(f"--{name} {value} must be positive")
-    if not 1 <= video.vid_stride <= 1_000_000:
-        raise EdgecnnError(f"--vid-stride {video.vid_stride} is out of range; give 1 (every frame) to "
-                           "1000000")
+    check_range("vid_stride", video.vid_stride)  # the options table's range and message, as the CLI's
     check_outputs(config)
 
 

@@ -97,7 +97,7 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "negative epochs": (
         lambda t, d: [_two_classes(t, d), "--epochs", "-1"],
-        ("--epochs", "greater than or equal to 0"),
+        ("--epochs -1 is out of range; give 0 to 10000",),
         False,
     ),
     "val split out of range": (
@@ -107,7 +107,7 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "batch size 0": (
         lambda t, d: [_two_classes(t, d), "--batch-size", "0"],
-        ("--batch-size", "greater than or equal to 1"),
+        ("--batch-size 0 is out of range; give 1 to 4096",),
         False,
     ),
     "unknown device": (
