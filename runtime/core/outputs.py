@@ -9,7 +9,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from edgecnn.runtime.core.errors import EdgecnnError
@@ -268,14 +268,23 @@ def write_new(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
     if free < len(data) + DISK_RESERVE:
         raise EdgecnnError(f"the disk holding {folder} is almost full ({free // 2**20} MiB free); "
                            "free some space or choose another folder")
-    target = AtomicPath(folder / f"{stem}{suffix}")
+    names = (folder / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}") for n in range(1_000_000))
+    return publish(folder / f"{stem}{suffix}", lambda temp: temp.write_bytes(data), names,
+                   taken=f"no free file name for {stem}{suffix} in {folder}", where=f"into {folder}")
+
+
+def publish(path: Path, write: Callable[[Path], object], names: Iterable[Path] | None, taken: str,
+            where: str = "") -> Path:
+    """One file written through a temporary name (`write(temp)`), then renamed onto `path`, or, with
+    `names`, linked to the first of them that is free (never replacing). One-line errors: `taken` when
+    no name is free (or `path` appeared), the OSError's reason otherwise; the temporary file never stays."""
+    target = AtomicPath(path)
     try:
-        target.temp.write_bytes(data)
-        return target.commit_new(folder / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
-                                 for n in range(1_000_000))
+        write(target.temp)
+        return target.commit() if names is None else target.commit_new(names)
     except FileExistsError:
-        raise EdgecnnError(f"no free file name for {stem}{suffix} in {folder}") from None
+        raise EdgecnnError(taken) from None
     except OSError as exc:
-        raise EdgecnnError(f"cannot write into {folder}: {exc.strerror or exc}") from exc
+        raise EdgecnnError(f"cannot write {where or path}: {exc.strerror or exc}") from exc
     finally:
         target.discard()

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import (
-    AtomicPath,
     check_distinct,
     check_not_inputs,
     check_output_path,
     check_writable,
     next_free_folder,
+    publish,
 )
 
 # Written in the input's own format; the rest (.ppm, .pgm: grey only in OpenCV's .pgm) as .png.
@@ -69,15 +69,11 @@ def save_annotated(image: np.ndarray, predictions: Sequence[object], unknown_sco
     cv2 = opencv()
     footer = "" if unknown_score is None else f"unknown score {unknown_score:.3f}"
     drawn = draw_predictions(image[:, :, ::-1], predictions, 0.0, footer, unknown)  # 0.0: title = top-1
-    target = AtomicPath(path)
-    try:
-        lossy = [cv2.IMWRITE_WEBP_QUALITY, 95] if path.suffix.lower() == ".webp" else []  # else lossless
-        if not cv2.imwrite(str(target.temp), drawn, lossy):
+    lossy = [cv2.IMWRITE_WEBP_QUALITY, 95] if path.suffix.lower() == ".webp" else []  # else lossless
+
+    def encode(temp: Path) -> None:
+        if not cv2.imwrite(str(temp), drawn, lossy):
             raise EdgecnnError(f"cannot write {path}: OpenCV could not encode a {path.suffix} image")
-        return target.commit() if force else target.commit_new([path])
-    except FileExistsError:
-        raise EdgecnnError(f"{path} appeared while predict ran; pass --force to replace it") from None
-    except OSError as exc:
-        raise EdgecnnError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        target.discard()
+
+    return publish(path, encode, None if force else [path],
+                   taken=f"{path} appeared while predict ran; pass --force to replace it")
