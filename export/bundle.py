@@ -17,6 +17,7 @@ from edgecnn.export.quantize import check_method
 from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
 from edgecnn.runtime.core.bundle import LABELS_TXT, BundleReport, ModelReport
 from edgecnn.runtime.core.errors import EdgecnnError, raise_if_interrupted
+from edgecnn.runtime.core.options import check_range
 from edgecnn.runtime.core.outputs import (
     atomic_folder,
     check_distinct,
@@ -71,8 +72,7 @@ def check_config(config: ExportConfig) -> None:
     from edgecnn.unknown import check_accept_rate
 
     check_accept_rate(config.accept_rate)
-    if config.calibration_size < 1:
-        raise EdgecnnError(f"--calibration-size must be at least 1, got {config.calibration_size}")
+    check_range("calibration_size", config.calibration_size)  # the options table's, as the CLI's
     if config.pretrained == (config.checkpoint is not None):
         raise EdgecnnError("give either a CHECKPOINT or --pretrained (not both, not neither)")
     if config.checkpoint is not None and not Path(config.checkpoint).exists():

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from edgecnn.runtime.core.engine import Engine, load
 from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.options import check_range
 from edgecnn.runtime.core.timing import summarize
 
 BASELINES = ("none", "torch", "benchmark_app")
@@ -69,8 +70,8 @@ def bench(config: BenchConfig, progress: bool = True) -> BenchReport:
     """Measure one model on one device; half the time for latency, half for throughput."""
     if config.baseline not in BASELINES:
         raise EdgecnnError(f"unknown baseline {config.baseline!r}; choose one of {', '.join(BASELINES)}")
-    if config.batch < 1 or config.seconds <= 0:
-        raise EdgecnnError("--batch must be >= 1 and --seconds > 0")
+    for name in ("batch", "seconds"):
+        check_range(name, getattr(config, name))  # the options table's range and message, as the CLI's
     engine = load(config.model, config.device, config.precision, config.backend, labels=config.labels,
                   threads=config.threads, cache_dir=config.cache_dir, hint=config.hint,
                   streams=config.nstreams, requests=config.nireq)

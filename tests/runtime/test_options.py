@@ -59,6 +59,26 @@ def test_finetune_the_cli_and_its_config_say_the_same(tmp_path: Path, option: st
     assert library_error(config.check) == cli == f"{flag} {value} is out of range; give {span(option)}"
 
 
+@pytest.mark.parametrize(("option", "value"), [("batch", 0), ("seconds", 0.0), ("batch", 5000)])
+def test_bench_the_cli_and_its_config_say_the_same(tmp_path: Path, option: str, value: float) -> None:
+    from edgecnn.runtime.measure.bench import BenchConfig, bench
+
+    config = BenchConfig(model=tmp_path / "model.onnx", **{option: value})
+    cli = cli_error("bench", str(tmp_path / "model.onnx"), f"--{option}", str(value))
+    assert library_error(lambda: bench(config)) == cli == f"--{option} {value:g} is out of range; give " \
+        f"{span(option)}"
+
+
+def test_export_the_cli_and_its_config_say_the_same(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from edgecnn.export.bundle import ExportConfig, check_config
+
+    config = ExportConfig(pretrained=True, out=tmp_path / "bundle", calibration_size=0)
+    cli = cli_error("export", "--pretrained", "--out", str(tmp_path / "bundle"), "--calibration-size", "0")
+    assert library_error(lambda: check_config(config)) == cli == \
+        "--calibration-size 0 is out of range; give 1 to 100000"
+
+
 def test_each_range_is_said_from_the_table() -> None:
     assert span("epochs") == "0 to 10000" and RANGES["epochs"] == (0, 10_000)
     check_range("vid_stride", 1_000_000)  # both ends are in range
