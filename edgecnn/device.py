@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edgecnn.runtime.core.devices import device_kind
 from edgecnn.runtime.core.errors import EdgecnnError, install_hint
 
 if TYPE_CHECKING:
     import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+# The runtime's vocabulary (gpu: CUDA for PyTorch); npu runs exported models only.
+TRAIN_DEVICES = ("auto", "cpu", "gpu")
+
+
+def check_train_device(name: str) -> str:
+    """The training device in the runtime's words; "cuda" is gpu, npu is refused with what to use."""
+    kind = device_kind(name)
+    if kind == "npu":
+        raise EdgecnnError("--device npu runs exported models (predict, eval, bench, camera); "
+                           "finetune trains on auto, cpu or gpu")
+    if kind not in TRAIN_DEVICES:
+        raise EdgecnnError(f"unknown device {name!r}; choose one of {', '.join(TRAIN_DEVICES)} "
+                           "(cuda is taken as gpu)")
+    return kind
 
 
 def import_torch():
@@ -22,9 +36,9 @@ def import_torch():
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for `--device` (auto | cpu | gpu, cuda accepted): gpu is PyTorch's CUDA device."""
     torch = import_torch()
-    if name not in DEVICES:
-        raise EdgecnnError(f"unknown device {name!r}; available: {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise EdgecnnError("device cuda asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+    kind = check_train_device(name)
+    if kind == "gpu" and not torch.cuda.is_available():
+        raise EdgecnnError("--device gpu asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device("cuda" if kind != "cpu" and torch.cuda.is_available() else "cpu")

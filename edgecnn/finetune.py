@@ -26,7 +26,7 @@ from edgecnn.data import (
     make_loader,
     scan_folder,
 )
-from edgecnn.device import DEVICES, import_torch
+from edgecnn.device import check_train_device, import_torch
 from edgecnn.errors import EdgecnnError
 from edgecnn.feature_engine import ENGINES
 from edgecnn.features import HeadPhase, cached_features, feature_engine
@@ -135,8 +135,7 @@ class FinetuneConfig:
                                f"{', '.join(ENGINES)}")
         check_accept_rate(self.accept_rate)
         check_rule(self.unknown_rule)
-        if self.device not in DEVICES:
-            raise EdgecnnError(f"unknown device {self.device!r}; available: {', '.join(DEVICES)}")
+        check_train_device(self.device)
         if not any(epochs for _, epochs in phases(self)):
             raise EdgecnnError("nothing to train: give --head-epochs > 0 (with --freeze) or --epochs > 0")
 

@@ -10,8 +10,23 @@ import typer
 from edgecnn.cli.render import warn
 from edgecnn.runtime.core.options import span
 
+
+def device_word(value: str) -> str:
+    """One device vocabulary: PyTorch's "cuda" is taken as gpu, saying so (docs/devices.md)."""
+    from edgecnn.runtime.core.devices import DEVICE_ALIASES
+
+    word = DEVICE_ALIASES.get(value.strip().lower())
+    if word is not None:
+        warn(f"note: --device {value} is called {word} in edgecnn (every command); using {word}")
+        return word
+    return value
+
+
 ModelPath = Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or npu; auto picks the fastest present.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or npu; auto picks the fastest present "
+                                        "(docs/devices.md).", callback=device_word)]
+TrainDeviceOpt = Annotated[str, typer.Option(help="Where to train: auto, cpu or gpu (CUDA); cuda is taken as "
+                                             "gpu (docs/devices.md).", callback=device_word)]
 BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="auto (INT8 when its accuracy check passed), fp32, fp16 (OpenVINO) or int8.")]

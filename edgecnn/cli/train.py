@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from edgecnn.cli.common import ranged, run_folder
+from edgecnn.cli.common import TrainDeviceOpt, ranged, run_folder
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
 from edgecnn.cli.render import console, models_table, result_table
@@ -43,7 +43,7 @@ def finetune(
     val_split: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of each class held out when there is no val/ folder.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seeds the split, initial weights and augmentation.")] = 0,
-    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Where to train.")] = "auto",
+    device: TrainDeviceOpt = "auto",
     workers: Annotated[int, typer.Option(help=ranged("Image-decoding processes.", "workers"))] = 2,
     feature_engine: Annotated[Literal["auto", "openvino", "onnxruntime", "torch"], typer.Option(
         help="Runs the frozen backbone for the head phase; auto: OpenVINO, else ONNX Runtime, else "
@@ -86,7 +86,7 @@ def finetune(
     config = FinetuneConfig(
         data=data or Path("."), out=out, arch=arch, weights=weights, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed, imgsz=imgsz,
-        device="cuda" if gpus else device, workers=workers, feature_engine=feature_engine, bf16=bf16,
+        device="gpu" if gpus else device, workers=workers, feature_engine=feature_engine, bf16=bf16,
         patience=patience,
         freeze=freeze, resume=resume is not None, force=force or exist_ok, dist_timeout=dist_timeout,
         accept_rate=accept_rate, unknown_rule=unknown_rule)

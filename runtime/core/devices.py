@@ -11,7 +11,14 @@ from typing import Any
 
 from edgecnn.runtime.core.errors import EdgecnnError
 
-DEVICES = ("auto", "cpu", "gpu", "npu")
+DEVICES = ("auto", "cpu", "gpu", "npu")  # one vocabulary for every command, training included
+DEVICE_ALIASES = {"cuda": "gpu"}  # PyTorch's word for an NVIDIA GPU
+
+
+def device_kind(name: str) -> str:
+    """`--device` in edgecnn's words (auto | cpu | gpu | npu): case folded, PyTorch's "cuda" taken as gpu."""
+    name = name.strip().lower()
+    return DEVICE_ALIASES.get(name, name)
 BACKENDS = ("auto", "onnxruntime", "openvino")
 OPENVINO_MODES = ("AUTO", "MULTI", "HETERO")  # OpenVINO device strings passed through, e.g. AUTO:GPU,CPU
 # ORT providers per device, fastest first; CPU last so a missing GPU op still runs.
@@ -138,7 +145,7 @@ def place(device: str = "auto", backend: str = "auto", prefer: tuple[str, ...] =
     """Resolve a device/backend request against this machine; a one-line error lists what exists."""
     if ":" in device:  # OpenVINO's own strings: AUTO:GPU,CPU, MULTI:..., HETERO:... ("auto" is ours)
         return _openvino_string(device, backend.lower())
-    device, backend = device.lower(), backend.lower()
+    device, backend = device_kind(device), backend.lower()
     if device not in DEVICES:
         raise EdgecnnError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if backend not in BACKENDS:

@@ -173,7 +173,9 @@ def test_cli_trains_on_messy_folder(tmp_path: Path, two_classes: Path,
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--epochs", "-1"], "--epochs"),
-    (["--device", "gpu"], "'auto', 'cpu', 'cuda'"),
+    (["--device", "npu"], "--device npu runs exported models (predict, eval, bench, camera); finetune trains "
+                          "on auto, cpu or gpu"),
+    (["--device", "tpu"], "unknown device 'tpu'; choose one of auto, cpu, gpu"),
     (["--val-split", "1.5"], "--val-split"),
     (["--head-epochs", "0"], "nothing to train"),
 ])

@@ -112,8 +112,8 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "unknown device": (
         lambda t, d: [_two_classes(t, d), "--device", "tpu"],
-        ("'tpu'", "'auto', 'cpu', 'cuda'"),
-        False,
+        ("unknown device 'tpu'; choose one of auto, cpu, gpu (cuda is taken as gpu)",),
+        True,
     ),
     "nothing to train": (
         lambda t, d: [_two_classes(t, d), "--head-epochs", "0"],
