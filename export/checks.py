@@ -17,6 +17,7 @@ import numpy as np
 from edgecnn.export.gate import AgreementTally
 from edgecnn.export.images import ImageSet, batches
 from edgecnn.runtime.core.bundle import Int8Agreement, ModelReport
+from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.metadata import Preprocess
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC batch -> probabilities
@@ -116,24 +117,30 @@ def median_latency_ms(predict: Predict, frames: np.ndarray, runs: int = 30, budg
     return 1000.0 * statistics.median(times)
 
 
-def onnx_predictor(path: Path) -> Predict:
-    """The runtime's own ONNX Runtime session set-up, on the CPU at THREADS threads."""
-    from edgecnn.runtime.core.backends.onnxruntime import open_session
+def predictor(backend: str, model: Path | object) -> Predict:
+    """uint8 NHWC batch -> probabilities, through the backend's own check set-up (its registry entry's
+    `check`: the runtime's session or compile settings, on the CPU at THREADS threads)."""
+    run = _check_runner(backend, model)
+    return lambda frames: run(frames, None)
 
-    session = open_session(path, ["CPUExecutionProvider"], threads=THREADS)
-    return lambda frames: session.run(None, {"images": frames})[0]
+
+def onnx_predictor(path: Path) -> Predict:
+    return predictor("onnxruntime", path)
 
 
 def openvino_predictor(model: Path | object) -> Predict:
-    """The runtime's OpenVINO core and compile settings: CPU, f32 execution, latency hint, THREADS threads.
+    """An IR file or an in-memory `openvino.Model` (f32 execution: see openvino.check_runner)."""
+    return predictor("openvino", model)
 
-    (On bf16-capable CPUs OpenVINO would otherwise run FP32 models in bf16, slower and less exact here.)
-    """
-    from edgecnn.runtime.core.backends.openvino import compile_config, core
 
-    config = compile_config("CPU", "latency", "f32", THREADS, cache_dir=None)
-    compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", config)
-    return lambda frames: compiled(frames)[0]
+def _check_runner(backend: str, model: Path | object) -> Callable[[np.ndarray, str | None], np.ndarray]:
+    from edgecnn.runtime.core.backends import registry
+
+    check = registry.entry(backend).check
+    if check is None:
+        raise EdgecnnError(f"export does not check {backend} models; choose one of "
+                           f"{', '.join(e.name for e in registry.exported())}")
+    return check(model, THREADS)
 
 
 def torch_predictor(wrapped: object) -> Predict:
@@ -176,22 +183,12 @@ def compare_with(reference: tuple[np.ndarray, np.ndarray], int8: Predict, images
     return tally.result(labelled)
 
 
-def onnx_scorer(path: Path) -> Predict:
-    """uint8 NHWC batch -> the model's `unknown_score` output (same session set-up as `onnx_predictor`)."""
+def scorer(backend: str, model: Path | object) -> Predict:
+    """uint8 NHWC batch -> the model's `unknown_score` output (same set-up as `predictor`)."""
     from edgecnn.export.onnx import UNKNOWN_OUTPUT
-    from edgecnn.runtime.core.backends.onnxruntime import open_session
 
-    session = open_session(path, ["CPUExecutionProvider"], threads=THREADS)
-    return lambda frames: session.run([UNKNOWN_OUTPUT], {"images": frames})[0]
-
-
-def openvino_scorer(model: Path | object) -> Predict:
-    from edgecnn.export.onnx import UNKNOWN_OUTPUT
-    from edgecnn.runtime.core.backends.openvino import compile_config, core
-
-    config = compile_config("CPU", "latency", "f32", THREADS, cache_dir=None)
-    compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", config)
-    return lambda frames: compiled(frames)[compiled.output(UNKNOWN_OUTPUT)]
+    run = _check_runner(backend, model)
+    return lambda frames: run(frames, UNKNOWN_OUTPUT)
 
 
 def unknown_scores(score: Predict, images: ImageSet, preprocess: Preprocess, batch: int) -> np.ndarray:
@@ -204,8 +201,7 @@ def unknown_agreement(candidates: list[Candidate], images: ImageSet, preprocess:
                       threshold: float) -> dict[str, dict[str, float]]:
     """Per model: share of `images` called unknown at `threshold` and, for INT8, the share whose unknown
     decision equals its FP32 parent's (the INT8 gate of the detector)."""
-    scorers = {"onnxruntime": onnx_scorer, "openvino": openvino_scorer}
-    decisions = {c.name: unknown_scores(scorers[c.backend](c.path), images, preprocess, batch) > threshold
+    decisions = {c.name: unknown_scores(scorer(c.backend, c.path), images, preprocess, batch) > threshold
                  for c in candidates}
     result: dict[str, dict[str, float]] = {}
     for c in candidates:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgecnn.runtime.core.backends.registry import BACKENDS
 from edgecnn.runtime.core.errors import EdgecnnError, upgrade_hint
+from edgecnn.runtime.core.files import check_external_data
 from edgecnn.runtime.core.records import Origin, from_dict, read_json, spec
 
 REPORT_SCHEMA_VERSION = 2  # 2: INT8 gate figures and recipe tries (calibration.onnx_tried removed)
@@ -43,18 +44,14 @@ MAX_REPORT_BYTES = 64_000_000
 class ModelFile:
     """One model's place in the layout."""
 
-    backend: str  # "onnxruntime" | "openvino"
+    backend: str  # a registry name: "onnxruntime" | "openvino"
     precision: str  # "fp32" | "int8"
     path: str  # relative to the bundle folder, "/"-separated
 
 
-# Fallback preference among equals: this order (OpenVINO first, INT8 first) is the ranking's last key.
-LAYOUT = (
-    ModelFile("openvino", "int8", "openvino/model.int8.xml"),
-    ModelFile("openvino", "fp32", "openvino/model.xml"),
-    ModelFile("onnxruntime", "int8", "model.int8.onnx"),
-    ModelFile("onnxruntime", "fp32", "model.onnx"),
-)
+# Each backend's entries, in registry order (OpenVINO first, INT8 first): the ranking's last key among equals.
+LAYOUT = tuple(ModelFile(entry.name, precision, path) for entry in BACKENDS
+               for precision, path in entry.layout)
 
 
 def layout_path(backend: str, precision: str) -> str:
@@ -336,49 +333,3 @@ def inside(path: Path, root: Path) -> Path:
         raise EdgecnnError(f"{path} links outside the bundle folder {root}; refusing to read it "
                            "(an untrusted bundle?): replace the link with the file itself")
     return path
-
-
-# An ONNX TensorProto.external_data entry whose key is "location": field 1 "location", then field 2.
-_LOCATION = re.compile(rb"\x0a\x08location\x12")
-
-
-MAX_ONNX_BYTES = 2**31  # protobuf's limit for one message: bigger models keep their weights outside
-
-
-def check_external_data(path: Path, root: Path | None = None) -> None:
-    """Refuse weights stored outside `root` (default: the model's folder): a model must not read
-    arbitrary files. A byte scan; ONNX Runtime's own check catches reordered fields. The file is
-    mapped, not read: a multi-gigabyte (or a sparse 40 GB) file costs no memory here."""
-    import mmap
-
-    from edgecnn.runtime.core.files import regular_size
-
-    size = regular_size(path, "model file")  # a FIFO is refused, never opened
-    if size == 0:
-        return
-    if size > MAX_ONNX_BYTES:
-        raise EdgecnnError(f"model file {path} is over 2 GB, more than one ONNX file can hold; export the "
-                           "weights as external data beside it")
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        _check_locations(path, data, (root or path.parent).resolve())
-
-
-def _check_locations(path: Path, data: Any, folder: Path) -> None:
-    for match in _LOCATION.finditer(data):
-        length, start = _varint(data, match.end())
-        location = data[start : start + length].decode("utf-8", errors="replace")
-        target = (path.parent / location).resolve()
-        if Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise EdgecnnError(f"{path} refers to external data {location!r} outside its folder; "
-                               "refusing to load it (keep the weights beside the .onnx file)")
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while pos < len(data):
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            break
-    return value, pos

@@ -1,4 +1,5 @@
-"""`load()`: one door to a model (bundle folder, .onnx or OpenVINO .xml) and the `Engine` it returns.
+"""`load()`: one door to a model (bundle folder, .onnx, OpenVINO .xml, or a served triton://HOST:PORT/MODEL)
+and the `Engine` it returns.
 
     engine = load("bundles/demo")                    # fastest accurate model for the best device
     engine.classify(frame, top_k=3, bgr=True)        # any size, one frame or a list -> [Classification]
@@ -79,7 +80,7 @@ class Engine:
         self._pending: set[Future[np.ndarray]] = set()
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
-        names = tuple(getattr(backend, "output_names", ()))
+        names = backend.output_names
         output = meta.unknown.output if meta.unknown is not None else None
         self._score_index = names.index(output) if output in names else None
 
@@ -110,12 +111,12 @@ class Engine:
 
     @property
     def compile_seconds(self) -> float:
-        return getattr(self._backend, "compile_seconds", self._backend.load_seconds)
+        return self._backend.compile_seconds
 
     @property
     def streams(self) -> int:
         """Requests that run at once: how many batches `submit` can usefully have in flight."""
-        return int(getattr(self._backend, "streams", 1))
+        return self._backend.streams
 
     @property
     def fixed_batch(self) -> int | None:
@@ -274,7 +275,8 @@ def load(path: str | Path, device: str = "auto", precision: str = "auto", backen
          cache_dir: str | Path | None = None, mean: Sequence[float] | None = None,
          std: Sequence[float] | None = None, hint: str = "latency", streams: int | None = None,
          requests: int | None = None) -> Engine:
-    """Load a bundle folder, .onnx or OpenVINO .xml on the best (or asked) backend and device.
+    """Load a bundle folder, .onnx or OpenVINO .xml on the best (or asked) backend and device, or a model
+    a Triton server serves (triton://HOST:PORT/MODEL: labels and preprocessing come from the server).
 
     In a bundle, "auto" precision/backend picks the fastest model whose accuracy check passed in
     report.json (e.g. OpenVINO INT8 on a CPU). `labels`, `mean` and `std` make a model without

@@ -1,4 +1,5 @@
-"""Reading an input file safely: regular files only, size checked before a byte is read.
+"""Reading an input file safely: regular files only, size checked before a byte is read; ONNX external
+data that leads outside its folder refused (ONNX Runtime and export call it before opening a model).
 
 A FIFO, a device or a socket named as an image would block `open()` forever (or stream without
 end), and a 40 GB sparse file would be read whole into memory; both become one-line errors here.
@@ -7,8 +8,10 @@ end), and a 40 GB sparse file would be read whole into memory; both become one-l
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
+from typing import Any
 
 from edgecnn.runtime.core.errors import EdgecnnError
 
@@ -52,3 +55,47 @@ def _size(count: int) -> str:
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
     return f"{count} bytes"
+
+
+# An ONNX TensorProto.external_data entry whose key is "location": field 1 "location", then field 2.
+_LOCATION = re.compile(rb"\x0a\x08location\x12")
+
+
+MAX_ONNX_BYTES = 2**31  # protobuf's limit for one message: bigger models keep their weights outside
+
+
+def check_external_data(path: Path, root: Path | None = None) -> None:
+    """Refuse weights stored outside `root` (default: the model's folder): a model must not read
+    arbitrary files. A byte scan; ONNX Runtime's own check catches reordered fields. The file is
+    mapped, not read: a multi-gigabyte (or a sparse 40 GB) file costs no memory here."""
+    import mmap
+
+    size = regular_size(path, "model file")  # a FIFO is refused, never opened
+    if size == 0:
+        return
+    if size > MAX_ONNX_BYTES:
+        raise EdgecnnError(f"model file {path} is over 2 GB, more than one ONNX file can hold; export the "
+                           "weights as external data beside it")
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        _check_locations(path, data, (root or path.parent).resolve())
+
+
+def _check_locations(path: Path, data: Any, folder: Path) -> None:
+    for match in _LOCATION.finditer(data):
+        length, start = _varint(data, match.end())
+        location = data[start : start + length].decode("utf-8", errors="replace")
+        target = (path.parent / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise EdgecnnError(f"{path} refers to external data {location!r} outside its folder; "
+                               "refusing to load it (keep the weights beside the .onnx file)")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < len(data):
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            break
+    return value, pos

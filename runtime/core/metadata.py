@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime.core.backends.base import META_KEY  # the ONNX metadata_props / OpenVINO rt_info key
 from edgecnn.runtime.core.errors import EdgecnnError, upgrade_hint
 from edgecnn.runtime.core.records import Origin, from_dict, read_json, short, spec
 
 SCHEMA_VERSION = 1
-META_KEY = "edgecnn_meta"  # ONNX metadata_props key and OpenVINO rt_info key
 MAX_META_CHARS = 64_000_000  # ImageNet-22k's labels are under 1 MB
 MAX_SIDE = 16384  # input height/width
 MAX_LABELS = 1_000_000

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from edgecnn.runtime.core.backends.base import Backend
+from edgecnn.runtime.core.backends import registry
+from edgecnn.runtime.core.backends.base import Backend, BackendEntry, OpenRequest
 from edgecnn.runtime.core.bundle import Bundle, BundleModel
 from edgecnn.runtime.core.devices import Placement, place
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import regular_size
-from edgecnn.runtime.core.metadata import META_KEY, ModelMeta, Preprocess, check_labels, read_labels
+from edgecnn.runtime.core.metadata import ModelMeta, Preprocess, check_labels, read_labels
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
@@ -29,35 +28,52 @@ class Choice:
 
 
 def choose_model(path: Path, device: str, precision: str, backend: str) -> Choice:
-    """Resolve a bundle folder or a model file to one file plus a placement."""
+    """Resolve a bundle folder, a model file or a served model (triton://...) to one model and a placement."""
     if precision not in PRECISIONS:
         raise EdgecnnError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    remote = registry.for_location(str(path))
+    if remote is not None:
+        return _choose_remote(remote, path, device, precision, backend)
     if path.is_dir():
         return _choose_in_bundle(path, device, precision, backend)
     if not path.exists():
-        raise EdgecnnError(f"{path} does not exist; give a bundle folder, a .onnx or an OpenVINO .xml")
+        raise EdgecnnError(f"{path} does not exist; give {registry.file_kinds()}")
     regular_size(path, "model file")  # a FIFO would block the backend's open() forever
-    suffix = path.suffix.lower()
-    if suffix == ".xml":
-        if backend == "onnxruntime":
-            raise EdgecnnError(f"{path} is an OpenVINO IR; use --backend openvino (or auto)")
-        prefer: tuple[str, ...] = ("openvino",)
-    elif suffix == ".onnx":
-        prefer = ("onnxruntime", "openvino")  # OpenVINO reads ONNX too, when asked
-    else:
-        raise EdgecnnError(f"{path} is not a model file; give a bundle folder, a .onnx or an OpenVINO .xml")
+    readers = registry.for_file(path.suffix)
+    if not readers:
+        raise EdgecnnError(f"{path} is not a model file; give {registry.file_kinds()}")
+    prefer = tuple(entry.name for entry in readers)
+    if backend not in ("auto", *prefer) and backend in registry.NAMES:
+        raise EdgecnnError(f"{path} is {registry.file_kind(path.suffix)}; use --backend "
+                           f"{' or '.join(prefer)} (or auto)")
     placement = place(device, backend, prefer)
     return Choice(path, placement, precision if precision != "auto" else "", placement.reason)
+
+
+def _choose_remote(entry: BackendEntry, path: Path, device: str, precision: str, backend: str) -> Choice:
+    """A model on a server: the server picks device and precision, so only `auto` (or its name) is taken."""
+    if backend not in ("auto", entry.name):
+        raise EdgecnnError(f"a {entry.url_form} model runs on its server; use --backend {entry.name} "
+                           "(or auto)")
+    for option, value in (("--device", device), ("--precision", precision)):
+        if value != "auto":
+            raise EdgecnnError(f"{option} {value}: a {entry.url_form} model runs on the device and at the "
+                               f"precision its server chose; leave {option} out")
+    reason = f"{entry.name} as asked" if backend == entry.name else f"auto picked {entry.name} (served)"
+    return Choice(path, Placement(entry.name, "auto", (str(path),), reason), "", reason)
 
 
 def _choose_in_bundle(folder: Path, device: str, precision: str, backend: str) -> Choice:
     """The fastest model that passed export's accuracy check (report.json), among those that can run here."""
     models = Bundle(folder).models()
-    # Without measurements: OpenVINO first on CPU/NPU, ONNX Runtime (TensorRT/CUDA) first on GPU.
-    prefer = [b for b in ("openvino", "onnxruntime") if any(m.backend == b for m in models)]
+    # Without measurements: registry order (OpenVINO first on CPU/NPU); a backend `first_on` a device goes
+    # first there (ONNX Runtime with TensorRT/CUDA on a GPU).
+    prefer = [e.name for e in registry.local() if any(m.backend == e.name for m in models)]
     placement = place(device, backend, tuple(prefer))
-    if backend == "auto" and placement.device == "gpu" and "onnxruntime" in prefer:
-        placement = place("gpu", "auto", ("onnxruntime", "openvino"))
+    first = [e.name for e in registry.local() if e.name in prefer and placement.device in e.first_on]
+    if backend == "auto" and first:
+        rest = [name for name in prefer if name not in first]
+        placement = place(placement.device, "auto", tuple(first + rest))
     wanted = "fp32" if precision == "fp16" else precision
     backends = [placement.backend]
     if backend == "auto":
@@ -89,58 +105,18 @@ def rank(models: list[BundleModel], backends: list[str], precision: str) -> list
 
 
 def _devices_of(backend: str) -> list[str]:
-    from edgecnn.runtime.core.devices import backend_devices
-
-    return backend_devices(backend)
+    return registry.entry(backend).devices()
 
 
 def open_backend(choice: Choice, threads: int | None, cache_dir: str | Path | None, hint: str,
                  streams: int | None = None, requests: int | None = None
                  ) -> tuple[Backend, ModelMeta | None]:
-    """Compile the chosen file and read its embedded metadata (None for a foreign model)."""
-    placement = choice.placement
-    if placement.backend == "onnxruntime":
-        if choice.precision == "fp16":
-            raise EdgecnnError("--precision fp16 is for OpenVINO (FP16 execution); use fp32 with onnxruntime")
-        from edgecnn.runtime.core.backends.onnxruntime import OnnxRuntimeBackend
-
-        runner = OnnxRuntimeBackend(choice.model_path, list(placement.target), threads,
-                                    _cache(cache_dir), streams)
-        return runner, ModelMeta.from_mapping(runner.metadata(), str(choice.model_path))
-    from edgecnn.runtime.core.backends.openvino import OpenVinoBackend, cache_dir_from, read_model
-
-    start = time.perf_counter()
-    model = read_model(choice.model_path) if choice.model_path.suffix == ".xml" else _ov_read_onnx(choice)
-    read_seconds = time.perf_counter() - start
-    meta = ModelMeta.from_openvino(model, str(choice.model_path))
-    if meta is None and model.has_rt_info(["framework", META_KEY]):  # an ONNX file's metadata_props
-        text = model.get_rt_info(["framework", META_KEY]).astype(str)
-        meta = ModelMeta.from_json(text, str(choice.model_path))
-    int8 = meta is not None and meta.precision == "int8"
-    precision = "f32" if choice.precision in ("fp32", "") and not int8 else ""
-    runner = OpenVinoBackend(choice.model_path, placement.target[0], hint, precision, threads,
-                             cache_dir_from(cache_dir), model=model, read_seconds=read_seconds,
-                             streams=streams, requests=requests)
-    return runner, meta
-
-
-def _ov_read_onnx(choice: Choice) -> Any:
-    from edgecnn.runtime.core.backends.openvino import core
-    from edgecnn.runtime.core.bundle import check_external_data
-
-    check_external_data(choice.model_path)
-    try:
-        return core().read_model(str(choice.model_path))
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1][:200]  # OpenVINO: the last line says what is wrong
-        raise EdgecnnError(f"{choice.model_path} is not a loadable ONNX model: {reason}") from exc
-
-
-def _cache(cache_dir: str | Path | None) -> Path | None:
-    from edgecnn.runtime.core.backends.openvino import cache_dir_from
-
-    folder = cache_dir_from(cache_dir)
-    return folder.parent if folder is not None and folder.name == "openvino" else folder
+    """Open the chosen model on its backend and read its embedded metadata (None for a foreign model)."""
+    source = str(choice.model_path)
+    request = OpenRequest(choice.model_path, choice.placement.target, choice.precision, threads, cache_dir,
+                          hint, streams, requests, location=source,
+                          read_meta=lambda text: None if text is None else ModelMeta.from_json(text, source))
+    return registry.entry(choice.placement.backend).open(request)
 
 
 def resolve_meta(choice: Choice, runner: Backend, embedded: ModelMeta | None,

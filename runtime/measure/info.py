@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.runtime.core import devices
+from edgecnn.runtime.core.backends import registry
 from edgecnn.runtime.core.bundle import Bundle
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.metadata import ModelMeta
@@ -16,20 +17,10 @@ from edgecnn.runtime.core.metadata import ModelMeta
 def machine_info() -> dict[str, Any]:
     """Installed backends with versions, ORT providers (listed vs usable), OpenVINO devices with names."""
     found: dict[str, Any] = {"backends": {}, "available": devices.available()}
-    for module, dist in (("onnxruntime", ("onnxruntime-gpu", "onnxruntime")), ("openvino", ("openvino",))):
-        if devices.has_module(module):
-            found["backends"][module] = {"version": _version(dist)}
-    if "onnxruntime" in found["backends"]:
-        import onnxruntime as ort
-
-        found["backends"]["onnxruntime"]["providers_listed"] = ort.get_available_providers()
-        found["backends"]["onnxruntime"]["providers_usable"] = list(devices.ort_providers())
-        found["backends"]["onnxruntime"]["providers_unusable"] = devices.ort_unusable()
-    if "openvino" in found["backends"]:
-        from edgecnn.runtime.core.backends.openvino import core
-
-        found["backends"]["openvino"]["devices"] = {
-            name: str(core().get_property(name, "FULL_DEVICE_NAME")) for name in devices.openvino_devices()}
+    for entry in registry.BACKENDS:
+        if devices.has_module(entry.module):
+            details = entry.machine() if entry.machine is not None else {}
+            found["backends"][entry.name] = {"version": _version(entry.distributions), **details}
     return found
 
 
@@ -40,7 +31,7 @@ def model_info(path: Path) -> dict[str, Any]:
                   for m in Bundle(path).models()}
         return {"bundle": str(path), "models": models}
     if not path.exists():
-        raise EdgecnnError(f"{path} does not exist; give a bundle folder, a .onnx or an OpenVINO .xml")
+        raise EdgecnnError(f"{path} does not exist; give {registry.file_kinds()}")
     return {"model": str(path), **_file_info(path, None)}
 
 

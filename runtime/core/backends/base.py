@@ -1,16 +1,23 @@
-"""The one interface every inference library is wrapped behind."""
+"""The one interface every inference library is wrapped behind, and the record that registers one.
+
+A backend is one module here (onnxruntime.py, openvino.py, triton.py) that defines a `Backend` class
+and an `ENTRY` (`BackendEntry`); `registry.py` lists the entries, and selection, devices, the bundle
+layout, `info` and export iterate them instead of comparing names.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from edgecnn.runtime.core.errors import EdgecnnError
 
+META_KEY = "edgecnn_meta"  # where a model carries edgecnn's metadata: ONNX metadata_props, OpenVINO rt_info
 SUPPORTED = ("edgecnn runs image classifiers: one image input (uint8 or float, NHWC or NCHW) and a first "
              "output [N, classes] with a fixed number of classes")
 
@@ -57,12 +64,14 @@ def check_graph(path: Path, inputs: int, output_shape: Sequence[object] | None) 
 class Backend(Protocol):
     """A compiled model on one device: synchronous and overlapped inference."""
 
-    name: str  # "onnxruntime" | "openvino"
-    device: str  # what actually runs it, e.g. "CPUExecutionProvider" or "CPU"
+    name: str  # its registry name: "onnxruntime" | "openvino" | "triton"
+    device: str  # what actually runs it, e.g. "CPUExecutionProvider", "CPU" or "127.0.0.1:8000"
     input: InputSpec
     num_outputs: int  # classes in the first output (the probabilities)
     output_names: tuple[str, ...]  # in the model's order; edgecnn: probabilities (, unknown_score)
-    load_seconds: float  # read + compile time
+    load_seconds: float  # read + compile time (a remote model: connect and read its configuration)
+    compile_seconds: float  # the compile alone (load_seconds where the library does not split them)
+    streams: int  # requests it runs at once: how many batches `submit` can usefully have in flight
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one prepared batch and return the first output."""
@@ -83,3 +92,60 @@ class Backend(Protocol):
     def close(self) -> None:
         """Wait for started work and free the model."""
         ...
+
+
+def has_module(name: str) -> bool:
+    """Whether a library is installed, without importing it (a backend's devices are probed cheaply)."""
+    return importlib.util.find_spec(name) is not None
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What selection resolved for one model file, handed to the chosen backend's `open`."""
+
+    model_path: Path
+    target: tuple[str, ...]  # the placement in the backend's words (ORT providers, an OpenVINO device)
+    precision: str  # fp32 | fp16 | int8 | "" (a single file, precision not asked)
+    threads: int | None = None
+    cache_dir: str | Path | None = None
+    hint: str = "latency"
+    streams: int | None = None
+    requests: int | None = None
+    location: str = ""  # a remote model: what the user gave (triton://HOST:PORT/MODEL)
+    # metadata text -> ModelMeta (None stays None): selection hands over metadata.py's one reader, so the
+    # backends (which metadata.py itself uses to read files) never import it
+    read_meta: Callable[[str | None], Any] = lambda text: text
+
+
+# -> the backend and the model's embedded metadata (`request.read_meta` of its text; None: a foreign model)
+Opener = Callable[[OpenRequest], "tuple[Backend, Any]"]
+# export's check of a file on the CPU: (model, threads) -> run(frames, output name or None: the first)
+Checker = Callable[[Any, int], Callable[[np.ndarray, "str | None"], np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """One backend as the rest of the code sees it; `registry.BACKENDS` holds one per backend module.
+
+    `files` are the model files it opens, (suffix, how a list of choices names it, what such a file is),
+    its native format first: a file goes to the backends whose native format it is before those that
+    merely read it. `layout` is
+    its place in a bundle, (precision, bundle-relative path), INT8 first. `devices()` must stay cheap (it
+    runs on every `auto`); `target(device)` names a generic device in the library's words.
+    """
+
+    name: str
+    module: str  # the library it needs installed
+    distributions: tuple[str, ...]  # its pip names, for `info`'s versions
+    open: Opener
+    devices: Callable[[], list[str]]
+    target: Callable[[str], tuple[str, ...]] = lambda device: (device.upper(),)
+    files: tuple[tuple[str, str, str], ...] = ()
+    layout: tuple[tuple[str, str], ...] = ()
+    first_on: tuple[str, ...] = ()  # generic devices where `auto` tries it before the others
+    runs_on_cpu: bool = True  # installed means it runs on the CPU (no device query needed)
+    url_scheme: str = ""  # a remote backend: models are named SCHEME://..., not files
+    url_form: str = ""  # how the user writes such a model, for messages
+    device_strings: Callable[[str], tuple[str, str]] | None = None  # library device strings -> (kind, target)
+    machine: Callable[[], dict[str, Any]] | None = None  # what `info` shows beyond the version
+    check: Checker | None = None  # export's parity/latency check of a file it wrote (None: not exported)

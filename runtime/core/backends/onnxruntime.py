@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecnn.runtime.core.backends.base import InputSpec, check_graph
-from edgecnn.runtime.core.bundle import check_external_data
+from edgecnn.runtime.core.backends.base import (
+    META_KEY,
+    BackendEntry,
+    InputSpec,
+    OpenRequest,
+    check_graph,
+    has_module,
+)
 from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.files import check_external_data
 
 _ONNX_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(float16)": "float16"}
+# ORT providers per device, fastest first; CPU last so a missing GPU op still runs.
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider",
+                 "CoreMLExecutionProvider")
 
 
 def provider_entry(provider: str, cache_dir: Path | None) -> Any:
@@ -70,6 +83,7 @@ class OnnxRuntimeBackend:
             per_run = max(1, (os.cpu_count() or 1) // self.streams)
         self.session = open_session(path, providers, per_run, cache_dir, spin=self.streams == 1)
         self.load_seconds = time.perf_counter() - start
+        self.compile_seconds = self.load_seconds  # ORT builds its session in one step
         self.device = self.session.get_providers()[0]
         check_graph(path, len(self.session.get_inputs()), self.session.get_outputs()[0].shape)
         node = self.session.get_inputs()[0]
@@ -104,3 +118,118 @@ class OnnxRuntimeBackend:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def open_model(request: OpenRequest) -> tuple[OnnxRuntimeBackend, Any]:
+    """The registry's `open`: a session on the placement's providers and the file's embedded metadata."""
+    if request.precision == "fp16":
+        raise EdgecnnError("--precision fp16 is for OpenVINO (FP16 execution); use fp32 with onnxruntime")
+    runner = OnnxRuntimeBackend(request.model_path, list(request.target), request.threads,
+                                _cache(request.cache_dir), request.streams)
+    return runner, request.read_meta(runner.metadata().get(META_KEY))
+
+
+def _cache(cache_dir: str | Path | None) -> Path | None:
+    """The cache root (TensorRT engines go in its tensorrt/): the OpenVINO cache folder's parent."""
+    from edgecnn.runtime.core.backends.openvino import cache_dir_from
+
+    folder = cache_dir_from(cache_dir)
+    return folder.parent if folder is not None and folder.name == "openvino" else folder
+
+
+def check_runner(path: Path, threads: int) -> Any:
+    """Export's check: the runtime's own session set-up on the CPU; run(frames, output) -> that output."""
+    session = open_session(path, ["CPUExecutionProvider"], threads=threads)
+
+    def run(frames: np.ndarray, output: str | None = None) -> np.ndarray:
+        return session.run(None if output is None else [output], {"images": frames})[0]
+
+    return run
+
+
+# -- which providers can run here ----------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def ort_providers() -> tuple[str, ...]:
+    """ORT providers that can really run here: onnxruntime-gpu lists CUDA even with no GPU driver."""
+    if not has_module("onnxruntime"):
+        return ()
+    import onnxruntime as ort
+
+    listed = ort.get_available_providers()
+    needs_cuda = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}
+    return tuple(p for p in listed if p not in needs_cuda or
+                 (cuda_driver_present() and _provider_library_loads(ort, needs_cuda[p])))
+
+
+def _provider_library_loads(ort: Any, name: str) -> bool:
+    """onnxruntime-gpu lists CUDA/TensorRT whenever it is installed; its provider library only loads when
+    the CUDA runtime, cuBLAS and cuDNN (or TensorRT) it links against are present."""
+    capi = os.path.join(os.path.dirname(ort.__file__), "capi")
+    suffix = {"linux": ".so", "win32": ".dll"}.get(sys.platform, ".so")
+    prefix = "" if sys.platform == "win32" else "lib"
+    try:
+        shared = os.path.join(capi, f"{prefix}onnxruntime_providers_shared{suffix}")
+        ctypes.CDLL(shared, mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(os.path.join(capi, f"{prefix}onnxruntime_providers_{name}{suffix}"))
+    except OSError:
+        return False
+    return True
+
+
+def ort_unusable() -> dict[str, str]:
+    """ORT providers this onnxruntime build lists but that cannot run here, with the reason."""
+    if not has_module("onnxruntime"):
+        return {}
+    import onnxruntime as ort
+
+    usable = ort_providers()
+    found = {}
+    for provider in ort.get_available_providers():
+        if provider not in usable:
+            found[provider] = "no NVIDIA driver (libcuda)" if not cuda_driver_present() else \
+                "its CUDA/cuDNN/TensorRT libraries do not load"
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_driver_present() -> bool:
+    names = {"linux": ["libcuda.so.1"], "win32": ["nvcuda.dll"]}.get(sys.platform, [])
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def ort_devices() -> list[str]:
+    """The generic devices ORT can use here, importing it only when a GPU provider could be usable."""
+    if not has_module("onnxruntime"):
+        return []
+    # Importing onnxruntime costs ~0.1 s and ~40 MB: only do it when a GPU provider could be usable.
+    gpu_possible = cuda_driver_present() or sys.platform in ("win32", "darwin")
+    gpu = gpu_possible and any(p in ort_providers() for p in GPU_PROVIDERS)
+    return ["cpu"] + (["gpu"] if gpu else [])
+
+
+def ort_target(device: str) -> tuple[str, ...]:
+    providers = ort_providers()
+    if device == "cpu":
+        return ("CPUExecutionProvider",)
+    return tuple(p for p in GPU_PROVIDERS if p in providers) + ("CPUExecutionProvider",)
+
+
+def machine() -> dict[str, Any]:
+    """What `info` shows of ORT: the providers it lists, those that can run, and why the others cannot."""
+    import onnxruntime as ort
+
+    return {"providers_listed": ort.get_available_providers(), "providers_usable": list(ort_providers()),
+            "providers_unusable": ort_unusable()}
+
+
+ENTRY = BackendEntry(
+    name="onnxruntime", module="onnxruntime", distributions=("onnxruntime-gpu", "onnxruntime"),
+    open=open_model, devices=ort_devices, target=ort_target, files=((".onnx", "a .onnx", "an ONNX model"),),
+    layout=(("int8", "model.int8.onnx"), ("fp32", "model.onnx")), first_on=("gpu",), machine=machine,
+    check=check_runner)

@@ -13,11 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecnn.runtime.core.backends.base import InputSpec, check_graph
+from edgecnn.runtime.core.backends.base import (
+    META_KEY,
+    BackendEntry,
+    InputSpec,
+    OpenRequest,
+    check_graph,
+    has_module,
+)
 from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.files import check_external_data
 
 CACHE_ENV = "EDGECNN_CACHE_DIR"  # the compiled-model cache folder when --cache-dir is not given
 HINTS = ("latency", "throughput", "cumulative_throughput")
+MODES = ("AUTO", "MULTI", "HETERO")  # OpenVINO device strings passed through, e.g. AUTO:GPU,CPU
 _OV_DTYPES = {"u8": "uint8", "f32": "float32", "f16": "float16"}
 
 
@@ -318,3 +327,96 @@ def _note_no_cache(folder: str, reason: str) -> None:
     """Said once per folder and process, on stderr: the run goes on without a cache."""
     print(f"note: OpenVINO cache folder {folder} is not writable ({reason}); compiling without a cache. "
           f"Give --cache-dir DIR or set {CACHE_ENV}=DIR ('' turns it off).", file=sys.stderr)
+
+
+# -- the registry's view -------------------------------------------------------------------------------
+def open_model(request: OpenRequest) -> tuple[OpenVinoBackend, Any]:
+    """The registry's `open`: read the IR (or ONNX file), its embedded metadata, then compile it."""
+    path = request.model_path
+    start = time.perf_counter()
+    model = read_model(path) if path.suffix == ".xml" else _read_onnx(path)
+    read_seconds = time.perf_counter() - start
+    text = _rt_text(model, [META_KEY])
+    if text is None:
+        text = _rt_text(model, ["framework", META_KEY])  # an ONNX file's metadata_props
+    meta = request.read_meta(text)
+    int8 = meta is not None and meta.precision == "int8"
+    precision = "f32" if request.precision in ("fp32", "") and not int8 else ""
+    runner = OpenVinoBackend(path, request.target[0], request.hint, precision, request.threads,
+                             cache_dir_from(request.cache_dir), model=model, read_seconds=read_seconds,
+                             streams=request.streams, requests=request.requests)
+    return runner, meta
+
+
+def _rt_text(model: Any, key: list[str]) -> str | None:
+    if not model.has_rt_info(key):
+        return None
+    value = model.get_rt_info(key)  # an OVAny: str() of it is "<OVAny class>", not the text
+    return value.astype(str) if hasattr(value, "astype") else str(value)
+
+
+def _read_onnx(path: Path) -> Any:
+    check_external_data(path)
+    try:
+        return core().read_model(str(path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1][:200]  # OpenVINO: the last line says what is wrong
+        raise EdgecnnError(f"{path} is not a loadable ONNX model: {reason}") from exc
+
+
+def check_runner(model: Path | Any, threads: int) -> Any:
+    """Export's check: the runtime's OpenVINO core and compile settings on the CPU (f32 execution, latency
+    hint, `threads`); run(frames, output) -> that output. (On bf16-capable CPUs OpenVINO would otherwise
+    run FP32 models in bf16, slower and less exact here.)"""
+    config = compile_config("CPU", "latency", "f32", threads, cache_dir=None)
+    compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", config)
+
+    def run(frames: np.ndarray, output: str | None = None) -> np.ndarray:
+        return compiled(frames)[compiled.output(output) if output else 0]
+
+    return run
+
+
+@functools.lru_cache(maxsize=1)
+def openvino_devices() -> tuple[str, ...]:
+    """OpenVINO device names (CPU, GPU, GPU.1, NPU...); () when OpenVINO is not installed."""
+    if not has_module("openvino"):
+        return ()
+    return tuple(core().available_devices)
+
+
+def generic_devices() -> list[str]:
+    kinds = {name.split(".")[0].lower() for name in openvino_devices()}
+    return [d for d in ("cpu", "gpu", "npu") if d in kinds]
+
+
+def device_string(device: str) -> tuple[str, str]:
+    """OpenVINO's own device strings pass through (as benchmark_app takes them), once each named device is
+    checked against this machine: AUTO:GPU,CPU picks, MULTI: runs on all, HETERO: splits the graph.
+    Returns (the generic kind it runs on, the string for OpenVINO)."""
+    mode, _, named = device.upper().partition(":")
+    if mode not in MODES:
+        raise EdgecnnError(f"unknown OpenVINO device {device!r}; write e.g. AUTO:GPU,CPU, MULTI:GPU,CPU or "
+                           f"HETERO:GPU,CPU")
+    present = openvino_devices()
+    names = [name.strip() for name in named.split(",") if name.strip()]
+    kinds = {p.split(".")[0] for p in present}
+    found = [n for n in names if n in present or n.split(".")[0] in kinds]
+    if not found and (names or mode != "AUTO"):  # OpenVINO itself skips listed devices that are absent
+        what = f"none of {', '.join(names)} is here" if names else f"{mode} needs devices after the colon"
+        raise EdgecnnError(f"--device {device}: {what}; OpenVINO devices here: {', '.join(present)}")
+    kind = next((k for k in ("gpu", "npu", "cpu") if k.upper() in {n.split(".")[0] for n in found}), "cpu")
+    return kind, f"{mode}:{','.join(names)}" if names else mode
+
+
+def machine() -> dict[str, Any]:
+    """What `info` shows of OpenVINO: each device with its full name."""
+    names = {name: str(core().get_property(name, "FULL_DEVICE_NAME")) for name in openvino_devices()}
+    return {"devices": names}
+
+
+ENTRY = BackendEntry(
+    name="openvino", module="openvino", distributions=("openvino",), open=open_model, devices=generic_devices,
+    files=((".xml", "an OpenVINO .xml", "an OpenVINO IR"), (".onnx", "a .onnx", "an ONNX model")),
+    layout=(("int8", "openvino/model.int8.xml"), ("fp32", "openvino/model.xml")),
+    device_strings=device_string, machine=machine, check=check_runner)
