@@ -8,6 +8,11 @@ Prometheus metrics come from Triton's own endpoint. The model keeps the bundle's
     input  images         uint8 [N, H, W, 3] RGB, already fitted (fit_frame)
     output probabilities  float32 [N, classes]
     output label          bytes [N, 1]: the top-1 label name
+    (unknown detector)    unknown_score float32 [N, 1], unknown bool [N, 1]
+
+The model's configuration carries that contract's ModelMeta JSON as the parameter `edgecnn_meta`
+(`served_meta`), so a client such as the triton:// backend (runtime/core/backends/triton.py) reads
+labels, input size and the unknown threshold from the server and sends only pixels.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ import socket
 import sysconfig
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecnn.runtime.core.backends.base import META_KEY
 from edgecnn.runtime.core.bundle import Bundle
 from edgecnn.runtime.core.errors import EdgecnnError, install_hint
+from edgecnn.runtime.core.metadata import ModelMeta
 
 INSTALL_HINT = f"serving needs NVIDIA PyTriton and tritonclient: {install_hint('serve')}"
 
@@ -69,7 +76,8 @@ def serve(config: ServeConfig, on_ready: Callable[[Endpoints], None] | None = No
     try:
         engines = _load_engines(config)
         sigterm.unwind = False  # from here on PyTriton holds locks and threads: never interrupt it mid-way
-        with _triton_errors(), pytriton.Triton(config=_triton_config(config, pytriton)) as triton:
+        with _triton_errors(), _publishing(served_meta(engines[0].meta)), \
+                pytriton.Triton(config=_triton_config(config, pytriton)) as triton:
             name = _bind(triton, pytriton, engines, config)
             triton.run()
             if on_ready:
@@ -230,6 +238,38 @@ def _infer_function(engine: Any, batch: Callable[..., Any]) -> Callable[..., dic
         return answer
 
     return infer
+
+
+def served_meta(meta: ModelMeta) -> ModelMeta:
+    """The metadata of what the server answers: fitted uint8 NHWC pixels in, probabilities and
+    `unknown_score` out, whatever the bundle model's own input and outputs are."""
+    preprocess = replace(meta.preprocess, layout="NHWC", normalize_in_graph=True)
+    unknown = None if meta.unknown is None else replace(meta.unknown, output="unknown_score")
+    return replace(meta, preprocess=preprocess, softmax_in_graph=True, unknown=unknown)
+
+
+@contextlib.contextmanager
+def _publishing(meta: ModelMeta) -> Iterator[None]:
+    """Add `edgecnn_meta` to the parameters of the model configuration PyTriton writes.
+
+    PyTriton 0.7's ModelConfig has no field for configuration parameters (its own model configs carry
+    `workspace-path` there), so its config builder is wrapped while the server starts.
+    """
+    from pytriton.models.model import Model
+
+    build = Model._get_triton_model_config
+    text = meta.to_json()
+
+    def with_meta(self: Any) -> Any:
+        built = build(self)
+        built.backend_parameters.setdefault(META_KEY, text)
+        return built
+
+    Model._get_triton_model_config = with_meta
+    try:
+        yield
+    finally:
+        Model._get_triton_model_config = build
 
 
 def _endpoints(config: ServeConfig, name: str, engine: str) -> Endpoints:
