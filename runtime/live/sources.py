@@ -181,13 +181,14 @@ def _skip(reader: CaptureReader, seconds: float, path: Path) -> None:
 def _quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own warnings while probing a source: our error says it in one line."""
     cv2 = opencv()
-
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    # OpenCV 5 keeps these in cv2.utils.logging; 4.x (the [serve] venv's, numpy<2) at the top level
+    logging = getattr(cv2.utils, "logging", cv2)
+    level = logging.getLogLevel()
+    logging.setLogLevel(0)  # LOG_LEVEL_SILENT in both
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        logging.setLogLevel(level)
 
 
 def _open_capture(spec: SourceSpec, options: VideoOptions, failure: str) -> CaptureReader:
