@@ -50,7 +50,7 @@ $(SERVE_VENV)/.installed: pyproject.toml
 
 test-serve: $(SERVE_VENV)/.installed
 	set -o pipefail; $(SERVE_VENV)/bin/python -m pytest -rs tests/runtime/test_serve.py \
-		tests/runtime/test_triton_repo.py | tee .test-serve.log
+		tests/runtime/test_triton_repo.py tests/runtime/test_triton_backend.py | tee .test-serve.log
 	! grep -q "SKIPPED" .test-serve.log
 
 # The README tour's output blocks, from a real run of each `$ edgecnn ...` command (docs/tour.py).
