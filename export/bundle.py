@@ -15,7 +15,7 @@ from edgecnn.export.checks import Candidate, compare_on_images, measure, median_
 from edgecnn.export.onnx import check_opset
 from edgecnn.export.quantize import check_method
 from edgecnn.export.source import Source, check_calibration_folder, checkpoint_source, pretrained_source
-from edgecnn.runtime.core.bundle import LABELS_TXT, BundleReport, ModelReport
+from edgecnn.runtime.core.bundle import LABELS_TXT, BundleReport, ModelReport, layout_path
 from edgecnn.runtime.core.errors import EdgecnnError, raise_if_interrupted
 from edgecnn.runtime.core.options import check_range
 from edgecnn.runtime.core.outputs import (
@@ -141,7 +141,8 @@ def _build_models(config: ExportConfig, source: Source, work: Path,
 
     steps.say("exporting ONNX")
     fp32 = export_onnx(deployable(source.model, source.preprocess, unknown_module(source)),
-                       source.preprocess, work / "model.onnx", opset=config.opset, batch=config.batch)
+                       source.preprocess, work / layout_path("onnxruntime", "fp32"), opset=config.opset,
+                       batch=config.batch)
     job = Int8Job(source.calibration, source.validation, source.preprocess, source.labelled, config.max_drop,
                   config.batch or 1, config.float_nodes, steps.say)
     found, tried = [], {}
@@ -149,18 +150,18 @@ def _build_models(config: ExportConfig, source: Source, work: Path,
         found.append(Candidate("onnx fp32", "onnxruntime", "fp32", fp32, onnx_predictor(fp32), (fp32,)))
     if config.int8 and "onnx" in config.formats:
         steps.say(f"quantising ONNX ({len(source.calibration)} calibration images)")
-        int8 = work / "model.int8.onnx"
+        int8 = work / layout_path("onnxruntime", "int8")
         tried["onnxruntime"] = quantize_onnx_searched(fp32, int8, job, config.calibration_method)
         found.append(Candidate("onnx int8", "onnxruntime", "int8", int8, onnx_predictor(int8), (int8,),
                                parent="onnx fp32"))
     if "openvino" in config.formats:
         steps.say("converting to OpenVINO")
-        xml = convert_openvino(fp32, work / "openvino" / "model.xml")
+        xml = convert_openvino(fp32, work / layout_path("openvino", "fp32"))
         found.append(Candidate("openvino fp32", "openvino", "fp32", xml, openvino_predictor(xml),
                                (xml, xml.with_suffix(".bin"))))
         if config.int8:
             steps.say(f"quantising OpenVINO with NNCF ({len(source.calibration)} calibration images)")
-            xml8 = work / "openvino" / "model.int8.xml"
+            xml8 = work / layout_path("openvino", "int8")
             tried["openvino"] = quantize_openvino_searched(fp32, xml8, job, parent=xml)
             found.append(Candidate("openvino int8", "openvino", "int8", xml8, openvino_predictor(xml8),
                                    (xml8, xml8.with_suffix(".bin")), parent="openvino fp32"))
@@ -180,7 +181,7 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
     if graph:
         from edgecnn.runtime.core.backends.openvino import import_openvino
 
-        f32 = import_openvino().convert_model(str(work / "model.onnx"))
+        f32 = import_openvino().convert_model(str(work / layout_path("onnxruntime", "fp32")))
         graph = [Candidate("openvino fp32 graph", "openvino", "fp32", graph[0].path,
                            openvino_predictor(f32), ())]
     batch = config.batch or 1
