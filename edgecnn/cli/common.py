@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from edgecnn.cli.render import warn
+from edgecnn.runtime.core.backends import registry
 from edgecnn.runtime.core.options import span
 
 
@@ -22,12 +23,14 @@ def device_word(value: str) -> str:
     return value
 
 
-ModelPath = Annotated[Path, typer.Argument(help="Bundle folder, .onnx or OpenVINO .xml.")]
+ModelPath = Annotated[Path, typer.Argument(
+    help="Bundle folder, .onnx, OpenVINO .xml, or triton://HOST:PORT/MODEL (served by `edgecnn serve`).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or npu; auto picks the fastest present "
                                         "(docs/devices.md).", callback=device_word)]
 TrainDeviceOpt = Annotated[str, typer.Option(help="Where to train: auto, cpu or gpu (CUDA); cuda is taken as "
                                              "gpu (docs/devices.md).", callback=device_word)]
-BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")]
+BackendOpt = Annotated[str, typer.Option(
+    help=f"{', '.join(('auto', *registry.NAMES[:-1]))} or {registry.NAMES[-1]}.")]  # from the registry
 PrecisionOpt = Annotated[str, typer.Option(
     help="auto (INT8 when its accuracy check passed), fp32, fp16 (OpenVINO) or int8.")]
 LabelsOpt = Annotated[Path | None, typer.Option(help="Labels (one a line) for a model without metadata.")]
