@@ -102,8 +102,8 @@ def camera(
     names, shown = _camera_sources(source, sources)
     if serve is None and (no_auth or record_to is not None):
         raise EdgecnnError(f"{'--no-auth' if no_auth else '--record-to'} goes with --serve [HOST:]PORT")
-    realtime = realtime or _paced_for_the_page(serve, names, loop)
-    options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime,
+    paced = not realtime and _paced_for_the_page(serve, names)
+    options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime or paced,
                            reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride, loop=loop)
     config = CameraConfig(sources=names, top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
@@ -112,6 +112,9 @@ def camera(
     with ExitStack() as stack:
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
                  ] if serve else []
+        if paced:
+            say("note: --serve plays files in real time (as --realtime)" + ("" if loop else "; add --loop to "
+                "keep the page going after the end"))
         collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
         sinks += [collector] if collector else []
         settings = camera_engine() if threads is None else {"threads": threads}
@@ -129,16 +132,12 @@ def camera(
         raise typer.Exit(130)
 
 
-def _paced_for_the_page(serve: str | None, names: tuple[str, ...], loop: bool) -> bool:
+def _paced_for_the_page(serve: str | None, names: tuple[str, ...]) -> bool:
     """--serve plays files and folders at their own pace: at full speed a clip is over before a browser
-    opens the page (cup.mp4: 1.7 s). Says so in one line."""
+    opens the page (cup.mp4: 1.7 s)."""
     from edgecnn.runtime.live.video import parse_source
 
-    if serve is None or all(parse_source(name).live for name in names):
-        return False
-    say("note: --serve plays files in real time (as --realtime)" + ("" if loop else "; add --loop to keep "
-        "the page going after the end"))
-    return True
+    return serve is not None and not all(parse_source(name).live for name in names)
 
 
 def _camera_sources(source: list[str] | None, sources: Path | None) -> tuple[tuple[str, ...], str]:

@@ -92,6 +92,9 @@ class Collector:
             check_distinct({"--collect": self.folder}, {"--source": Path(source)})
         self._checked.add(source)
 
+    def finish(self, stopped_by: str) -> None:
+        pass  # the frames are flushed by `close`, which the command calls
+
     def close(self) -> None:
         self._writer.close()
 

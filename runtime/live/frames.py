@@ -98,3 +98,7 @@ class Sink(Protocol):
     """A live consumer of results (the web page). `publish` must return at once: the loop waits for it."""
 
     def publish(self, update: LiveUpdate) -> None: ...
+
+    def finish(self, stopped_by: str) -> None:
+        """The run is over: end | max_frames | quit | interrupt | error (the page says so)."""
+        ...

@@ -114,6 +114,7 @@ class CameraLoop:
         return fit_frame(image, self.engine.preprocess, bgr=True)
 
     def run(self) -> CameraSummary:
+        failed = True
         try:
             config = self.config
             if config.save is not None:
@@ -125,10 +126,13 @@ class CameraLoop:
             self.display = Display(config.window_title, config.headless, config.snapshot_dir, self.say)
             self.started = time.perf_counter()
             self._pump()
+            failed = False
         except KeyboardInterrupt:
-            self.stopped_by = "interrupt"
+            self.stopped_by, failed = "interrupt", False
         finally:
             self._close()
+            for sink in self.sinks:
+                sink.finish("error" if failed else self.stopped_by)
         return self._finish()
 
     def _open_sources(self) -> None:

@@ -40,6 +40,9 @@ PAGE = Path(__file__).with_name("static") / "camera.html"
 JPEG_QUALITY = 80
 STREAM_FPS = 30.0  # pictures/s to viewers at most: past a camera's rate, encoding only takes the model's CPU
 EVENTS_PER_SECOND = 10  # the page's text needs no more; the picture has its own stream
+FINAL_STATE_S = 0.3  # at closing, how long open pages get to receive how the run ended (3 event intervals)
+RUN_ENDED = {"end": "source ended", "max_frames": "stopped after --max-frames", "quit": "stopped",
+             "interrupt": "stopped (Ctrl-C)", "error": "stopped by an error (see the terminal)"}
 DEFAULT_HOST = "127.0.0.1"
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 BOUNDARY = "frame"
@@ -156,6 +159,8 @@ class LiveServer:
         self.jpeg_frames = 0
         self.port = address.port
         self._latest: LiveUpdate | None = None
+        self._run = "live"  # or how the run ended, in words (`finish`): the page shows it over the picture
+        self._listeners = 0  # open /events streams
         self._published_at = 0.0
         self._updates = 0
         self._jpeg: tuple[int, bytes] = (0, b"")
@@ -188,6 +193,13 @@ class LiveServer:
         if self._new_state is not None:
             self._new_state.fire()
 
+    def finish(self, stopped_by: str) -> None:
+        """The run is over: the page says how, over its last picture, instead of looking live."""
+        self._run = RUN_ENDED.get(stopped_by, "stopped")
+        self._updates += 1
+        if self._new_state is not None:
+            self._new_state.fire()
+
     # -- life cycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> LiveServer:
         try:
@@ -210,6 +222,8 @@ class LiveServer:
 
     def close(self) -> None:
         """Stop serving: open streams end, the threads finish (bounded waits)."""
+        if self._run != "live" and self._listeners:
+            time.sleep(FINAL_STATE_S)  # the state saying how the run ended reaches the open pages first
         self._closing = True
         with self._frame_ready:
             self._frame_ready.notify_all()
@@ -285,7 +299,8 @@ class LiveServer:
         # The page's own source name wins over the record's (several sources: the record names one of them).
         recording = None if self.recorder is None else self.recorder.state()
         return {**record, "source": self.source, "captured_at": captured_at,
-                "published_at": self._published_at or None, "stats": stats, "recording": recording}
+                "published_at": self._published_at or None, "stats": stats, "recording": recording,
+                "run": self._run, "server_time": time.time()}
 
     def _app(self) -> Any:
         from starlette.applications import Starlette
@@ -373,14 +388,18 @@ class LiveServer:
 
     async def _events(self) -> AsyncIterator[str]:
         sent = -1
-        while not self._closing:
-            wake = self._new_state.event
-            if self._updates == sent:
-                await wake.wait()
-                continue
-            sent = self._updates
-            yield f"data: {json.dumps(self.state())}\n\n"
-            await asyncio.sleep(1.0 / EVENTS_PER_SECOND)
+        self._listeners += 1
+        try:
+            while not self._closing:
+                wake = self._new_state.event
+                if self._updates == sent:
+                    await wake.wait()
+                    continue
+                sent = self._updates
+                yield f"data: {json.dumps(self.state())}\n\n"
+                await asyncio.sleep(1.0 / EVENTS_PER_SECOND)
+        finally:
+            self._listeners -= 1
 
 
 async def _read_at_most(request: Any, limit: int) -> bytes | None:

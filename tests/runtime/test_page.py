@@ -143,3 +143,56 @@ def test_holding_the_record_button_in_the_browser_saves_frames(engine: Any, brow
         assert held >= 10 and saved >= held  # 2 s at 10 frames a second, all through the hold
         wait_for(lambda: text(browser, "record-counts").split() == ["mug", str(saved)], timeout=5)
     recorder.close()
+
+
+def _camera_thread(engine: Any, server: Any, **video: Any) -> Any:
+    """A camera run on the sample clip, at its own pace, feeding `server`, on a thread (started)."""
+    import threading
+
+    from edgecnn.runtime.live.camera import CameraConfig, run_camera
+    from edgecnn.runtime.live.video import VideoOptions
+
+    max_frames = video.pop("max_frames")
+    config = CameraConfig(source=CUP, headless=True, max_frames=max_frames,
+                          video=VideoOptions(realtime=True, **video))
+    thread = threading.Thread(target=run_camera, args=(engine, config), daemon=True,
+                              kwargs={"say": lambda m: None, "sinks": [server]})
+    thread.start()
+    return thread
+
+
+def overlay(browser: Any) -> str:
+    return browser.execute_script("const o = document.getElementById('overlay'); return o.hidden ? '' : "
+                                  "o.textContent")
+
+
+def test_the_page_never_looks_live_when_the_run_is_over_and_comes_back_by_itself(
+        engine: Any, browser: Any, tmp_path: Path) -> None:
+    """A run that ends says so over its dimmed last picture, after its server has gone too; a camera started
+    again on the same port brings picture, state and viewers back without a reload."""
+    first = LiveServer(ServeAddress("127.0.0.1", 0), source="cup", say=lambda m: None)
+    with first:
+        port = first.port
+        run = _camera_thread(engine, first, max_frames=40)
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: text(browser, "status") == "live" and overlay(browser) == "", timeout=20)
+        run.join(timeout=30)
+        wait_for(lambda: overlay(browser).startswith("stopped after --max-frames"), timeout=10)
+    time.sleep(1.5)  # the server is gone: the page still says how the run ended, not "live"
+    said = overlay(browser)
+    assert said.startswith("stopped after --max-frames \u2014 last frame ") and said.endswith(" s ago"), said
+    assert browser.execute_script("return document.body.classList.contains('stale')")
+    assert text(browser, "status") != "live" and text(browser, "viewers") == "-"
+    browser.save_screenshot(str(tmp_path / "ended.png"))
+
+    second = LiveServer(ServeAddress("127.0.0.1", port), source="cup", say=lambda m: None)
+    with second:
+        run = _camera_thread(engine, second, max_frames=400, loop=True)
+        wait_for(lambda: text(browser, "status") == "live" and overlay(browser) == "", timeout=30)
+        wait_for(lambda: second.viewers == 1 and text(browser, "viewers") == "1", timeout=15)
+        before = picture(browser)
+        time.sleep(1.0)
+        assert np.abs(before.astype(int) - picture(browser)).mean() > 1.0  # the picture moves again
+        assert not browser.execute_script("return document.body.classList.contains('stale')")
+        browser.save_screenshot(str(tmp_path / "live-again.png"))
+    run.join(timeout=60)
