@@ -94,7 +94,7 @@ def camera(
     /api/state and /healthz).
     """
     from contextlib import ExitStack
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
     from edgecnn.runtime.live.camera import CameraConfig, camera_engine, check_outputs, run_camera
     from edgecnn.runtime.live.video import VideoOptions
@@ -113,8 +113,7 @@ def camera(
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
                  ] if serve else []
         if paced:
-            say("note: --serve plays files in real time (as --realtime)" + ("" if loop else "; add --loop to "
-                "keep the page going after the end"))
+            say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
         collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
         sinks += [collector] if collector else []
         settings = camera_engine() if threads is None else {"threads": threads}
@@ -123,13 +122,24 @@ def camera(
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
         summary = run_camera(engine, config, say=say, sinks=sinks)
+    _report(summary, collector, json_out)
+
+
+def _report(summary: Any, collector: Any, json_out: bool) -> None:
+    """The run's summary (table or JSON) and what --collect kept; exit 130 after Ctrl-C or SIGTERM, the
+    outputs kept."""
+    from dataclasses import asdict
+
     collected = {} if collector is None else {"collected": collector.saved,
                                               "collect_dropped": collector.dropped}
     show(json_out, {**asdict(summary), **collected}, lambda: summary_table(summary))
     if collector is not None and not json_out:
         tell(collector.describe())
-    if summary.stopped_by == "interrupt":  # Ctrl-C or SIGTERM: the outputs are kept, the status says so
+    if summary.stopped_by == "interrupt":
         raise typer.Exit(130)
+
+
+LOOP_HINT = "; add --loop to keep the page going after the end"
 
 
 def _paced_for_the_page(serve: str | None, names: tuple[str, ...]) -> bool:

@@ -46,12 +46,15 @@ def engine(imagenet_bundle: Path) -> Any:
 class SlowBackend:
     """The engine's own backend made slower than the source, behind a real `Engine` (its `submit` path)."""
 
+    streams = 1  # one worker thread below
+
     def __init__(self, backend: Any, delay: float) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.backend, self.delay = backend, delay
         self.name, self.device, self.input = backend.name, backend.device, backend.input
         self.num_outputs, self.load_seconds = backend.num_outputs, backend.load_seconds
+        self.output_names, self.compile_seconds = backend.output_names, backend.compile_seconds
         self.pool = ThreadPoolExecutor(max_workers=1)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
