@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgecnn.runtime.core.devices import device_kind
 from edgecnn.runtime.core.errors import EdgecnnError, install_hint
@@ -28,11 +28,17 @@ def check_train_device(name: str) -> str:
 
 def import_torch():
     """torch, or the one-line install hint when the [train] extra is missing."""
+    return import_train("torch", "PyTorch")
+
+
+def import_train(module: str, what: str) -> Any:
+    """A module of the [train] extra, or one line saying what to install when it is missing."""
+    import importlib
+
     try:
-        import torch
+        return importlib.import_module(module)
     except ImportError as exc:
-        raise EdgecnnError(f"training needs PyTorch: {install_hint('train')}") from exc
-    return torch
+        raise EdgecnnError(f"training needs {what}: {install_hint('train')}") from exc
 
 
 def pick_device(name: str) -> torch.device:

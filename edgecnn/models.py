@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from edgecnn.runtime.core.errors import EdgecnnError, install_hint
+from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.metadata import Preprocess
 
 if TYPE_CHECKING:
@@ -250,12 +250,10 @@ def _load_state_dict(path: Path) -> dict:
     return state
 
 
-def _import_timm():
-    try:
-        import timm
-    except ImportError as exc:
-        raise EdgecnnError(f"training needs PyTorch and timm: {install_hint('train')}") from exc
-    return timm
+def _import_timm() -> Any:
+    from edgecnn.device import import_train
+
+    return import_train("timm", "PyTorch and timm")
 
 
 def imagenet_labels() -> tuple[str, ...]:
