@@ -22,6 +22,7 @@ from tests.runtime.conftest import mean_colour_onnx
 
 def test_names_are_unique_and_every_entry_is_complete() -> None:
     assert len(set(registry.NAMES)) == len(registry.NAMES)
+    assert tuple(entry.name for entry in registry.BACKENDS) == registry.NAMES  # each named as its module
     assert set(registry.NAMES) >= {"onnxruntime", "openvino", "triton"}
     for entry in registry.BACKENDS:
         assert callable(entry.open) and callable(entry.devices)
@@ -156,3 +157,16 @@ def test_info_lists_installed_backends_from_the_registry() -> None:
     found = machine_info()["backends"]
     assert set(found) == {e.name for e in registry.BACKENDS if has_module(e.module)}
     assert "providers_usable" in found["onnxruntime"] and "devices" in found["openvino"]
+
+
+def test_the_cli_lists_the_backends_without_importing_them() -> None:
+    """`edgecnn --help` names every backend but imports none (they bring numpy: +200 ms at every start)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport edgecnn.cli.common\nprefix = 'edgecnn.runtime.core.backends.'\n"
+            "print(sorted(m[len(prefix):] for m in sys.modules if m.startswith(prefix)),\n"
+            "      'numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert done.stdout.strip() == "['base', 'registry'] False"

@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 from edgecnn.runtime.core.errors import EdgecnnError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 META_KEY = "edgecnn_meta"  # where a model carries edgecnn's metadata: ONNX metadata_props, OpenVINO rt_info
 SUPPORTED = ("edgecnn runs image classifiers: one image input (uint8 or float, NHWC or NCHW) and a first "
@@ -120,7 +122,7 @@ class OpenRequest:
 # -> the backend and the model's embedded metadata (`request.read_meta` of its text; None: a foreign model)
 Opener = Callable[[OpenRequest], "tuple[Backend, Any]"]
 # export's check of a file on the CPU: (model, threads) -> run(frames, output name or None: the first)
-Checker = Callable[[Any, int], Callable[[np.ndarray, "str | None"], np.ndarray]]
+Checker = Callable[[Any, int], Callable[["np.ndarray", "str | None"], "np.ndarray"]]
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,39 @@
 
 The order is the preference among equals: a bundle's models rank OpenVINO, then ONNX Runtime (bundle.LAYOUT
 follows it), and `auto` on the CPU tries them in this order. A new backend is one module in this folder
-(its `Backend` class and `ENTRY`) plus one line here.
+(its `Backend` class and `ENTRY`, named as the module) plus its name in `NAMES`.
+
+The modules are imported on first use of `BACKENDS`: the CLI lists `NAMES` in `--help` without them
+(they import numpy: `edgecnn --help` took 550 ms with them, 350 ms without).
 """
 
 from __future__ import annotations
 
-from edgecnn.runtime.core.backends import onnxruntime, openvino, triton
+import functools
+import importlib
+from typing import Any
+
 from edgecnn.runtime.core.backends.base import BackendEntry
 from edgecnn.runtime.core.errors import EdgecnnError
 
-BACKENDS: tuple[BackendEntry, ...] = (openvino.ENTRY, onnxruntime.ENTRY, triton.ENTRY)
-NAMES = tuple(entry.name for entry in BACKENDS)
+NAMES = ("openvino", "onnxruntime", "triton")  # each a module here whose ENTRY has that name
+
+
+@functools.cache
+def _entries() -> tuple[BackendEntry, ...]:
+    return tuple(importlib.import_module(f"{__package__}.{name}").ENTRY for name in NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    """`registry.BACKENDS`: every entry, in preference order (imported on first use)."""
+    if name == "BACKENDS":
+        return _entries()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def entry(name: str) -> BackendEntry:
     """The entry called `name`; EdgecnnError listing the choices otherwise."""
-    for found in BACKENDS:
+    for found in _entries():
         if found.name == name:
             return found
     raise EdgecnnError(f"unknown backend {name!r}; choose one of {', '.join(('auto', *NAMES))}")
@@ -25,7 +42,7 @@ def entry(name: str) -> BackendEntry:
 
 def local() -> tuple[BackendEntry, ...]:
     """The backends that run model files on this machine (not through a server)."""
-    return tuple(found for found in BACKENDS if not found.url_scheme)
+    return tuple(found for found in _entries() if not found.url_scheme)
 
 
 def for_file(suffix: str) -> tuple[BackendEntry, ...]:
@@ -45,7 +62,7 @@ def for_location(location: str) -> BackendEntry | None:
 
     A Path collapses "//" ("triton:/HOST:PORT/MODEL"), so one slash after the colon is enough.
     """
-    for found in BACKENDS:
+    for found in _entries():
         if found.url_scheme and location.lower().startswith(f"{found.url_scheme}:/"):
             return found
     return None
@@ -54,7 +71,7 @@ def for_location(location: str) -> BackendEntry | None:
 def file_kinds() -> str:
     """What a model can be, for messages: 'a bundle folder, a .onnx, an OpenVINO .xml or triton://...'."""
     kinds = ["a bundle folder"]
-    for found in BACKENDS:
+    for found in _entries():
         words = [f[1] for f in found.files] + ([found.url_form] if found.url_form else [])
         kinds += [w for w in words if w not in kinds]
     return ", ".join(kinds[:-1]) + " or " + kinds[-1]
@@ -62,4 +79,4 @@ def file_kinds() -> str:
 
 def exported() -> tuple[BackendEntry, ...]:
     """The backends export writes files for and checks (each has a `check`)."""
-    return tuple(found for found in BACKENDS if found.check is not None)
+    return tuple(found for found in _entries() if found.check is not None)
