@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def test_triton_without_its_client_or_server_is_one_line() -> None:
     if has_module("tritonclient"):
         assert "cannot reach the Triton server 127.0.0.1:9" in str(caught.value)
     else:
-        assert str(caught.value) == "triton:// needs the Triton client: pip install 'edgecnn[serve]'"
+        assert str(caught.value) == ("triton:// needs the Triton client: pip install '.[serve]' (in the "
+                                     "edgecnn clone)")
 
 
 def test_engine_reaches_the_backend_only_through_the_protocol() -> None:
@@ -170,3 +172,15 @@ def test_the_cli_lists_the_backends_without_importing_them() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           check=True)
     assert done.stdout.strip() == "['base', 'registry'] False"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tritonclient") is not None, reason="the Triton client is here")
+def test_triton_without_its_client_says_what_to_install(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgecnn", "predict", "triton://127.0.0.1:9/m",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("error: triton:// needs the Triton client: pip install '.[serve]' (in the "
+                                   "edgecnn clone)")

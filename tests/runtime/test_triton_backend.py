@@ -5,6 +5,7 @@ Runs in the serve venv (`make test-serve`): nvidia-pytriton needs numpy<2.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -76,6 +77,8 @@ def test_bench_measures_the_served_model(server: Server) -> None:
     assert report["backend"] == "triton" and report["latency_ms"]["median"] > 0
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tritonclient") is None,
+                    reason="triton:// needs the [serve] extra's client; make test-serve's venv has it")
 @pytest.mark.parametrize(("model", "words"), [
     (f"triton://{HOST}:9/{NAME}", f"cannot reach the Triton server {HOST}:9"),
     ("triton://user:s3cret@127.0.0.1:8000/m", "a Triton model is written triton://HOST:PORT/MODEL"),

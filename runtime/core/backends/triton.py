@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime.core.backends.base import META_KEY, BackendEntry, InputSpec, OpenRequest
-from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.errors import EdgecnnError, install_hint
 
-INSTALL = "triton:// needs the Triton client: pip install 'edgecnn[serve]'"
+INSTALL = f"triton:// needs the Triton client: {install_hint('serve')}"
 FORM = "triton://HOST:PORT/MODEL"
 # Under the camera's 30 s "inference stuck" limit: a server restart or a network blip is ridden out.
 RECONNECT_SECONDS = 15.0
