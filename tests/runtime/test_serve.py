@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +88,22 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 
 
-@pytest.fixture(scope="module")
-def server(imagenet_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextmanager
+def served(bundle: Path, log: Path) -> Iterator[Server]:
+    """`edgecnn serve BUNDLE` ready for requests (skipped where serving cannot run), stopped at the end."""
     needs_server()
-    running = Server(imagenet_bundle, tmp_path_factory.mktemp("serve") / "server.log")
+    running = Server(bundle, log)
     try:
         running.wait_ready()
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def server(imagenet_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with served(imagenet_bundle, tmp_path_factory.mktemp("serve") / "server.log") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

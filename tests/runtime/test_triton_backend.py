@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.test_serve import HOST, NAME, Server, needs_server
+from tests.runtime.test_serve import HOST, NAME, Server, needs_server, served
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDEOS = ROOT / "samples" / "videos"
@@ -36,13 +36,8 @@ def rows(stdout: str) -> dict[str, tuple[str, bool]]:
 
 @pytest.fixture(scope="module")
 def server(imagenet_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    needs_server()
-    running = Server(imagenet_bundle, tmp_path_factory.mktemp("triton-backend") / "server.log")
-    try:
-        running.wait_ready()
+    with served(imagenet_bundle, tmp_path_factory.mktemp("triton-backend") / "server.log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_predict_through_triton_gives_the_local_bundles_answers(server: Server, imagenet_bundle: Path,
