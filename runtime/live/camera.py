@@ -42,6 +42,7 @@ SOURCES_FILE_BYTES = 1_000_000
 class CameraConfig:
     source: str | int | Path = 0
     sources: tuple[str | int | Path, ...] = ()  # several sources; `source` is used when empty
+    names: tuple[str, ...] = ()  # --name per source, in order; derived from the sources when empty
     top_k: int = 3
     min_prob: float = 0.2  # top-1 below this is shown as "uncertain"; "unknown" is the model's detector
     smooth: float = 0.6  # EMA weight of the past probabilities (and unknown score); 0 = off
@@ -57,6 +58,13 @@ class CameraConfig:
     @property
     def source_list(self) -> tuple[str | int | Path, ...]:
         return tuple(self.sources) or (self.source,)
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """Each source's camera name (names.py): what events, topics, metrics and clips call it."""
+        from edgecnn.runtime.live.names import camera_names
+
+        return camera_names([str(s) for s in self.source_list], self.names)
 
     def video_paths(self) -> list[Path]:
         """The --save file of each source: the name itself for one, NAME-1.mp4, NAME-2.mp4... for more."""
@@ -121,6 +129,7 @@ def _check(engine: Engine, config: CameraConfig) -> None:
         if value is not None and value <= 0:
             raise EdgecnnError(f"--{name} {value} must be positive")
     check_range("vid_stride", video.vid_stride)  # the options table's range and message, as the CLI's
+    config.camera_names  # noqa: B018 - checks --name: one per source, each a slug, no repeats
     check_outputs(config)
 
 

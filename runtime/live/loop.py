@@ -49,8 +49,8 @@ class Smoother:
 class _Stream:
     """One source in the loop: its capture thread, smoothing, outputs and measurements."""
 
-    def __init__(self, index: int, source: VideoSource, smoother: Smoother) -> None:
-        self.index, self.source, self.smoother = index, source, smoother
+    def __init__(self, index: int, source: VideoSource, smoother: Smoother, camera: str = "") -> None:
+        self.index, self.source, self.smoother, self.camera = index, source, smoother, camera
         self.score_smoother = Smoother(smoother.weight)  # the unknown score, averaged like the probabilities
         self.name = source.spec.name
         self.inference_ms: list[float] = []
@@ -136,12 +136,12 @@ class CameraLoop:
         return self._finish()
 
     def _open_sources(self) -> None:
-        many = len(self.config.source_list) > 1
+        many, cameras = len(self.config.source_list) > 1, self.config.camera_names
         for index, spec in enumerate(self.config.source_list):
             smooth = 0.0 if Path(str(spec)).is_dir() else self.config.smooth  # slideshow frames are unrelated
             source = VideoSource(spec, self.config.video, prepare=self.prepare, say=self.say,
                                  on_ready=self.wake.set)
-            stream = _Stream(index, source, Smoother(smooth))
+            stream = _Stream(index, source, Smoother(smooth), cameras[index])
             self.streams.append(stream)
             # Several sources: a network camera that is down is retried in the background, the rest go on.
             source.start(wait_for_open=not many)
@@ -256,7 +256,7 @@ class CameraLoop:
             top = self.engine.top(smoothed, self.config.top_k)
             result = FrameResult(stream.index, stream.name, frame, top, smoothed, inference_ms, latency_ms,
                                  stream.recent_fps(), unknown_score=score,
-                                 unknown=self.engine.is_unknown(score))
+                                 unknown=self.engine.is_unknown(score), camera=stream.camera)
             keep = self._deliver(stream, result) and keep
         return keep
 
