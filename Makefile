@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # $(call pip,PYTHON,ARGUMENTS)
 pip = for try in 1 2 3; do $(1) -m pip install --quiet $(2) && exit 0; \
 	echo "pip install failed (try $$try of 3; a network hiccup?)" >&2; [ $$try = 3 ] || sleep 20; done; exit 1
-TRAIN_EXTRAS := '.[train,web,dev]'
+TRAIN_EXTRAS := '.[train,web,box,dev]'
 SERVE_EXTRAS := '.[train,serve,dev]'
 
 $(STAMP): pyproject.toml
