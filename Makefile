@@ -11,7 +11,9 @@ STAMP := $(VENV)/.installed
 # pip install with three tries: one cut-off download (a CI run: opencv-python stopped at 70.5 of 72.9 MB,
 # and pip's six resumes got no more bytes) otherwise fails the whole set-up; a new try downloads afresh.
 # $(call pip,PYTHON,ARGUMENTS)
-pip = for try in 1 2 3; do $(1) -m pip install --quiet $(2) && exit 0; \
+# PYTHONWARNINGS: setuptools' editable build warns that a folder named like the package is in the working
+# directory; that is this repository's layout, and the 10-line box would be the demo's only noise.
+pip = for try in 1 2 3; do PYTHONWARNINGS=ignore::UserWarning $(1) -m pip install --quiet $(2) && exit 0; \
 	echo "pip install failed (try $$try of 3; a network hiccup?)" >&2; [ $$try = 3 ] || sleep 20; done; exit 1
 TRAIN_EXTRAS := '.[train,web,box,dev]'
 SERVE_EXTRAS := '.[train,serve,dev]'
