@@ -89,19 +89,31 @@ def _choose_in_bundle(folder: Path, device: str, precision: str, backend: str) -
     why = f"{placement.reason}, {chosen.precision.upper()}"
     if precision == "auto" and len(ranked) > 1:
         measured = math.isfinite(chosen.latency_ms)
-        why += f" (fastest accurate in report.json: {chosen.latency_ms:.1f} ms)" if measured \
-            else " (check passed)"
+        why += (f" (fastest accurate in report.json: {chosen.latency_ms:.1f} ms; within {TIE:.0%} of the "
+                "fastest is a tie, INT8 then backend order)") if measured else " (check passed)"
     return Choice(chosen.path, placement, precision if precision == "fp16" else chosen.precision, why, folder)
 
 
+# Latencies within this share of the fastest are a tie: export measures them once, on whatever else the
+# machine is doing, and a difference this small must not flip the pick between two exports of one model.
+TIE = 0.15
+
+
 def rank(models: list[BundleModel], backends: list[str], precision: str) -> list[BundleModel]:
-    """The models that may run, best first: measured latency, then INT8 before FP32, then `backends` order.
+    """The models that may run, best first: those within TIE of the fastest measured latency as a tie (INT8
+    before FP32, then `backends` order, then latency), then the rest by latency.
 
     `precision` "auto" admits INT8 only when its accuracy check passed; "fp32"/"int8" admit only that.
     """
     allowed = [m for m in models if m.backend in backends and precision in ("auto", m.precision)
                and not (precision == "auto" and m.precision == "int8" and not m.passed)]
-    return sorted(allowed, key=lambda m: (m.latency_ms, m.precision != "int8", backends.index(m.backend)))
+    order = sorted(allowed, key=lambda m: (m.latency_ms, m.precision != "int8", backends.index(m.backend)))
+    if not order:
+        return order
+    fastest = order[0].latency_ms
+    tied = [m for m in order if m.latency_ms <= fastest * (1.0 + TIE)]
+    tied.sort(key=lambda m: (m.precision != "int8", backends.index(m.backend), m.latency_ms))
+    return tied + [m for m in order if m not in tied]
 
 
 def _devices_of(backend: str) -> list[str]:

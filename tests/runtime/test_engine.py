@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgecnn.runtime import EdgecnnError, Prediction, load
+from edgecnn.runtime.core.selection import TIE
 
 CATS = {"tabby", "tiger cat", "Egyptian cat"}
 CUPS = {"cup", "espresso", "coffee mug"}
@@ -111,11 +112,14 @@ def test_auto_picks_int8_openvino_when_its_check_passed(imagenet_bundle: Path) -
     assert engine.device_kind == "cpu" and "auto picked" in engine.reason
     if passed.get("openvino/model.int8.xml") and passed.get("model.int8.onnx"):
         assert engine.meta.precision == "int8"
-    # The fastest model whose check passed, by the latencies export measured (report.json).
+    # The fastest model whose check passed, by the latencies export measured (report.json); those within
+    # TIE of the fastest are a tie, taken INT8 first, then OpenVINO (the CPU's backend order).
     accurate = [m for m in report["models"] if m["status"] == "ok"]
-    fastest = min(accurate, key=lambda m: m["latency_ms"])
-    assert (engine.backend, engine.meta.precision) == (fastest["backend"], fastest["precision"])
-    assert engine.model_path == imagenet_bundle / fastest["path"]
+    fastest = min(m["latency_ms"] for m in accurate)
+    tied = [m for m in accurate if m["latency_ms"] <= fastest * (1 + TIE)]
+    best = min(tied, key=lambda m: (m["precision"] != "int8", m["backend"] != "openvino", m["latency_ms"]))
+    assert (engine.backend, engine.meta.precision) == (best["backend"], best["precision"])
+    assert engine.model_path == imagenet_bundle / best["path"]
     assert len(accurate) == 4  # the default INT8 gate held for both INT8 models
 
 
