@@ -48,6 +48,8 @@ def camera(
         help="Weight of past frames in the moving average of probabilities and unknown score; 0 = off.")
                       ] = 0.6,
     headless: Annotated[bool, typer.Option(help="No window (automatic when there is no display).")] = False,
+    snapshot_dir: Annotated[Path, typer.Option(
+        help="Where the window's s key saves snapshots (PNG).")] = Path("."),
     save: Annotated[Path | None, typer.Option(
         help="Write the annotated video to this .mp4 (H.264 when this OpenCV build has it, else mp4v).")
     ] = None,
@@ -107,7 +109,7 @@ def camera(
                            reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride, loop=loop)
     config = CameraConfig(sources=names, top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
-                          video=options, force=force)
+                          video=options, force=force, snapshot_dir=snapshot_dir)
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
     with ExitStack() as stack:
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))

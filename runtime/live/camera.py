@@ -138,6 +138,8 @@ def check_outputs(config: CameraConfig) -> None:
     writable file that is not an input, and new unless `force`; the sources named exist."""
     if config.save is not None and Path(config.save).suffix.lower() != ".mp4":
         raise EdgecnnError(f"--save {config.save}: give a file name ending in .mp4")
+    if Path(config.snapshot_dir) != Path("."):
+        check_writable(Path(config.snapshot_dir), "--snapshot-dir")
     for option, path, suffix in (("--save", config.save, ".mp4"), ("--jsonl", config.jsonl, ".jsonl")):
         if path is not None:
             check_output_path(Path(path), option, suffix=suffix)

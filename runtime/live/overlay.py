@@ -131,6 +131,17 @@ def has_display() -> bool:
         return False
 
 
+def paused_mark(image: np.ndarray) -> np.ndarray:
+    """A copy of the frame with "PAUSED - space resumes" in a dark band at the bottom."""
+    marked = image.copy()
+    height = marked.shape[0]
+    band = max(24, height // 14)
+    marked[height - band:] = (marked[height - band:] * 0.35).astype(marked.dtype)
+    _text(marked, "PAUSED - space resumes, s saves, q quits", (10, height - band // 3), band / 48,
+          (0, 215, 255))
+    return marked
+
+
 class Display:
     """The window and its keys; headless (shows nothing) without a display or when asked."""
 
@@ -178,9 +189,11 @@ class Display:
         return key not in (ord("q"), 27) and not self._closed()
 
     def _pause(self, image: np.ndarray) -> int:
-        """Hold the frame until space (resume), q/Esc or the window closes; s still saves it."""
+        """Hold the frame until space (resume), q/Esc or the window closes; s still saves it (unmarked).
+        The window shows the frame with a PAUSED mark, so a held picture is never taken for a live one."""
         import cv2
 
+        cv2.imshow(self.title, paused_mark(image))
         while True:
             key = cv2.waitKey(50) & 0xFF
             if key == ord("s"):

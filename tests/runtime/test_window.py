@@ -74,10 +74,11 @@ def frame_index(port: int) -> int:
         return json.load(response)["frame"] or -1
 
 
-def start_camera(bundle: Path, display: str, source: str, folder: Path) -> tuple[subprocess.Popen, int]:
+def start_camera(bundle: Path, display: str, source: str, folder: Path, *more: str
+                 ) -> tuple[subprocess.Popen, int]:
     """`edgecnn camera` with a window on `display` and its page on a free port (to watch its frames)."""
     command = [sys.executable, "-m", "edgecnn", "camera", str(bundle), "--source", source, "--device", "cpu",
-               "--serve", "0", "--json"]
+               "--serve", "0", "--json", *more]
     process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "DISPLAY": display, "COLUMNS": "200",
                                     "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
@@ -91,7 +92,7 @@ def test_window_fits_the_frame_shows_the_overlay_and_keys_work(imagenet_bundle: 
     from PIL import ImageGrab
 
     with mjpeg_camera(CUP) as url:
-        process, port = start_camera(imagenet_bundle, display, url, tmp_path)
+        process, port = start_camera(imagenet_bundle, display, url, tmp_path, "--snapshot-dir", "shots")
         try:
             window_id = window(display, process)
             wait_for(lambda: size(geometry(display, window_id)) == (640, 480), timeout=5)  # the frame's size
@@ -109,10 +110,11 @@ def test_window_fits_the_frame_shows_the_overlay_and_keys_work(imagenet_bundle: 
             assert (white | orange).mean() > 0.02
 
             press(display, window_id, "s")
-            wait_for(lambda: list(tmp_path.glob("snapshot-*.png")), timeout=10)
-            press(display, window_id, "space")  # pause: no new results
+            wait_for(lambda: list((tmp_path / "shots").glob("snapshot-*.png")), timeout=10)
+            press(display, window_id, "space")  # pause: no new results, and the window says so
             time.sleep(0.5)
             paused = frame_index(port)
+            assert_paused_mark(display, x, y, wall.mean())
             time.sleep(1.0)
             assert frame_index(port) == paused
             press(display, window_id, "space")
@@ -123,6 +125,16 @@ def test_window_fits_the_frame_shows_the_overlay_and_keys_work(imagenet_bundle: 
             process.kill()
     assert process.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["stopped_by"] == "quit"
+
+
+def assert_paused_mark(display: str, x: int, y: int, wall: float) -> None:
+    """The held frame's PAUSED band: dimmed, with yellow-orange text on it."""
+    from PIL import ImageGrab
+
+    held = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"))[y:y + 480, x:x + 640]
+    band = held[-30:].astype(int)
+    yellow = (band[..., 0] > 200) & (band[..., 1] > 150) & (band[..., 2] < 80)
+    assert band.mean() < wall - 60 and yellow.mean() > 0.01
 
 
 def test_escape_quits(imagenet_bundle: Path, display: str, tmp_path: Path) -> None:
