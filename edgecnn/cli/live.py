@@ -37,6 +37,11 @@ def camera(
              "several sources (batched together).")] = None,
     sources: Annotated[Path | None, typer.Option(
         "--sources", exists=True, dir_okay=False, help="A text file naming one source a line.")] = None,
+    name: Annotated[list[str] | None, typer.Option(
+        help="Camera name per source, in order (default: from the source; a-z, 0-9, _ and -).")] = None,
+    region: Annotated[list[str] | None, typer.Option(
+        metavar="X,Y,W,H", help="Classify only this part of the frame (pixels, or fractions 0-1); one per "
+        "source, in order ('full': the whole frame). Regions of one source share its decoder.")] = None,
     device: DeviceOpt = "auto", backend: BackendOpt = "auto", precision: PrecisionOpt = "auto",
     top_k: Annotated[int | None, typer.Option(
         help="Labels to show per frame (default: 3, or all when the model has fewer).")] = None,
@@ -53,7 +58,8 @@ def camera(
     save: Annotated[Path | None, typer.Option(
         help="Write the annotated video to this .mp4 (H.264 when this OpenCV build has it, else mp4v).")
     ] = None,
-    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per processed frame.")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per processed frame; a name with "
+                                                    "{camera} in it writes one file per camera.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing --save and --jsonl files.")
                      ] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
@@ -109,11 +115,14 @@ def camera(
                            reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride, loop=loop)
     config = CameraConfig(sources=names, top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
-                          video=options, force=force, snapshot_dir=snapshot_dir)
+                          video=options, force=force, names=tuple(name or ()), regions=_regions(region),
+                          snapshot_dir=snapshot_dir)
+    config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
     with ExitStack() as stack:
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
                  ] if serve else []
+        sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
         if paced:
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
         collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
@@ -142,6 +151,31 @@ def _report(summary: Any, collector: Any, json_out: bool) -> None:
 
 
 LOOP_HINT = "; add --loop to keep the page going after the end"
+
+
+def _regions(region: list[str] | None) -> tuple[Any, ...]:
+    from edgecnn.runtime.live.regions import Region
+
+    return tuple(Region.parse(text) for text in region or ())
+
+
+def _box_outputs(config: Any) -> tuple[Any, list[Any]]:
+    """What the box adds to a camera run: one --jsonl per camera ({camera} in the name) and, under systemd
+    ($NOTIFY_SOCKET), the READY/WATCHDOG/STOPPING notifications."""
+    from dataclasses import replace
+
+    from edgecnn.runtime.box.service import Watchdog
+    from edgecnn.runtime.live.camera_jsonl import CameraJsonl, camera_paths, per_camera
+    from edgecnn.runtime.live.video import parse_source
+
+    sinks: list[Any] = []
+    if per_camera(config.jsonl):
+        paths = camera_paths(config.jsonl, config.camera_names, config.force)
+        live = config.video.realtime or any(parse_source(s).live for s in config.source_list)
+        sinks.append(CameraJsonl(paths, wait=not live))  # files: every record; live: never stall the loop
+        config = replace(config, jsonl=None)
+    watchdog = Watchdog.from_environment()
+    return config, sinks + ([watchdog] if watchdog is not None else [])
 
 
 def _paced_for_the_page(serve: str | None, names: tuple[str, ...]) -> bool:

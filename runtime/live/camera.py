@@ -30,6 +30,7 @@ from edgecnn.runtime.live.video import VideoOptions, check_source
 
 if TYPE_CHECKING:
     from edgecnn.runtime.core.engine import Engine
+    from edgecnn.runtime.live.regions import Region
 
 __all__ = ["CameraConfig", "CameraSummary", "FrameRecord", "FrameResult", "LiveUpdate", "Sink",
            "SourceSummary", "Smoother", "camera_engine", "check_outputs", "read_sources_file", "run_camera"]
@@ -43,6 +44,7 @@ class CameraConfig:
     source: str | int | Path = 0
     sources: tuple[str | int | Path, ...] = ()  # several sources; `source` is used when empty
     names: tuple[str, ...] = ()  # --name per source, in order; derived from the sources when empty
+    regions: tuple[Region | None, ...] = ()  # --region per source (None: whole frame); regions.py
     top_k: int = 3
     min_prob: float = 0.2  # top-1 below this is shown as "uncertain"; "unknown" is the model's detector
     smooth: float = 0.6  # EMA weight of the past probabilities (and unknown score); 0 = off
@@ -130,6 +132,9 @@ def _check(engine: Engine, config: CameraConfig) -> None:
             raise EdgecnnError(f"--{name} {value} must be positive")
     check_range("vid_stride", video.vid_stride)  # the options table's range and message, as the CLI's
     config.camera_names  # noqa: B018 - checks --name: one per source, each a slug, no repeats
+    if config.regions and len(config.regions) != len(config.source_list):
+        raise EdgecnnError(f"--region was given {len(config.regions)} times for {len(config.source_list)} "
+                           "sources; give one per --source, in order ('full' for the whole frame), or none")
     check_outputs(config)
 
 

@@ -136,11 +136,12 @@ class CameraLoop:
         return self._finish()
 
     def _open_sources(self) -> None:
+        from edgecnn.runtime.live.regions import open_sources  # --region: crops, one decoder per source
+
         many, cameras = len(self.config.source_list) > 1, self.config.camera_names
-        for index, spec in enumerate(self.config.source_list):
+        opened = open_sources(self.config, self.prepare, self.say, self.wake.set)
+        for index, (spec, source) in enumerate(zip(self.config.source_list, opened, strict=True)):
             smooth = 0.0 if Path(str(spec)).is_dir() else self.config.smooth  # slideshow frames are unrelated
-            source = VideoSource(spec, self.config.video, prepare=self.prepare, say=self.say,
-                                 on_ready=self.wake.set)
             stream = _Stream(index, source, Smoother(smooth), cameras[index])
             self.streams.append(stream)
             # Several sources: a network camera that is down is retried in the background, the rest go on.

@@ -1,0 +1,177 @@
+"""`edgecnn run BOX.toml`: the cameras of one box file, run the way `edgecnn camera` runs them (it calls it);
+`--check` validates, `--unit` prints the systemd unit; SIGHUP re-reads the file."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgecnn.cli.live import camera
+from edgecnn.cli.process import user_errors
+from edgecnn.cli.program import app
+from edgecnn.cli.render import say, tell
+from edgecnn.runtime.core.errors import EdgecnnError
+
+NOT_KEYS = ("model", "sources", "help")  # the model is its own key; the box file itself lists the sources
+
+
+@app.command("run", epilog="Example: edgecnn run box.toml --check\n\nAs a service: edgecnn run box.toml "
+                           "--unit > /etc/systemd/system/edgecnn.service")
+@user_errors
+def run_box(
+    config: Annotated[Path, typer.Argument(help="The box file (TOML): model, [page], [sinks] and [[camera]] "
+                                                "tables; keys are `edgecnn camera`'s options, underscored.")],
+    check: Annotated[bool, typer.Option("--check", help="Validate the file and exit (nothing starts).")
+                     ] = False,
+    unit: Annotated[bool, typer.Option("--unit", help="Print a systemd unit that runs this box and exit.")
+                    ] = False,
+    user: Annotated[str, typer.Option(help="With --unit: the dedicated user the service runs as.")
+                    ] = "edgecnn",
+) -> None:
+    """Run every camera of a box file in one loop: one model, one page, each camera its own name, region
+    and outputs. SIGHUP (systemctl reload) re-reads and validates the file."""
+    from edgecnn.runtime.box.config import read_box
+    from edgecnn.runtime.box.service import unit as service_unit
+
+    keys = camera_keys()
+    box = read_box(config, keys)
+    if unit:
+        typer.echo(service_unit(config, user=user), nl=False)
+        return
+    arguments = camera_arguments(box)
+    if check:
+        names = ", ".join(c.name + ("" if c.region == "full" else f" [{c.region}]") for c in box.cameras)
+        tell(f"{config}: ok: {len(box.cameras)} camera(s): {names}; model {box.model}")
+        return
+    say(f"box {config}: {len(box.cameras)} camera(s), model {box.model}")
+    with _reload_on_sighup(config, keys, box):
+        camera(**arguments)
+
+
+def camera_keys() -> dict[str, Any]:
+    """Every `camera` option as a config key, read from the command itself (name, type, range, default)."""
+    from edgecnn.runtime.box.config import Key
+
+    command = typer.main.get_command(app).commands["camera"]  # type: ignore[attr-defined]
+    keys = {}
+    for param in command.params:
+        if param.name in NOT_KEYS:
+            continue
+        kind = _kind(param)
+        keys[param.name] = Key(param.name, partial(_convert, param, kind), param.default,
+                               text=kind in (str, Path) and not param.multiple)
+    return keys
+
+
+def _kind(param: Any) -> type:
+    """The option's value type (int, float, bool, str or Path), from its annotation."""
+    import typing
+
+    annotation = param.type_descriptor.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args and annotation not in (int, float, bool, str, Path) else annotation
+
+
+WANTED: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), bool: (bool,), str: (str,),
+                                        Path: (str,)}
+SAYS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string in quotes",
+        Path: "a path in quotes"}
+
+
+def _convert(param: Any, kind: type, value: Any) -> Any:
+    """A TOML value as the option's value, strictly typed (5 is not "5") and range-checked like the option:
+    its own min/max, then the options table (`check_range`)."""
+    from edgecnn.runtime.core.options import check_range
+
+    if param.multiple:
+        return [_convert(param, kind, item) for item in (value if isinstance(value, list) else [value])]
+    if not isinstance(value, WANTED.get(kind, (str,))) or (kind is not bool and isinstance(value, bool)):
+        wanted = SAYS.get(kind, "a string")
+        raise EdgecnnError(f"{_toml(value)} is a TOML {type(value).__name__}; give {wanted}")
+    converted = float(value) if kind is float else Path(value) if kind is Path else value
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if (low is not None and converted < low) or (high is not None and converted > high):
+        raise EdgecnnError(f"{value} is out of range; give {low} to {high}")
+    check_range(param.name, converted)
+    if param.name == "device":
+        from edgecnn.cli.common import device_word
+
+        converted = device_word(converted)  # cuda is gpu, said once, as the option's callback does
+    return converted
+
+
+def _toml(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def camera_arguments(box: Any) -> dict[str, Any]:
+    """`camera`'s arguments for the box: its defaults, the file's options, and one source, name and region
+    per camera."""
+    defaults = {name: p.default for name, p in inspect.signature(camera).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    arguments = {**defaults, **box.options, "model": Path(box.model)}
+    arguments.update(source=[c.source for c in box.cameras], name=[c.name for c in box.cameras],
+                     region=[c.region for c in box.cameras] if any(c.region != "full" for c in box.cameras)
+                     else None)
+    return arguments
+
+
+@contextmanager
+def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any) -> Iterator[None]:
+    """SIGHUP: the file re-read and validated, what changed said; the running cameras go on unchanged
+    (applying the change needs a restart: `systemctl restart`; adding, removing or changing a camera
+    without restarting the others is not done yet)."""
+    import signal
+
+    if not hasattr(signal, "SIGHUP"):
+        yield
+        return
+    current = [box]
+
+    def reload(signum: int, frame: Any) -> None:
+        _reload(config, keys, current, say)
+
+    previous = signal.signal(signal.SIGHUP, reload)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _reload(config: Path, keys: dict[str, Any], current: list[Any], say: Callable[[str], None]) -> None:
+    from edgecnn.runtime.box.config import read_box
+
+    try:
+        new = read_box(config, keys)
+    except EdgecnnError as exc:
+        say(f"reload refused: {exc}; the running cameras go on unchanged")
+        return
+    changes = describe_changes(current[0], new)
+    current[0] = new
+    say(f"reload: {config} is valid; " + (f"{changes}; restart the service to apply it (the running "
+                                          "cameras go on unchanged)" if changes else "nothing changed"))
+
+
+def describe_changes(old: Any, new: Any) -> str:
+    """Cameras added, removed and changed, and options changed, in words ('' when none)."""
+    before = {c.name: (c.source, c.region) for c in old.cameras}
+    after = {c.name: (c.source, c.region) for c in new.cameras}
+    parts = []
+    kept = set(after) & set(before)
+    for word, names in (("added", sorted(set(after) - set(before))),
+                        ("removed", sorted(set(before) - set(after))),
+                        ("changed", sorted(n for n in kept if after[n] != before[n]))):
+        if names:
+            parts.append(f"cameras {word}: {', '.join(names)}")
+    options = sorted(k for k in set(old.options) | set(new.options)
+                     if old.options.get(k) != new.options.get(k))
+    if options or old.model != new.model:
+        parts.append(f"options changed: {', '.join((['model'] if old.model != new.model else []) + options)}")
+    return "; ".join(parts)

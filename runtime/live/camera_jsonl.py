@@ -1,0 +1,54 @@
+"""`--jsonl runs/{camera}.jsonl`: one JSONL file per camera, each written like --jsonl (same records, on its
+own thread through a bounded queue, under a temporary name until the run ends)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.outputs import check_output_path, check_writable
+from edgecnn.runtime.live.frames import LiveUpdate
+from edgecnn.runtime.live.recording import BackgroundWriter, JsonlWriter
+
+PLACEHOLDER = "{camera}"
+QUEUE = 4096
+
+
+def per_camera(path: Path | None) -> bool:
+    return path is not None and PLACEHOLDER in str(path)
+
+
+def camera_paths(template: Path, cameras: tuple[str, ...], force: bool) -> dict[str, Path]:
+    """Each camera's file, checked like --jsonl (writable, .jsonl, new unless `force`)."""
+    paths = {name: Path(str(template).replace(PLACEHOLDER, name)) for name in cameras}
+    for name, path in paths.items():
+        check_output_path(path, "--jsonl", suffix=".jsonl")
+        check_writable(path, "--jsonl")
+        if path.exists() and not force:
+            raise EdgecnnError(f"--jsonl {path} (camera {name}) already exists; pass --force to overwrite it "
+                               "or choose another --jsonl")
+    return paths
+
+
+class CameraJsonl:
+    """A `Sink` writing each camera's records to its own file; a file is made only once it has a record."""
+
+    def __init__(self, paths: dict[str, Path], wait: bool = True) -> None:
+        self.paths, self.wait = paths, wait
+        self.writers: dict[str, BackgroundWriter] = {}
+
+    def publish(self, update: LiveUpdate) -> None:
+        camera = update.record.camera
+        writer = self.writers.get(camera)
+        if writer is None:
+            writer = BackgroundWriter("--jsonl", JsonlWriter(self.paths[camera]), QUEUE, wait=self.wait)
+            self.writers[camera] = writer
+        writer.put(update.record.to_json())
+
+    def finish(self, stopped_by: str) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+    def describe(self) -> str:
+        return "; ".join(f"{path}: {self.writers[name].written} frames" for name, path in self.paths.items()
+                         if name in self.writers)
