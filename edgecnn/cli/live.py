@@ -122,6 +122,8 @@ def camera(
     with ExitStack() as stack:
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
                  ] if serve else []
+        if serve:
+            sinks[0].health.expect(config.camera_names)  # /healthz notices a camera that never gives a frame
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
         if paced:
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs
 from edgecnn.runtime.core.errors import EdgecnnError, install_hint
 from edgecnn.runtime.core.redact import mask_text
 from edgecnn.runtime.live.frames import LiveUpdate
+from edgecnn.runtime.live.health import CameraHealth
 
 PAGE = Path(__file__).with_name("static") / "camera.html"
 JPEG_QUALITY = 80
@@ -172,6 +173,7 @@ class LiveServer:
         self._new_state: _Broadcast | None = None
         self._new_jpeg: _Broadcast | None = None
         self._threads: list[threading.Thread] = []
+        self.health = CameraHealth()  # /healthz: degraded with reasons; /api/state's cameras
 
     @property
     def url(self) -> str:
@@ -183,6 +185,7 @@ class LiveServer:
     def publish(self, update: LiveUpdate) -> None:
         """Keep the newest result; hand its picture to the encoder only while someone watches."""
         self._latest, self._published_at = update, time.time()
+        self.health.publish(update.record.camera or update.record.source, update.stats)
         if self.recorder is not None:
             self.recorder.offer(update.image, update.record.frame)
         self._updates += 1
@@ -300,7 +303,7 @@ class LiveServer:
         recording = None if self.recorder is None else self.recorder.state()
         return {**record, "source": self.source, "captured_at": captured_at,
                 "published_at": self._published_at or None, "stats": stats, "recording": recording,
-                "run": self._run, "server_time": time.time()}
+                "run": self._run, "server_time": time.time(), "cameras": self.health.listing()}
 
     def _app(self) -> Any:
         from starlette.applications import Starlette
@@ -329,7 +332,7 @@ class LiveServer:
 
         async def healthz(request: Any) -> Any:
             age = time.time() - self._published_at if self._published_at else None
-            return JSONResponse({"status": "ok", "results": self._updates, "last_result_s": age},
+            return JSONResponse({**self.health.report(), "results": self._updates, "last_result_s": age},
                                 headers=HEADERS)
 
         async def record(request: Any) -> Any:
