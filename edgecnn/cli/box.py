@@ -65,7 +65,7 @@ def camera_keys() -> dict[str, Any]:
             continue
         kind = _kind(param)
         keys[param.name] = Key(param.name, partial(_convert, param, kind), param.default,
-                               text=kind in (str, Path) and not param.multiple)
+                               text=kind in (str, Path))
     return keys
 
 

@@ -1,0 +1,99 @@
+"""`edgecnn run --check` on broken box files: one line naming the file, the key and its line, exit 2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+from tests.reliability.conftest import colour_onnx
+
+ROOT = Path(__file__).resolve().parents[2]
+CUP = ROOT / "samples" / "videos" / "cup.mp4"
+GOOD_CAMERA = f'[[camera]]\nsource = "{CUP}"\n'
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("box") / "bundle"
+    folder.mkdir()
+    colour_onnx(folder / "model.onnx")
+    return folder
+
+
+def check(folder: Path, text: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    path = folder / "box.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["run", str(path), "--check"], env=env)
+    return result.exit_code, result.output
+
+
+BROKEN = [  # (box file after `model = ...`, its line that is wrong, words the message has)
+    ("top_kk = 3\n" + GOOD_CAMERA, 2, "did you mean 'top_k'"),
+    (GOOD_CAMERA + "crop = [0, 0, 0.5, 1]\n", 4, "did you mean 'region'"),
+    ('top_k = "3"\n' + GOOD_CAMERA, 2, "give a whole number"),
+    ('headless = "yes"\n' + GOOD_CAMERA, 2, "give true or false"),
+    ("vid_stride = 0\n" + GOOD_CAMERA, 2, "out of range"),
+    ("reconnect_timeout = -1.0\n" + GOOD_CAMERA, 2, "out of range"),
+    ("collect_max = 0\n" + GOOD_CAMERA, 2, "out of range"),
+    (GOOD_CAMERA + "region = [0, 0, 0.5]\n", 4, "is not a region"),
+    (GOOD_CAMERA + "region = [0.5, 0, 0.8, 1]\n", 4, "reaches past the frame"),
+    (GOOD_CAMERA + "region = [0.5, 0, 100, 200]\n", 4, "mixes pixels and fractions"),
+    (GOOD_CAMERA + 'region = { x = 0, y = 0, width = 10, h = 10 }\n', 4, "is not a region"),
+    (GOOD_CAMERA + 'name = "door"\n' + GOOD_CAMERA + 'name = "door"\n', 7, "each camera needs its own name"),
+    (GOOD_CAMERA + 'name = "Front Door"\n', 4, "is not a camera name"),
+    ('[page]\nserve = "8080"\ntoken = "hunter2"\n' + GOOD_CAMERA, 4, "set token_env"),
+    ('[page]\nserve = "8080"\ntoken_env = "EDGECNN_BOX_NOT_SET"\n' + GOOD_CAMERA, 4,
+     "EDGECNN_BOX_NOT_SET is not set"),
+    ('[[camera]]\nsource = "rtsp://admin:pw@cam1/live"\n', 3, "has a password in it"),
+    ('device = "cpu"\n', 2, "no camera"),
+    ('[[camera]]\nname = "door"\n', 2, "has no source"),
+    ('[[camera]]\nsource = "nowhere.mp4"\n', 3, "does not exist"),
+    (GOOD_CAMERA + "min_prob = 0.3\n" + GOOD_CAMERA + "min_prob = 0.5\n", 7, "all cameras of a box share it"),
+    ('serve = "8080"\n' + GOOD_CAMERA, 2, "belongs in the [page] table"),
+    ("top_k = \n" + GOOD_CAMERA, 2, "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("body", "line", "words"), BROKEN, ids=[f"{n}" for n in range(len(BROKEN))])
+def test_a_broken_box_file_is_one_line_with_its_line_number(bundle: Path, tmp_path: Path, body: str,
+                                                            line: int, words: str) -> None:
+    code, output = check(tmp_path, f'model = "{bundle}"\n' + body, env={"EDGECNN_BOX_NOT_SET": None})
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in output, output
+    assert lines[0].startswith(f"error: {tmp_path / 'box.toml'}") and f"line {line}" in lines[0], lines[0]
+    assert words in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("head", "words"), [
+    ("", "model: is missing"),
+    ('model = "no-such-bundle"\n', "no-such-bundle does not exist"),
+])
+def test_the_model_must_be_named_and_there(tmp_path: Path, head: str, words: str) -> None:
+    code, output = check(tmp_path, head + GOOD_CAMERA)
+    assert code == 2 and words in output and "line 1" in output and len(output.strip().splitlines()) == 1
+
+
+def test_a_good_file_checks_and_takes_secrets_from_the_environment(bundle: Path, tmp_path: Path) -> None:
+    photos = ROOT / "samples" / "photos" / "tools"
+    text = (f'model = "{bundle}"\ndevice = "cpu"\ntop_k = 2\n[page]\nserve = "0.0.0.0:0"\n'
+            f'token_env = "BOX_TOKEN"\n[sinks]\njsonl = "out/{{camera}}.jsonl"\n'
+            f'[[camera]]\nsource = "{CUP}"\nname = "left"\nregion = [0, 0, 0.5, 1]\n'
+            f'[[camera]]\nsource = "{CUP}"\nname = "right"\nregion = {{ x = 320, y = 0, w = 320, h = 480 }}\n'
+            f'[[camera]]\nsource = "{photos}"\n')
+    code, output = check(tmp_path, text, env={**os.environ, "BOX_TOKEN": "s3cret"})
+    assert code == 0, output
+    assert "3 camera(s): left [0,0,0.5,1], right [320,0,320,480], tools" in output and "s3cret" not in output
+
+
+def test_every_camera_option_is_a_key() -> None:
+    """The key table is the camera command's options: a new option is a key with nothing else to do."""
+    import typer
+
+    from edgecnn.cli.box import NOT_KEYS, camera_keys
+
+    options = {p.name for p in typer.main.get_command(app).commands["camera"].params} - set(NOT_KEYS)
+    assert set(camera_keys()) == options and {"region", "name", "reconnect_timeout", "jsonl"} <= options
