@@ -1,5 +1,6 @@
-"""`edgecnn run BOX.toml`: the cameras of one box file, run the way `edgecnn camera` runs them (it calls it);
-`--check` validates, `--unit` prints the systemd unit; SIGHUP re-reads the file."""
+"""`edgecnn run BOX.toml`: the cameras of one box file, run the way `edgecnn camera` runs them (it calls it:
+the same loop, sinks, page and whatever `camera` checks at start, such as issue 28's self-test); `--check`
+validates, `--unit` prints the systemd unit; SIGHUP re-reads the file (runtime/box/config.py: the rules)."""
 
 from __future__ import annotations
 
@@ -146,6 +147,12 @@ def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any) -> Iterator[
 
 
 def _reload(config: Path, keys: dict[str, Any], current: list[Any], say: Callable[[str], None]) -> None:
+    """The SIGHUP handler's work (on the main thread, between two frames of the loop).
+
+    The place for issue 28 item 4 (hot model swap, built in the selftest branch): once the file is valid,
+    a changed `model` (or the same bundle path re-exported) goes to its model-reload function here, which
+    loads and self-tests the new model beside the old and swaps it between two frames.
+    """
     from edgecnn.runtime.box.config import read_box
 
     try:
