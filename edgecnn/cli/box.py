@@ -117,11 +117,26 @@ def camera_arguments(box: Any) -> dict[str, Any]:
     per camera."""
     defaults = {name: p.default for name, p in inspect.signature(camera).parameters.items()
                 if p.default is not inspect.Parameter.empty}
-    arguments = {**defaults, **box.options, "model": Path(box.model)}
+    arguments = {**defaults, **_from_envvars(), **box.options, "model": Path(box.model)}
     arguments.update(source=[c.source for c in box.cameras], name=[c.name for c in box.cameras],
                      region=[c.region for c in box.cameras] if any(c.region != "full" for c in box.cameras)
                      else None)
     return arguments
+
+
+def _from_envvars() -> dict[str, Any]:
+    """Options that `camera` reads from an environment variable (--token: EDGECNN_TOKEN), as its CLI would:
+    calling the function skips Typer's parsing; the file's own keys still win."""
+    import os
+
+    command = typer.main.get_command(app).commands["camera"]  # type: ignore[attr-defined]
+    found = {}
+    for param in command.params:
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+        values = [os.environ[name] for name in names if os.environ.get(name)]
+        if values:
+            found[param.name] = values[0]
+    return found
 
 
 @contextmanager

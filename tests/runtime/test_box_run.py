@@ -170,11 +170,36 @@ def test_run_under_a_fake_systemd_says_ready_keeps_alive_and_stopping(bundle: Pa
     assert got[0].startswith("READY=1") and got.count("WATCHDOG=1") >= 3 and got[-1].startswith("STOPPING=1")
 
 
-def test_sighup_rereads_the_file_and_the_cameras_go_on(bundle: Path, tmp_path: Path) -> None:
-    box = box_file(tmp_path, bundle, extra="realtime = true\nloop = true\n")
+def page_port(process: subprocess.Popen) -> int:
+    """The port of the page the run announces on stderr ("camera page: http://127.0.0.1:PORT/")."""
+    import re
+
+    for line in process.stderr:
+        found = re.search(r"camera page: http://[^:]+:(\d+)/", line)
+        if found:
+            return int(found[1])
+    raise AssertionError("the run announced no page")
+
+
+def get_json(port: int, path: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_the_page_lists_every_camera_and_sighup_rereads_the_file(bundle: Path, tmp_path: Path) -> None:
+    box = box_file(tmp_path, bundle, extra='realtime = true\nloop = true\n[page]\nserve = "127.0.0.1:0"\n')
     process = edgecnn("run", str(box))
     try:
-        time.sleep(3.0)  # the model loaded, the cameras running
+        port = page_port(process)
+        for _ in range(100):  # until each camera has given a result
+            state = get_json(port, "/api/state")
+            if all(camera["results"] for camera in state["cameras"]):
+                break
+            time.sleep(0.1)
+        assert sorted(c["camera"] for c in state["cameras"]) == ["left", "right", "slides"]
+        assert get_json(port, "/healthz")["status"] == "ok"
         box.write_text(box.read_text() + f'[[camera]]\nsource = "{TOOLS}"\nname = "more"\n')
         process.send_signal(signal.SIGHUP)
         time.sleep(1.0)
