@@ -141,28 +141,29 @@ def _from_envvars() -> dict[str, Any]:
 
 @contextmanager
 def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any) -> Iterator[None]:
-    """SIGHUP: the file re-read and validated, what changed said; the running cameras go on unchanged
-    (applying the change needs a restart: `systemctl restart`; adding, removing or changing a camera
-    without restarting the others is not done yet)."""
+    """SIGHUP (systemctl reload): the file re-read and validated; cameras added, removed or changed in the
+    running loop without restarting the others (runtime/box/reload.py); changed options need a restart."""
     import signal
 
-    if not hasattr(signal, "SIGHUP"):
-        yield
-        return
-    current = [box]
+    from edgecnn.runtime.box.reload import Reloader
+    from edgecnn.runtime.live.camera import CALLER_SINKS
 
-    def reload(signum: int, frame: Any) -> None:
-        _reload(config, keys, current, say)
+    reloader = Reloader(box, say)
+    token = CALLER_SINKS.set((reloader,))
+    def hangup(signum: int, frame: Any) -> None:
+        reloader.request(lambda: _reload(config, keys, reloader, say))
 
-    previous = signal.signal(signal.SIGHUP, reload)
+    previous = signal.signal(signal.SIGHUP, hangup) if hasattr(signal, "SIGHUP") else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        CALLER_SINKS.reset(token)
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
 
 
-def _reload(config: Path, keys: dict[str, Any], current: list[Any], say: Callable[[str], None]) -> None:
-    """The SIGHUP handler's work (on the main thread, between two frames of the loop).
+def _reload(config: Path, keys: dict[str, Any], reloader: Any, say: Callable[[str], None]) -> None:
+    """What a SIGHUP asks for, run on the loop's thread between two batches.
 
     The place for issue 28 item 4 (hot model swap, built in the selftest branch): once the file is valid,
     a changed `model` (or the same bundle path re-exported) goes to its model-reload function here, which
@@ -175,25 +176,5 @@ def _reload(config: Path, keys: dict[str, Any], current: list[Any], say: Callabl
     except EdgecnnError as exc:
         say(f"reload refused: {exc}; the running cameras go on unchanged")
         return
-    changes = describe_changes(current[0], new)
-    current[0] = new
-    say(f"reload: {config} is valid; " + (f"{changes}; restart the service to apply it (the running "
-                                          "cameras go on unchanged)" if changes else "nothing changed"))
-
-
-def describe_changes(old: Any, new: Any) -> str:
-    """Cameras added, removed and changed, and options changed, in words ('' when none)."""
-    before = {c.name: (c.source, c.region) for c in old.cameras}
-    after = {c.name: (c.source, c.region) for c in new.cameras}
-    parts = []
-    kept = set(after) & set(before)
-    for word, names in (("added", sorted(set(after) - set(before))),
-                        ("removed", sorted(set(before) - set(after))),
-                        ("changed", sorted(n for n in kept if after[n] != before[n]))):
-        if names:
-            parts.append(f"cameras {word}: {', '.join(names)}")
-    options = sorted(k for k in set(old.options) | set(new.options)
-                     if old.options.get(k) != new.options.get(k))
-    if options or old.model != new.model:
-        parts.append(f"options changed: {', '.join((['model'] if old.model != new.model else []) + options)}")
-    return "; ".join(parts)
+    changes = reloader.apply(new)
+    say(f"reload: {config} is valid; {changes or 'nothing changed'}")

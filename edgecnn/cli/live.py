@@ -173,8 +173,9 @@ def _box_outputs(config: Any) -> tuple[Any, list[Any]]:
     sinks: list[Any] = []
     if per_camera(config.jsonl):
         paths = camera_paths(config.jsonl, config.camera_names, config.force)
+        # files: every record; live sources: never stall the loop
         live = config.video.realtime or any(parse_source(s).live for s in config.source_list)
-        sinks.append(CameraJsonl(paths, wait=not live))  # files: every record; live: never stall the loop
+        sinks.append(CameraJsonl(paths, wait=not live, template=config.jsonl, force=config.force, say=say))
         config = replace(config, jsonl=None)
     watchdog = Watchdog.from_environment()
     return config, sinks + ([watchdog] if watchdog is not None else [])

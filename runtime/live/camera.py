@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,9 @@ __all__ = ["CameraConfig", "CameraSummary", "FrameRecord", "FrameResult", "LiveU
            "SourceSummary", "Smoother", "camera_engine", "check_outputs", "read_sources_file", "run_camera"]
 
 MAX_SOURCES = 64  # sources in one run, each with its own reader thread
+# Sinks a caller adds to the runs started inside a block (`edgecnn run` around `edgecnn camera`: the box's
+# reload), without threading them through the CLI function: `token = CALLER_SINKS.set((sink,))`.
+CALLER_SINKS: ContextVar[tuple[Sink, ...]] = ContextVar("caller_sinks", default=())
 SOURCES_FILE_BYTES = 1_000_000
 
 
@@ -112,7 +116,7 @@ def run_camera(engine: Engine, config: CameraConfig, say: Callable[[str], None] 
                sinks: Sequence[Sink] = ()) -> CameraSummary:
     """Run the loop until every source ends, `max_frames`, q/Esc, window close or Ctrl-C."""
     _check(engine, config)
-    return CameraLoop(engine, config, say, tuple(sinks)).run()
+    return CameraLoop(engine, config, say, tuple(sinks) + CALLER_SINKS.get()).run()
 
 
 def _check(engine: Engine, config: CameraConfig) -> None:

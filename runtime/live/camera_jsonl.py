@@ -3,6 +3,7 @@ own thread through a bounded queue, under a temporary name until the run ends)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from edgecnn.runtime.core.errors import EdgecnnError
@@ -33,17 +34,33 @@ def camera_paths(template: Path, cameras: tuple[str, ...], force: bool) -> dict[
 class CameraJsonl:
     """A `Sink` writing each camera's records to its own file; a file is made only once it has a record."""
 
-    def __init__(self, paths: dict[str, Path], wait: bool = True) -> None:
-        self.paths, self.wait = paths, wait
+    def __init__(self, paths: dict[str, Path], wait: bool = True, template: Path | None = None,
+                 force: bool = False, say: Callable[[str], None] = print) -> None:
+        self.paths, self.wait, self.template, self.force, self.say = paths, wait, template, force, say
         self.writers: dict[str, BackgroundWriter] = {}
+        self.refused: set[str] = set()  # cameras added to the run whose file could not be written
 
     def publish(self, update: LiveUpdate) -> None:
         camera = update.record.camera
         writer = self.writers.get(camera)
         if writer is None:
+            if camera not in self.paths and not self._add(camera):
+                return
             writer = BackgroundWriter("--jsonl", JsonlWriter(self.paths[camera]), QUEUE, wait=self.wait)
             self.writers[camera] = writer
         writer.put(update.record.to_json())
+
+    def _add(self, camera: str) -> bool:
+        """A camera added while the run goes on (the box's reload) gets its file, checked like the others."""
+        if camera in self.refused or self.template is None:
+            return False
+        try:
+            self.paths.update(camera_paths(self.template, (camera,), self.force))
+            return True
+        except EdgecnnError as exc:
+            self.refused.add(camera)
+            self.say(f"camera {camera}: no --jsonl: {exc}")
+            return False
 
     def finish(self, stopped_by: str) -> None:
         for writer in self.writers.values():

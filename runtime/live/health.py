@@ -29,6 +29,11 @@ class CameraHealth:
         for name in names:
             self.cameras.setdefault(name, {"results": 0, "last": None, "interval": 0.0, "reconnects": 0})
 
+    def forget(self, names: Iterable[str]) -> None:
+        """Cameras removed from the run (the box's reload): no longer expected."""
+        for name in names:
+            self.cameras.pop(name, None)
+
     def watch(self, name: str, problem: Callable[[], str | None]) -> None:
         """A sink's own check: its `problem()` is a reason to be degraded while it is not None."""
         self.probes[name] = problem

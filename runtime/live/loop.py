@@ -109,6 +109,7 @@ class CameraLoop:
         self.stopped_by = "end"
         self.started = time.perf_counter()
         self.max_batch = engine.fixed_batch or len(config.source_list)
+        self.changes: deque[Callable[[CameraLoop], None]] = deque()  # `request`: applied between batches
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         return fit_frame(image, self.engine.preprocess, bgr=True)
@@ -124,6 +125,9 @@ class CameraLoop:
                 self.jsonl = BackgroundWriter("--jsonl", JsonlWriter(config.jsonl), JSONL_QUEUE,
                                               wait=not any(stream.source.drops for stream in self.streams))
             self.display = Display(config.window_title, config.headless, config.snapshot_dir, self.say)
+            for sink in self.sinks:  # a sink that changes the run (the box's SIGHUP reload) gets the loop
+                if hasattr(sink, "attach"):
+                    sink.attach(self)
             self.started = time.perf_counter()
             self._pump()
             failed = False
@@ -152,10 +156,38 @@ class CameraLoop:
             # core back (a stream sat idle 12 % of the time with frames ready; benchmarks/README.md).
             self.depth = self.streams_run + 1
 
+    def request(self, change: Callable[[CameraLoop], None]) -> None:
+        """Run `change` on the loop's thread between two batches (cameras added or removed on SIGHUP);
+        safe from a signal handler: a deque append, no lock (the loop looks at least every 0.1 s)."""
+        self.changes.append(change)
+
+    def add_camera(self, source: str, camera: str, region: object = None) -> None:
+        """A new camera, started beside the running ones (which go on untouched)."""
+        from edgecnn.runtime.live.regions import open_one
+
+        if self.config.save is not None:
+            raise EdgecnnError(f"camera {camera} not added: a run with --save keeps its cameras; restart it")
+        opened = open_one(source, region, camera, self.config.video, self.prepare, self.say, self.wake.set)
+        smooth = 0.0 if Path(str(source)).is_dir() else self.config.smooth
+        index = max((stream.index for stream in self.streams), default=-1) + 1
+        opened.start(wait_for_open=False)
+        self.streams.append(_Stream(index, opened, Smoother(smooth), camera))
+
+    def remove_camera(self, camera: str) -> bool:
+        """Stop one camera (its batches in flight are still handled); False when none has that name."""
+        for stream in self.streams:
+            if stream.camera == camera:
+                self.streams.remove(stream)
+                stream.source.close()
+                return True
+        return False
+
     def _pump(self) -> None:
         """Submit what is ready (keeping up to `depth` batches in flight), then handle what finished."""
         while True:
             self.wake.clear()
+            while self.changes:
+                self.changes.popleft()(self)
             progressed = self._submit_ready()
             while self.in_flight and self.in_flight[0].future.done():
                 if not self._handle(self.in_flight.popleft()):

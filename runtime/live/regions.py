@@ -111,6 +111,7 @@ class SharedDecoder:
         self._lock = threading.Lock()
         self._ended, self._error = False, None
         self._started = self._closed = False
+        self._active = set(range(len(self.regions)))  # regions still watched (one may be removed on reload)
 
     def _prepare_all(self, image: np.ndarray) -> Any:
         crops = [region.crop(image) for region in self.regions]
@@ -125,7 +126,8 @@ class SharedDecoder:
         """Move the decoded frames into the regions' queues while every region has room (live: newest)."""
         with self._lock:
             while not self._ended and self._error is None and self.video.ready() and (
-                    self.video.drops or all(len(q) < REGION_QUEUE for q in self._queues)):
+                    self.video.drops or all(len(q) < REGION_QUEUE for i, q in enumerate(self._queues)
+                                            if i in self._active)):
                 try:
                     frame = self.video.get()
                 except EdgecnnError as exc:
@@ -134,7 +136,10 @@ class SharedDecoder:
                 if frame is None:
                     self._ended = True
                     return
-                for queue, (crop, prepared) in zip(self._queues, frame.prepared, strict=True):
+                for index, (queue, (crop, prepared)) in enumerate(zip(self._queues, frame.prepared,
+                                                                      strict=True)):
+                    if index not in self._active:
+                        continue
                     if self.video.drops:
                         queue.clear()
                     queue.append(replace(frame, image=crop, prepared=prepared))
@@ -159,8 +164,12 @@ class SharedDecoder:
         with self._lock:
             return (self._ended or self._error is not None) and not self._queues[index]
 
-    def close(self) -> None:
-        if not self._closed:
+    def release(self, index: int) -> None:
+        """Region `index` is no longer watched; the decoder stops with the last one."""
+        with self._lock:
+            self._active.discard(index)
+            self._queues[index].clear()
+        if not self._active and not self._closed:
             self._closed = True
             self.video.close()
 
@@ -203,7 +212,7 @@ class RegionSource:
         return frame
 
     def close(self) -> None:
-        self.decoder.close()
+        self.decoder.release(self.index)
 
 
 def open_sources(config: CameraConfig, prepare: Callable[[np.ndarray], np.ndarray],
@@ -226,3 +235,12 @@ def open_sources(config: CameraConfig, prepare: Callable[[np.ndarray], np.ndarra
             key = str(source)
             opened.append(RegionSource(decoders[key], shared[key].index(index), cameras[index]))
     return opened
+
+
+def open_one(source: str, region: Region | None, camera: str, options: Any, prepare: Callable,
+             say: Callable[[str], None], on_ready: Callable[[], None]) -> Any:
+    """One camera's source on its own (a camera added to a running loop): its own decoder."""
+    if region is None:
+        return VideoSource(source, options, prepare=prepare, say=say, on_ready=on_ready)
+    return RegionSource(SharedDecoder(source, [region], options, prepare, say, on_ready), 0, camera)
+

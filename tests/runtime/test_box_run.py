@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -188,33 +189,46 @@ def get_json(port: int, path: str) -> dict:
         return json.loads(response.read())
 
 
-def test_the_page_lists_every_camera_and_sighup_rereads_the_file(bundle: Path, tmp_path: Path) -> None:
+def cameras_on_the_page(port: int, until: Callable[[dict[str, int]], bool]) -> dict[str, int]:
+    """{camera: results} from /api/state, polled until `until` holds (at most ~20 s)."""
+    for _ in range(200):
+        seen = {c["camera"]: c["results"] for c in get_json(port, "/api/state")["cameras"]}
+        if until(seen):
+            return seen
+        time.sleep(0.1)
+    raise AssertionError(f"the page never showed the cameras wanted: {seen}")
+
+
+def test_sighup_adds_and_removes_cameras_while_the_others_go_on(bundle: Path, tmp_path: Path) -> None:
     box = box_file(tmp_path, bundle, extra='realtime = true\nloop = true\n[page]\nserve = "127.0.0.1:0"\n')
     process = edgecnn("run", str(box))
     try:
         port = page_port(process)
-        for _ in range(100):  # until each camera has given a result
-            state = get_json(port, "/api/state")
-            if all(camera["results"] for camera in state["cameras"]):
-                break
-            time.sleep(0.1)
-        assert sorted(c["camera"] for c in state["cameras"]) == ["left", "right", "slides"]
-        assert get_json(port, "/healthz")["status"] == "ok"
-        box.write_text(box.read_text() + f'[[camera]]\nsource = "{TOOLS}"\nname = "more"\n')
+        first = cameras_on_the_page(port, lambda seen: len(seen) == 3 and all(seen.values()))
+        assert sorted(first) == ["left", "right", "slides"] and get_json(port, "/healthz")["status"] == "ok"
+        right = (f'[[camera]]\nsource = "{CUP}"\nname = "right"\n'
+                 'region = { x = 320, y = 0, w = 320, h = 480 }\n')
+        assert right in box.read_text()
+        more = f'[[camera]]\nsource = "{TOOLS}"\nname = "more"\n'
+        box.write_text(box.read_text().replace(right, "") + more)
         process.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        later = cameras_on_the_page(port, lambda seen: seen.get("more", 0) > 0 and "right" not in seen)
+        assert later["left"] > first["left"] and later["slides"] >= first["slides"]  # never restarted
         box.write_text(box.read_text() + "top_kk = 1\n")
         process.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        cameras_on_the_page(port, lambda seen: seen["left"] > later["left"] + 5)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     err = " ".join(err.split())  # the terminal wraps long lines
-    assert "reload: " in err and "cameras added: more" in err, err
+    assert "cameras added: more; removed: right" in err and "camera more started" in err, err
     assert "reload refused: " in err and "top_kk" in err and "the running cameras go on unchanged" in err
     assert process.returncode == 130 and "Traceback" not in err
+    lines = {name: len((tmp_path / "out" / f"{name}.jsonl").read_text().splitlines())
+             for name in ("left", "right", "more")}
+    assert lines["more"] > 0 and lines["right"] < lines["left"]
 
 
 def test_health_is_degraded_with_the_reason_when_a_camera_goes_quiet() -> None:

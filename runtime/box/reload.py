@@ -1,0 +1,88 @@
+"""SIGHUP for `edgecnn run`: the box file read again and, when valid, its cameras changed in the running
+loop without restarting the others: a camera added is started beside them, one removed is stopped, one
+whose source or region changed is stopped and started again. Changed options (model, top_k, sinks...)
+are said and not applied: they need a restart. A file that is not valid changes nothing.
+
+A `Sink` of the run (the loop hands it itself through `attach`); the SIGHUP handler only queues the
+work (`request`), which runs on the loop's thread between two batches (`CameraLoop.request`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgecnn.runtime.box.config import BoxCamera, BoxConfig
+from edgecnn.runtime.core.errors import EdgecnnError
+
+
+class Reloader:
+    def __init__(self, box: BoxConfig, say: Callable[[str], None]) -> None:
+        self.box, self.say = box, say
+        self.loop: Any = None
+        self.pending: list[Callable[[], None]] = []
+
+    def attach(self, loop: Any) -> None:
+        self.loop = loop
+        for work in self.pending:  # a SIGHUP while the model was loading
+            loop.request(lambda running, work=work: work())
+        self.pending.clear()
+
+    def request(self, work: Callable[[], None]) -> None:
+        """From the SIGHUP handler: `work` runs on the loop's thread between two batches. Only a deque
+        append here: a handler that took a lock the interrupted code holds would deadlock."""
+        if self.loop is None:
+            self.pending.append(work)
+        else:
+            self.loop.request(lambda running: work())
+
+    def publish(self, update: Any) -> None:
+        pass
+
+    def finish(self, stopped_by: str) -> None:
+        self.loop = None
+
+    def apply(self, new: BoxConfig) -> str:
+        """Queue the camera changes from the running file to `new`; what changed, in words."""
+        old, loop = self.box, self.loop
+        before = {c.name: c for c in old.cameras}
+        after = {c.name: c for c in new.cameras}
+        changed = sorted(n for n in set(before) & set(after) if _where(before[n]) != _where(after[n]))
+        removed = sorted(set(before) - set(after))
+        added = [c for c in new.cameras if c.name not in before]
+        options = sorted(k for k in set(old.options) | set(new.options)
+                         if old.options.get(k) != new.options.get(k))
+        options = (["model"] if old.model != new.model else []) + options
+        self.box = BoxConfig(new.path, old.model, old.options, new.cameras)  # options: still the old ones
+        if loop is not None and (changed or removed or added):  # on the loop's thread (`request`)
+            self._change(loop, removed + changed, [after[n] for n in changed] + added)
+        return "; ".join(part for part in (
+            _listed("cameras added", [c.name for c in added]), _listed("removed", removed),
+            _listed("restarted (source or region changed)", changed),
+            _listed("not applied until a restart: options changed", options)) if part)
+
+    def _change(self, loop: Any, stop: list[str], start: list[BoxCamera]) -> None:
+        from edgecnn.runtime.live.regions import Region
+
+        for name in stop:
+            loop.remove_camera(name)
+        for camera in start:
+            try:
+                loop.add_camera(camera.source, camera.name, Region.parse(camera.region))
+            except EdgecnnError as exc:
+                self.say(f"reload: camera {camera.name} not started: {exc}")
+                continue
+            self.say(f"reload: camera {camera.name} started ({camera.source})")
+        for sink in loop.sinks:
+            health = getattr(sink, "health", None)
+            if health is not None:
+                health.forget(stop)
+                health.expect([camera.name for camera in start])
+
+
+def _where(camera: BoxCamera) -> tuple[str, str]:
+    return camera.source, camera.region
+
+
+def _listed(what: str, names: list[str]) -> str:
+    return f"{what}: {', '.join(names)}" if names else ""
