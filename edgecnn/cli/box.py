@@ -1,6 +1,7 @@
 """`edgecnn run BOX.toml`: the cameras of one box file, run the way `edgecnn camera` runs them (it calls it:
 the same loop, sinks, page and whatever `camera` checks at start, such as issue 28's self-test); `--check`
-validates, `--unit` prints the systemd unit; SIGHUP re-reads the file (runtime/box/config.py: the rules)."""
+validates, `--unit` prints the systemd unit; SIGHUP re-reads the file and changes the cameras in the running
+loop (runtime/box/config.py: the rules; runtime/box/reload.py: the reload)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def run_box(
                     ] = "edgecnn",
 ) -> None:
     """Run every camera of a box file in one loop: one model, one page, each camera its own name, region
-    and outputs. SIGHUP (systemctl reload) re-reads and validates the file."""
+    and outputs. SIGHUP (systemctl reload) re-reads the file: cameras added, removed or changed without
+    restarting the others."""
     from edgecnn.runtime.box.config import read_box
     from edgecnn.runtime.box.service import unit as service_unit
 
