@@ -41,11 +41,13 @@ def run_box(
     restarting the others."""
     from edgecnn.runtime.box.config import read_box
     from edgecnn.runtime.box.service import unit as service_unit
+    from edgecnn.runtime.box.service import watchdog_for
 
     keys = camera_keys()
     box = read_box(config, keys)
     if unit:
-        typer.echo(service_unit(config, user=user), nl=False)
+        watchdog = watchdog_for(box.options.get("reconnect_timeout", keys["reconnect_timeout"].default))
+        typer.echo(service_unit(config, user=user, watchdog_s=watchdog), nl=False)
         return
     arguments = camera_arguments(box)
     if check:

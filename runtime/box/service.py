@@ -8,8 +8,8 @@ the loop delivers them, STOPPING=1 at the end).
 The keep-alive is sent by a thread, but only while the loop has delivered a result within half of
 WatchdogSec: a loop stalled in a driver call stops the keep-alives and systemd kills and restarts the
 service (Restart=always) instead of leaving it hanging. A box whose every camera gives no frame for that
-long is restarted the same way (a camera that is down gives up after its --reconnect-timeout, which the
-unit's WatchdogSec exceeds).
+long is restarted the same way; the unit's WatchdogSec is twice a lone camera's longest reconnect
+(`watchdog_for`), so a camera that comes back in time is not killed for being away.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 
 from edgecnn.runtime.core.errors import EdgecnnError
 
-WATCHDOG_SEC = 60  # the unit's WatchdogSec: above camera's default --reconnect-timeout (30 s)
+WATCHDOG_SEC = 60  # the unit's shortest WatchdogSec
+SOURCE_WAITS_S = 15.0  # a live source's open (10 s) and read (5 s) timeouts, on top of --reconnect-timeout
 SERVICE_USER = "edgecnn"  # a dedicated user: `useradd --system edgecnn`
 
 
@@ -96,6 +97,12 @@ class Watchdog:
             fresh = self.last_result and time.monotonic() - self.last_result < self.fresh_s
             if fresh and notify("WATCHDOG=1", self.address):
                 self.sent += 1
+
+
+def watchdog_for(reconnect_timeout: float) -> int:
+    """WatchdogSec for a box: keep-alives stop once no result came for half of it, so that half must
+    outlast a lone camera's reconnecting (after which the run ends with an error and Restart= starts it)."""
+    return max(WATCHDOG_SEC, int(2 * (reconnect_timeout + SOURCE_WAITS_S)) + 10)
 
 
 def unit(config: Path, user: str = SERVICE_USER, watchdog_s: int = WATCHDOG_SEC) -> str:

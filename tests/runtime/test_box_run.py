@@ -102,7 +102,8 @@ def test_the_printed_unit_passes_systemd_analyze_verify(bundle: Path, tmp_path: 
     process = edgecnn("run", str(box_file(tmp_path, bundle)), "--unit", "--user", "root")
     unit, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    for line in ("Type=notify", "Restart=always", "User=root", "WatchdogSec=60", "StandardOutput=journal",
+    # WatchdogSec: twice camera's longest reconnect (30 s --reconnect-timeout + 15 s of open and read) + 10
+    for line in ("Type=notify", "Restart=always", "User=root", "WatchdogSec=100", "StandardOutput=journal",
                  f"ExecStart={Path(sys.prefix).absolute()}/bin/", f"run {tmp_path / 'box.toml'}"):
         assert line in unit
     good, bad = tmp_path / "edgecnn-box.service", tmp_path / "broken.service"
