@@ -17,7 +17,7 @@ import typer
 from edgecnn.cli.live import camera
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
-from edgecnn.cli.render import say, tell
+from edgecnn.cli.render import err_console, say, tell
 from edgecnn.runtime.core.errors import EdgecnnError
 
 NOT_KEYS = ("model", "sources", "help")  # the model is its own key; the box file itself lists the sources
@@ -54,6 +54,8 @@ def run_box(
         names = ", ".join(c.name + ("" if c.region == "full" else f" [{c.region}]") for c in box.cameras)
         tell(f"{config}: ok: {len(box.cameras)} camera(s): {names}; model {box.model}")
         return
+    if not err_console.is_terminal:  # journald, a log file: one line per event, never wrapped into two
+        err_console.soft_wrap = True
     say(f"box {config}: {len(box.cameras)} camera(s), model {box.model}")
     with _reload_on_sighup(config, keys, box):
         camera(**arguments)

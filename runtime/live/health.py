@@ -23,22 +23,27 @@ class CameraHealth:
         self.started = clock()
         self.cameras: dict[str, dict[str, Any]] = {}
         self.probes: dict[str, Callable[[], str | None]] = {}
+        self.forgotten: set[str] = set()
 
     def expect(self, names: Iterable[str]) -> None:
         """The run's cameras, so that one that never gives a result is noticed too."""
         for name in names:
+            self.forgotten.discard(name)
             self.cameras.setdefault(name, {"results": 0, "last": None, "interval": 0.0, "reconnects": 0})
 
     def forget(self, names: Iterable[str]) -> None:
         """Cameras removed from the run (the box's reload): no longer expected."""
         for name in names:
             self.cameras.pop(name, None)
+            self.forgotten.add(name)  # its last batch in flight may still publish: not a camera again
 
     def watch(self, name: str, problem: Callable[[], str | None]) -> None:
         """A sink's own check: its `problem()` is a reason to be degraded while it is not None."""
         self.probes[name] = problem
 
     def publish(self, camera: str, stats: dict[str, Any]) -> None:
+        if camera in self.forgotten:
+            return
         now = self.clock()
         self.expect([camera])
         state = self.cameras[camera]
