@@ -49,6 +49,7 @@ PER_SOURCE = ("source", "name", "region")  # one value per camera: the repeatabl
 PAGE = ("serve", "token", "no_auth", "record_to")  # the [page] table's keys
 MODEL = ("model",)
 SECRET = re.compile(r"token|password|secret", re.I)
+PER_CAMERA_FILES = {"jsonl": ".jsonl"}  # a per-camera value of these: the {camera} name is the way
 ALIASES = {"crop": "region", "roi": "region", "url": "source", "bundle": "model"}
 
 
@@ -327,6 +328,11 @@ def _region_text(region: Any) -> Any:
 
 def _agrees(key: str, value: Any, line: int, index: int, shared: dict[str, tuple[Any, int]],
             options: dict[str, Any], where: _Where) -> None:
+    differs = (key in options and options[key] != value) or (key in shared and shared[key][0] != value)
+    if differs and key in PER_CAMERA_FILES:
+        example = f'{key} = "runs/{{camera}}{PER_CAMERA_FILES[key]}"'
+        raise where.error(line, key, f"one file per camera is {example} at the top of the file ({{camera}} "
+                          "becomes each camera's name)")
     if key in options and options[key] != value:
         raise where.error(line, key, f"camera {index + 1} sets {value!r}, the top of the file "
                           f"{options[key]!r}; all cameras of a box share it (one loop runs them): set it "

@@ -54,6 +54,7 @@ BROKEN = [  # (box file after `model = ...`, its line that is wrong, words the m
     ('[[camera]]\nsource = "nowhere.mp4"\n', 3, "does not exist"),
     (GOOD_CAMERA + "min_prob = 0.3\n" + GOOD_CAMERA + "min_prob = 0.5\n", 7, "all cameras of a box share it"),
     ('serve = "8080"\n' + GOOD_CAMERA, 2, "belongs in the [page] table"),
+    (GOOD_CAMERA + 'jsonl = "a.jsonl"\n' + GOOD_CAMERA + 'jsonl = "b.jsonl"\n', 7, "runs/{camera}.jsonl"),
     ("top_k = \n" + GOOD_CAMERA, 2, "not valid TOML"),
 ]
 

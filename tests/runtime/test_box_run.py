@@ -272,3 +272,36 @@ def test_a_region_outside_the_frame_is_an_error() -> None:
     with pytest.raises(EdgecnnError, match="lies outside the 640x480 frame"):
         Region.parse("700,0,10,10").box(640, 480)
     assert Region.parse("full") is None
+
+
+def test_regions_of_one_source_share_one_decoder() -> None:
+    from edgecnn.runtime.live.camera import CameraConfig
+    from edgecnn.runtime.live.regions import REGION_QUEUE, RegionSource, open_sources
+    from edgecnn.runtime.live.video import VideoSource
+
+    config = CameraConfig(sources=(str(CUP), str(CUP), str(CUP), str(TOOLS)), regions=(
+        Region.parse("0,0,0.5,1"), Region.parse("0.5,0,0.5,1"), None, Region.parse("0,0,10,10")))
+    opened = open_sources(config, lambda image: image, print, lambda: None)
+    assert [type(source) for source in opened] == [RegionSource, RegionSource, VideoSource, RegionSource]
+    assert opened[0].decoder is opened[1].decoder and opened[3].decoder is not opened[0].decoder
+    for source in opened:
+        source.start()
+    try:
+        taken: list[list] = [[], []]
+        for _ in range(400):  # 5 frames from each region, taken in turn as the loop takes them
+            for i in (0, 1):
+                if len(taken[i]) < 5 and opened[i].ready():
+                    taken[i].append(opened[i].get())
+            if all(len(t) == 5 for t in taken):
+                break
+            time.sleep(0.01)
+        (left, *_), (right, *_) = taken
+        whole = first_frame(CUP)
+        assert [f.index for f in taken[0]] == [f.index for f in taken[1]] == [0, 1, 2, 3, 4]
+        assert np.array_equal(left.image, whole[:, :320]) and np.array_equal(right.image, whole[:, 320:])
+        # one decode for both: 5 frames + the regions' short queues, not 2 x 5
+        assert opened[0].decoder.video.frames_delivered <= 5 + REGION_QUEUE < 10
+    finally:
+        for source in opened:
+            source.close()
+
