@@ -98,3 +98,12 @@ def test_every_camera_option_is_a_key() -> None:
 
     options = {p.name for p in typer.main.get_command(app).commands["camera"].params} - set(NOT_KEYS)
     assert set(camera_keys()) == options and {"region", "name", "reconnect_timeout", "jsonl"} <= options
+
+
+def test_a_source_url_comes_from_the_environment(bundle: Path, tmp_path: Path) -> None:
+    text = f'model = "{bundle}"\n[[camera]]\nsource_env = "BOX_CAMERA_URL"\nname = "door"\n'
+    code, output = check(tmp_path, text, env={**os.environ, "BOX_CAMERA_URL": "rtsp://admin:pw@cam1/live"})
+    assert code == 0 and "1 camera(s): door" in output and "pw" not in output, output
+    code, output = check(tmp_path, text.replace('name = "door"\n', 'name = "door"\nsource = "x.mp4"\n'),
+                         env={**os.environ, "BOX_CAMERA_URL": "rtsp://cam1/live"})
+    assert code == 2 and "source: is given with source_env too" in output, output
