@@ -36,9 +36,11 @@ def run_box(
     user: Annotated[str, typer.Option(help="With --unit: the dedicated user the service runs as.")
                     ] = "edgecnn",
 ) -> None:
-    """Run every camera of a box file in one loop: one model, one page, each camera its own name, region
-    and outputs. SIGHUP (systemctl reload) re-reads the file: cameras added, removed or changed without
-    restarting the others."""
+    """Run the cameras a box file names (one model, one page, each camera its own name, region, outputs).
+
+    SIGHUP (systemctl reload) re-reads the file: cameras added, removed or changed without restarting the
+    others. Keys are `edgecnn camera`'s options, underscored; --check says what is wrong, with its line.
+    """
     from edgecnn.runtime.box.config import read_box
     from edgecnn.runtime.box.service import unit as service_unit
     from edgecnn.runtime.box.service import watchdog_for
