@@ -234,12 +234,13 @@ def _write_metadata(source: Source, measured: list[ModelReport], work: Path) -> 
     from edgecnn.export.onnx import save_onnx
     from edgecnn.export.openvino import save_ir
     from edgecnn.runtime.core.backends.openvino import read_model
-    from edgecnn.runtime.core.metadata import ModelMeta
+    from edgecnn.runtime.core.metadata import ModelMeta, none_class_of
 
     for model in measured:
         unknown = source.detector.meta() if source.detector is not None else None
         meta = ModelMeta(labels=source.labels, preprocess=source.preprocess, arch=source.arch,
-                         unknown=unknown).stamped(precision=model.precision, accuracy=model.accuracy())
+                         unknown=unknown, none_class=none_class_of(source.labels)
+                         ).stamped(precision=model.precision, accuracy=model.accuracy())
         path = work / model.path
         if model.backend == "onnxruntime":
             proto = onnx.load(str(path))

@@ -20,7 +20,7 @@ import numpy as np
 from edgecnn.runtime.core.backends.base import InputSpec
 from edgecnn.runtime.core.bundle import RunSplit
 from edgecnn.runtime.core.engine import Engine
-from edgecnn.runtime.core.metadata import ModelMeta
+from edgecnn.runtime.core.metadata import ModelMeta, none_class_of
 
 REASON = "a checkpoint: its FP32 PyTorch model on the CPU, the reference export checks bundles against"
 
@@ -88,7 +88,8 @@ def checkpoint_engine(path: Path, threads: int | None = None) -> tuple[Engine, R
     unknown = score_module(detector.rule, detector.tensors) if detector is not None else None
     wrapped = deployable(checkpoint.build_model(), preprocess, unknown)
     meta = ModelMeta(labels=tuple(checkpoint.labels), preprocess=preprocess, arch=checkpoint.arch,
-                     precision="fp32", unknown=detector.meta() if detector is not None else None)
+                     precision="fp32", unknown=detector.meta() if detector is not None else None,
+                     none_class=none_class_of(checkpoint.labels))
     backend = TorchBackend(wrapped, meta, time.perf_counter() - started)
     run = checkpoint.split.run_split() if checkpoint.split is not None else None
     return Engine(backend, meta, Path(path), REASON, "cpu"), run

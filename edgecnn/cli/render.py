@@ -157,6 +157,8 @@ def predictions_table(rows: Iterable[FilePrediction], title: str | None = None) 
         best, *rest = row.predictions
         others = [f"{printable(p.label)} {_probability(p.probability, 2)}" for p in rest]
         label = f"[dim]{printable(best.label)}[/]" if row.unknown else printable(best.label)  # nearest class
+        if row.none:  # the none class: nothing of interest, not a detection
+            label = "[dim]none[/]" if best.label == "none" else f"[dim]none ({printable(best.label)})[/]"
         cells = [path_cell(row.file), whole(label), whole(_probability(best.probability, 3))]
         if scored:
             cells.append(unknown_cell(row.unknown_score, row.unknown))

@@ -16,6 +16,8 @@ of `infer_async` run on the backend's worker thread; `wait()` re-raises the firs
 `infer` is synchronous and meant for one calling thread at a time; `close()` (or `with load(...)`)
 waits for started work. `auto` choices are explained in `engine.reason`.
 
+A model with a none class (ModelMeta.none_class: a class folder named none or background) marks its
+predictions of that class `none`; every display then says "none" instead of a detection.
 A model with an unknown detector (ModelMeta.unknown) has a second output, `unknown_score`; each
 `Classification` then says whether the image is none of the labels (`unknown`, score above the model's
 threshold). Models without one (older bundles, foreign ONNX) give `unknown_score=None, unknown=False`.
@@ -42,6 +44,7 @@ class Prediction:
     index: int
     label: str
     probability: float
+    none: bool = False  # the model's none class ("nothing of interest"): shown as "none", not a detection
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,15 @@ class Engine:
         """Scores above this mean "none of the labels"; None when the model has no unknown detector."""
         return self.meta.unknown.threshold if self._score_index is not None else None
 
+    @property
+    def none_class(self) -> str | None:
+        """The label meaning "nothing of interest" (ModelMeta.none_class), or None without one."""
+        return self.meta.none_class if self.meta.none_class in self.labels else None
+
+    def is_none(self, label: str) -> bool:
+        """The one "is this label the none class" (predict, camera, page, JSONL, events)."""
+        return self.none_class is not None and label == self.none_class
+
     def describe(self) -> str:
         return f"{self.model_path.name} ({self.meta.precision}) on {self.backend} {self.device}"
 
@@ -182,7 +194,8 @@ class Engine:
 
     def top(self, probabilities: np.ndarray, top_k: int = 5) -> list[Prediction]:
         order = np.argsort(-probabilities, kind="stable")[:top_k]
-        return [Prediction(int(i), self.labels[i], float(probabilities[i])) for i in order]
+        return [Prediction(int(i), self.labels[i], float(probabilities[i]), self.is_none(self.labels[i]))
+                for i in order]
 
     # -- overlapped ----------------------------------------------------------------------------
     def submit(self, batch: np.ndarray) -> Future[np.ndarray]:

@@ -26,6 +26,8 @@ RESIZE_MODES = ("shorter_crop", "stretch")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "area")
 PRECISIONS = ("fp32", "fp16", "int8", "")  # "" for a model built from --labels/--mean/--std
 LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # what str.splitlines splits at
+# a class folder with one of these names (any case) is the none class: "nothing of interest", shown as "none"
+NONE_CLASS_NAMES = ("none", "background")
 
 
 def labels_problem(labels: Any) -> str | None:
@@ -44,6 +46,11 @@ def labels_problem(labels: Any) -> str | None:
                     "its own label")
         seen[label] = index
     return None
+
+
+def none_class_of(labels: tuple[str, ...] | list[str]) -> str:
+    """The label that is the none class (the first named like NONE_CLASS_NAMES), or "" when none is."""
+    return next((label for label in labels if label.strip().lower() in NONE_CLASS_NAMES), "")
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ class ModelMeta:
     softmax_in_graph: bool = True
     accuracy: dict[str, float] = spec(factory=dict, length=(0, 100))
     unknown: UnknownMeta | None = None  # None: no `unknown_score` output, unknown detection off
+    # the label meaning "nothing of interest" (a class folder named none/background); "": no none class
+    none_class: str = spec("", length=(0, MAX_TEXT))
     edgecnn_version: str = spec("", length=(0, MAX_TEXT))
     created: str = spec("", length=(0, MAX_TEXT))
     schema_version: int = spec(SCHEMA_VERSION, low=1)
@@ -100,6 +109,10 @@ class ModelMeta:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    def is_none_class(self, label: str) -> bool:
+        """Whether `label` is this model's none class (shown as "none", never as a detection)."""
+        return bool(self.none_class) and label == self.none_class
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -13,7 +13,7 @@ from edgecnn.runtime.core.bundle import Bundle, BundleModel
 from edgecnn.runtime.core.devices import Placement, place
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import regular_size
-from edgecnn.runtime.core.metadata import ModelMeta, Preprocess, check_labels, read_labels
+from edgecnn.runtime.core.metadata import ModelMeta, Preprocess, check_labels, none_class_of, read_labels
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
@@ -183,7 +183,7 @@ def _foreign_meta(path: Path, runner: Backend, labels: tuple[str, ...] | None, m
                      mean=_unit_scale(mean) if mean else Preprocess().mean,
                      std=_unit_scale(std) if std else Preprocess().std)
     return ModelMeta(labels=labels or (), preprocess=pre, arch="foreign", precision="",
-                     softmax_in_graph=False)
+                     softmax_in_graph=False, none_class=none_class_of(labels or ()))
 
 
 def _unit_scale(values: Sequence[float]) -> tuple[float, float, float]:

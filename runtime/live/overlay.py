@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime.core.outputs import AtomicPath
+from edgecnn.runtime.live.events import NONE_STATE
 
 UNCERTAIN = "uncertain"
 UNKNOWN = "unknown"  # the model's unknown detector says: none of its labels
@@ -22,10 +23,12 @@ _ORANGE = (0, 140, 255)  # BGR: the unknown state's title and frame border
 
 def shown_label(top: Sequence[Any], min_prob: float, unknown: bool = False) -> str:
     """What the camera shows for a frame: "unknown" (the detector), "uncertain" (top-1 below
-    `min_prob`), or the top label."""
+    `min_prob`), "none" (top-1 is the model's none class: nothing of interest), or the top label."""
     if unknown:
         return UNKNOWN
-    return top[0].label if top[0].probability >= min_prob else UNCERTAIN
+    if top[0].probability < min_prob:
+        return UNCERTAIN
+    return NONE_STATE if getattr(top[0], "none", False) else top[0].label
 
 
 def draw_overlay(image: np.ndarray, top: Sequence[Any], min_prob: float,

@@ -25,10 +25,16 @@ class FilePrediction:
     unknown: bool = False  # none of the labels, by the model's unknown threshold
     saved: str | None = None  # the annotated copy (predict --save)
 
+    @property
+    def none(self) -> bool:
+        """Top-1 is the model's none class (nothing of interest), and the image is not unknown."""
+        return not self.unknown and bool(self.predictions) and self.predictions[0].none
+
     def to_dict(self) -> dict[str, object]:
         return {"file": self.file, "predictions": [
             {"index": p.index, "label": p.label, "probability": p.probability} for p in self.predictions],
-            "unknown_score": self.unknown_score, "unknown": self.unknown, "saved": self.saved}
+            "none": self.none, "unknown_score": self.unknown_score, "unknown": self.unknown,
+            "saved": self.saved}
 
 
 def expand_globs(inputs: Sequence[Path]) -> list[tuple[Path, bool]]:
