@@ -112,6 +112,9 @@ def export_bundle(config: ExportConfig) -> BundleReport:
             report = build_report(config, source, measured, {**extra, "int8_recipes": tried})
             steps.say("writing metadata and report")
             _write_metadata(source, measured, work)
+            from edgecnn.export.selftest import write_selftest
+
+            write_selftest(work, source.validation.paths, [m.path for m in measured])
             write_text_atomic(work / LABELS_TXT, "\n".join(source.labels) + "\n")
             write_report(report, work)
             _drop_unrequested(config, work)

@@ -61,8 +61,9 @@ def run_folder(root: Path, name: str, exist_ok: bool, numbered: bool = True) -> 
 def load_engine(model: Path, device: str, backend: str, precision: str, labels: Path | None = None,
                 mean: str | None = None, std: str | None = None, threads: int | None = None,
                 quiet: bool = False, streams: int | None = None, cache_dir: str | None = None,
-                requests: int | None = None) -> Any:
-    """The runtime's engine for `model`, and (unless `quiet`) one line on stderr saying what was picked."""
+                requests: int | None = None, selftest: bool = False) -> Any:
+    """The runtime's engine for `model`, and (unless `quiet`) one line on stderr saying what was picked;
+    `selftest` runs the bundle's references first (runtime/core/selftest.py) and refuses a drifted model."""
     from edgecnn.runtime import load
     from edgecnn.runtime.core.selection import parse_triplet
 
@@ -71,4 +72,12 @@ def load_engine(model: Path, device: str, backend: str, precision: str, labels: 
                   cache_dir=cache_dir, requests=requests)
     if not quiet:
         warn(f"{engine.describe()} ({engine.reason})")  # one line, also piped
+    if selftest:
+        from edgecnn.runtime.core.selftest import run_selftest
+
+        try:
+            run_selftest(engine, say=warn)
+        except BaseException:
+            engine.close()
+            raise
     return engine

@@ -180,15 +180,36 @@ def bench(
     show(json_out, report.to_dict(), lambda: bench_table(report))
 
 
-@app.command(epilog="Example: edgecnn info bundles/demo")
+@app.command(epilog="Example: edgecnn info bundles/demo\n\nSelf-test: edgecnn info --check bundles/demo")
 @user_errors
 def info(
     model: Annotated[Path | None, typer.Argument(help="Bundle folder, .onnx or .xml.")] = None,
     json_out: JsonOpt = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Run the bundle's self-test on the picked backend and device; print each "
+        "reference's drift (exit 2 beyond its tolerance).")] = False,
 ) -> None:
     """Show a model's metadata and the backends and devices this machine offers."""
     from edgecnn.runtime.measure.info import machine_info, model_info
 
+    if check:
+        _check_selftest(model)
+        return
+
     data = {"machine": machine_info(), "model": model_info(model) if model is not None else None}
     show(json_out, data, lambda: info_table(data))
 
+
+
+def _check_selftest(model: Path | None) -> None:
+    """`info --check`: the start-up self-test on demand, one line per reference frame."""
+    from edgecnn.runtime.core.selftest import run_selftest
+
+    if model is None:
+        raise EdgecnnError("info --check needs a bundle folder, e.g. edgecnn info --check bundles/demo")
+    with load_engine(model, "auto", "auto", "auto") as engine:
+        drift = run_selftest(engine, say=warn)
+        for one in drift:
+            print(f"{one.name}: max abs diff {one.max_abs_diff:.3g} (tolerance {one.tolerance:.3g})")
+        if drift:
+            print(f"self-test passed: {engine.describe()}")

@@ -131,7 +131,7 @@ def camera(
         sinks += [collector] if collector else []
         settings = camera_engine() if threads is None else {"threads": threads}
         engine = stack.enter_context(load_engine(model, device, backend, precision, **settings,
-                                                  cache_dir=cache_dir))
+                                                  cache_dir=cache_dir, selftest=True))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
         summary = run_camera(engine, config, say=say, sinks=sinks)

@@ -183,6 +183,9 @@ def _load_engines(config: ServeConfig) -> list[Any]:
     try:
         for _ in range(config.instances):
             engines.append(load(config.model, device=config.device, precision=config.precision, hint=hint))
+        from edgecnn.runtime.core.selftest import run_selftest
+
+        run_selftest(engines[0], say=print)  # refuse to serve a model whose outputs drifted
     except BaseException:
         for engine in engines:
             engine.close()

@@ -1,0 +1,63 @@
+"""Write the bundle's self-test (runtime/core/selftest.py): reference frames cropped from validation images,
+the FP32 ONNX outputs on them, and per model file a tolerance of DRIFT_MARGIN x its drift measured here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgecnn.runtime.core.bundle import layout_path
+from edgecnn.runtime.core.outputs import write_text_atomic
+from edgecnn.runtime.core.selftest import (
+    DRIFT_MARGIN,
+    FP32_TOLERANCE,
+    FRAME_SIZE,
+    MIN_TOLERANCE,
+    SELFTEST_JSON,
+    SelfTest,
+    measure_drift,
+)
+
+REFERENCE_FRAMES = 4
+
+
+def reference_frames(paths: tuple[Path, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """REFERENCE_FRAMES validation images spread over the set, each shrunk to FRAME_SIZE square."""
+    import cv2
+    from edgecnn.runtime.core.images import read_image
+
+    step = max(1, len(paths) // REFERENCE_FRAMES)
+    chosen = paths[::step][:REFERENCE_FRAMES]
+    size = (FRAME_SIZE, FRAME_SIZE)
+    frames = [cv2.resize(read_image(p), size, interpolation=cv2.INTER_AREA) for p in chosen]
+    return np.stack(frames).astype(np.uint8), tuple(p.name for p in chosen)
+
+
+def write_selftest(work: Path, validation_paths: tuple[Path, ...], model_paths: list[str]) -> SelfTest:
+    """Run the references through every model file in `work` and store selftest.json beside them."""
+    from edgecnn.runtime.core.engine import load
+
+    frames, names = reference_frames(validation_paths)
+    fp32 = layout_path("onnxruntime", "fp32")
+    with load(work / fp32, backend="onnxruntime", device="cpu") as engine:
+        scored = engine.infer_scored(_fitted(frames, engine))
+    test = SelfTest(frames, names, scored.probabilities.astype(np.float32),
+                    None if scored.unknown_score is None else scored.unknown_score.astype(np.float32), {})
+    tolerances = {fp32: FP32_TOLERANCE}
+    for path in model_paths:
+        if path != fp32:
+            with load(work / path, device="cpu") as engine:
+                worst = max(d.max_abs_diff for d in measure_drift(engine, test, np.inf))
+            tolerances[path] = max(MIN_TOLERANCE, DRIFT_MARGIN * worst)
+    test = SelfTest(test.frames, names, test.probabilities, test.unknown_scores, tolerances)
+    import json
+
+    write_text_atomic(work / SELFTEST_JSON, json.dumps(test.to_dict()))
+    return test
+
+
+def _fitted(frames: np.ndarray, engine: Any) -> np.ndarray:
+    from edgecnn.runtime.core.preprocess import fit_batch
+
+    return fit_batch(list(frames), engine.preprocess)
