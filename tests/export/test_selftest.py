@@ -39,7 +39,7 @@ def test_export_stores_small_references_with_tolerances(bundle: Path) -> None:
     data = json.loads((bundle / "selftest.json").read_text())
     assert (bundle / "selftest.json").stat().st_size < 20_000
     assert data["shape"][0] == 4 and data["tolerances"]["model.onnx"] <= 1e-4
-    assert all(value >= 0.02 for key, value in data["tolerances"].items() if key != "model.onnx")
+    assert all(value < 0.05 for value in data["tolerances"].values())
 
 
 def test_info_check_passes_then_refuses_altered_weights(bundle: Path) -> None:
@@ -48,9 +48,9 @@ def test_info_check_passes_then_refuses_altered_weights(bundle: Path) -> None:
     assert "self-test passed" in ok.stdout and ok.stdout.count("max abs diff") == 4
     for model in bundle.rglob("*.onnx"):
         _alter_weights(model)
-    for weights in bundle.rglob("*.bin"):  # OpenVINO IR: flip bits in the middle of the weights
+    for weights in bundle.rglob("*.bin"):  # OpenVINO IR: flip bits in every weight
         data = bytearray(weights.read_bytes())
-        for i in range(len(data) // 4, len(data) // 2):
+        for i in range(len(data)):
             data[i] ^= 0x5A
         weights.write_bytes(bytes(data))
     bad = CliRunner().invoke(app, ["info", "--check", str(bundle)])
