@@ -14,7 +14,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.core.bundle import RunSplit
 from edgecnn.runtime.core.errors import upgrade_hint
 from edgecnn.runtime.core.metadata import Preprocess, labels_problem
-from edgecnn.runtime.core.records import Origin, from_dict, spec
+from edgecnn.runtime.core.records import Origin, from_dict, short, spec
 from edgecnn.unknown import Detector
 
 if TYPE_CHECKING:
@@ -79,6 +79,19 @@ class Checkpoint:
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval()
 
+    def check_weights(self, source: str) -> None:
+        """EdgecnnError unless the weights fit `arch` with one output per label and are finite: checked
+        on a model of shapes only, so a checkpoint claiming 10^6 labels allocates nothing."""
+        import torch
+
+        from edgecnn.models import build_model
+
+        with torch.device("meta"):
+            wanted = build_model(self.arch, num_classes=len(self.labels), pretrained=False).model.state_dict()
+        model_words = f"{self.arch} with {len(self.labels)} labels"
+        if (problem := weights_problem(self.state_dict, wanted, model_words)) is not None:
+            raise EdgecnnError(f"{source} {problem}; {FROM_FINETUNE}")
+
 
 def save_checkpoint(checkpoint: Checkpoint, path: Path) -> Path:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
@@ -111,7 +124,47 @@ def load_checkpoint(path: Path) -> Checkpoint:
     origin = Origin(str(path), "is an incomplete edgecnn checkpoint", FROM_FINETUNE, "the checkpoint")
     if from_dict(_Format, payload, origin).format_version > FORMAT_VERSION:
         raise EdgecnnError(f"{path} was written by a newer edgecnn; {upgrade_hint()}")
-    return from_dict(Checkpoint, payload, origin)
+    checkpoint = from_dict(Checkpoint, payload, origin)
+    checkpoint.check_weights(str(path))
+    return checkpoint
+
+
+def weights_problem(state_dict: Any, wanted: dict[str, torch.Tensor], model: str) -> str | None:
+    """What keeps `state_dict` from loading into `model` (in words) whose (meta) state dict is `wanted`."""
+    import torch
+
+    if not isinstance(state_dict, dict) or not all(isinstance(key, str) for key in state_dict):
+        return f"holds a state_dict of {type(state_dict).__name__}, not an object of named tensors"
+    for name, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            return f"holds {short(value)} as {short(name)}, not a tensor"
+    missing = [key for key in wanted if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in wanted]
+    if missing or unexpected:
+        said = [f"{len(group)} {what} (first {short(group[0])})" for group, what in
+                ((missing, "missing"), (unexpected, "unexpected")) if group]
+        return f"holds weights that do not fit {model}: {' and '.join(said)}"
+    for name, want in wanted.items():
+        if tuple(state_dict[name].shape) != tuple(want.shape):
+            return (f"holds {name} of shape {list(state_dict[name].shape)} where {model} needs "
+                    f"{list(want.shape)}")
+        if state_dict[name].is_floating_point() and not bool(torch.isfinite(state_dict[name]).all()):
+            return f"holds NaN or infinite weights in {name} (a diverged run)"
+    return None
+
+
+def check_arg_types(args: dict[str, Any], defaults: dict[str, Any], texts: dict[str, str]) -> None:
+    """EdgecnnError for the first recorded option whose value is not of its default's type (`texts`
+    names the options recorded as text whatever their default)."""
+    for name, value in args.items():
+        default = texts.get(name, defaults.get(name))
+        kind = float if isinstance(default, float) else type(default)
+        if default is None or (type(value) is kind) or (kind is float and type(value) is int):
+            continue
+        raise EdgecnnError(f"{name} is {short(value)}, not {_KIND_WORDS.get(kind, kind.__name__)}")
+
+
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,11 @@ class DataSplit:
         if split.train_labels is None or split.val_labels is None:
             raise EdgecnnError("the checkpoint records no class indices for its images; start a new run "
                                "without --resume")
+        for paths, indices in ((split.train, split.train_labels), (split.val, split.val_labels)):
+            if len(paths) != len(indices) or not all(0 <= index < len(labels) for index in indices):
+                raise EdgecnnError(f"the checkpoint's split holds {len(paths)} images and {len(indices)} "
+                                   f"class indices (of {len(labels)} classes) that do not match; start a new "
+                                   "run without --resume")
         train = tuple(zip(split.train, split.train_labels, strict=True))
         val = tuple(zip(split.val, split.val_labels, strict=True))
         return cls(Path(split.data_root), tuple(labels), train, val, split.skipped)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edgecnn.checkpoint import Checkpoint, check_arg_types, load_checkpoint, save_checkpoint
 from edgecnn.data import (
     DataSplit,
     ImageDataset,
@@ -111,7 +111,11 @@ class FinetuneConfig:
 
     @classmethod
     def from_args(cls, args: dict[str, Any], **overrides: Any) -> FinetuneConfig:
+        """The config a checkpoint recorded, each value of its field's type (EdgecnnError naming the first
+        that is not); `check()` then holds it to the command line's ranges."""
         known = {k: v for k, v in args.items() if k in cls.__dataclass_fields__}
+        texts = {"data": "", "out": "", "weights": ""}  # recorded as text whatever their type here
+        check_arg_types(known, {f.name: f.default for f in fields(cls)}, texts)
         known.update(data=Path(known["data"]), out=Path(known["out"]),
                      weights=Path(known["weights"]) if known.get("weights") else None)
         return cls(**{**known, **overrides})
@@ -119,7 +123,8 @@ class FinetuneConfig:
     def check(self) -> None:
         """EdgecnnError naming the valid range for the first bad value (the options table's for the
         values a command takes, the same message as the CLI's)."""
-        for name in ("head_epochs", "epochs", "patience", "batch_size", "workers", "dist_timeout"):
+        for name in ("head_epochs", "epochs", "patience", "batch_size", "workers", "dist_timeout", "seed",
+                     "lr"):
             check_range(name, getattr(self, name))
         for name, (ok, valid) in {
             "lr": (self.lr > 0, "> 0"),
@@ -222,8 +227,13 @@ class Run:
     def resume(cls, config: FinetuneConfig, dist: Dist, device: torch.device) -> Run:
         """Continue from RUN_DIR/last.pt with the configuration stored in it (read by rank 0, sent to all)."""
         checkpoint, split = main_first(dist, lambda: _last_checkpoint(Path(config.out)))
-        config = FinetuneConfig.from_args(checkpoint.args, out=Path(config.out), resume=True,
-                                          progress=config.progress, dist_timeout=config.dist_timeout)
+        try:  # a recorded option is held to the command line's ranges: `lr -1` or `head_epochs 10**9` refused
+            config = FinetuneConfig.from_args(checkpoint.args, out=Path(config.out), resume=True,
+                                              progress=config.progress, dist_timeout=config.dist_timeout)
+            config.check()
+        except EdgecnnError as exc:
+            raise EdgecnnError(f"{Path(config.out) / 'last.pt'} records an option that cannot run: {exc}; "
+                               "start a new run without --resume") from None
         return cls(config, split, checkpoint.build_model(), checkpoint.preprocess, checkpoint.training_state,
                    dist, device)
 
