@@ -277,10 +277,16 @@ class Engine:
         scores = None
         if self._score_index is not None:
             scores = np.asarray(outputs[self._score_index], dtype=np.float32).reshape(len(output))
-        if self.meta.softmax_in_graph or _looks_like_probabilities(output):
-            return Scored(output, scores)
-        shifted = np.exp(output - output.max(axis=1, keepdims=True))
-        return Scored(shifted / shifted.sum(axis=1, keepdims=True), scores)
+        if not (self.meta.softmax_in_graph or _looks_like_probabilities(output)):
+            shifted = np.exp(output - output.max(axis=1, keepdims=True))
+            output = shifted / shifted.sum(axis=1, keepdims=True)
+        if (problem := probabilities_problem(output)) is not None:
+            raise EdgecnnError(f"{self.model_path} gives outputs that are not probabilities ({problem}); the "
+                               "model is broken or not a softmax classifier: export it again, or check "
+                               "--mean/--std")
+        if scores is not None and not np.isfinite(scores).all():
+            raise EdgecnnError(f"{self.model_path} gives NaN or infinite unknown scores; export it again")
+        return Scored(output, scores)
 
 
 def load(path: str | Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
@@ -325,6 +331,21 @@ def _slices(batch: np.ndarray, size: int) -> list[np.ndarray]:
         tail = parts[-1]
         parts[-1] = np.concatenate([tail, np.repeat(tail[-1:], size - len(tail), axis=0)])
     return parts
+
+
+def probabilities_problem(output: np.ndarray, tolerance: float = 0.02) -> str | None:
+    """What keeps each row of `output` from being probabilities (finite, in [0, 1], summing to 1 within
+    `tolerance`: FP16 and INT8 models round), or None."""
+    if not np.isfinite(output).all():
+        return "NaN or infinite values"
+    low, high = float(output.min(initial=0.0)), float(output.max(initial=0.0))
+    if low < -tolerance or high > 1 + tolerance:
+        return f"values from {low:.3g} to {high:.3g}, outside 0 to 1"
+    sums = output.sum(axis=1)
+    worst = float(sums[np.argmax(np.abs(sums - 1.0))]) if len(sums) else 1.0
+    if abs(worst - 1.0) > tolerance:
+        return f"a row that sums to {worst:.3g}, not to 1"
+    return None
 
 
 def _looks_like_probabilities(output: np.ndarray) -> bool:

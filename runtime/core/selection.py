@@ -150,10 +150,19 @@ def resolve_meta(choice: Choice, runner: Backend, embedded: ModelMeta | None,
         if len(listed) != len(embedded.labels):
             raise EdgecnnError(f"{choice.bundle}/labels.txt lists {len(listed)} labels but the model "
                                f"has {len(embedded.labels)}; export the bundle again")
+        differ = [i for i, (a, b) in enumerate(zip(listed, embedded.labels, strict=True)) if a != b.strip()]
+        if differ:  # the file a person reads must name what the model says
+            first = differ[0]
+            raise EdgecnnError(f"{choice.bundle}/labels.txt says {listed[first]!r} where the model's label "
+                               f"{first} is {embedded.labels[first]!r}; export the bundle again")
     if spec.dtype == "uint8" and not embedded.preprocess.normalize_in_graph:
         raise EdgecnnError(f"{choice.model_path} takes uint8 pixels but its metadata says "
                            "normalize_in_graph: false (feed normalised floats), which would give wrong "
                            "probabilities; re-export it")
+    if spec.size is not None and spec.size != tuple(embedded.preprocess.input_size):
+        raise EdgecnnError(f"{choice.model_path} takes {spec.size[0]}x{spec.size[1]} images but its metadata "
+                           f"says {embedded.preprocess.input_size[0]}x{embedded.preprocess.input_size[1]}; "
+                           "export it again")
     if runner.num_outputs and runner.num_outputs != len(embedded.labels):
         raise EdgecnnError(f"{choice.model_path} outputs {runner.num_outputs} classes but has "
                            f"{len(embedded.labels)} labels; give a labels file with one line per class")

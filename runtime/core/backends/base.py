@@ -8,7 +8,7 @@ layout, `info` and export iterate them instead of comparing names.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,36 @@ def check_graph(path: Path, inputs: int, output_shape: Sequence[object] | None) 
     if type(classes) is not int or classes < 1:
         raise EdgecnnError(f"{path} has a symbolic class dimension ({classes!r}), so its labels cannot be "
                            f"checked; {SUPPORTED} (export it with a fixed class count)")
+
+
+# ops whose trip count the model itself sets (a Loop of 2^62 trips never ends); no image classifier needs one
+CONTROL_FLOW = ("Loop", "Scan", "TensorIterator")
+
+
+def check_ops(path: Path, op_types: Iterable[str]) -> None:
+    """EdgecnnError when the graph holds a control-flow op (read by both backends)."""
+    found = sorted(set(op_types) & set(CONTROL_FLOW))
+    if found:
+        raise EdgecnnError(f"{path} holds a {found[0]} op (control flow that may never end); {SUPPORTED}, "
+                           "without loops")
+
+
+def error_reason(exc: BaseException) -> str:
+    """A library's error in one short line: OpenVINO's "Exception from src/...:117:" location lines
+    dropped (they came before the reason and cut it off), a C++ bad_alloc and ORT's "Failed to allocate"
+    said in words."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("Exception from ")] or lines
+    reason = " ".join(said) if said else type(exc).__name__
+    reason = reason if len(reason) <= 240 else "..." + reason[-237:]  # the cause comes last
+    if reason == "std::bad_alloc" or "Failed to allocate memory" in reason:
+        return f"out of memory ({reason})"
+    return reason
+
+
+def run_failed(path: Path, exc: Exception) -> EdgecnnError:
+    """A model that fails while running (out of memory, a shape it rejects) in one line."""
+    return EdgecnnError(f"{path} failed to run: {error_reason(exc)}; check the model (export it again)")
 
 
 class Backend(Protocol):

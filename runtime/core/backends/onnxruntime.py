@@ -18,7 +18,9 @@ from edgecnn.runtime.core.backends.base import (
     InputSpec,
     OpenRequest,
     check_graph,
+    check_ops,
     has_module,
+    run_failed,
 )
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import check_external_data
@@ -81,11 +83,13 @@ class OnnxRuntimeBackend:
         per_run = max(1, threads // self.streams) if threads else None
         if per_run is None and self.streams > 1:
             per_run = max(1, (os.cpu_count() or 1) // self.streams)
+        self._path = path
         self.session = open_session(path, providers, per_run, cache_dir, spin=self.streams == 1)
         self.load_seconds = time.perf_counter() - start
         self.compile_seconds = self.load_seconds  # ORT builds its session in one step
         self.device = self.session.get_providers()[0]
         check_graph(path, len(self.session.get_inputs()), self.session.get_outputs()[0].shape)
+        check_ops(path, _control_flow_ops(path))
         node = self.session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape)
         self.input = InputSpec(node.name, shape, _ONNX_DTYPES.get(node.type, node.type))
@@ -98,10 +102,13 @@ class OnnxRuntimeBackend:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(self.output_names[:1], {self.input.name: batch})[0]
+        return self.infer_all(batch, self.output_names[:1])[0]
 
-    def infer_all(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input.name: batch})
+    def infer_all(self, batch: np.ndarray, names: Any = None) -> list[np.ndarray]:
+        try:
+            return self.session.run(names, {self.input.name: batch})
+        except Exception as exc:  # ORT's own pybind classes: out of memory, a shape the graph rejects
+            raise run_failed(self._path, exc) from exc
 
     def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
         return self._worker().submit(self.infer, batch)
@@ -118,6 +125,17 @@ class OnnxRuntimeBackend:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _control_flow_ops(path: Path) -> list[str]:
+    """Control-flow op types in an .onnx file, by a byte scan of the mapped file (no onnx package in the
+    runtime): a NodeProto's op_type is field 4, a length-delimited string (tag 0x22)."""
+    import mmap
+
+    from edgecnn.runtime.core.backends.base import CONTROL_FLOW
+
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return [op for op in CONTROL_FLOW if data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0]
 
 
 def open_model(request: OpenRequest) -> tuple[OnnxRuntimeBackend, Any]:

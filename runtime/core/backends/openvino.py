@@ -19,7 +19,10 @@ from edgecnn.runtime.core.backends.base import (
     InputSpec,
     OpenRequest,
     check_graph,
+    check_ops,
+    error_reason,
     has_module,
+    run_failed,
 )
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import check_external_data
@@ -126,6 +129,7 @@ class OpenVinoBackend:
         self._path, self._device = path, device
         self._config = compile_config(device, hint, precision, threads, cache_dir, streams)
         check_graph(path, len(self._model.inputs), _shape(self._model.outputs[0]))
+        check_ops(path, (op.get_type_name() for op in self._model.get_ordered_ops()))
         self._requests = requests  # async infer requests (benchmark_app's -nireq); None: OpenVINO's optimum
         self._dynamic = not self._model.inputs[0].get_partial_shape()[0].is_static
         self._compiled: dict[int | None, _Compiled] = {}
@@ -147,7 +151,10 @@ class OpenVinoBackend:
     def infer_all(self, batch: np.ndarray) -> list[np.ndarray]:
         entry = self._for(len(batch))
         with entry.lock:  # one synchronous request: two threads at once would find it busy
-            entry.request.infer({0: batch}, share_inputs=True)
+            try:
+                entry.request.infer({0: batch}, share_inputs=True)
+            except RuntimeError as exc:  # out of memory, a shape the graph rejects
+                raise run_failed(self._path, exc) from exc
             return _outputs(entry.request)
 
     def submit(self, batch: np.ndarray) -> Future[np.ndarray]:
@@ -202,8 +209,7 @@ class OpenVinoBackend:
 
 
 def _cannot_compile(path: Path, device: str, exc: RuntimeError) -> EdgecnnError:
-    reason = str(exc).strip().splitlines()[0][:200]
-    return EdgecnnError(f"OpenVINO cannot compile {path} for {device}: {reason}")
+    return EdgecnnError(f"OpenVINO cannot compile {path} for {device}: {error_reason(exc)}")
 
 
 class _Compiled:
