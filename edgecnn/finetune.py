@@ -28,6 +28,7 @@ from edgecnn.data import (
 )
 from edgecnn.device import check_train_device, import_torch
 from edgecnn.errors import EdgecnnError
+from edgecnn.feature_cache import head_features
 from edgecnn.feature_engine import ENGINES
 from edgecnn.features import HeadPhase, cached_features, feature_engine
 from edgecnn.models import DEFAULT_ARCH
@@ -254,20 +255,26 @@ class Run:
         config = self.config
         self.model.requires_grad_(False)
         self.model.get_classifier().requires_grad_(True)
-        train_views = [ValTransform(self.preprocess)] + [TrainTransform(self.preprocess)] * config.aug_views
-        loaders = [self._loader(self.split.train, train_views), self._loader(self.split.val)]
-        task = progress.add_task("features", total=sum(len(loader.sampler) for loader in loaders), status="")
-        engine = feature_engine(config.feature_engine, self.model, self.preprocess, self.device,
-                                loaders[0].dataset)
-        progress.update(task, status=engine.name)
-        try:
-            features = [cached_features(self.model, loader, self.dist, self.device,
-                                        lambda n: progress.advance(task, n), engine) for loader in loaders]
-        finally:
-            engine.close()
+        task = progress.add_task("features", total=len(self.split.train) + len(self.split.val), status="")
+        features = (head_features(self.model, self.preprocess, self.split, config, self.device,
+                                  lambda n: progress.advance(task, n)) if self.dist.world_size == 1 else None)
+        features = features or self._shared_features(progress, task)
         # every rank trains the same head on all features: milliseconds, and exactly one process's result
         return HeadPhase(self.model, features[0], features[1], config.batch_size, config.label_smoothing,
                          self.device)
+
+    def _shared_features(self, progress: Progress, task: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every process computes its share of the features, without the cache (several processes)."""
+        views = [ValTransform(self.preprocess)] + [TrainTransform(self.preprocess)] * self.config.aug_views
+        loaders = [self._loader(self.split.train, views), self._loader(self.split.val)]
+        engine = feature_engine(self.config.feature_engine, self.model, self.preprocess, self.device,
+                                loaders[0].dataset)
+        progress.update(task, status=engine.name)
+        try:
+            return [cached_features(self.model, loader, self.dist, self.device,
+                                    lambda n: progress.advance(task, n), engine) for loader in loaders]
+        finally:
+            engine.close()
 
     def _full_phase(self) -> FullPhase:
         self.model.requires_grad_(True)
