@@ -56,7 +56,10 @@ def test_info_check_passes_then_refuses_altered_weights(bundle: Path) -> None:
     bad = CliRunner().invoke(app, ["info", "--check", str(bundle)])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     line = [x for x in bad.output.splitlines() if x.startswith("error:")]
-    assert len(line) == 1 and "self-test failed" in line[0] and "tolerance" in line[0]
+    # auto may pick OpenVINO, whose flipped .bin also breaks the IR's shape constants: refused at load
+    # then, before the self-test; altered ONNX weights that still load are the self-test's (next test).
+    assert len(line) == 1 and (("self-test failed" in line[0] and "tolerance" in line[0])
+                               or "is not a loadable OpenVINO IR" in line[0]), line
 
 
 def test_camera_refuses_altered_fp32_onnx(bundle: Path) -> None:
