@@ -94,6 +94,17 @@ def camera(
         envvar="EDGECNN_TOKEN", help="Secret viewers of --serve must give: open /?token=TOKEN.")] = None,
     no_auth: Annotated[bool, typer.Option(
         "--no-auth", help="Let anyone who can reach a non-loopback --serve address watch.")] = False,
+    events: Annotated[Path | None, typer.Option(help="Write one JSON line per state change (event).")
+                      ] = None,
+    mqtt: Annotated[str | None, typer.Option(
+        metavar="URL", help="Publish states and events: mqtt://[USER:PASS@]HOST[:PORT][/PREFIX] (mqtts:// "
+        "for TLS), with Home Assistant discovery.")] = None,
+    webhook: Annotated[list[str] | None, typer.Option(help="POST each event as JSON here (repeatable).")
+                       ] = None,
+    consensus: Annotated[str, typer.Option(
+        metavar="K/N", help="A new state needs K of the last N frames (uncertain frames vote for none).")
+    ] = "3/5",
+    min_duration: Annotated[float, typer.Option(help="...and must have lasted this many seconds.")] = 0.3,
     json_out: JsonOpt = False, cache_dir: CacheOpt = None,
 ) -> None:
     """Recognise what webcams, video files, streams or image folders show, live (several at once).
@@ -119,6 +130,7 @@ def camera(
                           snapshot_dir=snapshot_dir)
     config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
+    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force)
     with ExitStack() as stack:
         sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
                  ] if serve else []
@@ -134,20 +146,46 @@ def camera(
                                                   cache_dir=cache_dir, selftest=True))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
+        wiring = _wiring(stack, wanted, config, engine.labels)
+        sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
-    _report(summary, collector, json_out)
+    _report(summary, collector, json_out, wiring.counts() if wiring else {})
 
 
-def _report(summary: Any, collector: Any, json_out: bool) -> None:
+def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | None, consensus: str,
+                   min_duration: float, force: bool) -> Any:
+    """The state/event options, checked before the model loads (None when no event sink is asked for)."""
+    from edgecnn.runtime.box.states import Consensus
+    from edgecnn.runtime.box.wiring import EventOptions
+
+    options = EventOptions(events, mqtt, tuple(webhook or ()), Consensus.parse(consensus, min_duration),
+                           force)
+    options.check()
+    return options if options.wanted else None
+
+
+def _wiring(stack: Any, options: Any, config: Any, labels: Any) -> Any:
+    from edgecnn.runtime.box.wiring import event_sinks
+
+    if options is None:
+        return None
+    wiring = event_sinks(options, config.camera_names, labels)
+    stack.callback(wiring.close)
+    return wiring
+
+
+def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int]) -> None:
     """The run's summary (table or JSON) and what --collect kept; exit 130 after Ctrl-C or SIGTERM, the
     outputs kept."""
     from dataclasses import asdict
 
     collected = {} if collector is None else {"collected": collector.saved,
                                               "collect_dropped": collector.dropped}
-    show(json_out, {**asdict(summary), **collected}, lambda: summary_table(summary))
+    show(json_out, {**asdict(summary), **collected, **events}, lambda: summary_table(summary))
     if collector is not None and not json_out:
         tell(collector.describe())
+    if events and not json_out:
+        tell(", ".join(f"{key.replace('_', ' ')} {value}" for key, value in events.items()))
     if summary.stopped_by == "interrupt":
         raise typer.Exit(130)
 

@@ -1,0 +1,154 @@
+"""--mqtt mqtt://[USER:PASS@]HOST[:PORT][/PREFIX] (mqtts:// = TLS): states and events over MQTT, with
+Home Assistant discovery, through paho-mqtt 2.x on its own network thread.
+
+Topics per camera: PREFIX/CAMERA/state (retained JSON of the last event), PREFIX/CAMERA/event and
+PREFIX/CAMERA/availability (online/offline, retained; the last will says offline when the process dies).
+Discovery: homeassistant/sensor/edgecnn_CAMERA/config (retained), sent on every (re)connect. One client
+per camera, since a client has one last will. Messages wait in one bounded queue while the broker is
+down (paho reconnects with backoff); what does not fit is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.redact import mask_url
+from edgecnn.runtime.live.events import NONE_STATE, UNKNOWN_STATE, Event
+
+QUEUE = 1000  # messages waiting for the broker, all cameras together
+CLOSE_S = 3.0  # the end: this long to send what is queued and say offline
+RECONNECT_S = (1, 30)  # paho's backoff between reconnects
+DISCOVERY = "homeassistant"
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    tls: bool
+    prefix: str = "edgecnn"
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttTarget:
+        shown = mask_url(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if parts is None or parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise EdgecnnError(f"--mqtt {shown} is not mqtt://[USER:PASS@]HOST[:PORT][/PREFIX]; give e.g. "
+                               "mqtt://127.0.0.1:1883/edgecnn (mqtts:// for TLS)")
+        tls = parts.scheme == "mqtts"
+        prefix = parts.path.strip("/") or "edgecnn"
+        if any(c in prefix for c in "+#"):
+            raise EdgecnnError(f"--mqtt {shown}: the topic prefix may not hold + or #")
+        return cls(parts.hostname, port or (8883 if tls else 1883), tls, prefix,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+
+def discovery(camera: str, prefix: str, states: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Home Assistant's MQTT discovery topic and payload of one camera's sensor (an enum sensor)."""
+    base = f"{prefix}/{camera}"
+    return f"{DISCOVERY}/sensor/edgecnn_{camera}/config", {
+        "name": "State", "unique_id": f"edgecnn_{camera}_state", "object_id": f"edgecnn_{camera}",
+        "state_topic": f"{base}/state", "value_template": "{{ value_json.state }}",
+        "json_attributes_topic": f"{base}/state", "availability_topic": f"{base}/availability",
+        "payload_available": "online", "payload_not_available": "offline",
+        "device_class": "enum", "options": list(states), "icon": "mdi:cctv",
+        "device": {"identifiers": [f"edgecnn_{camera}"], "name": f"edgecnn {camera}",
+                   "manufacturer": "edgecnn", "model": "camera"}}
+
+
+class MqttSink:
+    """An `EventSink`: one paho client per camera, one bounded queue, never blocking the loop."""
+
+    def __init__(self, url: str, cameras: Sequence[str], labels: Sequence[str]) -> None:
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise EdgecnnError("--mqtt needs paho-mqtt: pip install 'edgecnn[box]'") from None
+        self.target, self.shown = MqttTarget.parse(url), mask_url(url)
+        states = [*dict.fromkeys([*labels, NONE_STATE, UNKNOWN_STATE])]
+        self.sent = self.dropped = 0
+        self._queue: queue.Queue[tuple[str, str, str, bool] | None] = queue.Queue(QUEUE)
+        self._connected = {camera: threading.Event() for camera in cameras}
+        self._clients = {camera: self._client(mqtt, camera, states) for camera in cameras}
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="edgecnn-mqtt", daemon=True)
+        self._thread.start()
+
+    def _client(self, mqtt: Any, camera: str, states: list[str]) -> Any:
+        target, base = self.target, f"{self.target.prefix}/{camera}"
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgecnn-{camera}-{id(self):x}")
+        if target.username is not None:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set()
+        client.will_set(f"{base}/availability", "offline", qos=1, retain=True)
+        client.reconnect_delay_set(*RECONNECT_S)
+        topic, payload = discovery(camera, target.prefix, states)
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+            if not reason.is_failure:
+                client.publish(topic, json.dumps(payload), qos=1, retain=True)
+                client.publish(f"{base}/availability", "online", qos=1, retain=True)
+                self._connected[camera].set()
+
+        def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+            self._connected[camera].clear()
+
+        client.on_connect, client.on_disconnect = on_connect, on_disconnect
+        client.connect_async(target.host, target.port, keepalive=30)
+        client.loop_start()
+        return client
+
+    def event(self, event: Event) -> None:
+        payload = json.dumps(event.to_json())
+        base = f"{self.target.prefix}/{event.camera}"
+        for topic, retain in ((f"{base}/event", False), (f"{base}/state", True)):
+            try:
+                self._queue.put_nowait((event.camera, topic, payload, retain))
+            except queue.Full:
+                self.dropped += 1
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            camera, topic, payload, retain = item
+            while not self._connected[camera].wait(0.2):
+                if self._closing:
+                    self.dropped += 1
+                    break
+            else:
+                info = self._clients[camera].publish(topic, payload, qos=1, retain=retain)
+                if info.rc == 0:
+                    self.sent += 1
+                else:
+                    self.dropped += 1
+
+    def close(self) -> None:
+        """Send what is queued (bounded), say offline, disconnect."""
+        deadline = time.monotonic() + CLOSE_S
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._closing = True
+        self._queue.put(None)
+        self._thread.join(CLOSE_S)
+        for camera, client in self._clients.items():
+            if self._connected[camera].is_set():
+                info = client.publish(f"{self.target.prefix}/{camera}/availability", "offline", qos=1,
+                                      retain=True)
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            client.disconnect()
+            client.loop_stop()

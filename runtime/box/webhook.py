@@ -1,0 +1,84 @@
+"""--webhook URL: each event POSTed as JSON by one background worker (timeouts, retries with backoff, a
+bounded queue): a slow or dead receiver never blocks the camera loop; what failed is counted."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.redact import mask_url
+from edgecnn.runtime.live.events import Event
+
+QUEUE = 1000  # events waiting (all URLs together)
+TIMEOUT_S = 5.0  # one POST
+RETRY_FOR_S = 60.0  # an event is retried with backoff this long before it counts as failed
+BACKOFF_S = (0.2, 30.0)  # first and longest wait between tries
+CLOSE_S = 5.0  # what is still queued at the end gets this long
+
+
+def check_webhook(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise EdgecnnError(f"--webhook {mask_url(url)} is not an http:// or https:// URL; give e.g. "
+                           "http://127.0.0.1:8123/api/webhook/ID")
+    return url
+
+
+class WebhookSink:
+    """An `EventSink`: POSTs each event to every URL, in order, on its own thread."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = tuple(check_webhook(url) for url in urls)
+        self.sent = self.dropped = self.failed = 0
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(QUEUE)
+        self._deadline = float("inf")
+        self._thread = threading.Thread(target=self._run, name="edgecnn-webhook", daemon=True)
+        self._thread.start()
+
+    def event(self, event: Event) -> None:
+        body = json.dumps(event.to_json()).encode()
+        for url in self.urls:
+            try:
+                self._queue.put_nowait((url, body))
+            except queue.Full:
+                self.dropped += 1
+
+    def close(self) -> None:
+        self._deadline = time.monotonic() + CLOSE_S
+        try:
+            self._queue.put(None, timeout=CLOSE_S)
+        except queue.Full:
+            pass
+        self._thread.join(CLOSE_S + TIMEOUT_S)
+        self.dropped += self._queue.qsize()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if time.monotonic() > self._deadline:
+                self.dropped += 1
+                continue
+            if self._deliver(*item):
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    def _deliver(self, url: str, body: bytes) -> bool:
+        started, wait = time.monotonic(), BACKOFF_S[0]
+        while True:
+            try:
+                request = urllib.request.Request(url, body, {"Content-Type": "application/json",
+                                                             "User-Agent": "edgecnn"}, method="POST")
+                with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                    if response.status < 300:
+                        return True
+            except (OSError, ValueError):  # refused, timed out, HTTP 4xx/5xx (HTTPError is an OSError)
+                pass
+            now = time.monotonic()
+            if now - started + wait > RETRY_FOR_S or now + wait > self._deadline:
+                return False
+            time.sleep(wait)
+            wait = min(wait * 2, BACKOFF_S[1])

@@ -1,0 +1,106 @@
+"""The event sinks of a camera run, built in one place so `edgecnn camera` and `edgecnn run` share them:
+
+    wiring = event_sinks(EventOptions(events=Path("events.jsonl"), mqtt="mqtt://box/edgecnn"), cameras,
+                         labels)
+    run_camera(engine, config, sinks=[*sinks, *wiring.loop_sinks])   ...   wiring.close(); wiring.counts()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecnn.runtime.box.states import Consensus, StateTracker
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.outputs import check_output_path, check_writable
+from edgecnn.runtime.live.events import Event, EventSink
+from edgecnn.runtime.live.recording import BackgroundWriter, JsonlWriter
+
+EVENTS_QUEUE = 4096
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    events: Path | None = None  # --events FILE (JSONL, one event a line)
+    mqtt: str | None = None
+    webhooks: tuple[str, ...] = ()
+    consensus: Consensus = field(default_factory=Consensus)
+    force: bool = False
+
+    @property
+    def wanted(self) -> bool:
+        return self.events is not None or self.mqtt is not None or bool(self.webhooks)
+
+    def check(self) -> None:
+        """Before the model loads: a bad URL or an existing --events file fails at once."""
+        from edgecnn.runtime.box.mqtt import MqttTarget
+        from edgecnn.runtime.box.webhook import check_webhook
+
+        self.consensus.checked()
+        if self.mqtt is not None:
+            MqttTarget.parse(self.mqtt)
+        for url in self.webhooks:
+            check_webhook(url)
+        if self.events is not None:
+            check_output_path(self.events, "--events", suffix=".jsonl")
+            check_writable(self.events, "--events")
+            if self.events.exists() and not self.force:
+                raise EdgecnnError(f"--events {self.events} already exists; pass --force to overwrite it "
+                                   "or choose another --events")
+
+
+class EventsFile:
+    """--events: one JSON line per event, written off the loop, renamed into place on close."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = BackgroundWriter("--events", JsonlWriter(path), EVENTS_QUEUE)
+
+    def event(self, event: Event) -> None:
+        self.writer.put(event.to_json())
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class EventWiring:
+    """The tracker (a loop `Sink`) and the event sinks it owns; `close` flushes them, `counts` sums up."""
+
+    def __init__(self, tracker: StateTracker, owned: Sequence[Any]) -> None:
+        self.tracker, self.owned = tracker, tuple(owned)
+        self.loop_sinks = (tracker,)
+
+    def close(self) -> None:
+        for sink in self.owned:
+            sink.close()
+
+    def counts(self) -> dict[str, int]:
+        counts = {"events": self.tracker.events}
+        for sink in self.owned:
+            kind = type(sink).__name__
+            if kind == "EventsFile":
+                counts |= {"events_written": sink.writer.written, "events_dropped": sink.writer.dropped}
+            elif kind == "MqttSink":
+                counts |= {"mqtt_sent": sink.sent, "mqtt_dropped": sink.dropped}
+            elif kind == "WebhookSink":
+                counts |= {"webhook_sent": sink.sent, "webhook_dropped": sink.dropped,
+                           "webhook_failed": sink.failed}
+        return counts
+
+
+def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[str],
+                extra: Sequence[EventSink] = ()) -> EventWiring:
+    """The tracker handing events to --events, --mqtt, --webhook and `extra` (the page)."""
+    owned: list[Any] = []
+    if options.events is not None:
+        owned.append(EventsFile(options.events))
+    if options.mqtt is not None:
+        from edgecnn.runtime.box.mqtt import MqttSink
+
+        owned.append(MqttSink(options.mqtt, cameras, labels))
+    if options.webhooks:
+        from edgecnn.runtime.box.webhook import WebhookSink
+
+        owned.append(WebhookSink(options.webhooks))
+    return EventWiring(StateTracker(options.consensus, [*owned, *extra]), owned)

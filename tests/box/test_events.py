@@ -1,0 +1,193 @@
+"""States and events end to end: a real colour model on a slideshow folder, real mosquitto, a paho
+subscriber, a loopback HTTP server for webhooks and the --events file, all seeing the same events."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.runtime.conftest import mean_colour_onnx
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+COLOURS = {"red": (0, 0, 255), "green": (0, 255, 0), "grey": (128, 128, 128), "blue": (255, 0, 0)}
+# 6 red, 1 odd blue frame, 5 red, 6 green, then grey (uncertain: it votes for nothing)
+SHOW = ["red"] * 6 + ["blue"] + ["red"] * 5 + ["green"] * 6 + ["grey"] * 6
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[int]:
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    port = free_port()
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port
+    process.terminate()
+    process.wait(10)
+
+
+class Subscriber:
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, str, bool]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda c, u, m: self.messages.append(
+            (m.topic, m.payload.decode(), bool(m.retain)))
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("#", qos=1)
+        self.client.loop_start()
+
+    def topic(self, topic: str) -> list[str]:
+        return [payload for name, payload, _ in self.messages if name == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def hooks() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+def slideshow(folder: Path) -> Path:
+    folder.mkdir()
+    for index, colour in enumerate(SHOW):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), np.full((32, 32, 3), COLOURS[colour], np.uint8))
+    return folder
+
+
+def run_slideshow(tmp_path: Path, options: Any) -> Any:
+    from edgecnn.runtime import load
+    from edgecnn.runtime.box.wiring import event_sinks
+    from edgecnn.runtime.live.camera import CameraConfig, run_camera
+    from edgecnn.runtime.live.video import VideoOptions
+
+    model = mean_colour_onnx(tmp_path / "colour.onnx", np.eye(3) * 20)
+    labels = tmp_path / "colours.txt"
+    labels.write_text("red\ngreen\nblue\n")
+    config = CameraConfig(sources=(str(slideshow(tmp_path / "show")),), names=("shelf",), min_prob=0.5,
+                          headless=True, video=VideoOptions(fps=10))
+    with load(model, labels=labels, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) as engine:
+        wiring = event_sinks(options, config.camera_names, engine.labels)
+        try:
+            run_camera(engine, config, say=lambda _: None, sinks=wiring.loop_sinks)
+        finally:
+            wiring.close()
+    return wiring
+
+
+def test_slideshow_states_reach_the_file_mqtt_and_webhook_alike(tmp_path: Path, broker: int,
+                                                                hooks: Any) -> None:
+    from edgecnn.runtime.box.wiring import EventOptions
+
+    url, received = hooks
+    subscriber = Subscriber(broker)
+    events = tmp_path / "events.jsonl"
+    wiring = run_slideshow(tmp_path, EventOptions(events=events, mqtt=f"mqtt://127.0.0.1:{broker}/box",
+                                                  webhooks=(url,)))
+    time.sleep(0.5)
+    subscriber.close()
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["state"], e["previous"], e["frame"]) for e in lines] == [("red", None, 0),
+                                                                         ("green", "red", 12)]
+    assert datetime.fromisoformat(lines[0]["started_at"]).tzinfo is not None  # ISO 8601 with its zone
+    assert received == lines  # the odd blue frame made no event anywhere
+    assert [json.loads(p) for p in subscriber.topic("box/shelf/event")] == lines
+    assert json.loads(subscriber.topic("box/shelf/state")[-1])["state"] == "green"
+    assert subscriber.topic("box/shelf/availability")[-1] == "offline"  # a clean end says so too
+    config = json.loads(subscriber.topic("homeassistant/sensor/edgecnn_shelf/config")[-1])
+    for key in ("unique_id", "name", "state_topic", "value_template", "availability_topic",
+                "json_attributes_topic", "options", "device"):
+        assert key in config
+    assert config["options"] == ["red", "green", "blue", "none", "unknown"]
+    counts = wiring.counts()
+    assert counts["events"] == 2 and counts["mqtt_sent"] == 4 and counts["webhook_sent"] == 2
+
+
+def test_a_broker_down_at_start_gets_the_queued_events_when_it_comes_up(tmp_path: Path) -> None:
+    from edgecnn.runtime.box.mqtt import MqttSink
+    from edgecnn.runtime.live.events import Event
+
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    port = free_port()
+    sink = MqttSink(f"mqtt://user:s3cret@127.0.0.1:{port}", ["shelf"], ["red"])
+    event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
+    sink.event(event)  # nobody listens yet: it waits in the queue, the call returns at once
+    config = tmp_path / "m.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        subscriber = Subscriber(port)
+        deadline = time.monotonic() + 15  # paho's first retry comes after RECONNECT_S[0]
+        while not subscriber.topic("edgecnn/shelf/event") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sink.close()
+        subscriber.close()
+        assert [json.loads(p) for p in subscriber.topic("edgecnn/shelf/event")] == [event.to_json()]
+        assert "s3cret" not in sink.shown
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
+    from edgecnn.runtime.box.states import Consensus
+    from edgecnn.runtime.box.wiring import EventOptions
+    from edgecnn.runtime.core.errors import EdgecnnError
+
+    with pytest.raises(EdgecnnError, match=r"--mqtt mqtt://\*\*\*@"):
+        EventOptions(mqtt="mqtt://u:s3cret@/x").check()
+    with pytest.raises(EdgecnnError, match="K/N"):
+        Consensus.parse("three")
+    with pytest.raises(EdgecnnError, match="1 <= K <= N"):
+        Consensus.parse("6/5")
+    with pytest.raises(EdgecnnError, match="--webhook"):
+        EventOptions(webhooks=("ftp://x",)).check()
+
+
