@@ -4,6 +4,7 @@ subscriber, a loopback HTTP server for webhooks and the --events file, all seein
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -32,15 +33,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[int]:
+def start_broker(folder: Path, port: int, password: str | None = None) -> subprocess.Popen[bytes]:
+    """mosquitto on a loopback port (user `cam` with `password`, when given); returns once it listens."""
     if not Path(MOSQUITTO).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    lines = [f"listener {port} 127.0.0.1", f"allow_anonymous {'false' if password else 'true'}"]
+    if password:
+        subprocess.run(["mosquitto_passwd", "-c", "-b", str(folder / "passwords"), "cam", password],
+                       check=True)
+        lines.append(f"password_file {folder / 'passwords'}")
+        if os.geteuid() == 0:  # as root, mosquitto drops to user mosquitto, who cannot read tmp_path
+            lines.append("user root")
+    (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen([MOSQUITTO, "-c", str(folder / "mosquitto.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -48,17 +54,26 @@ def broker(tmp_path: Path) -> Iterator[int]:
             break
         except OSError:
             time.sleep(0.05)
+    return process
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    process = start_broker(tmp_path, port)
     yield port
     process.terminate()
     process.wait(10)
 
 
 class Subscriber:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, password: str | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, str, bool]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if password:
+            self.client.username_pw_set("cam", password)
         self.client.on_message = lambda c, u, m: self.messages.append(
             (m.topic, m.payload.decode(), bool(m.retain)))
         self.client.connect("127.0.0.1", port)
@@ -151,18 +166,12 @@ def test_a_broker_down_at_start_gets_the_queued_events_when_it_comes_up(tmp_path
     from edgecnn.runtime.box.mqtt import MqttSink
     from edgecnn.runtime.live.events import Event
 
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     port = free_port()
     sink = MqttSink(f"mqtt://user:s3cret@127.0.0.1:{port}", ["shelf"], ["red"])
     event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
     sink.event(event)  # nobody listens yet: it waits in the queue, the call returns at once
-    config = tmp_path / "m.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = start_broker(tmp_path, port)
     try:
-        time.sleep(0.5)
         subscriber = Subscriber(port)
         deadline = time.monotonic() + 15  # paho's first retry comes after RECONNECT_S[0]
         while not subscriber.topic("edgecnn/shelf/event") and time.monotonic() < deadline:
@@ -191,3 +200,50 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
         EventOptions(webhooks=("ftp://x",)).check()
 
 
+
+
+def test_killing_the_camera_makes_availability_offline_and_hides_the_password(
+        imagenet_bundle: Path, tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    port = free_port()
+    broker = start_broker(tmp_path, port, password="s3cret-pw")
+    watcher = Subscriber(port, password="s3cret-pw")
+    camera = subprocess.Popen(
+        [sys.executable, "-m", "edgecnn", "camera", str(imagenet_bundle), "--source",
+         str(Path(__file__).parents[2] / "samples/videos/cup.mp4"), "--headless", "--loop", "--realtime",
+         "--mqtt", f"mqtt://cam:s3cret-pw@127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    topic = "edgecnn/cup/availability"
+    try:
+        deadline = time.monotonic() + 60
+        while "online" not in watcher.topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watcher.topic(topic)[-1:] == ["online"]
+        os.kill(camera.pid, signal.SIGKILL)
+        output = camera.communicate(timeout=10)[0].decode()
+        deadline = time.monotonic() + 10
+        while watcher.topic(topic)[-1] != "offline" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watcher.topic(topic)[-1] == "offline"  # the broker sent the last will
+        assert "s3cret-pw" not in output
+    finally:
+        if camera.poll() is None:
+            camera.kill()
+        watcher.close()
+        broker.terminate()
+        broker.wait(10)
+
+
+def test_a_webhook_that_is_down_costs_the_loop_nothing_and_counts_failures() -> None:
+    from edgecnn.runtime.box import webhook
+    from edgecnn.runtime.live.events import Event
+
+    sink = webhook.WebhookSink([f"http://127.0.0.1:{free_port()}/hook"])
+    event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
+    for _ in range(webhook.QUEUE + 5):
+        sink.event(event)  # never blocks: the worker is stuck retrying the first
+    assert sink.dropped >= 4
+    sink.close()
+    assert sink.sent == 0 and sink.failed + sink.dropped == webhook.QUEUE + 5
