@@ -146,7 +146,7 @@ def camera(
                                                   cache_dir=cache_dir, selftest=True))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
-        wiring = _wiring(stack, wanted, config, engine.labels)
+        wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [])
         sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
     _report(summary, collector, json_out, wiring.counts() if wiring else {})
@@ -161,15 +161,15 @@ def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | N
     options = EventOptions(events, mqtt, tuple(webhook or ()), Consensus.parse(consensus, min_duration),
                            force)
     options.check()
-    return options if options.wanted else None
+    return options
 
 
-def _wiring(stack: Any, options: Any, config: Any, labels: Any) -> Any:
+def _wiring(stack: Any, options: Any, config: Any, labels: Any, page: list[Any]) -> Any:
     from edgecnn.runtime.box.wiring import event_sinks
 
-    if options is None:
+    if not (options.wanted or page):
         return None
-    wiring = event_sinks(options, config.camera_names, labels)
+    wiring = event_sinks(options, config.camera_names, labels, extra=page)
     stack.callback(wiring.close)
     return wiring
 

@@ -36,6 +36,7 @@ from edgecnn.runtime.core.errors import EdgecnnError, install_hint
 from edgecnn.runtime.core.redact import mask_text
 from edgecnn.runtime.live.frames import LiveUpdate
 from edgecnn.runtime.live.health import CameraHealth
+from edgecnn.runtime.live.web_events import Timeline
 
 PAGE = Path(__file__).with_name("static") / "camera.html"
 JPEG_QUALITY = 80
@@ -174,6 +175,7 @@ class LiveServer:
         self._new_jpeg: _Broadcast | None = None
         self._threads: list[threading.Thread] = []
         self.health = CameraHealth()  # /healthz: degraded with reasons; /api/state's cameras
+        self.timeline = Timeline()  # web_events.py: the events of each camera, as the page lists them
 
     @property
     def url(self) -> str:
@@ -193,6 +195,13 @@ class LiveServer:
             with self._frame_ready:
                 self._pending = update.draw
                 self._frame_ready.notify()
+        if self._new_state is not None:
+            self._new_state.fire()
+
+    def event(self, event: Any) -> None:
+        """An `EventSink` too: the event joins the page's timeline at the next /events message."""
+        self.timeline.add(event)
+        self._updates += 1
         if self._new_state is not None:
             self._new_state.fire()
 
@@ -303,7 +312,8 @@ class LiveServer:
         recording = None if self.recorder is None else self.recorder.state()
         return {**record, "source": self.source, "captured_at": captured_at,
                 "published_at": self._published_at or None, "stats": stats, "recording": recording,
-                "run": self._run, "server_time": time.time(), "cameras": self.health.listing()}
+                "run": self._run, "server_time": time.time(), "cameras": self.health.listing(),
+                "events": self.timeline.state()}
 
     def _app(self) -> Any:
         from starlette.applications import Starlette

@@ -247,3 +247,14 @@ def test_a_webhook_that_is_down_costs_the_loop_nothing_and_counts_failures() -> 
     assert sink.dropped >= 4
     sink.close()
     assert sink.sent == 0 and sink.failed + sink.dropped == webhook.QUEUE + 5
+
+
+def test_the_page_server_keeps_each_cameras_recent_events() -> None:
+    from edgecnn.runtime.live.events import Event
+    from edgecnn.runtime.live.web import LiveServer, ServeAddress
+
+    server = LiveServer(ServeAddress("127.0.0.1", 0), "show")
+    for index in range(25):
+        server.event(Event("shelf", f"s{index}", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", index))
+    events = server.state()["events"]["shelf"]
+    assert len(events) == 20 and events[-1]["state"] == "s24"  # bounded, newest last
