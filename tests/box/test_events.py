@@ -258,3 +258,4 @@ def test_the_page_server_keeps_each_cameras_recent_events() -> None:
         server.event(Event("shelf", f"s{index}", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", index))
     events = server.state()["events"]["shelf"]
     assert len(events) == 20 and events[-1]["state"] == "s24"  # bounded, newest last
+
