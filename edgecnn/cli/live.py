@@ -132,10 +132,7 @@ def camera(
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
     wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force)
     with ExitStack() as stack:
-        sinks = [stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
-                 ] if serve else []
-        if serve:
-            sinks[0].health.expect(config.camera_names)  # /healthz notices a camera that never gives a frame
+        sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
         if paced:
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
@@ -150,6 +147,16 @@ def camera(
         sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
     _report(summary, collector, json_out, wiring.counts() if wiring else {})
+
+
+def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth: bool,
+          record_to: Path | None, cameras: tuple[str, ...]) -> list[Any]:
+    """The --serve page as the run's first sink (none without --serve)."""
+    if not serve:
+        return []
+    server = stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
+    server.health.expect(cameras)  # /healthz notices a camera that never gives a frame
+    return [server]
 
 
 def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | None, consensus: str,
