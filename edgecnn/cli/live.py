@@ -96,6 +96,9 @@ def camera(
         "--no-auth", help="Let anyone who can reach a non-loopback --serve address watch.")] = False,
     events: Annotated[Path | None, typer.Option(help="Write one JSON line per state change (event).")
                       ] = None,
+    metrics: Annotated[str | None, typer.Option(
+        metavar="[HOST:]PORT", help="Prometheus metrics at http://HOST:PORT/metrics (host 127.0.0.1 unless "
+        "given); with --serve they are also at the page's /metrics. Needs edgecnn[box].")] = None,
     mqtt: Annotated[str | None, typer.Option(
         metavar="URL", help="Publish states and events: mqtt://[USER:PASS@]HOST[:PORT][/PREFIX] (mqtts:// "
         "for TLS), with Home Assistant discovery.")] = None,
@@ -143,7 +146,7 @@ def camera(
                                                   cache_dir=cache_dir, selftest=True))
         if top_k is None:
             config = replace(config, top_k=min(3, len(engine.labels)))
-        wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [])
+        wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
         sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
     _report(summary, collector, json_out, wiring.counts() if wiring else {})
@@ -171,14 +174,40 @@ def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | N
     return options
 
 
-def _wiring(stack: Any, options: Any, config: Any, labels: Any, page: list[Any]) -> Any:
+def _wiring(stack: Any, options: Any, config: Any, labels: Any, page: list[Any], metrics: str | None) -> Any:
     from edgecnn.runtime.box.wiring import event_sinks
 
-    if not (options.wanted or page):
+    if not (options.wanted or page or metrics):
         return None
     wiring = event_sinks(options, config.camera_names, labels, extra=page)
     stack.callback(wiring.close)
-    return wiring
+    return _metrics(stack, wiring, page, metrics)
+
+
+def _metrics(stack: Any, wiring: Any, page: list[Any], address: str | None) -> Any:
+    """Prometheus metrics on the page's /metrics (when prometheus-client is installed) and on --metrics."""
+    import importlib.util
+
+    from edgecnn.runtime.core.errors import install_hint
+
+    if address is None and not (page and importlib.util.find_spec("prometheus_client")):
+        return wiring
+    if not importlib.util.find_spec("prometheus_client"):
+        raise EdgecnnError(f"--metrics needs prometheus-client: {install_hint('box')}")
+    from edgecnn.runtime.box.metrics import CameraMetrics
+    from edgecnn.runtime.box.wiring import with_metrics
+    from edgecnn.runtime.live.web import parse_address
+
+    sink = CameraMetrics()
+    if page:
+        page[0].metrics = sink.render
+    if address is not None:
+        where = parse_address(address)
+        server = sink.serve(where.host, where.port)
+        stack.callback(server.server_close)
+        stack.callback(server.shutdown)
+        say(f"metrics: http://{where.host}:{server.server_port}/metrics")
+    return with_metrics(wiring, sink)
 
 
 def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int]) -> None:

@@ -89,6 +89,13 @@ class EventWiring:
         return counts
 
 
+def with_metrics(wiring: EventWiring, metrics: Any) -> EventWiring:
+    """Prometheus metrics (runtime/box/metrics.py) as a loop sink beside the tracker and as an event sink."""
+    wiring.tracker.sinks = (*wiring.tracker.sinks, metrics)
+    wiring.loop_sinks = (*wiring.loop_sinks, metrics)
+    return wiring
+
+
 def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[str],
                 extra: Sequence[EventSink] = ()) -> EventWiring:
     """The tracker handing events to --events, --mqtt, --webhook and `extra` (the page)."""

@@ -176,6 +176,7 @@ class LiveServer:
         self._threads: list[threading.Thread] = []
         self.health = CameraHealth()  # /healthz: degraded with reasons; /api/state's cameras
         self.timeline = Timeline()  # web_events.py: the events of each camera, as the page lists them
+        self.metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics: (body, content type)
 
     @property
     def url(self) -> str:
@@ -317,7 +318,7 @@ class LiveServer:
 
     def _app(self) -> Any:
         from starlette.applications import Starlette
-        from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+        from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
         from starlette.routing import Route
 
         page = PAGE.read_text(encoding="utf-8")
@@ -348,9 +349,15 @@ class LiveServer:
         async def record(request: Any) -> Any:
             return await self._record(request)
 
+        async def metrics(request: Any) -> Any:
+            if self.metrics is None:
+                return Response("no metrics in this run (pip install 'edgecnn[box]')\n", status_code=404)
+            body, kind = self.metrics()
+            return Response(body, media_type=kind, headers=HEADERS)
+
         routes = [Route("/", index), Route("/stream.mjpg", stream), Route("/events", events),
                   Route("/api/state", api_state), Route("/healthz", healthz),
-                  Route("/api/record", record, methods=["POST"])]
+                  Route("/api/record", record, methods=["POST"]), Route("/metrics", metrics)]
         app = Starlette(routes=routes)
         return _Gate(app, self.token, loopback_only=self.address.loopback)
 

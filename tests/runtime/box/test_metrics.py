@@ -57,3 +57,50 @@ def test_own_port_serves_and_stops() -> None:
         server.shutdown()
         server.server_close()
     assert _samples(text)[("edgecnn_fps", (("camera", "cup"),))] == 12.5
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """The samples of a /metrics page, by name and labels (empty until it answers)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {f"{s.name}{sorted(s.labels.items())}": s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_camera_run_serves_metrics_on_its_port_and_on_the_page(imagenet_bundle, tmp_path) -> None:
+    """A real `edgecnn camera` on a looping clip: both /metrics count its frames, labelled by camera."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    clip = Path(__file__).parents[3] / "samples/videos/cup.mp4"
+    camera = subprocess.Popen([sys.executable, "-m", "edgecnn", "camera", str(imagenet_bundle), "--source",
+                               str(clip), "--headless", "--loop", "--serve", str(ports[0]), "--metrics",
+                               str(ports[1])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    key = "edgecnn_frames_processed[('camera', 'cup')]"
+    try:
+        deadline = time.monotonic() + 90
+        while _scrape(f"http://127.0.0.1:{ports[1]}/metrics").get(key, 0) < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        own, page = (_scrape(f"http://127.0.0.1:{port}/metrics") for port in (ports[1], ports[0]))
+        assert own.get(key, 0) >= 5 and page.get(key, 0) >= 5, (own, page)
+        assert any(name.startswith("edgecnn_latency_ms_count") for name in page)
+    finally:
+        camera.send_signal(signal.SIGINT)
+        output = camera.communicate(timeout=30)[0].decode()
+    assert camera.returncode == 130 and "Traceback" not in output, output
