@@ -316,9 +316,17 @@ class LiveServer:
                 "run": self._run, "server_time": time.time(), "cameras": self.health.listing(),
                 "events": self.timeline.state()}
 
+    async def _metrics_page(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        if self.metrics is None:
+            return Response("no metrics in this run (pip install 'edgecnn[box]')\n", status_code=404)
+        body, kind = self.metrics()
+        return Response(body, media_type=kind, headers=HEADERS)
+
     def _app(self) -> Any:
         from starlette.applications import Starlette
-        from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+        from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
         from starlette.routing import Route
 
         page = PAGE.read_text(encoding="utf-8")
@@ -349,15 +357,9 @@ class LiveServer:
         async def record(request: Any) -> Any:
             return await self._record(request)
 
-        async def metrics(request: Any) -> Any:
-            if self.metrics is None:
-                return Response("no metrics in this run (pip install 'edgecnn[box]')\n", status_code=404)
-            body, kind = self.metrics()
-            return Response(body, media_type=kind, headers=HEADERS)
-
         routes = [Route("/", index), Route("/stream.mjpg", stream), Route("/events", events),
                   Route("/api/state", api_state), Route("/healthz", healthz),
-                  Route("/api/record", record, methods=["POST"]), Route("/metrics", metrics)]
+                  Route("/api/record", record, methods=["POST"]), Route("/metrics", self._metrics_page)]
         app = Starlette(routes=routes)
         return _Gate(app, self.token, loopback_only=self.address.loopback)
 
