@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from tests.reliability.conftest import colour_onnx
+from tests.runtime.box_files import colour_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 CUP = ROOT / "samples" / "videos" / "cup.mp4"
@@ -18,10 +18,7 @@ GOOD_CAMERA = f'[[camera]]\nsource = "{CUP}"\n'
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("box") / "bundle"
-    folder.mkdir()
-    colour_onnx(folder / "model.onnx")
-    return folder
+    return colour_bundle(tmp_path_factory)
 
 
 def check(folder: Path, text: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -23,7 +23,7 @@ from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.live.health import CameraHealth
 from edgecnn.runtime.live.regions import Region
 
-from tests.reliability.conftest import colour_onnx
+from tests.runtime.box_files import colour_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 CUP = ROOT / "samples" / "videos" / "cup.mp4"
@@ -32,10 +32,7 @@ TOOLS = ROOT / "samples" / "photos" / "tools"
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("box") / "bundle"
-    folder.mkdir()
-    colour_onnx(folder / "model.onnx")
-    return folder
+    return colour_bundle(tmp_path_factory)
 
 
 def box_file(folder: Path, bundle: Path, extra: str = "") -> Path:
