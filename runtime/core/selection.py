@@ -40,6 +40,9 @@ def choose_model(path: Path, device: str, precision: str, backend: str) -> Choic
         raise EdgecnnError(f"{path} does not exist; give {registry.file_kinds()}")
     regular_size(path, "model file")  # a FIFO would block the backend's open() forever
     readers = registry.for_file(path.suffix)
+    if not readers and path.suffix.lower() in (".pt", ".pth"):  # what finetune writes: the usual first try
+        raise EdgecnnError(f"{path} is a PyTorch checkpoint, which the runtime does not run; export it "
+                           f"first, then give the bundle: edgecnn export {path} --out bundles/mine")
     if not readers:
         raise EdgecnnError(f"{path} is not a model file; give {registry.file_kinds()}")
     prefer = tuple(entry.name for entry in readers)

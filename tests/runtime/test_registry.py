@@ -184,3 +184,12 @@ def test_triton_without_its_client_says_what_to_install(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == ("error: triton:// needs the Triton client: pip install '.[serve]' (in the "
                                    "edgecnn clone)")
+
+
+def test_a_checkpoint_given_to_the_runtime_says_to_export_it(tmp_path: Path) -> None:
+    from edgecnn.runtime.core.selection import choose_model
+
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"PK")
+    with pytest.raises(EdgecnnError, match=r"PyTorch checkpoint.*edgecnn export .*best.pt --out bundles"):
+        choose_model(checkpoint, "auto", "auto", "auto")
