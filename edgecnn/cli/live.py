@@ -98,10 +98,10 @@ def camera(
                       ] = None,
     metrics: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT", help="Prometheus metrics at http://HOST:PORT/metrics (host 127.0.0.1 unless "
-        "given); with --serve they are also at the page's /metrics. Needs edgecnn[box].")] = None,
+        "given); with --serve they are also at the page's /metrics. Needs the box extra.")] = None,
     mqtt: Annotated[str | None, typer.Option(
-        metavar="URL", help="Publish states and events: mqtt://[USER:PASS@]HOST[:PORT][/PREFIX] (mqtts:// "
-        "for TLS), with Home Assistant discovery.")] = None,
+        metavar="URL", help="Publish states and events to mqtt://USER:PASS@HOST:PORT/PREFIX (all but HOST optional; "
+        "mqtts:// for TLS), with Home Assistant discovery.")] = None,
     webhook: Annotated[list[str] | None, typer.Option(help="POST each event as JSON here (repeatable).")
                        ] = None,
     consensus: Annotated[str, typer.Option(

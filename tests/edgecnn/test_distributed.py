@@ -67,8 +67,14 @@ def _metrics(run: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def one_process_run(six_per_class: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One process without the feature cache: the cache seeds each image's augmented views by its content,
+    several processes (which skip the cache) by its index, and this compares the sharding alone."""
+    import edgecnn.feature_cache
+
     out = tmp_path_factory.mktemp("one") / "run"
-    finetune(FinetuneConfig(data=six_per_class, out=out, aug_views=2, progress=False, **SETTINGS))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(edgecnn.feature_cache, "open_stores", lambda *args: None)
+        finetune(FinetuneConfig(data=six_per_class, out=out, aug_views=2, progress=False, **SETTINGS))
     return out
 
 
