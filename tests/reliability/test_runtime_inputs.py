@@ -96,7 +96,7 @@ PREDICT: dict[str, tuple[Damage, tuple[str, ...]]] = {
     ),
     "OpenVINO .xml truncated": (
         lambda b, i: [_with(b, lambda b: _cut(b / "openvino/model.xml")) / "openvino/model.xml", i],
-        ("model.xml is not a loadable OpenVINO IR", "mismatch"),
+        ("model.xml is not a loadable OpenVINO IR", "truncated or not a model"),
     ),
     "labels.txt count mismatch": (
         lambda b, i: [b, i] if (b / "labels.txt").write_text("a\nb\nc\n") else [],
