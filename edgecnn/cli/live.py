@@ -100,8 +100,8 @@ def camera(
         metavar="[HOST:]PORT", help="Prometheus metrics at http://HOST:PORT/metrics (host 127.0.0.1 unless "
         "given); with --serve they are also at the page's /metrics. Needs the box extra.")] = None,
     mqtt: Annotated[str | None, typer.Option(
-        metavar="URL", help="Publish states and events to mqtt://USER:PASS@HOST:PORT/PREFIX (all but HOST optional; "
-        "mqtts:// for TLS), with Home Assistant discovery.")] = None,
+        metavar="URL", help="Publish states and events to mqtt://USER:PASS@HOST:PORT/PREFIX (all but HOST "
+        "optional; mqtts:// for TLS), with Home Assistant discovery.")] = None,
     webhook: Annotated[list[str] | None, typer.Option(help="POST each event as JSON here (repeatable).")
                        ] = None,
     consensus: Annotated[str, typer.Option(
@@ -190,9 +190,10 @@ def _metrics(stack: Any, wiring: Any, page: list[Any], address: str | None) -> A
 
     from edgecnn.runtime.core.errors import install_hint
 
-    if address is None and not (page and importlib.util.find_spec("prometheus_client")):
+    installed = importlib.util.find_spec("prometheus_client") is not None
+    if address is None and not (page and installed):
         return wiring
-    if not importlib.util.find_spec("prometheus_client"):
+    if not installed:
         raise EdgecnnError(f"--metrics needs prometheus-client: {install_hint('box')}")
     from edgecnn.runtime.box.metrics import CameraMetrics
     from edgecnn.runtime.box.wiring import with_metrics
