@@ -98,7 +98,9 @@ def export_bundle(config: ExportConfig) -> BundleReport:
     """Export, quantise, check and write the bundle at `config.out`; returns the report."""
     from edgecnn.export.progress import Steps
     from edgecnn.export.report import build_report, write_report
+    from edgecnn.runtime.core.backends.onnxruntime import decline_telemetry
 
+    decline_telemetry()  # before onnxslim and ORT's quantizer import onnxruntime
     check_config(config)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)

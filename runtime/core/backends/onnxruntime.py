@@ -29,6 +29,28 @@ _ONNX_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(fl
 # ORT providers per device, fastest first; CPU last so a missing GPU op still runs.
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider",
                  "CoreMLExecutionProvider")
+TELEMETRY_OFF = ("ORT_DISABLE_TELEMETRY", "1")  # read once, when onnxruntime's library is first imported
+
+
+def import_onnxruntime() -> Any:
+    """`import onnxruntime`, with its usage telemetry declined for this process (`decline_telemetry`)."""
+    decline_telemetry()
+    import onnxruntime as ort
+
+    return ort
+
+
+def decline_telemetry() -> None:
+    """Decline ONNX Runtime's telemetry before its first import, as OpenVINO's is (`import_openvino`).
+
+    Its Linux wheels (1.32 here) start a 1DS uploader on import: a persistent device id and an event queue
+    in $XDG_CACHE_HOME (~/.cache)/Microsoft/DeveloperTools/.onnxruntime, and a ProcessInfo upload. With
+    ORT_DISABLE_TELEMETRY=1 it returns before any of that: nothing written, nothing sent. An environment
+    variable because it is ORT's only switch read before the import does that work (the session options
+    come too late); set for this process and its children. Export calls it before onnxslim, which
+    imports onnxruntime itself.
+    """
+    os.environ[TELEMETRY_OFF[0]] = TELEMETRY_OFF[1]
 
 
 def provider_entry(provider: str, cache_dir: Path | None) -> Any:
@@ -43,7 +65,7 @@ def provider_entry(provider: str, cache_dir: Path | None) -> Any:
 def open_session(path: str | Path, providers: list[str], threads: int | None = None,
                  cache_dir: Path | None = None, spin: bool = True) -> Any:
     """An `onnxruntime.InferenceSession` on exactly `providers`; EdgecnnError for a bad model file."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     path = Path(path)
     if not path.is_file():
@@ -171,7 +193,7 @@ def ort_providers() -> tuple[str, ...]:
     """ORT providers that can really run here: onnxruntime-gpu lists CUDA even with no GPU driver."""
     if not has_module("onnxruntime"):
         return ()
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     listed = ort.get_available_providers()
     needs_cuda = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}
@@ -198,7 +220,7 @@ def ort_unusable() -> dict[str, str]:
     """ORT providers this onnxruntime build lists but that cannot run here, with the reason."""
     if not has_module("onnxruntime"):
         return {}
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     usable = ort_providers()
     found = {}
@@ -240,7 +262,7 @@ def ort_target(device: str) -> tuple[str, ...]:
 
 def machine() -> dict[str, Any]:
     """What `info` shows of ORT: the providers it lists, those that can run, and why the others cannot."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     return {"providers_listed": ort.get_available_providers(), "providers_usable": list(ort_providers()),
             "providers_unusable": ort_unusable()}
