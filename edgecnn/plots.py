@@ -30,6 +30,9 @@ def write_metrics(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Loss and top-1 per epoch, train and validation; a dotted line where full fine-tuning starts."""
+    from edgecnn.runtime.core.cache import import_matplotlib
+
+    import_matplotlib()  # its font cache in ours, not in ~/.config and ~/.cache
     from matplotlib.figure import Figure
 
     epochs = [row["epoch"] for row in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def cache_root() -> Path | None:
@@ -21,3 +22,18 @@ def cache_root() -> Path | None:
         return Path.home() / ".cache" / "edgecnn"
     except RuntimeError:  # no HOME and no passwd entry
         return None
+
+
+def import_matplotlib() -> Any:
+    """`import matplotlib`, its font cache and config folder (MPLCONFIGDIR, unless the user set one) in
+    our cache's `matplotlib/` rather than ~/.config/matplotlib and ~/.cache/matplotlib.
+
+    matplotlib creates both on first import; its font list is rebuildable, so it lives with the rest of
+    what edgecnn keeps. Without a home folder matplotlib makes a temporary one itself.
+    """
+    root = cache_root()
+    if root is not None and not os.environ.get("MPLCONFIGDIR"):
+        os.environ["MPLCONFIGDIR"] = str(root / "matplotlib")
+    import matplotlib
+
+    return matplotlib

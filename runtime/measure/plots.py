@@ -20,9 +20,9 @@ def save_confusion(matrix: np.ndarray, rows: list[str], columns: list[str], path
 
 
 def _matplotlib(matrix: np.ndarray, rows: list[str], columns: list[str], path: Path, title: str) -> None:
-    import matplotlib
+    from edgecnn.runtime.core.cache import import_matplotlib
 
-    matplotlib.use("Agg")
+    import_matplotlib().use("Agg")  # its font cache in ours, not in ~/.config and ~/.cache
     import matplotlib.pyplot as plt
 
     size = max(4.0, 0.5 * len(columns) + 2)
@@ -71,9 +71,9 @@ def save_openset(known: np.ndarray, unknown: np.ndarray, threshold: float, path:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise EdgecnnError(f"the --unknown plot needs matplotlib: {install_hint('train')}")
-    import matplotlib
+    from edgecnn.runtime.core.cache import import_matplotlib
 
-    matplotlib.use("Agg")
+    import_matplotlib().use("Agg")  # its font cache in ours, not in ~/.config and ~/.cache
     import matplotlib.pyplot as plt
 
     fig, (hist, roc) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -4,7 +4,8 @@ Each command runs as a user runs it, in its own process, with HOME a fresh empty
 XDG_* variable unset except XDG_CACHE_HOME, which points to a second fresh folder beside it: edgecnn's
 own cache (`edgecnn/`, compiled models) may appear there and nothing else may, in either folder.
 ONNX Runtime's telemetry wrote `Microsoft/DeveloperTools/.onnxruntime/{deviceid, onnxruntime.db}` into
-that cache on every import, even for `info`; OpenVINO's would write `~/intel`.
+that cache on every import, even for `info`; OpenVINO's would write `~/intel`, matplotlib (eval's
+confusion matrix, finetune's curves) `~/.config/matplotlib` and its font list.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def _openvino_bundle(tmp: Path) -> Path:
     return bundle
 
 
+def _colour_data(tmp: Path) -> Path:
+    import cv2
+    import numpy as np
+
+    for index, label in enumerate(LABELS):  # one flat image per class, in its own colour
+        (tmp / "data" / label).mkdir(parents=True)
+        colour = np.full((32, 32, 3), 60, np.uint8)
+        colour[:, :, 2 - min(index, 2)] = 200
+        cv2.imwrite(str(tmp / "data" / label / "a.png"), colour)
+    return tmp / "data"
+
+
 Args = Callable[[Path, Path], list[object]]  # (tmp, a fine-tune run folder or None) -> command line
 COMMANDS: dict[str, Args] = {
     "info": lambda t, run: ["info"],
@@ -50,9 +63,16 @@ COMMANDS: dict[str, Args] = {
                                          "--backend", "openvino"],
     "camera --max-frames": lambda t, run: ["camera", _colour_bundle(t), "--source", SAMPLE_VIDEOS / "cup.mp4",
                                            "--max-frames", "5", "--jsonl", t / "out.jsonl"],
+    "eval (matplotlib's confusion matrix)": lambda t, run: ["eval", _colour_bundle(t), _colour_data(t),
+                                                            "--out", t / "eval"],
     # ONNX + OpenVINO (~35 s, most of it the fine-tune fixture's model); with --int8 (NNCF, ORT's
     # quantizer) it was checked by hand once: 64 s, nothing written either.
     "export": lambda t, run: ["export", run / "best.pt", "--out", t / "exported"],
+}
+
+WRITTEN = {  # what the command was asked to write, so the path that writes the plot or bundle surely ran
+    "camera --max-frames": "out.jsonl", "eval (matplotlib's confusion matrix)": "eval/confusion_matrix.png",
+    "export": "exported/report.json",
 }
 
 
@@ -72,6 +92,7 @@ def test_an_empty_home_stays_empty(name: str, tmp_path: Path, request: pytest.Fi
     done = subprocess.run([sys.executable, "-m", "edgecnn", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert name not in WRITTEN or (work / WRITTEN[name]).is_file(), _tree(work)
     assert _tree(home) == [], f"{name} wrote into an empty HOME"
     foreign = [p for p in _tree(cache) if p.split(os.sep)[0] not in OWN_CACHE]
     assert foreign == [], f"{name} wrote into XDG_CACHE_HOME beside edgecnn's own cache"
