@@ -160,9 +160,9 @@ def bench(
     baseline: Annotated[str, typer.Option(help="none, torch (PyTorch eager) or benchmark_app.")] = "none",
     hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
     nstreams: Annotated[int | None, typer.Option(
-        min=1, help="Requests run at once (benchmark_app's -nstreams; default: the hint's).")] = None,
+        help="Requests run at once (benchmark_app's -nstreams; default: the hint's).")] = None,
     nireq: Annotated[int | None, typer.Option(
-        min=1, help="Requests kept in flight for throughput (benchmark_app's -nireq; default 4).")] = None,
+        help="Requests kept in flight for throughput (benchmark_app's -nireq; default 4).")] = None,
     cold_start: Annotated[bool, typer.Option(help="Also time a fresh process: import, load, 1st result.")
                           ] = True,
     labels: LabelsOpt = None,

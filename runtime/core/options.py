@@ -26,6 +26,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "batch_size": (1, 4096),
     "max_batch": (1, 4096),
     "instances": (1, 64),
+    "nstreams": (1, 64),  # OpenVINO streams: one per core is the most that helps
+    "nireq": (1, 1024),  # requests in flight: each holds its own input and output buffers
     "seed": (0, 2**32 - 1),
     "epochs": (0, 10_000),
     "head_epochs": (0, 10_000),

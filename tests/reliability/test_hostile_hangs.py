@@ -148,6 +148,9 @@ NUMBERS: dict[str, tuple[Case, tuple[str, ...]]] = {
         lambda t, b: ["bench", b, "--batch", str(10**22)],
         ("--batch 10000000000000000000000 is out of range",),
     ),
+    "bench --nireq 100000 (issue 31)": (
+        lambda t, b: ["bench", b, "--nireq", "100000"], ("--nireq 100000 is out of range", "1 to 1024")),
+    "bench --nstreams 0": (lambda t, b: ["bench", b, "--nstreams", "0"], ("--nstreams 0 is out of range",)),
     "predict --threads 10000": (
         lambda t, b: ["predict", b, _image(t), "--threads", "10000"],
         ("--threads 10000 is out of range", "1 to"),
