@@ -11,11 +11,17 @@ descriptors (issue 31). `guarded_protocol` wraps uvicorn's own h11 protocol with
 2. At most `max_connections()` are open at once. A new connection over the cap pushes out the oldest one
    still sending its head (a real viewer sends it within milliseconds, so a flood of half-open
    connections cannot lock viewers out); when every open one is serving a request, the new one is closed.
+3. A response that makes no progress for `STALL_TIMEOUT` seconds (a viewer that stopped reading: the
+   kernel's buffers and the transport's are full) is cut, and at shutdown such a connection is cut at once:
+   otherwise its stream waits in `send` for ever, the slot and the encoder stay busy, and uvicorn cancels
+   it after its graceful timeout with "Exception in ASGI application" and a 40-line traceback (issue 30).
 """
 
 from __future__ import annotations
 
 import resource
+import socket
+import struct
 from typing import Any
 
 import h11
@@ -30,6 +36,9 @@ KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open (uvicorn's de
 BACKLOG = 16
 LISTEN_QUEUE = 128
 MOST_CONNECTIONS = 256  # viewers of one camera page are a handful; each open connection costs one fd
+# A browser reads an MJPEG stream as it comes; a phone in a tunnel may stall for seconds, and is then
+# cut and reconnects by itself (the page retries), so 10 s costs a real viewer little.
+STALL_TIMEOUT = 10.0
 
 
 def max_connections() -> int:
@@ -40,19 +49,22 @@ def max_connections() -> int:
     return max(8, min(MOST_CONNECTIONS, soft // 4))
 
 
-def guarded_protocol(cap: int) -> type:
-    """The protocol class for `uvicorn.Config(http=...)`: `GuardedH11` holding at most `cap` connections."""
-    return type("GuardedH11", (GuardedH11,), {"cap": cap})
+def guarded_protocol(cap: int, stall: float = STALL_TIMEOUT) -> type:
+    """The protocol class for `uvicorn.Config(http=...)`: `GuardedH11` holding at most `cap` connections,
+    cutting a response stalled for `stall` seconds."""
+    return type("GuardedH11", (GuardedH11,), {"cap": cap, "stall": stall})
 
 
 class GuardedH11(H11Protocol):
     """uvicorn's h11 protocol with a deadline for each request head and a connection cap."""
 
     cap = MOST_CONNECTIONS
+    stall = STALL_TIMEOUT
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._head_timer: Any = None
+        self._stall_timer: Any = None
         self._opened = self.loop.time()
         if _open(self.connections) > self.cap and not _push_out_oldest_waiting(self.connections, self):
             self.transport.close()  # every slot is serving a request: this one is refused
@@ -90,8 +102,37 @@ class GuardedH11(H11Protocol):
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self._await_head()  # the next request on a kept-alive connection gets the same deadline
 
+    def pause_writing(self) -> None:
+        super().pause_writing()  # the transport's buffer is full: the client reads slower than we send
+        if self._stall_timer is None:
+            self._stall_timer = self.loop.call_later(self.stall, self._cut)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stall_timer()
+
+    def _cancel_stall_timer(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _cut(self) -> None:
+        """Close with a reset: the kernel drops the megabytes queued for the client at once, where a
+        plain close would keep them and go on offering them to a window that never opens."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+    def shutdown(self) -> None:
+        if self.flow.write_paused:  # a stalled viewer: its response would never end by itself
+            self._cut()
+            return
+        super().shutdown()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_stall_timer()
         super().connection_lost(exc)
 
 
