@@ -33,7 +33,7 @@ def user_errors(func: F) -> F:
             check_options(kwargs)  # every float finite, every count in range: before any work
             return func(*args, **kwargs)
         except EdgecnnError as exc:
-            err_console.print(f"[bold red]error:[/] {printable(exc)}", highlight=False, soft_wrap=True)
+            print_user_error(exc)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:  # the message, when there is one, says what was kept
             message = f"interrupted: {exc}" if str(exc) else "interrupted"
@@ -45,6 +45,11 @@ def user_errors(func: F) -> F:
             _restore_signals(previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_user_error(message: object) -> None:
+    """`error: MESSAGE`, one line on stderr: an EdgecnnError, or a usage slip (hints.py)."""
+    err_console.print(f"[bold red]error:[/] {printable(message)}", highlight=False, soft_wrap=True)
 
 
 def _terminate_like_ctrl_c() -> dict[int, Any]:

@@ -35,6 +35,22 @@ class _FlagsWithoutType(typer.core.TyperCommand):
             option.metavar = ""
         return option
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """A usage error that is a known slip (hints.py) is one line ending in the command to run."""
+        from edgecnn.cli.hints import click_errors, usage_hint
+
+        given = list(args)  # Click's parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click_errors().UsageError as error:
+            hint = usage_hint(self, ctx, given, error)
+            if hint is None:
+                raise
+            from edgecnn.cli.process import print_user_error
+
+            print_user_error(hint)
+            raise typer.Exit(2) from None
+
 
 class _GroupWithoutType(typer.core.TyperGroup):
     """`edgecnn --help` itself: no `<bool>` after --help either."""
