@@ -265,7 +265,28 @@ def info_table(data: dict[str, Any]) -> Fitted:
                                                               "no edgecnn metadata (pass --labels)"]))
             continue
         table.add_row(path_cell(name), phrases([printable(part) for part in _model_facts(model)]))
+    for labels in _label_sets(data.get("model")):
+        table.add_row("labels", phrases(_some_labels(labels)))
     return Fitted(table)
+
+
+SHOWN_LABELS = 20  # ImageNet's 1000 would fill the screen; --json lists every one
+
+
+def _label_sets(model: dict[str, Any] | None) -> list[tuple[str, ...]]:
+    """The labels of the models, once per distinct list (a bundle's models share one)."""
+    found: list[tuple[str, ...]] = []
+    for _, entry in _models(model):
+        labels = tuple((entry.get("metadata") or {}).get("labels") or ())
+        if labels and labels not in found:
+            found.append(labels)
+    return found
+
+
+def _some_labels(labels: Sequence[str]) -> list[str]:
+    shown = [printable(label) for label in labels[:SHOWN_LABELS]]
+    rest = len(labels) - len(shown)
+    return shown + [f"... {rest} more (--json lists all)"] if rest else shown
 
 
 def _model_facts(model: dict[str, Any]) -> list[str]:

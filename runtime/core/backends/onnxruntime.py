@@ -188,17 +188,37 @@ def check_runner(path: Path, threads: int) -> Any:
 
 
 # -- which providers can run here ----------------------------------------------------------------------
+NEEDS_CUDA = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}
+# A one-node model (Relu on float[1, 8], opset 13, IR 7; written by onnx.helper) that `_takes_nodes` opens.
+PROBE_MODEL = (b'\x08\x07:?\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x05probe'
+               b'Z\x13\n\x01x\x12\x0e\n\x0c\x08\x01\x12\x08\n\x02\x08\x01\n\x02\x08\x08b\x13\n\x01'
+               b'y\x12\x0e\n\x0c\x08\x01\x12\x08\n\x02\x08\x01\n\x02\x08\x08B\x04\n\x00\x10\r')
+TAKES_NO_NODES = "runs none of a model's nodes here (ORT would put them all on the CPU)"
+
+
 @functools.lru_cache(maxsize=1)
 def ort_providers() -> tuple[str, ...]:
-    """ORT providers that can really run here: onnxruntime-gpu lists CUDA even with no GPU driver."""
+    """ORT providers that can really run here: onnxruntime-gpu lists CUDA even with no GPU driver, and
+    the CPU wheel lists AzureExecutionProvider, which runs no node of a model on this machine."""
     if not has_module("onnxruntime"):
         return ()
     ort = import_onnxruntime()
 
-    listed = ort.get_available_providers()
-    needs_cuda = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}
-    return tuple(p for p in listed if p not in needs_cuda or
-                 (cuda_driver_present() and _provider_library_loads(ort, needs_cuda[p])))
+    return tuple(p for p in ort.get_available_providers() if p == "CPUExecutionProvider" or
+                 (cuda_driver_present() and _provider_library_loads(ort, NEEDS_CUDA[p]) if p in NEEDS_CUDA
+                  else _takes_nodes(ort, p)))
+
+
+def _takes_nodes(ort: Any, provider: str) -> bool:
+    """Whether `provider` itself runs a one-node model, with ORT's fall-back to the CPU turned off."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the refusal is the answer, not an error to print
+    options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    try:
+        ort.InferenceSession(PROBE_MODEL, options, providers=[provider])
+    except Exception:  # noqa: BLE001 - any refusal (ORT raises its own Fail/InvalidArgument types) is a no
+        return False
+    return True
 
 
 def _provider_library_loads(ort: Any, name: str) -> bool:
@@ -225,7 +245,11 @@ def ort_unusable() -> dict[str, str]:
     usable = ort_providers()
     found = {}
     for provider in ort.get_available_providers():
-        if provider not in usable:
+        if provider in usable:
+            continue
+        if provider not in NEEDS_CUDA:
+            found[provider] = TAKES_NO_NODES
+        else:
             found[provider] = "no NVIDIA driver (libcuda)" if not cuda_driver_present() else \
                 "its CUDA/cuDNN/TensorRT libraries do not load"
     return found
