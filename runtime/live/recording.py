@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.images import opencv
 from edgecnn.runtime.core.outputs import AtomicPath
 
 _CLOSE = object()
@@ -157,7 +158,7 @@ class AtomicVideoWriter:
         return self._target.temp if self._target is not None else None
 
     def write(self, image: np.ndarray) -> None:
-        import cv2
+        cv2 = opencv()
 
         if self._writer is None:
             self._open((image.shape[1], image.shape[0]))
@@ -167,7 +168,7 @@ class AtomicVideoWriter:
         self.frames += 1
 
     def _open(self, size: tuple[int, int]) -> None:
-        import cv2
+        cv2 = opencv()
 
         self._target = AtomicPath(self.path, suffix=self.path.suffix or ".mp4")  # cv2 goes by the suffix
         self.size = size
@@ -208,7 +209,7 @@ def h264_fourcc() -> str | None:
 
 
 def _encodes(path: Path, fourcc: str) -> bool:
-    import cv2
+    cv2 = opencv()
 
     with quiet_encoder():
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, (64, 64))
@@ -229,7 +230,7 @@ def _encodes(path: Path, fourcc: str) -> bool:
 def quiet_encoder() -> Iterator[None]:
     """Hide what OpenCV and FFmpeg print while a codec is tried: the note says it in one line. FFmpeg
     writes to file descriptor 2 itself, so that is pointed at /dev/null for the moment."""
-    import cv2
+    cv2 = opencv()
 
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
