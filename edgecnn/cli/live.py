@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from edgecnn.cli.common import (
 )
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
-from edgecnn.cli.render import capture_line, say, show, summary_table, tell
+from edgecnn.cli.render import capture_line, err_console, say, show, summary_table, tell
 from edgecnn.runtime.core.errors import EdgecnnError
 
 
@@ -149,7 +150,7 @@ def camera(
         wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
         sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
-    _report(summary, collector, json_out, wiring.counts() if wiring else {})
+    _report(summary, collector, json_out, wiring.counts() if wiring else {}, jsonl)
 
 
 def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth: bool,
@@ -211,14 +212,20 @@ def _metrics(stack: Any, wiring: Any, page: list[Any], address: str | None) -> A
     return with_metrics(wiring, sink)
 
 
-def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int]) -> None:
+def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int], jsonl: Path | None) -> None:
     """The run's summary (table or JSON) and what --collect kept; exit 130 after Ctrl-C or SIGTERM, the
-    outputs kept."""
+    outputs kept. With `--jsonl -` the records own stdout, so the summary goes to stderr."""
     from dataclasses import asdict
+
+    from edgecnn.runtime.live.recording import is_stdout
 
     collected = {} if collector is None else {"collected": collector.saved,
                                               "collect_dropped": collector.dropped}
-    show(json_out, {**asdict(summary), **collected, **events}, lambda: summary_table(summary))
+    data = {**asdict(summary), **collected, **events}
+    if is_stdout(jsonl):
+        err_console.print(json.dumps(data) if json_out else summary_table(summary), highlight=False)
+    else:
+        show(json_out, data, lambda: summary_table(summary))
     if collector is not None and not json_out:
         tell(collector.describe())
     if events and not json_out:

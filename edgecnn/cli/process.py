@@ -118,7 +118,10 @@ def run(app: typer.Typer) -> NoReturn:  # pragma: no cover - the `edgecnn` proce
     _STANDALONE = True
     import atexit
 
+    from edgecnn.cli.streams import guard_standard_streams
+
     atexit.register(_exit_130_after_interrupt)  # first registered, so it runs after every other atexit hook
+    guard_standard_streams()
     try:
         app(prog_name="edgecnn")
     except SystemExit as done:

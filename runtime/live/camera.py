@@ -149,8 +149,10 @@ def check_outputs(config: CameraConfig) -> None:
         raise EdgecnnError(f"--save {config.save}: give a file name ending in .mp4")
     if Path(config.snapshot_dir) != Path("."):
         check_writable(Path(config.snapshot_dir), "--snapshot-dir")
+    from edgecnn.runtime.live.recording import is_stdout
+
     for option, path, suffix in (("--save", config.save, ".mp4"), ("--jsonl", config.jsonl, ".jsonl")):
-        if path is not None:
+        if path is not None and not is_stdout(path):
             check_output_path(Path(path), option, suffix=suffix)
             check_writable(Path(path), option)
     for source in config.source_list:
@@ -160,7 +162,7 @@ def check_outputs(config: CameraConfig) -> None:
     videos = config.video_paths()
     written = {"--save": videos[0]} if len(videos) == 1 else {
         f"--save (source {i})": path for i, path in enumerate(videos, 1)}  # NAME-1.mp4 may be an input
-    written["--jsonl"] = None if config.jsonl is None else Path(config.jsonl)
+    written["--jsonl"] = None if config.jsonl is None or is_stdout(config.jsonl) else Path(config.jsonl)
     check_distinct(written, named)  # even --force never writes over an input
     for option, path in written.items():
         if path is None:

@@ -44,19 +44,33 @@ class Output(Protocol):
     def close(self) -> None: ...
 
 
+STDOUT_NAMES = ("-", "/dev/stdout")  # `--jsonl -`: the records on standard output, as in every Unix tool
+
+
+def is_stdout(path: Path | str | None) -> bool:
+    return path is not None and str(path) in STDOUT_NAMES
+
+
 class JsonlWriter:
-    """One JSON line per record, under a temporary name until `close`."""
+    """One JSON line per record, under a temporary name until `close` (or on stdout, a line at a time)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        if is_stdout(path):
+            self._target, self.file = None, None
+            return
         self._target = AtomicPath(self.path)
         self.file = self._target.temp.open("w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.file is None:  # sys.stdout at write time: the CLI's guarded stream (cli/streams.py)
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+            return
         self.file.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
-        if not self.file.closed:
+        if self.file is not None and not self.file.closed:
             self.file.close()
             self._target.commit()
 
