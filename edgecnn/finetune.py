@@ -175,7 +175,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     config.check()
     began = time.perf_counter()
     out, created = Path(config.out), not Path(config.out).exists()
-    with process_group(config.device, config.dist_timeout) as (dist, device):
+    with _run_lock(out), process_group(config.device, config.dist_timeout) as (dist, device):
         try:
             run = Run.resume(config, dist, device) if config.resume else Run.start(config, dist, device)
         except KeyboardInterrupt:
@@ -192,6 +192,20 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
                 kept = "the starting weights (no epoch had finished)" if first else "the last finished epoch"
                 raise KeyboardInterrupt(f"{out / 'last.pt'} holds {kept}; continue with: edgecnn finetune "
                                         f"--resume {out}") from None
+
+
+def _run_lock(out: Path) -> Any:
+    """The run folder's lock (outputs.py), held by the process that writes it: rank 0 under torchrun
+    (its other ranks write nothing), so two finetunes into one --out cannot mix their files."""
+    import contextlib
+    import os
+
+    from edgecnn.runtime.core.outputs import output_lock
+
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return output_lock(out, "--out")
 
 
 class Run:

@@ -23,7 +23,13 @@ from edgecnn.runtime.core.bundle import RunSplit
 from edgecnn.runtime.core.engine import Engine
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.images import iter_image_files, read_image
-from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable, write_text_atomic
+from edgecnn.runtime.core.outputs import (
+    check_distinct,
+    check_output_path,
+    check_writable,
+    output_lock,
+    write_text_atomic,
+)
 from edgecnn.runtime.core.preprocess import fit_frame
 from edgecnn.runtime.measure.splits import select_images
 
@@ -63,6 +69,13 @@ def evaluate_folder(engine: Engine, data: Path, out: Path | None = None, batch_s
         check_output_path(Path(out), "--out", folder=True)
         check_distinct({"--out": Path(out)}, {"DATA": Path(data)})  # confusion_matrix.png would be data
         check_writable(Path(out), "--out")
+        with output_lock(Path(out), "--out"):  # two evals into one --out would mix their files
+            return _evaluate(engine, data, out, batch_size, progress, unknown_dir, split, run)
+    return _evaluate(engine, data, out, batch_size, progress, unknown_dir, split, run)
+
+
+def _evaluate(engine: Engine, data: Path, out: Path | None, batch_size: int, progress: bool,
+              unknown_dir: Path | None, split: str, run: RunSplit | None) -> EvalReport:
     selection = select_images(Path(data), engine.labels, split, run)
     items = selection.items
     unknown_items = _unknown_images(engine, unknown_dir)

@@ -111,8 +111,18 @@ def test_finetune_out_inside_the_data_folder_is_refused(two_class_data: Path, tm
     assert not (data / "fishes" / "run").exists()
 
 
-def test_second_export_to_a_locked_out_gets_one_line(tmp_path: Path) -> None:
-    """Another process (a real second edgecnn process holding the lock) is writing --out: the export
+LOCKED_OUT: dict[str, Callable[..., list[object]]] = {  # command -> its arguments, writing into `out`
+    "export": lambda tmp, out, bundle, data: ["export", _checkpoint(tmp), "--out", out],
+    "eval (issue 31)": lambda tmp, out, bundle, data: ["eval", bundle, data, "--out", out],
+    "finetune (issue 31)": lambda tmp, out, bundle, data: [
+        "finetune", data, "--out", out, "--head-epochs", "1", "--epochs", "0", "--workers", "0"],
+}
+
+
+@pytest.mark.parametrize("command", list(LOCKED_OUT))
+def test_second_writer_to_a_locked_out_gets_one_line(command: str, tmp_path: Path, hand_bundle: Path,
+                                                     two_class_data: Path) -> None:
+    """Another process (a real second edgecnn process holding the lock) is writing --out: the command
     stops in one line at once and leaves the folder, the lock and the other process alone."""
     out = tmp_path / "bundle"
     holder = subprocess.Popen(
@@ -133,7 +143,7 @@ def test_second_export_to_a_locked_out_gets_one_line(tmp_path: Path) -> None:
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.perf_counter()
-        result = run_cli("export", _checkpoint(tmp_path), "--out", out)
+        result = run_cli(*LOCKED_OUT[command](tmp_path, out, hand_bundle, two_class_data))
         assert_user_error(result, "another edgecnn process is writing --out", "wait for it")
         assert time.perf_counter() - started < 10 and not out.exists()
         assert holder.poll() is None and (tmp_path / ".bundle.lock").exists()
