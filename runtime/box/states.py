@@ -22,6 +22,8 @@ from edgecnn.runtime.live.frames import FrameRecord, LiveUpdate
 
 NONE_LABELS = ("none", "background")
 UNCERTAIN = "uncertain"
+# float error: at 10 fps, frames 21 to 24 (2.4 - 2.1 s = 0.29999...) must count as lasting 0.3 s
+DURATION_SLACK_S = 1e-3
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,8 @@ class CameraState:
         if state is None or state == self.state:
             return None
         agreeing = [vote for vote in self.votes if vote.state == state]
-        if len(agreeing) < self.consensus.k or record.timestamp - agreeing[0].timestamp < \
-                self.consensus.min_duration:
+        lasted = record.timestamp - agreeing[0].timestamp + DURATION_SLACK_S
+        if len(agreeing) < self.consensus.k or lasted < self.consensus.min_duration:
             return None
         first, previous, self.state = agreeing[0], self.state, state
         started = datetime.fromtimestamp(first.captured_at, timezone.utc).astimezone()

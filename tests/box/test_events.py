@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,12 +20,18 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.runtime.conftest import mean_colour_onnx
+from tests.runtime.box_files import unknown_colour_onnx
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-COLOURS = {"red": (0, 0, 255), "green": (0, 255, 0), "grey": (128, 128, 128), "blue": (255, 0, 0)}
-# 6 red, 1 odd blue frame, 5 red, 6 green, then grey (uncertain: it votes for nothing)
-SHOW = ["red"] * 6 + ["blue"] + ["red"] * 5 + ["green"] * 6 + ["grey"] * 6
+COLOURS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "grey": (128, 128, 128),
+           "white": (255, 255, 255), "black": (0, 0, 0)}  # BGR, as cv2 writes them
+OTHERS = ["grey", "stripes", "white", "checks", "black", "grey"]  # none of red, green, blue: unknown
+# red, one odd blue frame, red; green, one odd unknown (grey) frame, green; then other things
+SHOW = ["red"] * 6 + ["blue"] + ["red"] * 5 + ["green"] * 4 + ["grey"] + ["green"] * 4 + OTHERS
+CHANGES = {"red": 0, "green": 12, "unknown": 21}  # where each true change is in SHOW
+# the default consensus, 3 of the last 5 frames lasting 0.3 s: at 10 fps each change comes out 3 frames
+# after it began (within N = 5 frames)
+CONSENSUS_N, REPORTED_AFTER = 5, 3
 
 
 def free_port() -> int:
@@ -107,51 +114,83 @@ def hooks() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     server.shutdown()
 
 
+def picture(name: str) -> np.ndarray:
+    """A 32x32 BGR picture: a plain colour, or red, green and blue stripes or checks (a grey mean)."""
+    if name not in ("stripes", "checks"):
+        return np.full((32, 32, 3), COLOURS[name], np.uint8)
+    pure = np.array([COLOURS["red"], COLOURS["green"], COLOURS["blue"]], np.uint8)
+    rows, cols = np.indices((32, 32))
+    return pure[(cols % 3) if name == "stripes" else ((rows + cols) % 3)]
+
+
 def slideshow(folder: Path) -> Path:
     folder.mkdir()
-    for index, colour in enumerate(SHOW):
-        cv2.imwrite(str(folder / f"{index:03d}.png"), np.full((32, 32, 3), COLOURS[colour], np.uint8))
+    for index, name in enumerate(SHOW):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), picture(name))
     return folder
 
 
-def run_slideshow(tmp_path: Path, options: Any) -> Any:
+class EmittedAt:
+    """A loop sink after the tracker: the frame at which each event came out (the tracker counts them)."""
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker, self.frames = tracker, []
+
+    def publish(self, update: Any) -> None:
+        while len(self.frames) < self.tracker.events:
+            self.frames.append(update.record.frame)
+
+    def finish(self, stopped_by: str) -> None:
+        pass
+
+
+def run_slideshow(tmp_path: Path, options: Any, page: Any = None) -> tuple[Any, list[int]]:
+    """The slideshow through the colour model with an unknown detector; the wiring and the frames at
+    which its events came out."""
     from edgecnn.runtime import load
     from edgecnn.runtime.box.wiring import event_sinks
     from edgecnn.runtime.live.camera import CameraConfig, run_camera
     from edgecnn.runtime.live.video import VideoOptions
 
-    model = mean_colour_onnx(tmp_path / "colour.onnx", np.eye(3) * 20)
-    labels = tmp_path / "colours.txt"
-    labels.write_text("red\ngreen\nblue\n")
+    model = unknown_colour_onnx(tmp_path / "bundle" / "model.onnx")
     config = CameraConfig(sources=(str(slideshow(tmp_path / "show")),), names=("shelf",), min_prob=0.5,
                           headless=True, video=VideoOptions(fps=10))
-    with load(model, labels=labels, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) as engine:
-        wiring = event_sinks(options, config.camera_names, engine.labels)
+    pages = [] if page is None else [page]
+    with load(model.parent) as engine:
+        wiring = event_sinks(options, config.camera_names, engine.labels, extra=pages)
+        emitted = EmittedAt(wiring.tracker)
         try:
-            run_camera(engine, config, say=lambda _: None, sinks=wiring.loop_sinks)
+            run_camera(engine, config, say=lambda _: None, sinks=[*pages, *wiring.loop_sinks, emitted])
         finally:
             wiring.close()
-    return wiring
+    return wiring, emitted.frames
 
 
-def test_slideshow_states_reach_the_file_mqtt_and_webhook_alike(tmp_path: Path, broker: int,
-                                                                hooks: Any) -> None:
+def test_slideshow_states_reach_the_file_mqtt_webhook_and_page_alike(tmp_path: Path, broker: int,
+                                                                     hooks: Any) -> None:
     from edgecnn.runtime.box.wiring import EventOptions
+    from edgecnn.runtime.live.web import LiveServer, ServeAddress
 
     url, received = hooks
     subscriber = Subscriber(broker)
     events = tmp_path / "events.jsonl"
-    wiring = run_slideshow(tmp_path, EventOptions(events=events, mqtt=f"mqtt://127.0.0.1:{broker}/box",
-                                                  webhooks=(url,)))
+    with LiveServer(ServeAddress("127.0.0.1", 0), "show", say=lambda _: None) as page:
+        wiring, emitted = run_slideshow(tmp_path, EventOptions(
+            events=events, mqtt=f"mqtt://127.0.0.1:{broker}/box", webhooks=(url,)), page)
+        shown = json.loads(urllib.request.urlopen(f"{page.url}api/state", timeout=10).read())["events"]
     time.sleep(0.5)
     subscriber.close()
     lines = [json.loads(line) for line in events.read_text().splitlines()]
-    assert [(e["state"], e["previous"], e["frame"]) for e in lines] == [("red", None, 0),
-                                                                         ("green", "red", 12)]
+    assert [(e["state"], e["previous"], e["frame"]) for e in lines] == [
+        ("red", None, 0), ("green", "red", 12), ("unknown", "green", 21)]  # the odd frames made none
+    assert [at - CHANGES[e["state"]] for at, e in zip(emitted, lines, strict=True)] == [REPORTED_AFTER] * 3
+    assert REPORTED_AFTER <= CONSENSUS_N
+    assert lines[2]["unknown_score"] > 0.5 and lines[1]["unknown_score"] == 0.0
     assert datetime.fromisoformat(lines[0]["started_at"]).tzinfo is not None  # ISO 8601 with its zone
-    assert received == lines  # the odd blue frame made no event anywhere
+    assert received == lines
     assert [json.loads(p) for p in subscriber.topic("box/shelf/event")] == lines
-    assert json.loads(subscriber.topic("box/shelf/state")[-1])["state"] == "green"
+    assert shown == {"shelf": lines}
+    assert json.loads(subscriber.topic("box/shelf/state")[-1])["state"] == "unknown"
     assert subscriber.topic("box/shelf/availability")[-1] == "offline"  # a clean end says so too
     config = json.loads(subscriber.topic("homeassistant/sensor/edgecnn_shelf/config")[-1])
     for key in ("unique_id", "name", "state_topic", "value_template", "availability_topic",
@@ -159,7 +198,7 @@ def test_slideshow_states_reach_the_file_mqtt_and_webhook_alike(tmp_path: Path, 
         assert key in config
     assert config["options"] == ["red", "green", "blue", "none", "unknown"]
     counts = wiring.counts()
-    assert counts["events"] == 2 and counts["mqtt_sent"] == 4 and counts["webhook_sent"] == 2
+    assert counts["events"] == 3 and counts["mqtt_sent"] == 6 and counts["webhook_sent"] == 3
 
 
 def test_a_broker_down_at_start_gets_the_queued_events_when_it_comes_up(tmp_path: Path) -> None:
