@@ -1,5 +1,9 @@
 """--webhook URL: each event POSTed as JSON by one background worker (timeouts, retries with backoff, a
-bounded queue): a slow or dead receiver never blocks the camera loop; what failed is counted."""
+bounded queue): a slow or dead receiver never blocks the camera loop; what failed is counted.
+
+A receiver that is down or answers 5xx/408/429 is retried (backoff up to 30 s) until it comes back, the
+events after it waiting in order; when the queue is full the oldest waiting event is dropped and counted.
+Only a refusal (another 4xx) or the end of the run gives an event up as failed."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from edgecnn.runtime.live.events import Event
 
 QUEUE = 1000  # events waiting (all URLs together)
 TIMEOUT_S = 5.0  # one POST
-RETRY_FOR_S = 60.0  # an event is retried with backoff this long before it counts as failed
+RETRIED_HTTP = (408, 429)  # 4xx answers worth another try; the rest of 4xx refuse the event for good
 BACKOFF_S = (0.2, 30.0)  # first and longest wait between tries
 CLOSE_S = 5.0  # what is still queued at the end gets this long
 
@@ -36,19 +40,30 @@ class WebhookSink:
         self.sent = self.dropped = self.failed = 0
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(QUEUE)
         self._deadline = float("inf")
+        self._closing = threading.Event()  # wakes a worker waiting out its backoff
         self._thread = threading.Thread(target=self._run, name="edgecnn-webhook", daemon=True)
         self._thread.start()
 
     def event(self, event: Event) -> None:
         body = json.dumps(event.to_json()).encode()
         for url in self.urls:
-            try:
-                self._queue.put_nowait((url, body))
-            except queue.Full:
-                self.dropped += 1
+            while True:
+                try:
+                    self._queue.put_nowait((url, body))
+                    break
+                except queue.Full:
+                    self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        try:
+            self._queue.get_nowait()
+            self.dropped += 1
+        except queue.Empty:
+            pass
 
     def close(self) -> None:
         self._deadline = time.monotonic() + CLOSE_S
+        self._closing.set()
         try:
             self._queue.put(None, timeout=CLOSE_S)
         except queue.Full:
@@ -67,7 +82,10 @@ class WebhookSink:
                 self.failed += 1
 
     def _deliver(self, url: str, body: bytes) -> bool:
-        started, wait = time.monotonic(), BACKOFF_S[0]
+        """True once delivered; False when refused (4xx) or the run ends first. Down: retried meanwhile."""
+        import urllib.error
+
+        wait = BACKOFF_S[0]
         while True:
             try:
                 request = urllib.request.Request(url, body, {"Content-Type": "application/json",
@@ -75,10 +93,12 @@ class WebhookSink:
                 with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                     if response.status < 300:
                         return True
-            except (OSError, ValueError):  # refused, timed out, HTTP 4xx/5xx (HTTPError is an OSError)
+            except urllib.error.HTTPError as error:
+                if 400 <= error.code < 500 and error.code not in RETRIED_HTTP:
+                    return False
+            except (OSError, ValueError):  # refused, timed out, reset
                 pass
-            now = time.monotonic()
-            if now - started + wait > RETRY_FOR_S or now + wait > self._deadline:
+            if time.monotonic() + wait > self._deadline:
                 return False
-            time.sleep(wait)
+            self._closing.wait(wait)
             wait = min(wait * 2, BACKOFF_S[1])

@@ -95,8 +95,8 @@ class Subscriber:
         self.client.loop_stop()
 
 
-@pytest.fixture
-def hooks() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def start_hook(port: int = 0) -> tuple[ThreadingHTTPServer, list[dict[str, Any]]]:
+    """A loopback HTTP server keeping each POSTed JSON body, answering 204."""
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -108,8 +108,14 @@ def hooks() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
+@pytest.fixture
+def hooks() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    server, received = start_hook()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
     server.shutdown()
 
@@ -298,3 +304,50 @@ def test_the_page_server_keeps_each_cameras_recent_events() -> None:
     events = server.state()["events"]["shelf"]
     assert len(events) == 20 and events[-1]["state"] == "s24"  # bounded, newest last
 
+
+
+def wait_for(received: list[Any], count: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds  # the next try comes within the backoff (0.2, 0.4, 0.8 s ...)
+    while len(received) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_webhook_down_for_a_while_gets_every_event_once_in_order_when_it_comes_back() -> None:
+    from edgecnn.runtime.box.webhook import WebhookSink
+    from edgecnn.runtime.live.events import Event
+
+    port = free_port()
+    sink = WebhookSink([f"http://127.0.0.1:{port}/hook"])
+    sent = [Event("shelf", state, None, 0.9, None, "2026-12-07T05:00:00.000+00:00", i)
+            for i, state in enumerate(("red", "green", "unknown"))]
+    for event in sent:
+        sink.event(event)  # nobody listens: they wait, in order
+    time.sleep(1.0)  # a few refused tries
+    server, received = start_hook(port)
+    try:
+        wait_for(received, 3)
+        sink.close()
+    finally:
+        server.shutdown()
+    assert received == [event.to_json() for event in sent]
+    assert (sink.sent, sink.failed, sink.dropped) == (3, 0, 0)
+
+
+def test_a_full_webhook_queue_drops_the_oldest_and_counts_it() -> None:
+    from edgecnn.runtime.box import webhook
+    from edgecnn.runtime.live.events import Event
+
+    port = free_port()
+    sink = webhook.WebhookSink([f"http://127.0.0.1:{port}/hook"])
+    total = webhook.QUEUE + 10
+    for index in range(total):  # the receiver is down: the queue fills, then the oldest go
+        sink.event(Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", index))
+    server, received = start_hook(port)
+    try:
+        wait_for(received, total - sink.dropped, seconds=60)
+        sink.close()
+    finally:
+        server.shutdown()
+    frames = [event["frame"] for event in received]
+    assert frames[-webhook.QUEUE:] == list(range(10, total))  # the newest kept, in order, once each
+    assert sink.dropped >= 9 and sink.sent == len(received) == total - sink.dropped
