@@ -11,7 +11,6 @@ import json
 import queue
 import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 
 from edgecnn.runtime.core.errors import EdgecnnError
