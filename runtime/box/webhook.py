@@ -11,6 +11,8 @@ import json
 import queue
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 
 from edgecnn.runtime.core.errors import EdgecnnError
@@ -82,8 +84,6 @@ class WebhookSink:
 
     def _deliver(self, url: str, body: bytes) -> bool:
         """True once delivered; False when refused (4xx) or the run ends first. Down: retried meanwhile."""
-        import urllib.error
-
         wait = BACKOFF_S[0]
         while True:
             try:
