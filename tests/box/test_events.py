@@ -40,7 +40,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_broker(folder: Path, port: int, password: str | None = None) -> subprocess.Popen[bytes]:
+def start_broker(folder: Path, port: int, password: str | None = None, extra: str = ""
+                 ) -> subprocess.Popen[bytes]:
     """mosquitto on a loopback port (user `cam` with `password`, when given); returns once it listens."""
     if not Path(MOSQUITTO).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
@@ -49,9 +50,9 @@ def start_broker(folder: Path, port: int, password: str | None = None) -> subpro
         subprocess.run(["mosquitto_passwd", "-c", "-b", str(folder / "passwords"), "cam", password],
                        check=True)
         lines.append(f"password_file {folder / 'passwords'}")
-        if os.geteuid() == 0:  # as root, mosquitto drops to user mosquitto, who cannot read tmp_path
-            lines.append("user root")
-    (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+    if os.geteuid() == 0 and (password or extra):  # as root, mosquitto drops to user mosquitto, who
+        lines.append("user root")  # cannot read (or write) tmp_path
+    (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n" + extra)
     process = subprocess.Popen([MOSQUITTO, "-c", str(folder / "mosquitto.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
@@ -351,3 +352,42 @@ def test_a_full_webhook_queue_drops_the_oldest_and_counts_it() -> None:
     frames = [event["frame"] for event in received]
     assert frames[-webhook.QUEUE:] == list(range(10, total))  # the newest kept, in order, once each
     assert sink.dropped >= 9 and sink.sent == len(received) == total - sink.dropped
+
+
+def test_a_broker_that_goes_away_mid_run_gets_the_events_made_meanwhile(tmp_path: Path) -> None:
+    import paho.mqtt.client as mqtt
+    from edgecnn.runtime.box.mqtt import MqttSink
+    from edgecnn.runtime.live.events import Event
+
+    port = free_port()
+    (tmp_path / "conf").mkdir()
+    persist = f"persistence true\npersistence_location {tmp_path}/\n"
+    broker = start_broker(tmp_path / "conf", port, extra=persist)
+    received: list[str] = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watcher", clean_session=False)
+    watcher.on_message = lambda c, u, m: received.append(m.payload.decode())
+    watcher.on_connect = lambda c, u, f, r, p: c.subscribe("edgecnn/shelf/event", qos=1)
+    watcher.reconnect_delay_set(0.2, 1)
+    watcher.connect("127.0.0.1", port)
+    watcher.loop_start()
+    sink = MqttSink(f"mqtt://127.0.0.1:{port}", ["shelf"], ["red", "green"])
+    sent = [Event("shelf", state, None, 0.9, None, "2026-12-07T05:00:00.000+00:00", i)
+            for i, state in enumerate(("red", "green", "unknown"))]
+    try:
+        sink.event(sent[0])
+        wait_for(received, 1, seconds=15)
+        broker.terminate()  # the broker goes away (it keeps the watcher's session on disk)
+        broker.wait(10)
+        sink.event(sent[1])  # made while it is away: they wait in the queue
+        sink.event(sent[2])
+        time.sleep(1.0)
+        broker = start_broker(tmp_path / "conf", port, extra=persist)
+        wait_for(received, 3, seconds=30)  # paho reconnects with backoff (RECONNECT_S)
+        sink.close()
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+        broker.terminate()
+        broker.wait(10)
+    assert [json.loads(p) for p in received] == [event.to_json() for event in sent]
+    assert sink.dropped == 0
