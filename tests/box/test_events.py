@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -391,3 +392,52 @@ def test_a_broker_that_goes_away_mid_run_gets_the_events_made_meanwhile(tmp_path
         broker.wait(10)
     assert [json.loads(p) for p in received] == [event.to_json() for event in sent]
     assert sink.dropped == 0
+
+
+def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A self-signed CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=edgecnn test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    return folder / "ca.pem", folder / "server.pem", folder / "server.key"
+
+
+def test_mqtts_reaches_a_tls_broker_trusting_the_ca_from_ssl_cert_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as mqtt
+    from edgecnn.runtime.box.mqtt import MqttSink
+    from edgecnn.runtime.live.events import Event
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is not installed")
+    ca, cert, key = make_tls_files(tmp_path)
+    port = free_port()
+    (tmp_path / "conf").mkdir()
+    broker = start_broker(tmp_path / "conf", port, extra=f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n")
+    received: list[str] = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watcher.tls_set(ca_certs=str(ca))
+    watcher.on_message = lambda c, u, m: received.append(m.payload.decode())
+    watcher.connect("127.0.0.1", port)
+    watcher.subscribe("edgecnn/shelf/state", qos=1)
+    watcher.loop_start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # how a box trusts its own CA: OpenSSL's default store
+    try:
+        sink = MqttSink(f"mqtts://127.0.0.1:{port}", ["shelf"], ["red"])
+        event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
+        sink.event(event)
+        wait_for(received, 1, seconds=15)
+        sink.close()
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+        broker.terminate()
+        broker.wait(10)
+    assert [json.loads(p) for p in received] == [event.to_json()]
