@@ -3,6 +3,7 @@ Home Assistant discovery, through paho-mqtt 2.x on its own network thread.
 
 Topics per camera: PREFIX/CAMERA/state (retained JSON of the last event), PREFIX/CAMERA/event and
 PREFIX/CAMERA/availability (online/offline, retained; the last will says offline when the process dies).
+mqtts:// checks the broker against the system CA store; a private CA: SSL_CERT_FILE=ca.pem (OpenSSL).
 Discovery: homeassistant/sensor/edgecnn_CAMERA/config (retained), sent on every (re)connect. One client
 per camera, since a client has one last will. Messages wait in one bounded queue while the broker is
 down (paho reconnects with backoff); what does not fit is dropped and counted.
