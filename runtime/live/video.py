@@ -245,8 +245,11 @@ class VideoSource:
         if self._lost_since is None:
             self._lost_since = time.perf_counter()
             self.say(f"lost {self.spec.name}; reconnecting (giving up after {limit:.0f} s)")
-        if self._retry_open(f"lost {self.spec.name} and could not reconnect within {limit:.0f} s; "
-                            "check the camera or stream and start again"):
+        failure = (f"lost {self.spec.name} and could not reconnect within {limit:.0f} s; check the camera "
+                   "or stream and start again")
+        if time.perf_counter() - self._lost_since > limit:  # it reconnects but yields no frame (issue 31)
+            raise EdgecnnError(failure)
+        if self._retry_open(failure):
             self.reconnects += 1
             self.say(f"reconnected to {self.spec.name}")
             return True
