@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,6 +109,10 @@ def camera(
         metavar="K/N", help="A new state needs K of the last N frames (uncertain frames vote for none).")
     ] = "3/5",
     min_duration: Annotated[float, typer.Option(help="...and must have lasted this many seconds.")] = 0.3,
+    clips: Annotated[Path | None, typer.Option(
+        help="Write one H.264 MP4 per event into this folder (needs PyAV: the box extra).")] = None,
+    pre_roll: Annotated[float, typer.Option(help="Seconds of each clip before its change (0-60).")] = 3.0,
+    post_roll: Annotated[float, typer.Option(help="Seconds of each clip after its change (0-60).")] = 3.0,
     json_out: JsonOpt = False, cache_dir: CacheOpt = None,
 ) -> None:
     """Recognise what webcams, video files, streams or image folders show, live (several at once).
@@ -116,7 +120,6 @@ def camera(
     With --serve, a browser shows it too: http://127.0.0.1:PORT/ (also /stream.mjpg, /events,
     /api/state and /healthz).
     """
-    from contextlib import ExitStack
     from dataclasses import replace
 
     from edgecnn.runtime.live.camera import CameraConfig, camera_engine, check_outputs, run_camera
@@ -134,7 +137,8 @@ def camera(
                           snapshot_dir=snapshot_dir)
     config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
-    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force)
+    rolls = (clips, pre_roll, post_roll)
+    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force, rolls)
     with ExitStack() as stack:
         sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
@@ -164,13 +168,13 @@ def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth:
 
 
 def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | None, consensus: str,
-                   min_duration: float, force: bool) -> Any:
+                   min_duration: float, force: bool, clips: tuple[Path | None, float, float]) -> Any:
     """The state/event options, checked before the model loads (None when no event sink is asked for)."""
     from edgecnn.runtime.box.states import Consensus
     from edgecnn.runtime.box.wiring import EventOptions
 
     options = EventOptions(events, mqtt, tuple(webhook or ()), Consensus.parse(consensus, min_duration),
-                           force)
+                           force, *clips)
     options.check()
     return options
 

@@ -28,10 +28,14 @@ class EventOptions:
     webhooks: tuple[str, ...] = ()
     consensus: Consensus = field(default_factory=Consensus)
     force: bool = False
+    clips: Path | None = None  # --clips DIR: one H.264 MP4 per event (clips.py)
+    pre_roll: float = 3.0  # --pre-roll S: seconds of a clip before its change
+    post_roll: float = 3.0  # --post-roll S: seconds after it (or to the next event, or the end)
 
     @property
     def wanted(self) -> bool:
-        return self.events is not None or self.mqtt is not None or bool(self.webhooks)
+        return self.events is not None or self.mqtt is not None or bool(self.webhooks) or \
+            self.clips is not None
 
     def check(self) -> None:
         """Before the model loads: a bad URL or an existing --events file fails at once."""
@@ -43,6 +47,8 @@ class EventOptions:
             MqttTarget.parse(self.mqtt)
         for url in self.webhooks:
             check_webhook(url)
+        if self.clips is not None:
+            check_clips(self.clips, self.pre_roll, self.post_roll)
         if self.events is not None:
             check_output_path(self.events, "--events", suffix=".jsonl")
             check_writable(self.events, "--events")
@@ -67,16 +73,16 @@ class EventsFile:
 class EventWiring:
     """The tracker (a loop `Sink`) and the event sinks it owns; `close` flushes them, `counts` sums up."""
 
-    def __init__(self, tracker: StateTracker, owned: Sequence[Any]) -> None:
-        self.tracker, self.owned = tracker, tuple(owned)
-        self.loop_sinks = (tracker,)
+    def __init__(self, tracker: StateTracker, owned: Sequence[Any], clips: Any = None) -> None:
+        self.tracker, self.owned, self.clips = tracker, tuple(owned), clips
+        self.loop_sinks = (tracker,) if clips is None else (clips, tracker)  # frames reach clips first
 
     def close(self) -> None:
-        for sink in self.owned:
+        for sink in (*(() if self.clips is None else (self.clips,)), *self.owned):
             sink.close()
 
     def counts(self) -> dict[str, int]:
-        counts = {"events": self.tracker.events}
+        counts = {"events": self.tracker.events} | ({} if self.clips is None else self.clips.counts())
         for sink in self.owned:
             kind = type(sink).__name__
             if kind == "EventsFile":
@@ -110,4 +116,24 @@ def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[
         from edgecnn.runtime.box.webhook import WebhookSink
 
         owned.append(WebhookSink(options.webhooks))
-    return EventWiring(StateTracker(options.consensus, [*owned, *extra]), owned)
+    clips = None
+    if options.clips is not None:
+        from edgecnn.runtime.box.clips import ClipSink
+
+        clips = ClipSink(options.clips, options.pre_roll, options.post_roll)
+    return EventWiring(StateTracker(options.consensus, [*owned, *extra], clips=clips), owned, clips)
+
+
+def check_clips(folder: Path, pre_roll: float, post_roll: float) -> None:
+    """--clips needs PyAV (its FFmpeg has libx264), a folder it can write, and sane roll lengths."""
+    import importlib.util
+
+    from edgecnn.runtime.core.errors import install_hint
+
+    if importlib.util.find_spec("av") is None:
+        raise EdgecnnError(f"--clips needs PyAV for H.264: {install_hint('box')}")
+    check_output_path(folder, "--clips", folder=True)
+    check_writable(folder, "--clips")
+    for option, seconds in (("--pre-roll", pre_roll), ("--post-roll", post_roll)):
+        if not 0.0 <= seconds <= 60.0:
+            raise EdgecnnError(f"{option} {seconds} is out of range; give 0 to 60 seconds (e.g. 3)")

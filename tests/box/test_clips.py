@@ -1,0 +1,65 @@
+"""--clips end to end: a real colour model on a slideshow that changes state, real H.264 MP4s from PyAV,
+decoded back with PyAV; a full disk (RLIMIT_FSIZE in a child process) drops the clips, the camera ends 0."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.box.test_events import run_slideshow
+
+av = pytest.importorskip("av")
+
+PRE_ROLL = 0.5  # the slideshow runs at 10 fps: 5 frames before the change
+
+
+def decoded(path: Path) -> tuple[str, float, int]:
+    """(codec, seconds from first to last frame, frames) of a clip, read by PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [float(frame.pts * frame.time_base) for frame in container.decode(stream)]
+        return stream.codec_context.name, max(times) - min(times), len(times)
+
+
+def test_each_event_has_an_h264_clip_that_covers_the_pre_roll(tmp_path: Path) -> None:
+    from edgecnn.runtime.box.wiring import EventOptions
+
+    events, clips = tmp_path / "events.jsonl", tmp_path / "clips"
+    options = EventOptions(events=events, clips=clips, pre_roll=PRE_ROLL, post_roll=0.5)
+    options.check()
+    wiring = run_slideshow(tmp_path, options)
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["state"] for e in lines] == ["red", "green"]
+    names = [e["clip"] for e in lines]
+    assert len(set(names)) == 2 and all(name.startswith("shelf-") for name in names)
+    assert sorted(p.name for p in clips.iterdir()) == sorted(names)  # no temporary file left
+    codec, seconds, frames = decoded(clips / lines[1]["clip"])  # green began at frame 12 (1.2 s)
+    assert codec == "h264" and seconds >= PRE_ROLL and frames >= 6
+    assert wiring.counts()["clips_written"] == 2 and wiring.counts()["clips_dropped"] == 0
+
+
+CHILD = """
+import resource, signal, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))
+from edgecnn.runtime.box.wiring import EventOptions
+from tests.box.test_events import run_slideshow
+wiring = run_slideshow(Path({tmp!r}), EventOptions(clips=Path({tmp!r}) / "clips", pre_roll=0.5))
+print(wiring.counts())
+"""
+
+
+def test_a_full_disk_drops_the_clips_and_the_camera_finishes(tmp_path: Path) -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    child = subprocess.run([sys.executable, "-c", CHILD.format(root=root, tmp=str(tmp_path))],
+                           capture_output=True, text=True, timeout=120, cwd=root)
+    assert child.returncode == 0, child.stderr[-2000:]
+    counts = eval(child.stdout.strip().splitlines()[-1])  # noqa: S307 - our own child's dict
+    assert counts["events"] == 2 and counts["clips_dropped"] == 2 and counts["clips_written"] == 0
+    assert list((tmp_path / "clips").iterdir()) == []  # no temporary or half file left behind
