@@ -204,7 +204,6 @@ def _run_lock(out: Path) -> Any:
 
     if os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
-    out.parent.mkdir(parents=True, exist_ok=True)
     return output_lock(out, "--out")
 
 

@@ -232,6 +232,7 @@ def output_lock(path: Path, option: str) -> Iterator[None]:
 
     path = Path(path)
     lock = path.with_name(f".{path.name}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)  # the lock lives beside the folder it guards
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
