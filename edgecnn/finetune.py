@@ -44,7 +44,7 @@ from edgecnn.process_group import (
 )
 from edgecnn.runtime.core.metadata import Preprocess
 from edgecnn.runtime.core.options import check_range
-from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable
+from edgecnn.runtime.core.outputs import check_distinct, check_output_path, check_writable, lock_out
 from edgecnn.training import Evaluation, FullPhase, make_optimizer, param_groups, validate_model
 from edgecnn.unknown import (
     DEFAULT_ACCEPT_RATE,
@@ -175,7 +175,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     config.check()
     began = time.perf_counter()
     out, created = Path(config.out), not Path(config.out).exists()
-    with _run_lock(out), process_group(config.device, config.dist_timeout) as (dist, device):
+    with lock_out(out, "--out"), process_group(config.device, config.dist_timeout) as (dist, device):
         try:
             run = Run.resume(config, dist, device) if config.resume else Run.start(config, dist, device)
         except KeyboardInterrupt:
@@ -192,19 +192,6 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
                 kept = "the starting weights (no epoch had finished)" if first else "the last finished epoch"
                 raise KeyboardInterrupt(f"{out / 'last.pt'} holds {kept}; continue with: edgecnn finetune "
                                         f"--resume {out}") from None
-
-
-def _run_lock(out: Path) -> Any:
-    """The run folder's lock (outputs.py), held by the process that writes it: rank 0 under torchrun
-    (its other ranks write nothing), so two finetunes into one --out cannot mix their files."""
-    import contextlib
-    import os
-
-    from edgecnn.runtime.core.outputs import output_lock
-
-    if os.environ.get("RANK", "0") != "0":
-        return contextlib.nullcontext()
-    return output_lock(out, "--out")
 
 
 class Run:

@@ -232,9 +232,13 @@ def output_lock(path: Path, option: str) -> Iterator[None]:
 
     path = Path(path)
     lock = path.with_name(f".{path.name}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)  # the lock lives beside the folder it guards
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # the lock lives beside the folder it guards, whose parent may not exist yet
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise EdgecnnError(f"cannot write {option} {path}: {exc.strerror or exc}; choose a folder you "
+                               "can write to") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -249,6 +253,12 @@ def output_lock(path: Path, option: str) -> Iterator[None]:
     finally:
         lock.unlink(missing_ok=True)  # while still holding it: a waiter sees the inode change and retries
         os.close(fd)
+
+
+def lock_out(path: Path, option: str) -> contextlib.AbstractContextManager[None]:
+    """`output_lock` in the process that writes `path`: under torchrun only rank 0 writes the run
+    folder (its other ranks write nothing), so only it takes the lock."""
+    return output_lock(path, option) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
 
 
 def _inode_of(fd: int) -> tuple[int, int]:

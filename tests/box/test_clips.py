@@ -31,26 +31,29 @@ def test_each_event_has_an_h264_clip_that_covers_the_pre_roll(tmp_path: Path) ->
     events, clips = tmp_path / "events.jsonl", tmp_path / "clips"
     options = EventOptions(events=events, clips=clips, pre_roll=PRE_ROLL, post_roll=0.5)
     options.check()
-    wiring = run_slideshow(tmp_path, options)
+    wiring, _ = run_slideshow(tmp_path, options)
     lines = [json.loads(line) for line in events.read_text().splitlines()]
-    assert [e["state"] for e in lines] == ["red", "green"]
+    assert [e["state"] for e in lines] == ["red", "green", "unknown"]
     names = [e["clip"] for e in lines]
-    assert len(set(names)) == 2 and all(name.startswith("shelf-") for name in names)
+    assert len(set(names)) == 3 and all(name.startswith("shelf-") for name in names)
     assert sorted(p.name for p in clips.iterdir()) == sorted(names)  # no temporary file left
     codec, seconds, frames = decoded(clips / lines[1]["clip"])  # green began at frame 12 (1.2 s)
     assert codec == "h264" and seconds >= PRE_ROLL and frames >= 6
-    assert wiring.counts()["clips_written"] == 2 and wiring.counts()["clips_dropped"] == 0
+    assert wiring.counts()["clips_written"] == 3 and wiring.counts()["clips_dropped"] == 0
 
 
 CHILD = """
 import resource, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
+import tests.box.test_events as show
+tmp = Path({tmp!r})
+model, pictures = show.unknown_colour_onnx(tmp / "bundle" / "model.onnx"), show.slideshow(tmp / "show")
+show.unknown_colour_onnx, show.slideshow = (lambda path: model), (lambda path: pictures)  # inputs made first
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))
 from edgecnn.runtime.box.wiring import EventOptions
-from tests.box.test_events import run_slideshow
-wiring = run_slideshow(Path({tmp!r}), EventOptions(clips=Path({tmp!r}) / "clips", pre_roll=0.5))
+wiring, _ = show.run_slideshow(tmp, EventOptions(clips=tmp / "clips", pre_roll=0.5))
 print(wiring.counts())
 """
 
@@ -61,5 +64,5 @@ def test_a_full_disk_drops_the_clips_and_the_camera_finishes(tmp_path: Path) -> 
                            capture_output=True, text=True, timeout=120, cwd=root)
     assert child.returncode == 0, child.stderr[-2000:]
     counts = eval(child.stdout.strip().splitlines()[-1])  # noqa: S307 - our own child's dict
-    assert counts["events"] == 2 and counts["clips_dropped"] == 2 and counts["clips_written"] == 0
+    assert counts["events"] == 3 and counts["clips_dropped"] == 3 and counts["clips_written"] == 0
     assert list((tmp_path / "clips").iterdir()) == []  # no temporary or half file left behind
