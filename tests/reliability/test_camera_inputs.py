@@ -98,6 +98,9 @@ JPEGS = [cv2.imencode(".jpg", np.full((96, 128, 3), 40 * i, np.uint8))[1].tobyte
 Plan = Callable[[int], list[str]]  # connection number -> what to send: "good", "junk", "stall", "close"
 
 
+HUGE_PART = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 2000000000\r\n\r\n\xff\xd8"
+
+
 @contextmanager
 def flaky_camera(plan: Plan) -> Iterator[str]:
     """A loopback MJPEG camera whose every connection follows `plan` (with credentials in its URL)."""
@@ -117,6 +120,12 @@ def flaky_camera(plan: Plan) -> Iterator[str]:
             for i, step in enumerate(steps):
                 if step == "stall":  # keep the connection open, send nothing
                     stop.wait(30)
+                    return
+                if step == "trickle":  # a part claiming 2 GB, then a byte every 0.5 s (issue 31)
+                    self.wfile.write(HUGE_PART)
+                    while not stop.wait(0.5):
+                        self.wfile.write(b"\x00")
+                        self.wfile.flush()
                     return
                 part = JPEGS[i % len(JPEGS)] if step == "good" else bytes(range(256)) * 8
                 self.wfile.write(

@@ -6,48 +6,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from tests.reliability.conftest import ROOT
+from tests.reliability.test_camera_inputs import flaky_camera
 from tests.runtime.test_camera import CUP
 
-HUGE_PART = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 2000000000\r\n\r\n\xff\xd8"
 
-
-@contextmanager
-def trickling_stream() -> Iterator[str]:
-    stop = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            try:
-                self.wfile.write(HUGE_PART)
-                while not stop.wait(0.5):
-                    self.wfile.write(b"\x00")
-                    self.wfile.flush()
-            except OSError:
-                return
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
+def trickling_stream() -> Any:
+    """test_camera_inputs' loopback camera, each connection one trickling 2 GB part."""
+    return flaky_camera(lambda connection: ["trickle"])
 
 
 def run_camera(bundle: Path, *sources: str) -> tuple[subprocess.CompletedProcess, float]:
