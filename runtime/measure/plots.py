@@ -8,6 +8,15 @@ from pathlib import Path
 import numpy as np
 from edgecnn.runtime.core.outputs import AtomicPath
 
+TEXT_CELLS_UP_TO = 30  # classes; above, the heat map has no per-cell counts (400 classes: 160 000 texts)
+TICKS_UP_TO = 100  # classes; above, no class names along the axes (they would overlap anyway)
+
+
+def plot_text(text: object) -> str:
+    """A user-given string (a class name, a bundle name) as matplotlib draws it literally: `$` would
+    start mathtext (`$x^$` is a parse error), so it is escaped; every plot passes user text through this."""
+    return str(text).replace("$", r"\$")
+
 
 def save_confusion(matrix: np.ndarray, rows: list[str], columns: list[str], path: Path,
                    title: str = "") -> None:
@@ -25,39 +34,58 @@ def _matplotlib(matrix: np.ndarray, rows: list[str], columns: list[str], path: P
     import_matplotlib().use("Agg")  # its font cache in ours, not in ~/.config and ~/.cache
     import matplotlib.pyplot as plt
 
-    size = max(4.0, 0.5 * len(columns) + 2)
+    count = max(len(rows), len(columns))
+    size = min(16.0, max(4.0, (0.5 if count <= TEXT_CELLS_UP_TO else 0.12) * count + 2))
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(matrix, cmap="Blues")
-    ax.set(xticks=range(len(columns)), yticks=range(len(rows)), xticklabels=columns, yticklabels=rows,
-           xlabel="predicted", ylabel="true", title=title)
-    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
+    image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
+    ax.set(xlabel="predicted", ylabel="true", title=plot_text(title))
+    if count <= TICKS_UP_TO:
+        font = 10 if count <= TEXT_CELLS_UP_TO else 5
+        ax.set_xticks(range(len(columns)), [plot_text(c) for c in columns], fontsize=font, rotation=45,
+                      ha="right")
+        ax.set_yticks(range(len(rows)), [plot_text(r) for r in rows], fontsize=font)
+    if count <= TEXT_CELLS_UP_TO:
+        _cell_counts(ax, matrix)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 
+def _cell_counts(ax: object, matrix: np.ndarray) -> None:
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center",  # type: ignore[attr-defined]
+                color="white" if value > threshold else "black")
+
+
 def _opencv(matrix: np.ndarray, rows: list[str], columns: list[str], path: Path) -> None:
     import cv2
 
-    cell, margin = 48, 160
+    cell, margin = max(2, min(48, 2000 // max(1, len(rows), len(columns)))), 160  # at most ~2000 px
     canvas = np.full((margin + cell * len(rows) + 10, margin + cell * len(columns) + 10, 3), 255, np.uint8)
     peak = max(int(matrix.max()), 1)
     for (i, j), value in np.ndenumerate(matrix):
         shade = int(255 - 200 * value / peak)
         top_left = (margin + j * cell, margin + i * cell)
         cv2.rectangle(canvas, top_left, (top_left[0] + cell, top_left[1] + cell), (255, shade, shade), -1)
-        color = (255, 255, 255) if shade < 128 else (0, 0, 0)
-        origin = (top_left[0] + 8, top_left[1] + 30)
-        cv2.putText(canvas, str(value), origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color)
+        if cell == 48:
+            color = (255, 255, 255) if shade < 128 else (0, 0, 0)
+            origin = (top_left[0] + 8, top_left[1] + 30)
+            cv2.putText(canvas, str(value), origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color)
+    if cell < 20:  # names would overlap
+        return _write(path, canvas)
     for i, name in enumerate(rows):
         cv2.putText(canvas, name[:18], (4, margin + i * cell + 30), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0))
     for j, name in enumerate(columns):
         cv2.putText(canvas, name[:18], (margin + j * cell + 4, margin - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                     (0, 0, 0))
+    _write(path, canvas)
+
+
+def _write(path: Path, canvas: np.ndarray) -> None:
+    import cv2
+
     if not cv2.imwrite(str(path), canvas):
         raise OSError(f"cannot write {path}")
 
@@ -91,7 +119,7 @@ def save_openset(known: np.ndarray, unknown: np.ndarray, threshold: float, path:
             ylim=(0, 1.02))
     roc.legend(loc="lower right")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plot_text(title))
     fig.tight_layout()
     with AtomicPath(path) as temp:
         fig.savefig(temp, dpi=110, format="png")
