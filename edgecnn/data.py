@@ -7,6 +7,7 @@ measured here is the accuracy the exported model shows on the same pixels.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +66,15 @@ class DataSplit:
 
 def scan_folder(root: Path, val_split: float = 0.2, seed: int = 0) -> DataSplit:
     """Classes and images of `root` (ImageFolder layout, or train/ + val/ of that layout)."""
-    root = Path(root)
+    try:
+        return _scan(Path(root), val_split, seed)
+    except OSError as error:  # a path over PATH_MAX, a folder we may not read
+        where = visible(error.filename)[:80] + ("..." if len(str(error.filename)) > 80 else "")
+        raise EdgecnnError(f"cannot read the data folder: {error.strerror} ({where}); give a shorter or "
+                           "readable path") from None
+
+
+def _scan(root: Path, val_split: float, seed: int) -> DataSplit:
     if not root.is_dir():
         what = ("is a file" if root.exists() else "is a broken or looping symlink" if root.is_symlink()
                 else "does not exist")
@@ -83,11 +92,17 @@ def scan_folder(root: Path, val_split: float = 0.2, seed: int = 0) -> DataSplit:
     train_root = root / "train" if (root / "train").is_dir() else root
     labels, samples = _class_images(train_root, root)
     train, val = stratified_split(samples, val_split, seed)
+    if not val:
+        raise EdgecnnError(f"{visible(train_root)} has one image per class, none left to validate on; add a "
+                           "second image to a class, or give train/ and val/ folders")
     return DataSplit(root, labels, train, val)
 
 
 def _class_images(folder: Path, root: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and p.name not in IGNORED_FOLDERS)
+    for class_dir in classes:
+        _check_class_folder(class_dir, root)
     if not classes:
         raise EdgecnnError(f"{folder} holds no class folders; put images in {folder}/<class name>/")
     if len(classes) < 2:
@@ -102,6 +117,21 @@ def _class_images(folder: Path, root: Path) -> tuple[tuple[str, ...], tuple[tupl
                                "remove the folder")
         samples += [(path, index) for path in files]
     return check_labels(tuple(c.name for c in classes), f"class folders of {folder}"), tuple(samples)
+
+
+IGNORED_FOLDERS = frozenset({"__MACOSX"})  # macOS zip archives: AppleDouble `._x.jpg` metadata, not images
+
+
+def _check_class_folder(class_dir: Path, root: Path) -> None:
+    """A class name must be text and its folder inside the data root (a link to / would scan the disk)."""
+    if any("\udc80" <= char <= "\udcff" for char in class_dir.name):
+        raw = os.fsencode(class_dir.name)
+        raise EdgecnnError(f"class folder name {raw!r} in {visible(class_dir.parent)} is not UTF-8; rename "
+                           "it (e.g. convmv -f latin1 -t utf8)")
+    target = class_dir.resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise EdgecnnError(f"class folder {visible(class_dir)} links to {visible(target)}, outside the data "
+                           "folder; copy the images in or remove the link")
 
 
 def stratified_split(samples: Sequence[tuple[str, int]], val_split: float, seed: int

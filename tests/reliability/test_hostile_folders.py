@@ -60,3 +60,54 @@ def test_a_large_confusion_matrix_is_a_heat_map_of_bounded_size(classes: int, tm
     save_confusion(matrix, labels, labels, tmp_path / "m.png", title="400 $classes$")
     height, width = cv2.imread(str(tmp_path / "m.png")).shape[:2]
     assert max(height, width) <= 17 * 120 + 1, (height, width)  # 16+1 inches at 120 dpi
+
+
+def _jpegs(folder: Path, count: int = 2) -> None:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        jpeg = cv2.imencode(".jpg", np.full((16, 16, 3), 40 * i + 30, np.uint8))[1]
+        (folder / f"{i}.jpg").write_bytes(jpeg.tobytes())  # Python, not OpenCV: the name may not be UTF-8
+
+
+def _folders(tmp: Path, extra: str) -> Path:
+    """Classes a and b (2 tiny JPEGs each) plus the hostile `extra`."""
+    data = tmp / "data"
+    _jpegs(data / "a")
+    _jpegs(data / "b")
+    if extra == "not utf-8":
+        import os
+
+        _jpegs(Path(os.fsdecode(bytes(data) + b"/caf\xe9")))
+    elif extra == "link to /":
+        (data / "root").symlink_to("/")
+    elif extra == "one image per class":
+        for name in ("a", "b"):
+            (data / name / "1.jpg").unlink()
+    return data
+
+
+FOLDER_CASES = {  # name: (hostile part, the message's words)
+    "not utf-8": ("not utf-8", ("b'caf\\xe9'", "is not UTF-8", "rename")),
+    "link to /": ("link to /", ("links to /", "outside the data folder")),
+    "one image per class": ("one image per class", ("one image per class", "train/ and val/")),
+}
+
+
+@pytest.mark.parametrize("name", FOLDER_CASES)
+def test_hostile_class_folders_are_one_line(name: str, tmp_path: Path) -> None:
+    from tests.reliability.conftest import assert_user_error
+
+    extra, words = FOLDER_CASES[name]
+    data = _folders(tmp_path, extra)
+    result = run_cli("finetune", data, "--out", tmp_path / "run", "--val-split", "0.2", "--workers", "0")
+    assert_user_error(result, *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_path_over_path_max_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("finetune", tmp_path / (("x" * 255 + "/") * 20), "--out", tmp_path / "run")
+    from tests.reliability.conftest import assert_user_error
+
+    assert_user_error(result, "File name too long")
