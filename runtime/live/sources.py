@@ -7,6 +7,7 @@ message masks the credentials of a URL. `edgecnn.runtime.live.video` reads them 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,20 +95,25 @@ class Reader(Protocol):
 
 
 class CaptureReader:
-    """An opened `cv2.VideoCapture`."""
+    """An opened `cv2.VideoCapture`; a read that ran into `read_timeout` gives no frame."""
 
-    def __init__(self, capture: Any, default_fps: float = 30.0) -> None:
+    def __init__(self, capture: Any, default_fps: float = 30.0, read_timeout: float | None = None) -> None:
         import cv2
 
-        self.capture = capture
+        self.capture, self.read_timeout = capture, read_timeout
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.5 <= fps <= 240.0 else default_fps  # nan, 0 and 90000 happen
 
     def read(self) -> tuple[np.ndarray | None, float]:
         import cv2
 
+        started = time.perf_counter()
         ok, image = self.capture.read()
         if not ok or image is None or image.size == 0:
+            return None, 0.0
+        if self.read_timeout is not None and time.perf_counter() - started >= self.read_timeout:
+            # OpenCV's timeout interrupted FFmpeg mid-part (an MJPEG part claiming 2 GB that trickles):
+            # what it decodes from the bytes so far is a partial, made-up frame, not one the camera sent
             return None, 0.0
         return image, float(self.capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
 
@@ -196,12 +202,15 @@ def _open_capture(spec: SourceSpec, options: VideoOptions, failure: str) -> Capt
 
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(options.open_timeout * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(options.read_timeout * 1000)]
+    started = time.perf_counter()
     with _quiet_opencv():
         capture = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
-    if not capture.isOpened():
+    # an open that ran into its timeout was interrupted while probing: OpenCV may still call it opened,
+    # with a frame made up from a part cut short (a stream that connects but never sends a whole frame)
+    if not capture.isOpened() or time.perf_counter() - started >= options.open_timeout:
         capture.release()
         raise EdgecnnError(failure)
-    return CaptureReader(capture)
+    return CaptureReader(capture, read_timeout=options.read_timeout)
 
 
 def _open_camera(index: int, options: VideoOptions) -> CaptureReader:

@@ -7,7 +7,9 @@ others are grabbed, never made into images; frame indices stay the source's own)
 to the model (`prepare`) on the capture thread, so decoding and `fit_frame` overlap the inference of
 the previous frame. Live sources that fail reconnect with backoff and give up with an EdgecnnError
 after `reconnect_timeout`; one started with `start(wait_for_open=False)` also keeps trying its first
-connection that long. Every wait is bounded.
+connection that long. The time counts from the last frame (or from the first open): a read that waited,
+every open and every reopened connection that sends no whole frame all count, so a stream that connects
+but never yields a frame gives up too. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from edgecnn.runtime.live.sources import (
 __all__ = ["Frame", "SourceSpec", "VideoOptions", "VideoSource", "check_source",
            "mask_url", "parse_source"]
 FILE_QUEUE = 2  # frames decoded ahead of the model when reading a file frame by frame
+MIN_OPEN_S = 1.0  # the shortest open a reconnect gets when little of --reconnect-timeout is left
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,14 @@ class VideoSource:
         self.stride = 1 if self.spec.live else self.options.vid_stride  # a live source has only "now"
         self._prepare = prepare  # ~0.1 ms a frame: cheap enough even for frames a live source drops
         self._on_ready = on_ready or (lambda: None)  # told when a frame, the end or an error is there
+        self._opener = opener
         self._open = opener or (lambda: open_reader(self.spec, self.options, say))
         self._cond = threading.Condition()
         self._frames: deque[Frame] = deque()
         self._stop = threading.Event()
         self._ended, self._error = False, None
         self._index, self._started, self._lost_since = 0, 0.0, None
+        self._frame_clock = 0.0  # perf_counter of the last frame (or the first open): the reconnect clock
         self._loop_offset, self._read_this_pass = 0.0, 0  # `loop`: media time of the passes before
         self._last_media_time = 0.0
         self.frames_delivered = self.frames_dropped = self.frames_skipped = self.reconnects = 0
@@ -87,6 +92,7 @@ class VideoSource:
         if self.spec.live and self.options.vid_stride > 1:
             self.say(f"note: --vid-stride {self.options.vid_stride} applies to files and folders; "
                      f"{self.spec.name} is live, so each newest frame is taken")
+        self._frame_clock = time.perf_counter()
         if wait_for_open or not self.spec.live:
             self._reader = self._open()  # in the caller: a bad source fails here, before any window opens
         self._started = time.perf_counter()
@@ -184,7 +190,7 @@ class VideoSource:
             elif not self._rewind():
                 return None
         captured = time.perf_counter()
-        self._lost_since = None
+        self._lost_since, self._frame_clock = None, captured
         self._index += 1
         prepared = self._prepare(image) if self._prepare is not None else None
         timestamp = time.time() if self.spec.live else self._loop_offset + media_time
@@ -242,12 +248,16 @@ class VideoSource:
         """Reopen a live source with backoff; False when stopped, EdgecnnError past the time limit."""
         self._reader.close()
         limit = self.options.reconnect_timeout
+        if self._index == 0:  # it opened (perhaps again) but no whole frame ever came
+            failure = (f"no frame from {self.spec.name} within {limit:.0f} s of --reconnect-timeout (it "
+                       "connects but sends no whole frame); check the stream, or give a longer one")
+        else:
+            failure = (f"lost {self.spec.name} and could not reconnect within {limit:.0f} s; "
+                       "check the camera or stream and start again")
         if self._lost_since is None:
-            self._lost_since = time.perf_counter()
+            self._lost_since = self._frame_clock  # the read that waited for the frame counts too
             self.say(f"lost {self.spec.name}; reconnecting (giving up after {limit:.0f} s)")
-        failure = (f"lost {self.spec.name} and could not reconnect within {limit:.0f} s; check the camera "
-                   "or stream and start again")
-        if time.perf_counter() - self._lost_since > limit:  # it reconnects but yields no frame (issue 31)
+        elif time.perf_counter() - self._lost_since > limit:  # reopened, yet again no frame
             raise EdgecnnError(failure)
         if self._retry_open(failure):
             self.reconnects += 1
@@ -262,7 +272,7 @@ class VideoSource:
             return True
         except EdgecnnError as first:
             limit = self.options.reconnect_timeout
-            self._lost_since = time.perf_counter()
+            self._lost_since = self._frame_clock  # the first open's wait counts
             self.say(f"{first}; retrying for up to {limit:.0f} s")
             if self._retry_open(f"{first}; gave up after {limit:.0f} s of retrying"):
                 self.say(f"connected to {self.spec.name}")
@@ -274,7 +284,8 @@ class VideoSource:
         delay = 0.25
         while not self._stop.is_set():
             try:
-                self._reader = self._open()
+                self._reader = self._open_within(self.options.reconnect_timeout
+                                                 - (time.perf_counter() - self._lost_since))
                 return True
             except EdgecnnError:
                 pass
@@ -283,3 +294,10 @@ class VideoSource:
             self._stop.wait(delay)
             delay = min(delay * 2, 4.0)
         return False
+
+    def _open_within(self, seconds: float) -> Reader:
+        """Open with the open timeout cut to what is left of the reconnect time (at least MIN_OPEN_S)."""
+        if self._opener is not None:
+            return self._opener()
+        timeout = min(self.options.open_timeout, max(seconds, MIN_OPEN_S))
+        return open_reader(self.spec, replace(self.options, open_timeout=timeout), self.say)
