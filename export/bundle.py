@@ -115,8 +115,11 @@ def export_bundle(config: ExportConfig) -> BundleReport:
             steps.say("writing metadata and report")
             _write_metadata(source, measured, work)
             from edgecnn.export.selftest import write_selftest
+            from edgecnn.runtime.core.selftest import selftest_digest
 
             write_selftest(work, source.validation.paths, [m.path for m in measured])
+            # the models name their self-test data: the bundle's check covers it (runtime/core/selftest.py)
+            _write_metadata(source, measured, work, selftest_sha256=selftest_digest(work))
             write_text_atomic(work / LABELS_TXT, "\n".join(source.labels) + "\n")
             write_report(report, work)
             _drop_unrequested(config, work)
@@ -233,8 +236,10 @@ def unknown_module(source: Source) -> Any:
     return score_module(source.detector.rule, source.detector.tensors)
 
 
-def _write_metadata(source: Source, measured: list[ModelReport], work: Path) -> None:
-    """Store ModelMeta (labels, preprocessing, precision, measured accuracy) inside each model file."""
+def _write_metadata(source: Source, measured: list[ModelReport], work: Path,
+                    selftest_sha256: str = "") -> None:
+    """Store ModelMeta (labels, preprocessing, precision, measured accuracy, the self-test data's SHA-256)
+    inside each model file."""
     import onnx
     from edgecnn.export.onnx import save_onnx
     from edgecnn.export.openvino import save_ir
@@ -245,7 +250,8 @@ def _write_metadata(source: Source, measured: list[ModelReport], work: Path) -> 
         unknown = source.detector.meta() if source.detector is not None else None
         meta = ModelMeta(labels=source.labels, preprocess=source.preprocess, arch=source.arch,
                          unknown=unknown, none_class=none_class_of(source.labels)
-                         ).stamped(precision=model.precision, accuracy=model.accuracy())
+                         ).stamped(precision=model.precision, accuracy=model.accuracy(),
+                                   selftest_sha256=selftest_sha256)
         path = work / model.path
         if model.backend == "onnxruntime":
             proto = onnx.load(str(path))

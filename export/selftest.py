@@ -1,5 +1,6 @@
-"""Write the bundle's self-test (runtime/core/selftest.py): reference frames cropped from validation images,
-the FP32 ONNX outputs on them, and per model file a tolerance of DRIFT_MARGIN x its drift measured here."""
+"""Write the bundle's self-test (runtime/core/selftest.py): reference frames shrunk from validation images,
+the FP32 ONNX file's top outputs on them, and per model file a tolerance of DRIFT_MARGIN x its drift
+measured here. Export then writes the file's SHA-256 into every model's metadata (export/bundle.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from edgecnn.runtime.core.selftest import (
     OWN_TOLERANCE,
     SELFTEST_JSON,
     SelfTest,
+    top_classes,
 )
 
 REFERENCE_FRAMES = 4
@@ -41,16 +43,17 @@ def write_selftest(work: Path, validation_paths: tuple[Path, ...], model_paths: 
     fp32 = layout_path("onnxruntime", "fp32")
     with load(work / fp32, backend="onnxruntime", device="cpu") as engine:
         scored = engine.infer_scored(_fitted(frames, engine))
-    test = SelfTest(frames, names, scored.probabilities.astype(np.float32),
-                    None if scored.unknown_score is None else scored.unknown_score.astype(np.float32), {})
+    classes = top_classes(scored.probabilities)
     tolerances, own = {fp32: FP32_TOLERANCE}, {}
     for path in model_paths:
         if path != fp32:
             with load(work / path, device="cpu") as engine:
                 runs = [engine.infer_scored(_fitted(frames, engine)).probabilities for _ in range(2)]
-            own[path] = runs[0].astype(np.float32)
+            own[path] = np.take_along_axis(runs[0], classes, axis=1).astype(np.float32)
             tolerances[path] = max(OWN_TOLERANCE, DRIFT_MARGIN * float(np.abs(runs[0] - runs[1]).max()))
-    test = SelfTest(test.frames, names, test.probabilities, test.unknown_scores, tolerances, own)
+    unknown = None if scored.unknown_score is None else scored.unknown_score.astype(np.float32)
+    test = SelfTest(frames, names, classes, np.take_along_axis(scored.probabilities, classes, axis=1),
+                    unknown, tolerances, own)
     import json
 
     write_text_atomic(work / SELFTEST_JSON, json.dumps(test.to_dict()))

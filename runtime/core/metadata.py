@@ -102,6 +102,9 @@ class ModelMeta:
     unknown: UnknownMeta | None = None  # None: no `unknown_score` output, unknown detection off
     # the label meaning "nothing of interest" (a class folder named none/background); "": no none class
     none_class: str = spec("", length=(0, MAX_TEXT))
+    # SHA-256 of the bundle's selftest.json, written at export: the self-test data is covered by the model
+    # file it tests (altered weights change the outputs, an altered selftest.json breaks the digest)
+    selftest_sha256: str = spec("", length=(0, 64))
     edgecnn_version: str = spec("", length=(0, MAX_TEXT))
     created: str = spec("", length=(0, MAX_TEXT))
     schema_version: int = spec(SCHEMA_VERSION, low=1)
