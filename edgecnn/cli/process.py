@@ -53,9 +53,11 @@ def print_user_error(message: object) -> None:
 
 
 def _terminate_like_ctrl_c() -> dict[int, Any]:
-    """SIGTERM (kill, docker stop) cleans up like Ctrl-C: temporary files removed, last epoch kept.
+    """SIGTERM (kill, docker stop) and SIGHUP (the terminal closed) clean up like Ctrl-C: temporary files
+    removed, last epoch kept, a recording finished (`edgecnn run` puts its own SIGHUP handler, a reload, over
+    this one while it runs).
 
-    Both also set `interrupted`, so that export stops at its next step even when a library swallowed
+    All three also set `interrupted`, so that export stops at its next step even when a library swallowed
     the KeyboardInterrupt. A second signal while that clean-up (or an atexit hook) runs is noted, not
     raised: the clean-up finishes and the exit status stays 130. A signal during an import is raised
     once the import is over: raised inside `import torch` it aborted the process ("terminate called after
@@ -87,7 +89,10 @@ def _terminate_like_ctrl_c() -> dict[int, Any]:
     interrupt_raised.clear()
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
+    # the terminal closed; only while nobody else handles it (`run`'s reload stays when it calls in here)
+    hangup = (signal.SIGHUP,) if getattr(signal, "SIGHUP", None) and signal.getsignal(signal.SIGHUP) in (
+        signal.SIG_DFL, None) else ()
+    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT, *hangup)}
 
 
 def _importing(frame: Any) -> bool:

@@ -252,7 +252,7 @@ def test_serve_with_a_file_plays_it_in_real_time_and_says_so(hand_bundle: Path) 
     assert time.perf_counter() - started > 0.5  # 20 frames at 27 FPS: paced, where unpaced took ~0.2 s
 
 
-@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])  # SIGHUP: the terminal closed (issue 31)
 def test_an_interrupted_camera_exits_130_and_keeps_its_outputs(signum: str, hand_bundle: Path,
                                                               tmp_path: Path) -> None:
     import json
@@ -263,7 +263,8 @@ def test_an_interrupted_camera_exits_130_and_keeps_its_outputs(signum: str, hand
 
     jsonl = tmp_path / "cut.jsonl"
     process = python_cli("camera", hand_bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--loop", "--realtime",
-                         "--headless", "--device", "cpu", "--jsonl", jsonl, "--json")
+                         "--headless", "--device", "cpu", "--jsonl", jsonl, "--json",
+                         "--save", tmp_path / "cut.mp4")
     deadline = time.monotonic() + 120
     while not (jsonl.exists() or list(tmp_path.glob("*cut*"))) and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
@@ -274,3 +275,4 @@ def test_an_interrupted_camera_exits_130_and_keeps_its_outputs(signum: str, hand
     assert process.returncode == 130 and "Traceback" not in err, err
     assert json.loads(out.strip().splitlines()[-1])["stopped_by"] == "interrupt"
     assert jsonl.read_text().count("\n") > 5 and not left_behind(tmp_path)
+    assert (tmp_path / "cut.mp4").stat().st_size > 0  # the recording finished, not a .tmp left behind
