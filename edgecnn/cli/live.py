@@ -23,7 +23,7 @@ from edgecnn.cli.common import (
 )
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
-from edgecnn.cli.render import capture_line, err_console, say, show, summary_table, tell
+from edgecnn.cli.render import capture_line, err_console, say, show, summary_table, tell, warn
 from edgecnn.runtime.core.errors import EdgecnnError
 
 
@@ -95,8 +95,8 @@ def camera(
         envvar="EDGECNN_TOKEN", help="Secret viewers of --serve must give: open /?token=TOKEN.")] = None,
     no_auth: Annotated[bool, typer.Option(
         "--no-auth", help="Let anyone who can reach a non-loopback --serve address watch.")] = False,
-    events: Annotated[Path | None, typer.Option(help="Write one JSON line per state change (event).")
-                      ] = None,
+    events: Annotated[Path | None, typer.Option(
+        help="Write one JSON line per state change (event); - for standard output.")] = None,
     metrics: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT", help="Prometheus metrics at http://HOST:PORT/metrics (host 127.0.0.1 unless "
         "given); with --serve they are also at the page's /metrics. Needs the box extra.")] = None,
@@ -138,7 +138,7 @@ def camera(
     config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
     rolls = (clips, pre_roll, post_roll)
-    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force, rolls)
+    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force, rolls, jsonl)
     with ExitStack() as stack:
         sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
@@ -154,7 +154,7 @@ def camera(
         wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
         sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
-    _report(summary, collector, json_out, wiring.counts() if wiring else {}, jsonl)
+    _report(summary, collector, json_out, wiring.counts() if wiring else {}, (jsonl, events))
 
 
 def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth: bool,
@@ -168,10 +168,15 @@ def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth:
 
 
 def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | None, consensus: str,
-                   min_duration: float, force: bool, clips: tuple[Path | None, float, float]) -> Any:
+                   min_duration: float, force: bool, clips: tuple[Path | None, float, float],
+                   jsonl: Path | None) -> Any:
     """The state/event options, checked before the model loads (None when no event sink is asked for)."""
     from edgecnn.runtime.box.states import Consensus
     from edgecnn.runtime.box.wiring import EventOptions
+    from edgecnn.runtime.live.recording import is_stdout
+
+    if is_stdout(events) and is_stdout(jsonl):
+        raise EdgecnnError("--jsonl and --events cannot both go to standard output; send one to a file")
 
     options = EventOptions(events, mqtt, tuple(webhook or ()), Consensus.parse(consensus, min_duration),
                            force, *clips)
@@ -216,9 +221,10 @@ def _metrics(stack: Any, wiring: Any, page: list[Any], address: str | None) -> A
     return with_metrics(wiring, sink)
 
 
-def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int], jsonl: Path | None) -> None:
+def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int],
+            outputs: tuple[Path | None, ...]) -> None:
     """The run's summary (table or JSON) and what --collect kept; exit 130 after Ctrl-C or SIGTERM, the
-    outputs kept. With `--jsonl -` the records own stdout, so the summary goes to stderr."""
+    outputs kept. With `--jsonl -` or `--events -` the records own stdout, so the summary goes to stderr."""
     from dataclasses import asdict
 
     from edgecnn.runtime.live.recording import is_stdout
@@ -226,14 +232,16 @@ def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int]
     collected = {} if collector is None else {"collected": collector.saved,
                                               "collect_dropped": collector.dropped}
     data = {**asdict(summary), **collected, **events}
-    if is_stdout(jsonl):
+    taken = any(is_stdout(path) for path in outputs)
+    if taken:
         err_console.print(json.dumps(data) if json_out else summary_table(summary), highlight=False)
     else:
         show(json_out, data, lambda: summary_table(summary))
+    line = warn if taken else tell
     if collector is not None and not json_out:
-        tell(collector.describe())
+        line(collector.describe())
     if events and not json_out:
-        tell(", ".join(f"{key.replace('_', ' ')} {value}" for key, value in events.items()))
+        line(", ".join(f"{key.replace('_', ' ')} {value}" for key, value in events.items()))
     if summary.stopped_by == "interrupt":
         raise typer.Exit(130)
 

@@ -5,8 +5,10 @@
 A frame votes for what it shows: a class label, "none" (a class named none or background) or "unknown".
 An "uncertain" frame (top-1 below --min-prob) takes a place among the last N but votes for nothing, so
 uncertain frames alone never make a state. A new state is entered when at least K of the last N
-processed frames voted for it and its first such frame is at least T seconds old (media time for files
-and folders, wall clock for live sources), so a single odd frame never makes an event.
+processed frames voted for it and it has kept that majority for T seconds, counted from its first vote
+in the window where the majority began (media time for files and folders, wall clock for live sources),
+so a single odd frame never makes an event. (Counting T inside the window alone never fired at
+frame rates above N/T, 17 FPS with the defaults: a 27 FPS clip made no event at all.)
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class CameraState:
         self.camera, self.consensus = camera, consensus
         self.votes: deque[_Vote] = deque(maxlen=consensus.n)
         self.state: str | None = None
+        self.since: _Vote | None = None  # a challenger's first vote of the majority it holds now
 
     def add(self, record: FrameRecord, captured_at: float) -> Event | None:
         """The event this frame completes, if any."""
@@ -85,19 +88,28 @@ class CameraState:
         probability = next((s.probability for s in record.top if vote_of_label(s.label) == state), 0.0)
         self.votes.append(_Vote(state, record.frame, record.timestamp, captured_at, probability,
                                 record.unknown_score))
+        if self.since is not None and self._votes_for(self.since.state) < self.consensus.k:
+            self.since = None  # the challenger lost its majority: its time starts again
         if state is None or state == self.state:
             return None
         agreeing = [vote for vote in self.votes if vote.state == state]
-        lasted = record.timestamp - agreeing[0].timestamp + DURATION_SLACK_S
-        if len(agreeing) < self.consensus.k or lasted < self.consensus.min_duration:
+        if len(agreeing) < self.consensus.k:
             return None
-        first, previous, self.state = agreeing[0], self.state, state
+        if self.since is None or self.since.state != state:
+            self.since = agreeing[0]
+        if record.timestamp - self.since.timestamp + DURATION_SLACK_S < self.consensus.min_duration:
+            return None
+        first, previous, self.state, self.since = self.since, self.state, state, None
         started = datetime.fromtimestamp(first.captured_at, timezone.utc).astimezone()
         return Event(camera=self.camera, state=state, previous=previous,
                      probability=round(sum(v.probability for v in agreeing) / len(agreeing), 5),
                      unknown_score=record.unknown_score,
                      started_at=started.isoformat(timespec="milliseconds"),
                      frame=first.frame)
+
+
+    def _votes_for(self, state: str | None) -> int:
+        return sum(vote.state == state for vote in self.votes)
 
 
 def vote_of_label(label: str) -> str:

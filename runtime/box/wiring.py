@@ -16,7 +16,7 @@ from edgecnn.runtime.box.states import Consensus, StateTracker
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import check_output_path, check_writable
 from edgecnn.runtime.live.events import Event, EventSink
-from edgecnn.runtime.live.recording import BackgroundWriter, JsonlWriter
+from edgecnn.runtime.live.recording import BackgroundWriter, JsonlWriter, is_stdout
 
 EVENTS_QUEUE = 4096
 
@@ -49,7 +49,7 @@ class EventOptions:
             check_webhook(url)
         if self.clips is not None:
             check_clips(self.clips, self.pre_roll, self.post_roll)
-        if self.events is not None:
+        if self.events is not None and not is_stdout(self.events):  # `--events -`: on standard output
             check_output_path(self.events, "--events", suffix=".jsonl")
             check_writable(self.events, "--events")
             if self.events.exists() and not self.force:

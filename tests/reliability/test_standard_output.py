@@ -80,3 +80,20 @@ def test_jsonl_dash_writes_the_records_on_stdout(hand_bundle: Path, tmp_path: Pa
     assert [r["frame"] for r in records] == [0, 1, 2, 3]
     assert "4 / 4 / 0" in done.stderr  # the summary went to stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_events_dash_writes_the_events_on_stdout(hand_bundle: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "edgecnn", "camera", str(hand_bundle), "--source", str(CUP),
+               "--headless", "--max-frames", "30", "--device", "cpu", "--events", "-",
+               "--jsonl", "frames.jsonl"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but events on stdout
+    assert [e["state"] for e in events] == ["red"] and events[0]["previous"] is None, done.stdout
+    assert "30 / 30 / 0" in done.stderr and not (tmp_path / "-").exists()
+    assert (tmp_path / "frames.jsonl").read_text().count("\n") == 30
+    both = subprocess.run([*command[:-1], "-"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert both.returncode == 2 and both.stdout == "", both.stderr
+    assert both.stderr.strip() == ("error: --jsonl and --events cannot both go to standard output; "
+                                   "send one to a file")
