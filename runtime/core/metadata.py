@@ -7,6 +7,7 @@ callers pass nothing but images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -112,6 +113,13 @@ class ModelMeta:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def version(self) -> str:
+        """Which model this is, in one short string (records and the page show it; a hot swap changes it):
+        the export time, if stamped, and a digest of the metadata, which holds the self-test's digest."""
+        digest = hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+        return f"{self.created} {digest}" if self.created else digest
 
     def is_none_class(self, label: str) -> bool:
         """Whether `label` is this model's none class (shown as "none", never as a detection)."""

@@ -34,6 +34,7 @@ class FrameResult:
     unknown_score: float | None = None  # smoothed like the probabilities; None: the model has no detector
     unknown: bool = False  # the smoothed score above the model's unknown threshold
     camera: str = ""  # the camera's name (names.py)
+    model: str = ""  # the version of the model that gave it (ModelMeta.version): it changes on a hot swap
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class FrameRecord:
     inference_ms: float = spec()  # the batch this frame was in
     latency_ms: float = spec()  # camera-to-result
     camera: str = spec("")  # the camera's name (--name or derived from the source; names.py)
+    model: str = spec("")  # the model's version (export time and metadata digest): changes on a hot swap
 
     @classmethod
     def of(cls, result: FrameResult, min_prob: float) -> FrameRecord:
@@ -67,7 +69,8 @@ class FrameRecord:
                    top=tuple(Shown(p.label, round(p.probability, 5)) for p in result.top),
                    unknown_score=None if result.unknown_score is None else round(result.unknown_score, 5),
                    unknown=result.unknown, inference_ms=round(result.inference_ms, 3),
-                   latency_ms=round(result.latency_ms, 3), camera=result.camera)
+                   latency_ms=round(result.latency_ms, 3), camera=result.camera,
+                   model=result.model)
 
     def to_json(self) -> dict[str, Any]:
         """The JSONL line's object (the page's /api/state carries the same keys)."""

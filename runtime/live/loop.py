@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 RESULT_TIMEOUT = 30.0  # seconds one inference may take before we call it stuck
 VIDEO_QUEUE = 32  # annotated frames waiting for the encoder (per source), ~30 MB at 640x480
 JSONL_QUEUE = 4096
+# Frames a source may have fitted ahead (its queue, a region's queue, one being fitted): after a swap to a
+# model with another preprocess, each stream fits that many again
+FITTED_AHEAD = 5
 
 
 class Smoother:
@@ -63,6 +66,8 @@ class _Stream:
         self.latest: tuple[np.ndarray, list[Prediction], dict[str, float], bool] | None = None
         self.shown: Counter[str] = Counter()  # the label each processed frame showed
         self.error = ""
+        self.model = ""  # the model version of this stream's last result: its smoothing restarts on a swap
+        self.refit = 0  # frames still to fit again (maybe fitted for the model before a swap)
 
     @property
     def done(self) -> bool:
@@ -88,6 +93,8 @@ class _Batch:
     frames: list[tuple[_Stream, Frame]]
     future: Future[Scored]
     times: list[float]
+    engine: Engine  # the engine it runs on: after a swap, batches in flight finish on the old one
+    model: str  # that engine's version (ModelMeta.version), for the records
 
 
 class CameraLoop:
@@ -110,6 +117,9 @@ class CameraLoop:
         self.started = time.perf_counter()
         self.max_batch = engine.fixed_batch or len(config.source_list)
         self.changes: deque[Callable[[CameraLoop], None]] = deque()  # `request`: applied between batches
+        self.model = engine.meta.version  # the live model's version, in every record
+        self.retired: list[Engine] = []  # swapped out, closed once their batches in flight are handled
+        self.offered: list[Engine] = []  # given by offer_engine: the loop closes them
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         return fit_frame(image, self.engine.preprocess, bgr=True)
@@ -137,7 +147,11 @@ class CameraLoop:
             self._close()
             for sink in self.sinks:
                 sink.finish("error" if failed else self.stopped_by)
-        return self._finish()
+        try:
+            return self._finish()
+        finally:
+            for engine in self.offered:  # the live one too; one never swapped in (the run ended first) also
+                engine.close()
 
     def _open_sources(self) -> None:
         from edgecnn.runtime.live.regions import open_sources  # --region: crops, one decoder per source
@@ -160,6 +174,34 @@ class CameraLoop:
         """Run `change` on the loop's thread between two batches (cameras added or removed on SIGHUP);
         safe from a signal handler: a deque append, no lock (the loop looks at least every 0.1 s)."""
         self.changes.append(change)
+
+    def offer_engine(self, engine: Engine) -> None:
+        """Swap to `engine` (a hot model swap) between two batches; batches in flight finish on the old
+        engine, which is closed once they are handled. Safe from any thread; the loop owns `engine` now."""
+        self.offered.append(engine)
+        self.request(lambda loop: loop._swap(engine))
+        self.wake.set()
+
+    def _swap(self, engine: Engine) -> None:
+        old, self.engine = self.engine, engine
+        extra = self.depth - self.streams_run  # files keep one batch more than the engine runs at once
+        self.streams_run = max(1, engine.streams)
+        self.depth = self.streams_run + extra
+        self.max_batch = engine.fixed_batch or len(self.config.source_list)
+        if engine.preprocess != old.preprocess:
+            for stream in self.streams:
+                stream.refit = FITTED_AHEAD
+        self.retired.append(old)
+        self.model = engine.meta.version
+        self.say(f"model {self.model} is live: {engine.describe()}")
+
+    def _close_retired(self, wait: bool = False) -> None:
+        """Close the swapped-out engines no batch in flight still runs on (`wait`: every one, at the end)."""
+        busy = {id(batch.engine) for batch in self.in_flight}
+        for engine in list(self.retired):
+            if wait or id(engine) not in busy:
+                self.retired.remove(engine)
+                engine.close()
 
     def add_camera(self, source: str, camera: str, region: object = None) -> None:
         """A new camera, started beside the running ones (which go on untouched)."""
@@ -194,6 +236,8 @@ class CameraLoop:
                     self.stopped_by = "quit"
                     return
                 progressed = True
+            if self.retired:
+                self._close_retired()
             if self._budget_spent() and not self.in_flight:
                 self.stopped_by = "max_frames"
                 return
@@ -216,7 +260,7 @@ class CameraLoop:
             if len(batch) < self.max_batch and self.engine.fixed_batch:
                 batch = np.concatenate([batch, np.repeat(batch[-1:], self.max_batch - len(batch), axis=0)])
             future, times = self._start(batch)
-            self.in_flight.append(_Batch(frames, future, times))
+            self.in_flight.append(_Batch(frames, future, times, self.engine, self.model))
             self.submitted += len(frames)
             self.batches += 1
             submitted = True
@@ -250,7 +294,8 @@ class CameraLoop:
                 self._source_failed(stream)
                 continue
             if frame is not None:
-                if frame.prepared is None:
+                refit, stream.refit = stream.refit > 0, max(0, stream.refit - 1)
+                if frame.prepared is None or refit:
                     frame = Frame(frame.image, frame.index, frame.timestamp, frame.captured,
                                   self.prepare(frame.image))
                 frames.append((stream, frame))
@@ -276,7 +321,10 @@ class CameraLoop:
         ended = batch.times[1] if len(batch.times) > 1 else time.perf_counter()
         inference_ms = (ended - batch.times[0]) * 1000.0
         keep = True
+        engine = batch.engine
         for row, (stream, frame) in enumerate(batch.frames):
+            if stream.model != batch.model:  # a new model's probabilities are not averaged with the old's
+                stream.model, stream.smoother.state, stream.score_smoother.state = batch.model, None, None
             now = time.perf_counter()
             latency_ms = (now - frame.captured) * 1000.0
             smoothed = stream.smoother(probabilities[row])
@@ -286,10 +334,10 @@ class CameraLoop:
             stream.last_result = now
             stream.inference_ms.append(inference_ms)
             stream.latency_ms.append(latency_ms)
-            top = self.engine.top(smoothed, self.config.top_k)
+            top = engine.top(smoothed, self.config.top_k)
             result = FrameResult(stream.index, stream.name, frame, top, smoothed, inference_ms, latency_ms,
                                  stream.recent_fps(), unknown_score=score,
-                                 unknown=self.engine.is_unknown(score), camera=stream.camera)
+                                 unknown=engine.is_unknown(score), camera=stream.camera, model=batch.model)
             keep = self._deliver(stream, result) and keep
         return keep
 
@@ -361,6 +409,7 @@ class CameraLoop:
                 writer.close()
         if self.display is not None:
             self.display.close()
+        self._close_retired(wait=True)
 
     def _finish(self) -> CameraSummary:
         if len(self.streams) == 1 and self.streams[0].source.frames_read == 0 and self.stopped_by == "end":

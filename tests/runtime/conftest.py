@@ -22,8 +22,9 @@ def coffee() -> np.ndarray:
     return data.coffee()
 
 
-def mean_colour_onnx(path: Path, weights: np.ndarray, external: str | None = None) -> Path:
-    """A foreign float NCHW model: per-channel mean, then logits = means @ weights (no metadata).
+def mean_colour_onnx(path: Path, weights: np.ndarray, external: str | None = None, size: int = 32) -> Path:
+    """A foreign float NCHW model: per-channel mean, then logits = means @ weights (no metadata), taking
+    `size` x `size` pictures.
 
     With `external`, the weights live in an external-data file at that (relative) location.
     """
@@ -41,7 +42,7 @@ def mean_colour_onnx(path: Path, weights: np.ndarray, external: str | None = Non
         [helper.make_node("ReduceMean", ["input"], ["means"], axes=[2, 3], keepdims=0),
          helper.make_node("MatMul", ["means", "weights"], ["logits"])],
         "mean_colour",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", weights.shape[1]])],
         initializer=[tensor])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

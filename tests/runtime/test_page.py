@@ -104,6 +104,9 @@ def test_page_shows_the_live_picture_and_the_reported_label(engine: Any, browser
             probability = float(label.split()[-1].rstrip("%")) / 100
             assert ("low" in classes.split()) == (probability < 0.2), label
         assert text(browser, "source") == "rtsp://***@10.0.0.7/stream"
+        # which model is live (a hot swap changes it): its version, as /api/state and the JSONL give it
+        live = api_state(server.port, "?token=page-token")["model"]
+        assert text(browser, "model") == engine.meta.version == live
         assert "hunter2" not in browser.page_source
         fps = float(text(browser, "fps"))
         assert 1.0 < fps < 10.0 and text(browser, "latency").endswith(" ms")

@@ -1,0 +1,93 @@
+"""A hot model swap in the real camera loop: a new engine offered from another thread mid-run takes over
+between two frames (no frame lost, every record saying which model gave it), and the old one is closed."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgecnn.runtime import load
+from edgecnn.runtime.core.engine import Engine
+from edgecnn.runtime.core.metadata import ModelMeta
+from edgecnn.runtime.live.camera import CameraConfig, run_camera
+from edgecnn.runtime.live.frames import LiveUpdate, read_jsonl
+
+from tests.runtime.conftest import mean_colour_onnx
+from tests.runtime.test_camera import CUP, SlowBackend
+
+OLD_LABELS, NEW_LABELS = ("red", "green", "blue"), ("w", "x", "y", "z")
+SWAP_AT, FRAMES = 8, 30
+
+
+class ClosedBackend(SlowBackend):
+    """The engine's own backend, slower by `delay` a batch (frames wait fitted in the source's queue), that
+    tells whether it was closed."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def watched(model: Path, labels: tuple[str, ...], delay: float) -> Engine:
+    engine = load(model, labels=list(labels), mean=(0.5,) * 3, std=(0.5,) * 3)
+    return Engine(ClosedBackend(engine._backend, delay), engine.meta, engine.model_path, engine.reason)
+
+
+class OfferMidway:
+    """A sink that, once SWAP_AT results are out, has another thread offer `engine` to the loop."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.loop, self.seen = engine, None, threading.Event()
+        self.models: list[str] = []
+        self.thread = threading.Thread(target=self._offer)
+
+    def attach(self, loop: Any) -> None:
+        self.loop = loop
+        self.thread.start()
+
+    def _offer(self) -> None:
+        if self.seen.wait(timeout=30):
+            self.loop.offer_engine(self.engine)
+
+    def publish(self, update: LiveUpdate) -> None:
+        self.models.append(update.record.model)
+        if len(self.models) == SWAP_AT:
+            self.seen.set()
+
+    def finish(self, stopped_by: str) -> None:
+        self.seen.set()
+        self.thread.join()
+
+
+def test_an_offered_engine_takes_over_between_two_frames(tmp_path: Path) -> None:
+    # The new model differs in labels, class count and input size: frames fitted for the old one are
+    # fitted again, the smoothing starts afresh.
+    old = watched(mean_colour_onnx(tmp_path / "old.onnx", np.eye(3)), OLD_LABELS, 0.03)
+    new = watched(mean_colour_onnx(tmp_path / "new.onnx", np.ones((3, 4)), size=48), NEW_LABELS, 0.0)
+    assert old.input_size != new.input_size and old.meta.version != new.meta.version
+    jsonl, messages, sink = tmp_path / "cup.jsonl", [], OfferMidway(new)
+    config = CameraConfig(source=CUP, headless=True, max_frames=FRAMES, jsonl=jsonl, top_k=3)
+    summary = run_camera(old, config, say=messages.append, sinks=[sink])
+    records = read_jsonl(jsonl)
+    assert [r.frame for r in records] == list(range(FRAMES)) and summary.frames_processed == FRAMES
+    models = [r.model for r in records]
+    assert models == sink.models
+    swapped = models.index(new.meta.version)
+    assert SWAP_AT <= swapped < FRAMES - 5, models
+    assert models == [old.meta.version] * swapped + [new.meta.version] * (FRAMES - swapped)
+    assert all(r.top[0].label in OLD_LABELS for r in records[:swapped])
+    assert all(r.top[0].label in NEW_LABELS and len(r.top) == 3 for r in records[swapped:])
+    assert f"model {new.meta.version} is live: {new.describe()}" in messages
+    assert old._backend.closed and new._backend.closed  # the old after the swap, the offered one at the end
+
+
+def test_a_model_version_is_its_export_time_and_metadata_digest() -> None:
+    meta = ModelMeta(labels=OLD_LABELS)
+    stamped = meta.stamped()
+    assert meta.version == ModelMeta(labels=OLD_LABELS).version and len(meta.version) == 12
+    assert ModelMeta(labels=NEW_LABELS).version != meta.version
+    assert stamped.version.startswith(stamped.created + " ") and stamped.version != meta.version
