@@ -91,3 +91,44 @@ def test_a_model_version_is_its_export_time_and_metadata_digest() -> None:
     assert meta.version == ModelMeta(labels=OLD_LABELS).version and len(meta.version) == 12
     assert ModelMeta(labels=NEW_LABELS).version != meta.version
     assert stamped.version.startswith(stamped.created + " ") and stamped.version != meta.version
+
+
+class ReloadMidway(OfferMidway):
+    """As OfferMidway, but through the swapper: loaded, checked and offered on its own thread."""
+
+    def _offer(self) -> None:
+        if self.seen.wait(timeout=30):
+            self.engine.reload()
+
+
+def test_a_broken_new_model_is_refused_in_one_line_and_the_old_one_goes_on(tmp_path: Path) -> None:
+    from edgecnn.runtime.live.model_swap import ModelSwapper
+
+    old = watched(mean_colour_onnx(tmp_path / "old.onnx", np.eye(3)), OLD_LABELS, 0.03)
+    broken = mean_colour_onnx(tmp_path / "new.onnx", np.ones((3, 4)))
+    broken.write_bytes(broken.read_bytes()[:40])  # a truncated model file
+    messages: list[str] = []
+    swapper = ModelSwapper(lambda: watched(broken, NEW_LABELS, 0.0), 3, messages.append)
+    sink, jsonl = ReloadMidway(swapper), tmp_path / "cup.jsonl"
+    run_camera(old, CameraConfig(source=CUP, headless=True, max_frames=FRAMES, jsonl=jsonl, top_k=3),
+               say=messages.append, sinks=[swapper, sink])
+    records = read_jsonl(jsonl)
+    assert [r.frame for r in records] == list(range(FRAMES))
+    assert {r.model for r in records} == {old.meta.version}
+    refused = [m for m in messages if m.startswith("new model refused, the old one goes on: ")]
+    assert len(refused) == 1 and "\n" not in refused[0] and str(broken) in refused[0], messages
+
+
+def test_the_swapper_offers_a_good_new_model(tmp_path: Path) -> None:
+    from edgecnn.runtime.live.model_swap import ModelSwapper
+
+    old = watched(mean_colour_onnx(tmp_path / "old.onnx", np.eye(3)), OLD_LABELS, 0.03)
+    good = mean_colour_onnx(tmp_path / "new.onnx", np.ones((3, 4)))
+    loaded: list[Engine] = []
+    swapper = ModelSwapper(lambda: loaded.append(watched(good, NEW_LABELS, 0.0)) or loaded[-1], 3, print)
+    jsonl = tmp_path / "cup.jsonl"
+    run_camera(old, CameraConfig(source=CUP, headless=True, max_frames=FRAMES, jsonl=jsonl, top_k=3),
+               say=print, sinks=[swapper, ReloadMidway(swapper)])
+    models = [r.model for r in read_jsonl(jsonl)]
+    assert models[0] == old.meta.version and models[-1] == loaded[0].meta.version != old.meta.version
+    assert old._backend.closed and loaded[0]._backend.closed

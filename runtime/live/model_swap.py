@@ -1,0 +1,63 @@
+"""Hot model swap: a new model loaded beside the running one on a background thread, self-tested and
+checked as `camera` checks it at start, and only then offered to the loop (`CameraLoop.offer_engine`),
+which swaps it in between two frames. A model that fails is one line through `say`; the old one goes on.
+
+A `Sink` of the run (the loop hands it itself through `attach`); `reload()` is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from edgecnn.runtime.core.errors import EdgecnnError
+
+
+class ModelSwapper:
+    def __init__(self, load: Callable[[], Any], top_k: int, say: Callable[[str], None]) -> None:
+        self.load, self.top_k, self.say = load, top_k, say  # `load`: a new engine, self-tested (or raises)
+        self.loop: Any = None
+        self.busy = threading.Lock()  # one reload at a time; another asked meanwhile is said and skipped
+        self.threads: list[threading.Thread] = []
+
+    def attach(self, loop: Any) -> None:
+        self.loop = loop
+
+    def reload(self) -> bool:
+        """Start loading the model again in the background; False when a reload is already under way."""
+        if not self.busy.acquire(blocking=False):
+            self.say("model reload already under way; this one is skipped")
+            return False
+        thread = threading.Thread(target=self._reload, name="edgecnn-model-swap", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return True
+
+    def _reload(self) -> None:
+        try:
+            engine = self.load()
+        except EdgecnnError as exc:
+            self.say(f"new model refused, the old one goes on: {exc}")
+            self.busy.release()
+            return
+        try:
+            if not 1 <= self.top_k <= len(engine.labels):
+                raise EdgecnnError(f"it has {len(engine.labels)} classes, fewer than --top-k {self.top_k}")
+            loop = self.loop
+            if loop is None:
+                raise EdgecnnError("the run is over")
+            loop.offer_engine(engine)
+        except EdgecnnError as exc:
+            engine.close()
+            self.say(f"new model refused, the old one goes on: {exc}")
+        finally:
+            self.busy.release()
+
+    def publish(self, update: Any) -> None:
+        pass
+
+    def finish(self, stopped_by: str) -> None:
+        self.loop = None
+        for thread in self.threads:
+            thread.join()
