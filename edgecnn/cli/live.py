@@ -57,7 +57,7 @@ def camera(
     snapshot_dir: Annotated[Path, typer.Option(
         help="Where the window's s key saves snapshots (PNG).")] = Path("."),
     save: Annotated[Path | None, typer.Option(
-        help="Write the annotated video to this .mp4 (H.264 when this OpenCV build has it, else mp4v).")
+        help="Write the annotated video to this .mp4 (H.264 through PyAV; mp4v when `av` is missing).")
     ] = None,
     jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per processed frame; a name with "
                                                     "{camera} in it writes one file per camera.")] = None,

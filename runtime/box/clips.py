@@ -21,7 +21,6 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import numpy as np
 from edgecnn.runtime.core.outputs import AtomicPath
 from edgecnn.runtime.live.events import Event
 from edgecnn.runtime.live.frames import LiveUpdate
+from edgecnn.runtime.live.h264 import H264File
 
 BUFFER_BYTES = 64 * 2**20  # per camera: the issue's bound for 5 s of 640x480
 CONSENSUS_LAG = 2.0  # seconds kept beyond the pre-roll: an event is known K frames after its change
@@ -49,36 +49,16 @@ class _Clip:
     """One open MP4: frames go in with their media time; `close` renames it into place."""
 
     def __init__(self, path: Path, start: float, until: float) -> None:
-        import av
-
         self.path, self.start, self.until = path, start, until
         self.target = AtomicPath(path)
-        self.container = av.open(str(self.target.temp), "w", format="mp4",
-                                 options={"movflags": "+faststart"})
-        self.stream: Any = None
-        self.last_pts = -1
+        self.video = H264File(self.target.temp)  # milliseconds of media time
 
     def add(self, image: np.ndarray, timestamp: float) -> None:
-        import av
-
-        if self.stream is None:
-            height, width = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2  # yuv420p: even sides
-            self.stream = self.container.add_stream("libx264", rate=30, options={
-                "preset": "ultrafast", "tune": "zerolatency"})
-            self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-            self.stream.time_base = Fraction(1, 1000)
-        image = _fit(image, self.stream.width, self.stream.height)
-        pts = max(int(round((timestamp - self.start) * 1000)), self.last_pts + 1)
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts, frame.time_base, self.last_pts = pts, Fraction(1, 1000), pts
-        self.container.mux(self.stream.encode(frame))
+        self.video.add(image, int(round((timestamp - self.start) * 1000)))
 
     def close(self) -> bool:
         """Flush and rename into place; False (and nothing left behind) when no frame was written."""
-        if self.stream is not None:
-            self.container.mux(self.stream.encode(None))
-        self.container.close()
-        if self.stream is None:
+        if not self.video.close():
             self.target.discard()
             return False
         self.target.commit_new([self.path])
@@ -86,21 +66,8 @@ class _Clip:
         return True
 
     def abandon(self) -> None:
-        try:
-            self.container.close()
-        except Exception:  # noqa: BLE001 - the clip is being dropped already; its temp file goes below
-            pass
+        self.video.abandon()
         self.target.discard()
-
-
-def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    import cv2
-
-    if abs(image.shape[1] - width) <= 1 and abs(image.shape[0] - height) <= 1:
-        return np.ascontiguousarray(image[:height, :width])
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 class ClipSink:

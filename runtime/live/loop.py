@@ -18,6 +18,7 @@ from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.preprocess import fit_frame
 from edgecnn.runtime.live.camera_report import CameraSummary, summarise
 from edgecnn.runtime.live.frames import FrameRecord, FrameResult, LiveUpdate, Sink
+from edgecnn.runtime.live.h264 import pyav_available
 from edgecnn.runtime.live.overlay import Display, draw_overlay, shown_label, tile
 from edgecnn.runtime.live.recording import AnnotatedVideo, BackgroundWriter, JsonlWriter, h264_fourcc
 from edgecnn.runtime.live.video import Frame, VideoSource
@@ -128,7 +129,7 @@ class CameraLoop:
         failed = True
         try:
             config = self.config
-            if config.save is not None:
+            if config.save is not None and not pyav_available():
                 h264_fourcc()  # probed before the capture threads start: it silences stderr for a moment
             self._open_sources()  # a bad source fails here, before any output file exists
             if config.jsonl:

@@ -9,8 +9,9 @@ counts it) instead of blocking; what was queued is still written when the writer
 read frame by frame has no newer frame to lose, so there `wait=True`: the loop waits for the writer and
 the recording holds every frame (the demo's --save dropped 3 of 83 and 12 of 185 frames before).
 Files appear under a temporary name and are renamed on `close`: a crash never leaves half a file.
-Videos are H.264 when this OpenCV build can write it (browsers play nothing else in an .mp4), else
-MPEG-4 Part 2 (`mp4v`, which every build writes), said in one note.
+Videos are H.264 (browsers play nothing else in an .mp4) through PyAV (runtime/live/h264.py) where it is
+installed; without it, through OpenCV when its build can write H.264, else MPEG-4 Part 2 (`mp4v`, which
+every build writes), said in one note.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,11 +33,13 @@ import numpy as np
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.images import opencv
 from edgecnn.runtime.core.outputs import AtomicPath
+from edgecnn.runtime.live.h264 import H264File, pyav_available
 
 _CLOSE = object()
 WRITER_NICE = 10  # on a busy CPU an encoder at nice 10 gets ~10 % of a core next to the loop's threads
 H264_FOURCCS = ("avc1", "H264")  # OpenCV's FFmpeg knows H.264 by either name, depending on the build
 FALLBACK_FOURCC = "mp4v"  # MPEG-4 Part 2: every OpenCV build writes it; browsers do not play it
+PYAV_FOURCC = "avc1"  # what a file written through PyAV's libx264 is (the MP4 sample entry of H.264)
 
 
 class Output(Protocol):
@@ -154,8 +158,9 @@ class AnnotatedVideo:
 class AtomicVideoWriter:
     """An mp4 written under a temporary name and renamed on `close`, so a crash leaves no half file.
 
-    H.264 when `h264_fourcc()` found a working encoder, else mp4v with a note to `say` when the first
-    frame opens the file: it may then not play in a browser (VLC and ffmpeg play it).
+    H.264 through PyAV where it is installed; else through OpenCV when `h264_fourcc()` found a working
+    encoder, else mp4v with a note to `say` when the first frame opens the file: it may then not play in
+    a browser (VLC and ffmpeg play it).
     """
 
     def __init__(self, path: Path, fps: float, say: Callable[[str], None] | None = None) -> None:
@@ -178,14 +183,30 @@ class AtomicVideoWriter:
             self._open((image.shape[1], image.shape[0]))
         if (image.shape[1], image.shape[0]) != self.size:  # slideshows mix sizes; a video cannot
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
+        if isinstance(self._writer, H264File):
+            self._writer.add(image, self.frames)  # time base 1/fps: frame i at i / fps
+        else:
+            self._writer.write(image)
         self.frames += 1
 
     def _open(self, size: tuple[int, int]) -> None:
-        cv2 = opencv()
-
         self._target = AtomicPath(self.path, suffix=self.path.suffix or ".mp4")  # cv2 goes by the suffix
         self.size = size
+        if pyav_available():
+            rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 stays 30000/1001
+            try:
+                self._writer = H264File(self._target.temp, rate=rate, time_base=1 / rate)
+            except OSError as exc:
+                self._target.discard()
+                raise EdgecnnError(f"cannot write video {self.path} ({exc}); check the folder") from exc
+            self.fourcc = PYAV_FOURCC
+            return
+        self._open_opencv()
+
+    def _open_opencv(self) -> None:
+        cv2 = opencv()
+
+        assert self._target is not None and self.size is not None  # set by _open
         h264 = h264_fourcc()
         for fourcc in ((h264,) if h264 else ()) + (FALLBACK_FOURCC,):
             # an H.264 encoder that refuses this frame size prints FFmpeg's own lines; mp4v never does
@@ -201,14 +222,19 @@ class AtomicVideoWriter:
             self._target.discard()
             raise EdgecnnError(f"cannot write video {self.path}; check the folder and the .mp4 suffix")
         if self.fourcc == FALLBACK_FOURCC and self.say is not None:
-            self.say(f"note: this OpenCV build cannot write H.264, so {self.path} is MPEG-4 Part 2 (mp4v), "
-                     "which may not play in a browser (VLC and ffmpeg play it)")
+            self.say(f"note: PyAV is not installed and this OpenCV build cannot write H.264, so {self.path} "
+                     "is MPEG-4 Part 2 (mp4v), which may not play in a browser (VLC and ffmpeg play it); "
+                     "pip install av for H.264")
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            self._target.commit()  # type: ignore[union-attr]  # set with the writer
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        if isinstance(writer, H264File):
+            writer.close()
+        else:
+            writer.release()
+        self._target.commit()  # type: ignore[union-attr]  # set with the writer
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -122,8 +123,14 @@ def decoded_frames(path: Path) -> int:
 
 
 @pytest.fixture
-def no_h264(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """An OpenCV build without an H.264 encoder: the probe tries a fourcc no build has."""
+def no_pyav(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyAV not installed: `import av` raises ImportError, as it does without the package."""
+    monkeypatch.setitem(sys.modules, "av", None)
+
+
+@pytest.fixture
+def no_h264(no_pyav: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No PyAV and an OpenCV build without an H.264 encoder: the probe tries a fourcc no build has."""
     monkeypatch.setattr(recording, "H264_FOURCCS", ("abcd",))
     recording.h264_fourcc.cache_clear()
     yield
@@ -145,7 +152,7 @@ def test_without_h264_the_video_is_mp4v_with_a_note_and_plays(no_h264: None, tmp
     assert str(tmp_path / "clip.mp4") in notes[0]
 
 
-def test_an_h264_encoder_refusing_the_video_falls_back_to_mp4v(monkeypatch: pytest.MonkeyPatch,
+def test_an_h264_encoder_refusing_the_video_falls_back_to_mp4v(no_pyav: None, monkeypatch: pytest.MonkeyPatch,
                                                                  tmp_path: Path, capfd: Any) -> None:
     """The probe said yes but this video's writer does not open: mp4v, the note, no FFmpeg noise."""
     monkeypatch.setattr(recording, "h264_fourcc", lambda: "abcd")
@@ -156,7 +163,7 @@ def test_an_h264_encoder_refusing_the_video_falls_back_to_mp4v(monkeypatch: pyte
     assert capfd.readouterr().err == ""
 
 
-def test_the_video_is_h264_when_this_opencv_can_write_it(tmp_path: Path) -> None:
+def test_without_pyav_the_video_is_h264_when_this_opencv_can_write_it(no_pyav: None, tmp_path: Path) -> None:
     fourcc = recording.h264_fourcc()
     if fourcc is None:
         pytest.skip("this OpenCV build has no H.264 encoder (pip's opencv-python wheels bring none)")
@@ -167,6 +174,27 @@ def test_the_video_is_h264_when_this_opencv_can_write_it(tmp_path: Path) -> None
     codec = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace").lower()
     assert writer.fourcc == fourcc and notes == [] and codec in ("avc1", "h264")
     assert decoded_frames(tmp_path / "clip.mp4") == 12
+
+
+def test_with_pyav_the_video_is_browser_playable_h264_renamed_when_complete(tmp_path: Path) -> None:
+    """PyAV's libx264: codec h264 in yuv420p (odd sides cropped even), the index first (+faststart),
+    every frame at 1/fps, under a temporary name until close; no note."""
+    av = pytest.importorskip("av")
+    out, notes = tmp_path / "clip.mp4", []
+    writer = AtomicVideoWriter(out, fps=25.0, say=notes.append)
+    for i in range(12):
+        writer.write(np.full((121, 161, 3), i * 20, np.uint8))
+    assert not out.exists() and writer.temp is not None and writer.temp.exists()
+    writer.close()
+    assert not writer.temp.exists() and notes == [] and writer.fourcc == "avc1"
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+        assert (stream.width, stream.height, len(frames)) == (160, 120, 12)
+        assert [round(float(f.time), 3) for f in frames] == [i / 25 for i in range(12)]
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # +faststart: a browser plays while it loads
 
 
 def test_the_codec_probe_prints_nothing(capfd: Any) -> None:

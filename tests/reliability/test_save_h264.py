@@ -1,0 +1,43 @@
+"""`camera --save`: browser-playable H.264 through PyAV; OpenCV's writer (mp4v, one note) without `av`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_VIDEOS
+from tests.reliability.conftest import left_behind, run_cli
+from tests.runtime.test_camera import video_codec
+from tests.runtime.test_video import decoded_frames
+
+
+def save(bundle: Path, video: Path) -> object:
+    return run_cli("camera", bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--headless", "--device", "cpu",
+                   "--max-frames", "6", "--save", video)
+
+
+def test_camera_save_is_h264_through_pyav(hand_bundle: Path, tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    video = tmp_path / "cup.mp4"
+    result = save(hand_bundle, video)
+    assert result.exit_code == 0, result.output
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+        assert len(list(container.decode(stream))) == 6
+    assert "may not play" not in result.output and left_behind(tmp_path) == []
+
+
+def test_camera_save_without_pyav_falls_back_to_opencv_with_one_note(
+        hand_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecnn.runtime.live.recording import h264_fourcc
+
+    monkeypatch.setitem(sys.modules, "av", None)  # as without the package: `import av` fails
+    video = tmp_path / "cup.mp4"
+    result = save(hand_bundle, video)
+    assert result.exit_code == 0, result.output
+    assert decoded_frames(video) == 6
+    if h264_fourcc() is None:  # pip's OpenCV: mp4v, said in one line
+        assert video_codec(video) in ("mp4v", "fmp4") and result.output.count("pip install av") == 1
