@@ -145,9 +145,11 @@ class CameraLoop:
         except KeyboardInterrupt:
             self.stopped_by, failed = "interrupt", False
         finally:
-            self._close()
-            for sink in self.sinks:
-                sink.finish("error" if failed else self.stopped_by)
+            try:
+                self._close()
+            finally:
+                for sink in self.sinks:
+                    sink.finish("error" if failed else self.stopped_by)
         try:
             return self._finish()
         finally:
@@ -405,12 +407,18 @@ class CameraLoop:
             except Exception:  # noqa: BLE001 - a stuck or cancelled request must not hide the real error
                 pass
         writers = [s.video for s in self.streams if s.video is not None] + [self.jsonl]
+        errors = []
         for writer in writers:
             if writer is not None:
-                writer.close()
+                try:
+                    writer.close()
+                except EdgecnnError as exc:  # a full disk: the other outputs are still closed and kept
+                    errors.append(exc)
         if self.display is not None:
             self.display.close()
         self._close_retired(wait=True)
+        if errors:
+            raise errors[0]
 
     def _finish(self) -> CameraSummary:
         if len(self.streams) == 1 and self.streams[0].source.frames_read == 0 and self.stopped_by == "end":

@@ -103,10 +103,16 @@ class BackgroundWriter:
             return False
 
     def close(self) -> None:
-        """Write what is queued, then close the output (rename it into place)."""
+        """Write what is queued, then close the output (rename it into place; EdgecnnError when that
+        fails, e.g. a full disk while the encoder writes its index)."""
         self._queue.put(_CLOSE)  # blocks only while the queue is full, i.e. until the writer takes one
         self._thread.join()
-        self.output.close()
+        try:
+            self.output.close()
+        except EdgecnnError:
+            raise
+        except Exception as exc:
+            raise EdgecnnError(f"writing {self.option} failed: {exc}; check the disk and the path") from exc
 
     def _run(self) -> None:
         if not self.wait:  # a writer the loop waits for at a lower priority only stalls the loop longer
@@ -170,6 +176,7 @@ class AtomicVideoWriter:
         self.size: tuple[int, int] | None = None
         self.fourcc = ""  # what the file is encoded with, once the first frame is written
         self.frames = 0
+        self.failed = False  # a write failed: the file is removed on close, never renamed into place
 
     @property
     def temp(self) -> Path | None:
@@ -183,10 +190,14 @@ class AtomicVideoWriter:
             self._open((image.shape[1], image.shape[0]))
         if (image.shape[1], image.shape[0]) != self.size:  # slideshows mix sizes; a video cannot
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        if isinstance(self._writer, H264File):
-            self._writer.add(image, self.frames)  # time base 1/fps: frame i at i / fps
-        else:
-            self._writer.write(image)
+        try:
+            if isinstance(self._writer, H264File):
+                self._writer.add(image, self.frames)  # time base 1/fps: frame i at i / fps
+            else:
+                self._writer.write(image)
+        except Exception:
+            self.failed = True  # a full disk mid-file: `close` removes it instead of renaming it in
+            raise
         self.frames += 1
 
     def _open(self, size: tuple[int, int]) -> None:
@@ -229,12 +240,22 @@ class AtomicVideoWriter:
     def close(self) -> None:
         if self._writer is None:
             return
-        writer, self._writer = self._writer, None
-        if isinstance(writer, H264File):
-            writer.close()
-        else:
-            writer.release()
-        self._target.commit()  # type: ignore[union-attr]  # set with the writer
+        writer, self._writer, target = self._writer, None, self._target
+        assert target is not None  # set with the writer
+        try:
+            if isinstance(writer, H264File) and self.failed:
+                writer.abandon()
+            elif isinstance(writer, H264File):
+                writer.close()  # writes the index: a full disk fails here too
+            else:
+                writer.release()
+        except Exception:
+            target.discard()
+            raise
+        if self.failed:
+            target.discard()
+            return
+        target.commit()
 
 
 @functools.cache

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import resource
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SAMPLE_VIDEOS
-from tests.reliability.conftest import left_behind, run_cli
+from tests.reliability.conftest import left_behind, python_cli, run_cli
 from tests.runtime.test_camera import video_codec
 from tests.runtime.test_video import decoded_frames
 
@@ -41,3 +44,29 @@ def test_camera_save_without_pyav_falls_back_to_opencv_with_one_note(
     assert decoded_frames(video) == 6
     if h264_fourcc() is None:  # pip's OpenCV: mp4v, said in one line
         assert video_codec(video) in ("mp4v", "fmp4") and result.output.count("pip install av") == 1
+
+
+def file_limit(limit: int) -> None:
+    """In the child: writes past `limit` bytes fail with EFBIG, as on a full disk (SIGXFSZ ignored)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize(("limit", "frames"), [
+    (60_000, 40),  # the frames fit, the index written on close does not
+    (200_000, 217),  # a frame's write fails mid-run (the JSONL of every frame, ~71 KB, fits)
+])
+def test_camera_save_on_a_full_disk_is_one_error_and_no_half_video(hand_bundle: Path, tmp_path: Path,
+                                                                    limit: int, frames: int) -> None:
+    """ulimit -f during --save: `error: ...`, exit 2, no unplayable .mp4 renamed into place, no temp file
+    left, the JSONL of the frames processed kept (issue 31 item 3)."""
+    video, jsonl = tmp_path / "cup.mp4", tmp_path / "cup.jsonl"
+    process = python_cli("camera", hand_bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--headless",
+                         "--device", "cpu", "--max-frames", frames, "--save", video, "--jsonl", jsonl,
+                         preexec_fn=functools.partial(file_limit, limit))
+    out, err = process.communicate(timeout=120)
+    errors = [line for line in (out + err).splitlines() if line.startswith("error:")]
+    assert process.returncode == 2, out + err
+    assert len(errors) == 1 and "--save" in errors[0] and "Traceback" not in out + err, out + err
+    assert not video.exists() and left_behind(tmp_path) == []
+    assert jsonl.exists() and len(jsonl.read_text().splitlines()) >= 1
