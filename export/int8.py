@@ -18,7 +18,7 @@ from typing import Any
 from edgecnn.export.checks import Predict, compare_with, median_latency_ms, reference_outputs
 from edgecnn.export.gate import CONFIDENT, Agreement, Verdict, judge
 from edgecnn.export.images import batches
-from edgecnn.export.search import Check, Tried, search
+from edgecnn.export.search import SKIPPED, Check, Tried, search
 from edgecnn.runtime.core.errors import EdgecnnError
 
 CANNOT_RUN = "fails to run"
@@ -90,7 +90,7 @@ def quantize_onnx_searched(fp32: Path, out: Path, job: Int8Job, method: str) -> 
     import tempfile
 
     from edgecnn.export.checks import onnx_predictor
-    from edgecnn.export.quantize import harmful_nodes, prepare_onnx, quantize_onnx, recipes
+    from edgecnn.export.quantize import fallback_recipes, harmful_nodes, prepare_onnx, quantize_onnx, recipes
 
     check = gate_check(job, "onnx int8", "onnx fp32", onnx_predictor(fp32), onnx_predictor)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".prepare-") as work:
@@ -100,8 +100,9 @@ def quantize_onnx_searched(fp32: Path, out: Path, job: Int8Job, method: str) -> 
             recipe = replace(recipe, float_nodes=(*job.float_nodes, *recipe.float_nodes))
             return quantize_onnx(prepared, path, job.calibration, job.preprocess, recipe, job.batch)
 
-        chosen = recipes(method)
-        tried = search(chosen, quantize, check, timer(job), out, job.say)
+        chosen = (*recipes(method), *fallback_recipes(method))
+        tried = search(recipes(method), quantize, check, timer(job), out, job.say,
+                       fallback=fallback_recipes(method))
         kept = next(t for t in tried if t.kept)
         if kept.passed:
             return tried
@@ -152,8 +153,9 @@ def quantize_openvino_searched(fp32: Path, out: Path, job: Int8Job, parent: Path
 
 def _refuse_if_none_runs(tried: list[Tried]) -> None:
     """INT8 models that crash in their own runtime come from calibration ranges far from real images."""
-    if all(CANNOT_RUN in t.problem for t in tried):
-        raise EdgecnnError(f"every INT8 recipe gives a model that cannot run ({tried[0].problem}); calibrate "
+    ran = [t for t in tried if not t.problem.startswith(SKIPPED)]
+    if all(CANNOT_RUN in t.problem for t in ran):
+        raise EdgecnnError(f"every INT8 recipe gives a model that cannot run ({ran[0].problem}); calibrate "
                            "on photos like the ones the model will see (--calibration DIR, more images)")
 
 

@@ -62,6 +62,14 @@ def recipes(method: str) -> tuple[OnnxRecipe, ...]:
             OnnxRecipe(method, method, float_first_conv=False))
 
 
+def fallback_recipes(method: str) -> tuple[OnnxRecipe, ...]:
+    """What export runs when no recipe of `method` can calibrate on the images (a histogram method on
+    near-identical images): minmax, which has no such limit, named so the report says why."""
+    if check_method(method) in ("auto", "minmax"):
+        return ()
+    return (OnnxRecipe(f"minmax, first conv float (fallback: {method} cannot calibrate on these images)"),)
+
+
 def check_method(method: str) -> str:
     if method not in CALIBRATION_METHODS:
         choices = ", ".join(CALIBRATION_METHODS)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.export.gate import CONFIDENT, MIN_CONFIDENT, judge
+from edgecnn.export.search import SKIPPED
 from edgecnn.runtime.core.bundle import (
     REPORT_JSON,
     REPORT_MD,
@@ -127,6 +128,8 @@ def notes(report: BundleReport) -> list[str]:
 
 def recipe_line(tried: RecipeTry) -> str:
     """One recipe try in words: its name, figures, time, and whether it was kept."""
+    if tried.problem.startswith(SKIPPED):
+        return f"{tried.recipe}: skipped, {tried.problem}"
     a = tried.agreement
     floats = f", float: {', '.join(tried.float_nodes)}" if tried.float_nodes else ""
     return (f"{tried.recipe}{' (kept)' if tried.kept else ''}: {a.flips} flips of {a.images}, "

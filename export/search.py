@@ -30,8 +30,16 @@ class CannotCalibrate(EdgecnnError):
     """A recipe whose calibration cannot run on these images (the search skips it, saying why)."""
 
 
+SKIPPED = "cannot calibrate"  # the problem of a recipe the search skipped (listed in the report, never kept)
+
+
 Check = Callable[..., tuple[Agreement, Verdict, Any]]  # model file -> figures, verdict, its predict function
 Timer = Callable[[list[Any]], list[float]]  # predict functions -> batch-1 latency ms, timed interleaved
+
+
+# The figures of a recipe that never produced a model (skipped): no images compared.
+NOTHING = Agreement(images=0, flips=0, flip_rate_interval=(0.0, 0.0), top1_agreement=0.0, top5_overlap=0.0,
+                    mean_kl=None, confident_images=0, confident_flips=0)
 
 
 def flips_nothing(tried: Tried) -> bool:
@@ -40,16 +48,23 @@ def flips_nothing(tried: Tried) -> bool:
 
 def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, tuple[str, ...]]],
            check: Check, timer: Timer, out: Path, say: Callable[[str], None] = lambda _: None,
-           stop: Callable[[Tried], bool] = flips_nothing, incumbent: Tried | None = None) -> list[Tried]:
+           stop: Callable[[Tried], bool] = flips_nothing, incumbent: Tried | None = None,
+           fallback: Sequence[Any] = ()) -> list[Tried]:
     """Quantise with each recipe (`quantize(recipe, path)` -> (file, float nodes)) until `stop`; the best
     file ends at `out`. `incumbent`: an earlier try whose file is already `out`, kept unless beaten.
-    Returns the new tries in order, the kept one marked (none when the incumbent stays)."""
+    `fallback`: recipes tried only when none of `recipes` could calibrate. Returns the new tries in order,
+    the kept one marked (none when the incumbent stays), then the skipped ones (problem SKIPPED: ...)."""
     tried, predicts, skipped = _try_each(recipes, quantize, check, out, say, stop)
+    if not tried and skipped and fallback and incumbent is None:
+        say(f"INT8: falling back to {fallback[0].name} for this export ({skipped[0].problem})")
+        tried, predicts, more = _try_each(fallback, quantize, check, out, say, stop)
+        skipped += more
     if not tried and incumbent is not None:
-        return []
+        return skipped
     if not tried:
-        raise EdgecnnError(f"no INT8 recipe could calibrate on these images ({skipped[0]}); "
-                           "try --calibration-method minmax or other --calibration images")
+        first = skipped[0]
+        raise EdgecnnError(f"no INT8 recipe could calibrate on these images ({first.recipe}: "
+                           f"{first.problem}); try --calibration-method minmax or other --calibration images")
     # Timed together, round-robin, so a busy machine slows every recipe alike.
     latency = timer(predicts)
     tried = [(replace(t, latency_ms=round(ms, 3)), path)
@@ -61,15 +76,16 @@ def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, t
             _move(path, out)
         else:
             _remove(path)
-    return [replace(t, kept=True) if t is best else t for t, _ in tried]
+    return [replace(t, kept=True) if t is best else t for t, _ in tried] + skipped
 
 
 def _try_each(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, tuple[str, ...]]],
               check: Check, out: Path, say: Callable[[str], None], stop: Callable[[Tried], bool]
-              ) -> tuple[list[tuple[Tried, Path]], list[Any], list[str]]:
+              ) -> tuple[list[tuple[Tried, Path]], list[Any], list[Tried]]:
     """Quantise and check each recipe in turn until `stop`; a recipe that cannot calibrate is skipped."""
     tried: list[tuple[Tried, Path]] = []
-    predicts, skipped = [], []
+    predicts: list[Any] = []
+    skipped: list[Tried] = []
     for index, recipe in enumerate(recipes):
         say(f"INT8 recipe {index + 1}/{len(recipes)}: {recipe.name}")
         start = time.perf_counter()
@@ -77,7 +93,8 @@ def _try_each(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path
             path, floats = quantize(recipe, out.with_name(f".try{index}.{out.name}"))
         except CannotCalibrate as exc:
             say(f"INT8 recipe {recipe.name} skipped: {exc}")
-            skipped.append(f"{recipe.name}: {exc}")
+            skipped.append(Tried(recipe.name, round(time.perf_counter() - start, 1), 0.0, NOTHING, False,
+                                 f"{SKIPPED}: {exc}"))
             continue
         agreement, verdict, predict = check(path)
         tried.append((Tried(recipe.name, round(time.perf_counter() - start, 1), 0.0, agreement,

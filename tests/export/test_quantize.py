@@ -125,10 +125,10 @@ def test_a_degenerate_histogram_is_a_recipe_that_cannot_calibrate(tmp_path: Path
     assert made.is_file()
 
 
-def test_the_search_skips_a_recipe_that_cannot_calibrate_and_keeps_the_next(tmp_path: Path) -> None:
+def flat_search(tmp_path: Path) -> tuple[Any, Any, Any]:
+    """The search's callables on the flat model and images: (quantize, check, timer)."""
     import onnxruntime as ort
     from edgecnn.export.gate import AgreementTally, Verdict
-    from edgecnn.export.search import search
 
     fp32, flat = flat_model(tmp_path)
     prepared = quantize.prepare_onnx(fp32, tmp_path)
@@ -146,13 +146,41 @@ def test_the_search_skips_a_recipe_that_cannot_calibrate_and_keeps_the_next(tmp_
     def quantize_with(recipe: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
         return quantize.quantize_onnx(prepared, path, flat, FLAT, recipe, 4)
 
-    said: list[str] = []
-    recipes = [quantize.OnnxRecipe("percentile", "percentile"), quantize.OnnxRecipe("minmax")]
     def timer(predicts: list[Any]) -> list[float]:
         return [1.0] * len(predicts)
 
-    tried = search(recipes, quantize_with, check, timer, tmp_path / "int8.onnx", said.append)
-    assert [(t.recipe, t.kept) for t in tried] == [("minmax", True)] and (tmp_path / "int8.onnx").is_file()
+    return quantize_with, check, timer
+
+
+PERCENTILE, MINMAX = quantize.OnnxRecipe("percentile", "percentile"), quantize.OnnxRecipe("minmax")
+
+
+def test_the_search_skips_a_recipe_that_cannot_calibrate_and_keeps_the_next(tmp_path: Path) -> None:
+    from edgecnn.export.report import recipe_line
+    from edgecnn.export.search import search
+
+    said: list[str] = []
+    callables = flat_search(tmp_path)
+    tried = search([PERCENTILE, MINMAX], *callables, tmp_path / "int8.onnx", said.append)
+    assert [(t.recipe, t.kept) for t in tried] == [("minmax", True), ("percentile", False)]
+    assert (tmp_path / "int8.onnx").is_file() and not tried[1].passed
+    assert tried[1].problem.startswith("cannot calibrate: percentile calibration cannot build its histograms")
     assert any("percentile skipped: percentile calibration cannot build its histograms" in s for s in said)
+    assert recipe_line(tried[1]).startswith("percentile: skipped, cannot calibrate: percentile calibration")
     with pytest.raises(quantize.EdgecnnError, match="no INT8 recipe could calibrate on these images"):
-        search(recipes[:1], quantize_with, check, timer, tmp_path / "b.onnx")
+        search([PERCENTILE], *callables, tmp_path / "b.onnx")
+
+
+def test_an_asked_for_method_that_cannot_calibrate_falls_back_to_minmax(tmp_path: Path) -> None:
+    """--calibration-method percentile on near-identical images: minmax for this export, said in one line
+    and listed in the report's tries (the percentile try as skipped)."""
+    from edgecnn.export.search import search
+
+    said: list[str] = []
+    fallback = quantize.fallback_recipes("percentile")
+    tried = search([PERCENTILE], *flat_search(tmp_path), tmp_path / "c.onnx", said.append, fallback=fallback)
+    assert [(t.recipe, t.kept, t.passed) for t in tried] == [
+        ("minmax, first conv float (fallback: percentile cannot calibrate on these images)", True, True),
+        ("percentile", False, False)]
+    assert (tmp_path / "c.onnx").is_file() and sum("INT8: falling back to minmax" in s for s in said) == 1
+    assert quantize.fallback_recipes("auto") == () == quantize.fallback_recipes("minmax")
