@@ -6,7 +6,8 @@ PREFIX/CAMERA/availability (online/offline, retained; the last will says offline
 mqtts:// checks the broker against the system CA store; a private CA: SSL_CERT_FILE=ca.pem (OpenSSL).
 Discovery: homeassistant/sensor/edgecnn_CAMERA/config (retained), sent on every (re)connect. One client
 per camera, since a client has one last will. Messages wait in one bounded queue while the broker is
-down (paho reconnects with backoff); what does not fit is dropped and counted.
+down (paho reconnects with backoff); what does not fit is dropped and counted. A camera's client not
+connected for longer than FAILING_AFTER_S (failing.py) is the sink's `problem()`: /healthz degraded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from edgecnn.runtime.box.failing import FAILING_AFTER_S, Failing, problems
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.redact import mask_url
 from edgecnn.runtime.live.events import NONE_STATE, UNKNOWN_STATE, Event
@@ -75,7 +77,8 @@ def discovery(camera: str, prefix: str, states: Sequence[str]) -> tuple[str, dic
 class MqttSink:
     """An `EventSink`: one paho client per camera, one bounded queue, never blocking the loop."""
 
-    def __init__(self, url: str, cameras: Sequence[str], labels: Sequence[str]) -> None:
+    def __init__(self, url: str, cameras: Sequence[str], labels: Sequence[str],
+                 failing_after_s: float = FAILING_AFTER_S) -> None:
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -85,6 +88,10 @@ class MqttSink:
         self.sent = self.dropped = 0
         self._queue: queue.Queue[tuple[str, str, str, bool] | None] = queue.Queue(QUEUE)
         self._connected = {camera: threading.Event() for camera in cameras}
+        where = f"broker {self.target.host}:{self.target.port}"
+        self.failing = {camera: Failing(f"{where} (camera {camera})", failing_after_s) for camera in cameras}
+        for failing in self.failing.values():
+            failing.failed("not connected yet")  # a broker down at the start counts from the start
         self._clients = {camera: self._client(mqtt, camera, states) for camera in cameras}
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="edgecnn-mqtt", daemon=True)
@@ -106,14 +113,26 @@ class MqttSink:
                 client.publish(topic, json.dumps(payload), qos=1, retain=True)
                 client.publish(f"{base}/availability", "online", qos=1, retain=True)
                 self._connected[camera].set()
+                self.failing[camera].ok()
+            else:
+                self.failing[camera].failed(f"refused: {reason}")
 
         def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
             self._connected[camera].clear()
+            self.failing[camera].failed(f"disconnected: {reason}")
+
+        def on_connect_fail(client: Any, userdata: Any) -> None:
+            self.failing[camera].failed("cannot connect")
 
         client.on_connect, client.on_disconnect = on_connect, on_disconnect
+        client.on_connect_fail = on_connect_fail
         client.connect_async(target.host, target.port, keepalive=30)
         client.loop_start()
         return client
+
+    def problem(self) -> str | None:
+        """Why the broker has not been reachable for a while (None when every camera is connected)."""
+        return problems(self.failing.values())
 
     def event(self, event: Event) -> None:
         payload = json.dumps(event.to_json())

@@ -3,7 +3,9 @@ bounded queue): a slow or dead receiver never blocks the camera loop; what faile
 
 A receiver that is down or answers 5xx/408/429 is retried (backoff up to 30 s) until it comes back, the
 events after it waiting in order; when the queue is full the oldest waiting event is dropped and counted.
-Only a refusal (another 4xx) or the end of the run gives an event up as failed."""
+Only a refusal (another 4xx) or the end of the run gives an event up as failed. A URL whose tries have
+all failed for longer than FAILING_AFTER_S (failing.py) is the sink's `problem()`: /healthz degraded,
+until a POST to it succeeds again."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from edgecnn.runtime.box.failing import FAILING_AFTER_S, Failing, problems
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.redact import mask_url
 from edgecnn.runtime.live.events import Event
@@ -36,14 +39,19 @@ def check_webhook(url: str) -> str:
 class WebhookSink:
     """An `EventSink`: POSTs each event to every URL, in order, on its own thread."""
 
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(self, urls: Sequence[str], failing_after_s: float = FAILING_AFTER_S) -> None:
         self.urls = tuple(check_webhook(url) for url in urls)
+        self.failing = {url: Failing(f"webhook {mask_url(url)}", failing_after_s) for url in self.urls}
         self.sent = self.dropped = self.failed = 0
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(QUEUE)
         self._deadline = float("inf")
         self._closing = threading.Event()  # wakes a worker waiting out its backoff
         self._thread = threading.Thread(target=self._run, name="edgecnn-webhook", daemon=True)
         self._thread.start()
+
+    def problem(self) -> str | None:
+        """Why a receiver has failed every try for a while (None when each has answered lately)."""
+        return problems(self.failing.values())
 
     def event(self, event: Event) -> None:
         body = json.dumps(event.to_json()).encode()
@@ -84,19 +92,22 @@ class WebhookSink:
 
     def _deliver(self, url: str, body: bytes) -> bool:
         """True once delivered; False when refused (4xx) or the run ends first. Down: retried meanwhile."""
-        wait = BACKOFF_S[0]
+        wait, failing = BACKOFF_S[0], self.failing[url]
         while True:
             try:
                 request = urllib.request.Request(url, body, {"Content-Type": "application/json",
                                                              "User-Agent": "edgecnn"}, method="POST")
                 with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                     if response.status < 300:
+                        failing.ok()
                         return True
+                    failing.failed(f"answered HTTP {response.status}")
             except urllib.error.HTTPError as error:
+                failing.failed(f"answered HTTP {error.code}")
                 if 400 <= error.code < 500 and error.code not in RETRIED_HTTP:
                     return False
-            except (OSError, ValueError):  # refused, timed out, reset
-                pass
+            except (OSError, ValueError) as error:  # refused, timed out, reset
+                failing.failed(f"unreachable: {getattr(error, 'reason', error)}")
             if time.monotonic() + wait > self._deadline:
                 return False
             self._closing.wait(wait)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime.box.failing import watch_sinks
 from edgecnn.runtime.box.states import Consensus, StateTracker
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import check_output_path, check_writable
@@ -121,6 +122,7 @@ def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[
         from edgecnn.runtime.box.clips import ClipSink
 
         clips = ClipSink(options.clips, options.pre_roll, options.post_roll)
+    watch_sinks(extra, owned)  # a failing MQTT broker or webhook makes the page's /healthz degraded
     return EventWiring(StateTracker(options.consensus, [*owned, *extra], clips=clips), owned, clips)
 
 
