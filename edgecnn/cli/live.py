@@ -138,7 +138,7 @@ def camera(
     config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
     rolls = (clips, pre_roll, post_roll)
-    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force, rolls, jsonl)
+    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force, rolls, jsonl, metrics)
     with ExitStack() as stack:
         sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
@@ -169,8 +169,8 @@ def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth:
 
 def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | None, consensus: str,
                    min_duration: float, force: bool, clips: tuple[Path | None, float, float],
-                   jsonl: Path | None) -> Any:
-    """The state/event options, checked before the model loads (None when no event sink is asked for)."""
+                   jsonl: Path | None, metrics: str | None = None) -> Any:
+    """The state/event options and --metrics, checked before the page or the model start."""
     from edgecnn.runtime.box.states import Consensus
     from edgecnn.runtime.box.wiring import EventOptions
     from edgecnn.runtime.live.recording import is_stdout
@@ -181,6 +181,7 @@ def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | N
     options = EventOptions(events, mqtt, tuple(webhook or ()), Consensus.parse(consensus, min_duration),
                            force, *clips)
     options.check()
+    _check_metrics(metrics)  # a bad address or a port in use fails here, not after the model loaded
     return options
 
 
@@ -213,12 +214,29 @@ def _metrics(stack: Any, wiring: Any, page: list[Any], address: str | None) -> A
     if page:
         page[0].metrics = sink.render
     if address is not None:
-        where = parse_address(address)
-        server = sink.serve(where.host, where.port)
+        where = parse_address(address, "--metrics")
+        try:
+            server = sink.serve(where.host, where.port)
+        except OSError as exc:  # taken while the model loaded, after _check_metrics found it free
+            raise EdgecnnError(f"--metrics {where}: cannot listen there ({exc.strerror}); pick another "
+                               "port (0 picks a free one)") from None
         stack.callback(server.server_close)
         stack.callback(server.shutdown)
         say(f"metrics: http://{where.host}:{server.server_port}/metrics")
     return with_metrics(wiring, sink)
+
+
+def _check_metrics(address: str | None) -> None:
+    """--metrics [HOST:]PORT parsed and bound once (then let go) before any slow work starts."""
+    if address is not None:
+        import importlib.util
+
+        from edgecnn.runtime.core.errors import install_hint
+        from edgecnn.runtime.live.web import bind_address, parse_address
+
+        bind_address(parse_address(address, "--metrics"), "--metrics").close()
+        if importlib.util.find_spec("prometheus_client") is None:
+            raise EdgecnnError(f"--metrics needs prometheus-client: {install_hint('box')}")
 
 
 def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int],

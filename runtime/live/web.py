@@ -69,12 +69,12 @@ class ServeAddress:
         return _is_loopback(self.host)
 
 
-def parse_address(text: str) -> ServeAddress:
+def parse_address(text: str, option: str = "--serve") -> ServeAddress:
     """`--serve [HOST:]PORT`: 8080, 0.0.0.0:8080, localhost:8080 or [::1]:8080; host defaults to loopback."""
     match = ADDRESS.fullmatch(text.strip())
     port = int(match["port"]) if match else -1
     if not match or port > 65535:
-        raise EdgecnnError(f"--serve {text!r} is not [HOST:]PORT; give e.g. 8080, 127.0.0.1:8080 or "
+        raise EdgecnnError(f"{option} {text!r} is not [HOST:]PORT; give e.g. 8080, 127.0.0.1:8080 or "
                            "0.0.0.0:8080 (port 0 picks a free one)")
     return ServeAddress(match["v6"] or match["host"] or DEFAULT_HOST, port)
 
@@ -112,13 +112,13 @@ def check_access(address: ServeAddress, token: str | None, no_auth: bool, say: S
     return token
 
 
-def _bind(address: ServeAddress) -> socket.socket:
+def bind_address(address: ServeAddress, option: str = "--serve") -> socket.socket:
     """Listen in the caller, so a port in use is a one-line error before the camera starts."""
     try:
         family, kind, proto, _, where = socket.getaddrinfo(address.host, address.port,
                                                             type=socket.SOCK_STREAM)[0]
     except socket.gaierror:
-        raise EdgecnnError(f"--serve: cannot resolve host {address.host!r}") from None
+        raise EdgecnnError(f"{option}: cannot resolve host {address.host!r}") from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart is not refused for TIME_WAIT
     try:
@@ -127,9 +127,9 @@ def _bind(address: ServeAddress) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise EdgecnnError(f"--serve {address}: port {address.port} is in use; stop what uses it or "
+            raise EdgecnnError(f"{option} {address}: port {address.port} is in use; stop what uses it or "
                                "pick another port (0 picks a free one)") from None
-        raise EdgecnnError(f"--serve {address}: cannot listen there ({exc.strerror}); give an address of "
+        raise EdgecnnError(f"{option} {address}: cannot listen there ({exc.strerror}); give an address of "
                            "this machine, e.g. 127.0.0.1:8080 or 0.0.0.0:8080") from None
     return sock
 
@@ -220,7 +220,7 @@ class LiveServer:
             from starlette.applications import Starlette  # noqa: F401
         except ImportError:
             raise EdgecnnError(f"--serve needs the web extra: {install_hint('web')}") from None
-        sock = _bind(self.address)
+        sock = bind_address(self.address)
         self.port = sock.getsockname()[1]
         started = threading.Event()
         serve = threading.Thread(target=self._serve, args=(sock, started), name="edgecnn-web", daemon=True)
