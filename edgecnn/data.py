@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ import numpy as np
 
 from edgecnn.checkpoint import CheckpointSplit
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.core.images import IMAGE_SUFFIXES, is_readable, iter_image_files, read_image
+from edgecnn.runtime.core.images import IMAGE_SUFFIXES, image_files_and_metadata, is_readable, read_image
 from edgecnn.runtime.core.metadata import Preprocess, check_labels
 from edgecnn.runtime.core.preprocess import fit_frame
 from edgecnn.runtime.core.terminal import visible
@@ -84,8 +85,8 @@ def _scan(root: Path, val_split: float, seed: int) -> DataSplit:
         val_labels, val = _class_images(root / "val", root)
         unknown = sorted(set(val_labels) - set(labels))
         if unknown:
-            raise EdgecnnError(f"{root / 'val'} has classes missing from {root / 'train'}: "
-                               f"{', '.join(unknown)}; add them to train/ or remove them")
+            raise EdgecnnError(f"{visible(root / 'val')} has classes missing from {visible(root / 'train')}: "
+                               f"{visible(', '.join(unknown))}; add them to train/ or remove them")
         index = {label: i for i, label in enumerate(labels)}
         val_samples = tuple((path, index[val_labels[c]]) for path, c in val)
         return DataSplit(root, labels, train, val_samples)
@@ -103,20 +104,39 @@ def _class_images(folder: Path, root: Path) -> tuple[tuple[str, ...], tuple[tupl
                      and p.name not in IGNORED_FOLDERS)
     for class_dir in classes:
         _check_class_folder(class_dir, root)
+    _check_unicode_twins(classes, folder)
     if not classes:
-        raise EdgecnnError(f"{folder} holds no class folders; put images in {folder}/<class name>/")
+        raise EdgecnnError(f"{visible(folder)} holds no class folders; put images in "
+                           f"{visible(folder)}/<class name>/")
     if len(classes) < 2:
-        raise EdgecnnError(f"{folder} has one class ({classes[0].name}); a classifier needs at least two "
-                           "class folders")
-    samples = []
+        raise EdgecnnError(f"{visible(folder)} has one class ({visible(classes[0].name)}); a classifier "
+                           "needs at least two class folders")
+    samples, metadata = [], 0
     for index, class_dir in enumerate(classes):
-        files = [p.relative_to(root).as_posix() for p in iter_image_files(class_dir)]
-        if not files:
+        images, ignored = image_files_and_metadata(class_dir)
+        metadata += ignored
+        if not images:
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-            raise EdgecnnError(f"class folder {class_dir} holds no images ({suffixes}); add some or "
+            raise EdgecnnError(f"class folder {visible(class_dir)} holds no images ({suffixes}); add some or "
                                "remove the folder")
-        samples += [(path, index) for path in files]
+        samples += [(path.relative_to(root).as_posix(), index) for path in images]
+    if metadata:
+        log.warning("skipped %d macOS metadata file%s (._*, .DS_Store) in %s", metadata, "s" * (metadata > 1),
+                    visible(folder))
     return check_labels(tuple(c.name for c in classes), f"class folders of {folder}"), tuple(samples)
+
+
+def _check_unicode_twins(classes: Sequence[Path], folder: Path) -> None:
+    """`café` as one precomposed letter (NFC, Linux/Windows) and as e + accent (NFD, macOS) are two folders
+    that print alike: two classes the user cannot tell apart, so refused rather than trained as two."""
+    seen: dict[str, str] = {}
+    for class_dir in classes:
+        name = class_dir.name
+        other = seen.setdefault(unicodedata.normalize("NFC", name), name)
+        if other != name:
+            raise EdgecnnError(f"class folders {ascii(other)} and {ascii(name)} in {visible(folder)} are the "
+                               f"same name {visible(other)!r} in two Unicode forms (NFC and NFD); merge them "
+                               "into one folder")
 
 
 IGNORED_FOLDERS = frozenset({"__MACOSX"})  # macOS zip archives: AppleDouble `._x.jpg` metadata, not images

@@ -135,6 +135,21 @@ _PILLOW_LIMIT = _NoPillowLimit()
 
 def iter_image_files(folder: Path) -> Iterator[Path]:
     """Image files under `folder`, sorted, following no symlinked folders (no loops)."""
+    yield from image_files_and_metadata(folder)[0]
+
+
+def image_files_and_metadata(folder: Path) -> tuple[list[Path], int]:
+    """Image files under `folder`, sorted, and how many macOS metadata files were left out."""
+    images, metadata = [], 0
     for path in sorted(folder.rglob("*")):
-        if is_image_file(path):
-            yield path
+        if is_macos_metadata(path):
+            metadata += 1
+        elif is_image_file(path):
+            images.append(path)
+    return images, metadata
+
+
+def is_macos_metadata(path: Path) -> bool:
+    """AppleDouble `._x.jpg` (a Mac's resource fork beside each file on a non-Mac disk) and `.DS_Store`:
+    never images, so ignored rather than reported as unreadable ones."""
+    return path.name.startswith("._") or path.name == ".DS_Store"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from edgecnn.runtime.core.outputs import AtomicPath
+from edgecnn.runtime.core.terminal import visible
 
 TEXT_CELLS_UP_TO = 30  # classes; above, the heat map has no per-cell counts (400 classes: 160 000 texts)
 TICKS_UP_TO = 100  # classes; above, no class names along the axes (they would overlap anyway)
@@ -14,8 +15,10 @@ TICKS_UP_TO = 100  # classes; above, no class names along the axes (they would o
 
 def plot_text(text: object) -> str:
     """A user-given string (a class name, a bundle name) as matplotlib draws it literally: `$` would
-    start mathtext (`$x^$` is a parse error), so it is escaped; every plot passes user text through this."""
-    return str(text).replace("$", r"\$")
+    start mathtext (`$x^$` is a parse error), so it is escaped, and control characters are written out
+    (an ESC drawn raw is a glyph warning that puts the escape sequence on the terminal); every plot passes
+    user text through this."""
+    return visible(text).replace("$", r"\$")
 
 
 def save_confusion(matrix: np.ndarray, rows: list[str], columns: list[str], path: Path,

@@ -89,6 +89,7 @@ def test_non_images_ignored_and_unreadable_skipped_with_one_warning(tmp_path: Pa
     (root / "b" / "junk.png").write_bytes(b"\x89PNG not really")
     split = scan_folder(root, val_split=0.25)
     assert not any(p.endswith((".txt", ".DS_Store")) or p == "stray.jpg" for p, _ in split.train + split.val)
+    caplog.clear()  # the scan's own line: "skipped 1 macOS metadata file" (the .DS_Store)
     with caplog.at_level(logging.WARNING, logger="edgecnn"):
         kept = drop_unreadable(split)
     assert sorted(kept.skipped) == ["b/cut.jpg", "b/junk.png"]
