@@ -23,6 +23,7 @@ from edgecnn.runtime.core.outputs import (
     check_distinct,
     check_output_path,
     check_writable,
+    disk_full_is_one_line,
     output_lock,
     write_text_atomic,
 )
@@ -108,7 +109,8 @@ def export_bundle(config: ExportConfig) -> BundleReport:
         _check_out(out, config.force)  # again, under the lock: another export may have just finished
         steps.say("loading the model")
         source = _load_source(config)
-        with atomic_folder(out) as work:  # an interrupted export never leaves a half bundle that looks whole
+        # an interrupted export (or one that fills the disk) never leaves a half bundle that looks whole
+        with disk_full_is_one_line("--out", out), atomic_folder(out) as work:
             candidates, tried = _build_models(config, source, work, steps)
             measured, extra = measure_models(config, source, candidates, work, steps)
             report = build_report(config, source, measured, {**extra, "int8_recipes": tried})

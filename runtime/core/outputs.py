@@ -6,6 +6,7 @@ The one home of atomic writes (files and whole folders): everything edgecnn writ
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -299,3 +300,19 @@ def publish(path: Path, write: Callable[[Path], object], names: Iterable[Path] |
         raise EdgecnnError(f"cannot write {where or path}: {exc.strerror or exc}") from exc
     finally:
         target.discard()
+
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space, over a file-size limit, over quota
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(option: str, path: Path) -> Iterator[None]:
+    """A full disk while writing `path` (e.g. deep inside torch.onnx or OpenVINO) as one EdgecnnError line;
+    put it outside the atomic write, so the half output is removed before the line is said."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise EdgecnnError(f"cannot write {option} {path}: {exc.strerror}; free some space or choose "
+                           f"another {option} (the half-written output was removed)") from None

@@ -71,12 +71,28 @@ class JsonlWriter:
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
             return
-        self.file.write(json.dumps(record) + "\n")
+        try:
+            self.file.write(json.dumps(record) + "\n")
+        except OSError as error:
+            self._fail(error)
 
     def close(self) -> None:
         if self.file is not None and not self.file.closed:
-            self.file.close()
+            try:
+                self.file.close()  # flushes the last lines: a full disk may show only here
+            except OSError as error:
+                self._fail(error)
             self._target.commit()
+
+    def _fail(self, error: OSError) -> None:
+        """A full disk (or a file-size limit): remove the half file, say so in one line."""
+        try:
+            self.file.close()
+        except OSError:
+            pass  # the same full disk again; the file is removed next
+        self._target.discard()
+        raise EdgecnnError(f"cannot write --jsonl {self.path}: {error.strerror}; free some space or give "
+                           "another path (nothing was kept)") from None
 
 
 class BackgroundWriter:
@@ -93,8 +109,7 @@ class BackgroundWriter:
     def put(self, item: Any) -> bool:
         """Queue one item; False (and counted) when the writer is behind, unless `wait`. Raises a
         writer's error."""
-        if self.error is not None:
-            raise EdgecnnError(f"writing {self.option} failed: {self.error}; check the disk and the path")
+        self._raise_error()
         try:
             self._queue.put(item, block=self.wait)
             return True
@@ -113,6 +128,13 @@ class BackgroundWriter:
             raise
         except Exception as exc:
             raise EdgecnnError(f"writing {self.option} failed: {exc}; check the disk and the path") from exc
+        self._raise_error()  # a write that failed after the last put
+
+    def _raise_error(self) -> None:
+        if isinstance(self.error, EdgecnnError):  # the output's own one line
+            raise self.error
+        if self.error is not None:
+            raise EdgecnnError(f"writing {self.option} failed: {self.error}; check the disk and the path")
 
     def _run(self) -> None:
         if not self.wait:  # a writer the loop waits for at a lower priority only stalls the loop longer

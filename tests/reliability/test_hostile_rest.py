@@ -1,10 +1,15 @@
 """Hostile data folders, the rest of issue 25 item 5: `café` written in two Unicode forms, class names
-carrying terminal escape sequences, and the metadata files a Mac leaves beside the photos."""
+carrying terminal escape sequences, and the metadata files a Mac leaves beside the photos; and full disks
+(issue 25 item 6) during `camera --jsonl`, `capture` and `export`."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +17,8 @@ import pytest
 from edgecnn.runtime.measure.plots import save_confusion
 
 from edgecnn.data import scan_folder
-from tests.reliability.conftest import assert_user_error, run_cli
+from tests.reliability.conftest import ROOT, assert_user_error, run_cli
+from tests.runtime.test_camera import CUP
 
 OSC_TITLE = "\x1b]0;owned\x07fish"  # retitles the terminal when printed raw
 SGR_RED = "\x1b[31mred"  # turns the rest of the terminal red
@@ -102,3 +108,48 @@ def test_finetune_on_a_mac_copied_folder_with_escaped_names(tmp_path: Path, tiny
     assert not [line for line in lines if any(char in line for char in RAW)], lines
     assert "skipped 1 unreadable image: \\x1b]0;owned\\x07fish/cut.jpg" in caplog.messages
     assert any(message.startswith("skipped 18 macOS metadata files") for message in caplog.messages)
+
+
+def _limited(size: int) -> Callable[[], None]:
+    """A file-size limit for the child: a write past it fails with EFBIG, as on a full disk (Python ignores
+    SIGXFSZ, so the process is not killed)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def _full_disk_run(command: list[object], size: int, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecnn", *map(str, command)], cwd=cwd, capture_output=True,
+                          text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=_limited(size), check=False)
+
+
+def _assert_one_full_disk_line(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(w in errors[0] for w in ("File too large", *words)), done.stderr[-3000:]
+
+
+def test_a_full_disk_during_camera_jsonl_is_one_line(hand_bundle: Path, tmp_path: Path) -> None:
+    """200 records (~20 KB) against a 4 KB limit: was a traceback from close() and a .tmp file left."""
+    out = tmp_path / "out"
+    done = _full_disk_run(["camera", hand_bundle, "--source", CUP, "--headless", "--max-frames", "200",
+                           "--jsonl", out / "frames.jsonl", "--device", "cpu"], 4096, tmp_path)
+    _assert_one_full_disk_line(done, "--jsonl", "free some space")
+    assert list(out.iterdir()) == []  # neither the half file nor its temporary name
+
+
+def test_a_full_disk_during_capture_is_one_line(tmp_path: Path) -> None:
+    """A 10 KB limit: the first ~20 KB frame does not fit; the class folder holds no half JPEG."""
+    done = _full_disk_run(["capture", CUP, "--out", tmp_path / "data", "--label", "cup", "--count", "5",
+                           "--min-change", "0", "--headless"], 10_000, tmp_path)
+    _assert_one_full_disk_line(done, "cannot write")
+    assert list((tmp_path / "data" / "cup").iterdir()) == []
+
+
+def test_a_full_disk_during_export_is_one_line(tiny_run: Path, tmp_path: Path) -> None:
+    """A 1 MB limit: torch.onnx's write of the 13 MB model failed with a traceback (nothing was left)."""
+    done = _full_disk_run(["export", tiny_run / "best.pt", "--out", tmp_path / "bundle"], 1_000_000, tmp_path)
+    _assert_one_full_disk_line(done, "--out", "free some space")
+    assert list(tmp_path.iterdir()) == []  # no bundle, no temporary folder, no lock
