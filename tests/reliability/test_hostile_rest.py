@@ -153,3 +153,25 @@ def test_a_full_disk_during_export_is_one_line(tiny_run: Path, tmp_path: Path) -
     done = _full_disk_run(["export", tiny_run / "best.pt", "--out", tmp_path / "bundle"], 1_000_000, tmp_path)
     _assert_one_full_disk_line(done, "--out", "free some space")
     assert list(tmp_path.iterdir()) == []  # no bundle, no temporary folder, no lock
+
+
+def test_events_dash_writes_the_events_on_stdout(hand_bundle: Path, tmp_path: Path) -> None:
+    """`--events -` (issue 25/31, like `--jsonl -`): was a file named `-`; the summary goes to stderr."""
+    import json
+
+    import cv2
+
+    show = tmp_path / "show"
+    show.mkdir()
+    for i in range(30):  # red, green, blue: three state changes, ten frames each
+        colour = ((0, 0, 220), (0, 200, 0), (220, 0, 0))[i // 10]
+        cv2.imwrite(str(show / f"{i:03d}.png"), np.full((32, 32, 3), colour, np.uint8))
+    command = [sys.executable, "-m", "edgecnn", "camera", str(hand_bundle), "--source", str(show),
+               "--headless", "--events", "-", "--device", "cpu"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but events on stdout
+    assert [e["state"] for e in events] == ["red", "green", "blue"]
+    assert "events 3, events written 3" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["show"]  # no file named `-`
