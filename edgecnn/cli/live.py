@@ -82,8 +82,12 @@ def camera(
     collect: Annotated[Path | None, typer.Option(
         help="Save the frames whose result was uncertain or unknown here (JPEG + JSON sidecar), to label "
         "and fine-tune on.")] = None,
-    collect_max: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames --collect saves at most.")
-                           ] = 100,
+    collect_max: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames --collect saves at most "
+                                                                       "(per camera).")] = 100,
+    review: Annotated[Path | None, typer.Option(
+        help="Queue the frames worth a look (unknown, uncertain, short states, a few confident ones) here, "
+        "as REVIEW/CAMERA/ANSWER/NAME.jpg + .json, near-identical ones once (500 frames, 256 MB a camera)."
+        )] = None,
     record_to: Annotated[Path | None, typer.Option(
         help="With --serve: the page's record button saves frames into RECORD_TO/CLASS/ (finetune's "
         "layout).")] = None,
@@ -144,8 +148,8 @@ def camera(
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
         if paced:
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
-        collector = stack.enter_context(_collector(collect, collect_max)) if collect else None
-        sinks += [collector] if collector else []
+        collector, queue = _keepers(stack, collect, collect_max, review, wanted.consensus.n)
+        sinks += [keeper for keeper in (collector, queue) if keeper is not None]
         settings = camera_engine() if threads is None else {"threads": threads}
         engine = stack.enter_context(load_engine(model, device, backend, precision, **settings,
                                                   cache_dir=cache_dir, selftest=True))
@@ -154,7 +158,7 @@ def camera(
         wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
         sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
-    _report(summary, collector, json_out, wiring.counts() if wiring else {}, (jsonl, events))
+    _report(summary, collector, json_out, wiring.counts() if wiring else {}, (jsonl, events), queue)
 
 
 def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth: bool,
@@ -240,7 +244,7 @@ def _check_metrics(address: str | None) -> None:
 
 
 def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int],
-            outputs: tuple[Path | None, ...]) -> None:
+            outputs: tuple[Path | None, ...], queue: Any = None) -> None:
     """The run's summary (table or JSON) and what --collect kept; exit 130 after Ctrl-C or SIGTERM, the
     outputs kept. With `--jsonl -` or `--events -` the records own stdout, so the summary goes to stderr."""
     from dataclasses import asdict
@@ -256,8 +260,9 @@ def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int]
     else:
         show(json_out, data, lambda: summary_table(summary))
     line = warn if taken else tell
-    if collector is not None and not json_out:
-        line(collector.describe())
+    for keeper in (collector, queue):
+        if keeper is not None and not json_out:
+            line(keeper.describe())
     if events and not json_out:
         line(", ".join(f"{key.replace('_', ' ')} {value}" for key, value in events.items()))
     if summary.stopped_by == "interrupt":
@@ -311,10 +316,15 @@ def _camera_sources(source: list[str] | None, sources: Path | None) -> tuple[tup
     return names, specs[0].name if len(specs) == 1 else ", ".join(spec.name for spec in specs)
 
 
-def _collector(folder: Path, limit: int) -> Any:
+def _keepers(stack: Any, collect: Path | None, limit: int, review: Path | None,
+             window: int) -> tuple[Any, Any]:
+    """--collect and --review (each None when not asked for), closed (flushed) when the run ends."""
     from edgecnn.runtime.live.collect import Collector
+    from edgecnn.runtime.live.review import ReviewConfig, ReviewQueue
 
-    return Collector(folder, limit=limit)
+    collector = stack.enter_context(Collector(collect, limit=limit)) if collect else None
+    queue = stack.enter_context(ReviewQueue(ReviewConfig(review, window=window))) if review else None
+    return collector, queue
 
 
 @app.command(epilog="Example: edgecnn capture 0 --out data/mine --label cup --count 100 --every 0.5")

@@ -32,16 +32,18 @@ def test_collect_keeps_uncertain_and_unknown_frames_with_predictions(imagenet_bu
                           "--jsonl", str(jsonl), "--smooth", "0")
     assert code == 0, output
     records = {r["frame"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
-    sidecars = sorted((tmp_path / "look").glob("*.json"))
-    assert len(sidecars) == 3 and len(list((tmp_path / "look").glob("*.jpg"))) == 3
+    # the review queue's layout: CAMERA/ANSWER/NAME.jpg + NAME.json, so finetune reads look/cup
+    sidecars = sorted((tmp_path / "look").glob("cup/*/*.json"))
+    assert len(sidecars) == 3 and len(list((tmp_path / "look").glob("cup/*/*.jpg"))) == 3
     times = []
     for sidecar in sidecars:
         kept = json.loads(sidecar.read_text())
-        record = records[kept["frame"]]
-        assert kept["reason"] == record["label"] == ("unknown" if record["unknown"] else "uncertain")
-        assert kept["top"] == record["top"] and kept["unknown_score"] == record["unknown_score"]
+        record = records[kept["frame"]["frame"]]
+        assert kept["why"] == record["label"] == ("unknown" if record["unknown"] else "uncertain")
+        assert kept["frame"] == record
+        assert sidecar.parent.name == ("unknown" if record["unknown"] else record["top"][0]["label"])
         assert read_image(sidecar.with_suffix(".jpg")).shape[:2] == (480, 640)  # the whole frame
-        times.append(kept["timestamp"])
+        times.append(record["timestamp"])
     gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
     assert min(gaps) >= 1.0  # one a second at most
     assert "collected 3 uncertain or unknown frames" in output
@@ -53,9 +55,9 @@ def test_with_min_prob_0_only_unknown_frames_are_collected(imagenet_bundle: Path
                           "--jsonl", str(jsonl))
     assert code == 0, output
     records = {r["frame"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
-    sidecars = [json.loads(p.read_text()) for p in (tmp_path / "look").glob("*.json")]
+    sidecars = [json.loads(p.read_text()) for p in (tmp_path / "look").glob("*/*/*.json")]
     assert json.loads(output.strip().splitlines()[-1])["collected"] == len(sidecars)
-    assert all(kept["reason"] == "unknown" and records[kept["frame"]]["unknown"] for kept in sidecars)
+    assert all(kept["why"] == "unknown" and records[kept["frame"]["frame"]]["unknown"] for kept in sidecars)
     assert len(sidecars) >= min(1, sum(r["unknown"] for r in records.values()))
 
 
