@@ -101,13 +101,32 @@ Plan = Callable[[int], list[str]]  # connection number -> what to send: "good", 
 HUGE_PART = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 2000000000\r\n\r\n\xff\xd8"
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # no request lines in the test output
+        pass
+
+
+@contextmanager
+def loopback_camera(handler: type[BaseHTTPRequestHandler], stop: threading.Event) -> Iterator[str]:
+    """Serve `handler` on a free loopback port; the URL carries credentials; `stop` is set on the way out."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://viewer:secret@127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
 @contextmanager
 def flaky_camera(plan: Plan) -> Iterator[str]:
     """A loopback MJPEG camera whose every connection follows `plan` (with credentials in its URL)."""
     connections: list[int] = []
     stop = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # http.server's name
             connections.append(1)
             steps = plan(len(connections))
@@ -134,18 +153,8 @@ def flaky_camera(plan: Plan) -> Iterator[str]:
                 )
                 time.sleep(0.02)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://viewer:secret@127.0.0.1:{server.server_address[1]}/stream.mjpg"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
+    with loopback_camera(Handler, stop) as url:
+        yield url
 
 
 OPTIONS = VideoOptions(reconnect_timeout=3.0, open_timeout=1.0, read_timeout=1.0)

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.live.video import VideoOptions, VideoSource
 
 from tests.reliability.conftest import assert_user_error, run_cli
+from tests.reliability.test_camera_inputs import QuietHandler, loopback_camera
 
 BOUND = 60.0
 GREY = 80  # the value of every pixel of a whole frame the servers send
@@ -38,7 +38,7 @@ def trickling_stream(plan: Plan) -> Iterator[str]:
     connections: list[int] = []
     stop = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # http.server's name
             connections.append(1)
             self.send_response(200)
@@ -56,18 +56,8 @@ def trickling_stream(plan: Plan) -> Iterator[str]:
             except OSError:  # the reader hung up
                 pass
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://viewer:secret@127.0.0.1:{server.server_address[1]}/stream.mjpg"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
+    with loopback_camera(Handler, stop) as url:
+        yield url
 
 
 FAST = VideoOptions(reconnect_timeout=2.0, open_timeout=1.0, read_timeout=1.0)
