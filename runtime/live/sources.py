@@ -207,10 +207,13 @@ def _open_capture(spec: SourceSpec, options: VideoOptions, failure: str) -> Capt
         capture = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
     # an open that ran into its timeout was interrupted while probing: OpenCV may still call it opened,
     # with a frame made up from a part cut short (a stream that connects but never sends a whole frame)
-    if not capture.isOpened() or time.perf_counter() - started >= options.open_timeout:
+    # (network streams only: FFmpeg applies no timeout to a file, whose open or read may just be slow on a
+    # loaded machine; a 10 s wait there once made a good cup.mp4 "cannot decode")
+    timed = spec.kind == "stream"
+    if not capture.isOpened() or (timed and time.perf_counter() - started >= options.open_timeout):
         capture.release()
         raise EdgecnnError(failure)
-    return CaptureReader(capture, read_timeout=options.read_timeout)
+    return CaptureReader(capture, read_timeout=options.read_timeout if timed else None)
 
 
 def _open_camera(index: int, options: VideoOptions) -> CaptureReader:

@@ -271,9 +271,14 @@ def test_an_interrupted_camera_exits_130_and_keeps_its_outputs(signum: str, hand
     from tests.reliability.conftest import python_cli
 
     jsonl = tmp_path / "cut.jsonl"
-    process = python_cli("camera", hand_bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--loop", "--realtime",
-                         "--headless", "--device", "cpu", "--jsonl", jsonl, "--json",
-                         "--save", tmp_path / "cut.mp4")
+    # a run under nohup ignores SIGHUP, and so would the child (edgecnn leaves an ignored SIGHUP ignored)
+    ignored = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        process = python_cli("camera", hand_bundle, "--source", SAMPLE_VIDEOS / "cup.mp4", "--loop",
+                             "--realtime", "--headless", "--device", "cpu", "--jsonl", jsonl, "--json",
+                             "--save", tmp_path / "cut.mp4")
+    finally:
+        signal.signal(signal.SIGHUP, ignored)
     deadline = time.monotonic() + 120
     while not (jsonl.exists() or list(tmp_path.glob("*cut*"))) and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
