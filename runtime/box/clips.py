@@ -80,6 +80,7 @@ class ClipSink:
         self.errors: list[str] = []  # why clips were dropped, for the summary (said once)
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=FRAME_QUEUE)
         self._begins: queue.Queue[tuple[Event, Path]] = queue.Queue()
+        self._waiting: list[tuple[Event, Path]] = []  # begun, the worker not yet at their change frame
         self._buffers: dict[str, deque[_Frame]] = {}
         self._open: dict[str, _Clip] = {}
         self._counter = 0
@@ -121,10 +122,11 @@ class ClipSink:
     def _run(self) -> None:
         while True:
             item = self._frames.get()
-            self._start_clips()
             if item is _STOP:
                 break
             self._take(*item)
+            self._start_clips()
+        self._start_clips(final=True)
         for camera in list(self._open):
             self._end(camera)
 
@@ -143,12 +145,21 @@ class ClipSink:
         elif clip is not None:
             self._write(camera, clip.add, image, timestamp)
 
-    def _start_clips(self) -> None:
+    def _start_clips(self, final: bool = False) -> None:
+        """Open the clips whose change frame the worker has reached (it may lag the loop by FRAME_QUEUE
+        frames: a clip opened early would miss its pre-roll); at the end, every clip still waiting."""
         while not self._begins.empty():
-            event, path = self._begins.get_nowait()
+            self._waiting.append(self._begins.get_nowait())
+        waiting, self._waiting, held = self._waiting, [], set()
+        for event, path in waiting:
+            buffer = self._buffers.get(event.camera, deque())
+            reached = bool(buffer) and buffer[-1].frame >= event.frame
+            if event.camera in held or not (reached or final):
+                held.add(event.camera)  # a camera's clips open in their events' order
+                self._waiting.append((event, path))
+                continue
             if event.camera in self._open:  # the next event ends the camera's open clip
                 self._end(event.camera)
-            buffer = self._buffers.get(event.camera, deque())
             change = next((f.timestamp for f in buffer if f.frame >= event.frame),
                           buffer[-1].timestamp if buffer else 0.0)
             kept = [f for f in buffer if f.timestamp >= change - self.pre_roll]

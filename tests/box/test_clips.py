@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,7 @@ def test_each_event_has_an_h264_clip_that_covers_the_pre_roll(tmp_path: Path) ->
 CHILD = """
 import resource, signal, sys
 from pathlib import Path
+from typing import Any
 sys.path.insert(0, {root!r})
 import tests.box.test_events as show
 tmp = Path({tmp!r})
@@ -66,3 +68,34 @@ def test_a_full_disk_drops_the_clips_and_the_camera_finishes(tmp_path: Path) -> 
     counts = eval(child.stdout.strip().splitlines()[-1])  # noqa: S307 - our own child's dict
     assert counts["events"] == 3 and counts["clips_dropped"] == 3 and counts["clips_written"] == 0
     assert list((tmp_path / "clips").iterdir()) == []  # no temporary or half file left behind
+
+
+def test_a_clip_waits_for_a_lagging_worker_to_reach_its_change(tmp_path: Path, monkeypatch: Any) -> None:
+    """The worker may lag the loop by up to FRAME_QUEUE frames (a loaded machine): a clip begun before the
+    worker has buffered its change frame still gets its pre-roll (CI once wrote 0.3 s of a 0.5 s one)."""
+    import threading
+    from types import SimpleNamespace
+
+    import numpy as np
+    from edgecnn.runtime.box.clips import ClipSink
+    from edgecnn.runtime.live.events import Event
+
+    gate, taken = threading.Event(), ClipSink._take
+
+    def held_take(self: ClipSink, *args: Any) -> None:
+        gate.wait(30)  # the worker stops at the first frame until every frame and the begin are queued
+        taken(self, *args)
+
+    monkeypatch.setattr(ClipSink, "_take", held_take)
+    sink = ClipSink(tmp_path / "clips", pre_roll=PRE_ROLL, post_roll=0.3)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for frame in range(30):  # 10 fps; the state changes at frame 20 (2.0 s)
+        image[:] = frame * 8
+        record = SimpleNamespace(camera="shelf", frame=frame, timestamp=frame / 10)
+        sink.publish(SimpleNamespace(image=image.copy(), record=record))
+    name = sink.begin(Event("shelf", "green", "red", 0.9, None, "2026-12-07T13:00:00+00:00", 20))
+    gate.set()
+    sink.close()
+    codec, seconds, frames = decoded(tmp_path / "clips" / str(name))
+    assert codec == "h264" and seconds >= PRE_ROLL + 0.3 - 1e-6 and frames == 9  # frames 15..23
+    assert sink.counts() == {"clips_written": 1, "clips_dropped": 0, "clip_frames_dropped": 0}
