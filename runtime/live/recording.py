@@ -36,7 +36,7 @@ from edgecnn.runtime.core.outputs import AtomicPath
 from edgecnn.runtime.live.h264 import H264File, pyav_available
 
 _CLOSE = object()
-WRITER_NICE = 10  # on a busy CPU an encoder at nice 10 gets ~10 % of a core next to the loop's threads
+WRITER_NICE = 10  # added to the loop's niceness: on a busy CPU such an encoder gets ~10 % of a core
 H264_FOURCCS = ("avc1", "H264")  # OpenCV's FFmpeg knows H.264 by either name, depending on the build
 FALLBACK_FOURCC = "mp4v"  # MPEG-4 Part 2: every OpenCV build writes it; browsers do not play it
 PYAV_FOURCC = "avc1"  # what a file written through PyAV's libx264 is (the MP4 sample entry of H.264)
@@ -158,7 +158,9 @@ def _lower_priority() -> None:
     is full, and a lowered writer then ran mostly on a core the stalled loop had left idle (--save --jsonl
     on box.mp4: 0.66-0.78 of the loop's FPS lowered, 0.73-0.84 not; benchmarks/README.md)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+        thread = threading.get_native_id()  # relative: under `nice 10` an absolute 10 lowered nothing
+        lowered = min(os.getpriority(os.PRIO_PROCESS, thread) + WRITER_NICE, 19)
+        os.setpriority(os.PRIO_PROCESS, thread, lowered)
     except (AttributeError, OSError):  # not Linux, or not allowed: the queue bound still protects the loop
         pass
 

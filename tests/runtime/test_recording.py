@@ -69,4 +69,4 @@ def test_only_a_dropping_writer_runs_at_a_lower_priority() -> None:
         writer.close()
         seen[wait] = output.nice
     assert seen[True] == [ours]
-    assert seen[False] and seen[False][0] > ours
+    assert seen[False] and seen[False][0] > ours or ours == 19  # already the lowest: nothing below it
