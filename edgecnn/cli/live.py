@@ -88,6 +88,9 @@ def camera(
         help="Queue the frames worth a look (unknown, uncertain, short states, a few confident ones) here, "
         "as REVIEW/CAMERA/ANSWER/NAME.jpg + .json, near-identical ones once (500 frames, 256 MB a camera)."
         )] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="With --review and --serve: the page's /review labels move frames into DATA/CLASS/ (default "
+        "REVIEW/_labelled).")] = None,
     record_to: Annotated[Path | None, typer.Option(
         help="With --serve: the page's record button saves frames into RECORD_TO/CLASS/ (finetune's "
         "layout).")] = None,
@@ -130,8 +133,7 @@ def camera(
     from edgecnn.runtime.live.video import VideoOptions
 
     names, shown = _camera_sources(source, sources)
-    if serve is None and (no_auth or record_to is not None):
-        raise EdgecnnError(f"{'--no-auth' if no_auth else '--record-to'} goes with --serve [HOST:]PORT")
+    desk = _review_desk(serve, no_auth, record_to, review, data)  # the page's /review, or None
     paced = not realtime and _paced_for_the_page(serve, names)
     options = VideoOptions(width=width, height=height, fps=fps, realtime=realtime or paced,
                            reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride, loop=loop)
@@ -144,7 +146,7 @@ def camera(
     rolls = (clips, pre_roll, post_roll)
     wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force, rolls, jsonl, metrics)
     with ExitStack() as stack:
-        sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names)
+        sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names, desk)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
         if paced:
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
@@ -153,8 +155,8 @@ def camera(
         settings = camera_engine() if threads is None else {"threads": threads}
         engine = stack.enter_context(load_engine(model, device, backend, precision, **settings,
                                                   cache_dir=cache_dir, selftest=True))
-        if top_k is None:
-            config = replace(config, top_k=min(3, len(engine.labels)))
+        config = replace(config, top_k=min(3, len(engine.labels)) if top_k is None else top_k)
+        _offer_classes(desk, engine.labels)
         wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
         sinks += list(wiring.loop_sinks) if wiring else []
         summary = run_camera(engine, config, say=say, sinks=sinks)
@@ -162,13 +164,32 @@ def camera(
 
 
 def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth: bool,
-          record_to: Path | None, cameras: tuple[str, ...]) -> list[Any]:
+          record_to: Path | None, cameras: tuple[str, ...], desk: Any = None) -> list[Any]:
     """The --serve page as the run's first sink (none without --serve)."""
     if not serve:
         return []
-    server = stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to))
+    server = stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to, desk))
     server.health.expect(cameras)  # /healthz notices a camera that never gives a frame
     return [server]
+
+
+def _review_desk(serve: str | None, no_auth: bool, record_to: Path | None, review: Path | None,
+                 data: Path | None) -> Any:
+    """The page-only options checked; the desk of the page's /review with --review and --serve, else None."""
+    if serve is None and (no_auth or record_to is not None or data is not None):
+        alone = "--no-auth" if no_auth else "--record-to" if record_to is not None else "--data"
+        raise EdgecnnError(f"{alone} goes with --serve [HOST:]PORT")
+    if data is not None and review is None:
+        raise EdgecnnError("--data goes with --review DIR: it is where the page's labels move queued frames")
+    from edgecnn.runtime.live.review_desk import ReviewDesk
+
+    return ReviewDesk(review, data) if review is not None and serve is not None else None
+
+
+def _offer_classes(desk: Any, labels: Any) -> None:
+    """The model's classes become the review page's first buttons, once the model has loaded."""
+    if desk is not None:
+        desk.classes = tuple(labels)
 
 
 def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | None, consensus: str,
@@ -373,16 +394,19 @@ def capture(
 
 @contextmanager
 def _live_server(serve: str, source: str, token: str | None, no_auth: bool,
-                 say: Callable[[str], None], record_to: Path | None = None) -> Iterator[Any]:
+                 say: Callable[[str], None], record_to: Path | None = None,
+                 desk: Any = None) -> Iterator[Any]:
     """The --serve page, listening before the model loads (a port in use fails at once)."""
     from edgecnn.runtime.live.recorder import Recorder
     from edgecnn.runtime.live.web import LiveServer, check_access, parse_address
+    from edgecnn.runtime.live.web_review import review_routes
 
     address = parse_address(serve)
     access = check_access(address, token, no_auth, say)
     recorder = Recorder(record_to) if record_to is not None else None
+    routes = tuple(review_routes(desk)) if desk is not None else ()
     try:
-        with LiveServer(address, source, access, say, recorder=recorder) as server:
+        with LiveServer(address, source, access, say, recorder=recorder, routes=routes) as server:
             say(f"camera page: {server.url}" + ("?token=TOKEN" if server.token else ""))
             yield server
     finally:

@@ -50,17 +50,17 @@ class CaptureSummary:
     files: list[str] = field(default_factory=list)
 
 
-def check_label(label: str) -> str:
+def check_label(label: str, what: str = "--label") -> str:
     """A class name that is one folder name: no separators, dot names, control characters or blanks."""
     name = label.strip()
     if not name or name in (".", "..") or name.startswith("."):
-        raise EdgecnnError(f"--label {label!r} is not a usable class name; use a word such as 'cup'")
+        raise EdgecnnError(f"{what} {label!r} is not a usable class name; use a word such as 'cup'")
     bad = [c for c in name if c in "/\\" or unicodedata.category(c).startswith("C")]
     if bad:
-        raise EdgecnnError(f"--label {label!r} contains {bad[0]!r}; a class name is one folder name "
+        raise EdgecnnError(f"{what} {label!r} contains {bad[0]!r}; a class name is one folder name "
                            "without '/', '\\' or control characters")
     if len(name) > MAX_LABEL_LENGTH:
-        raise EdgecnnError(f"--label is {len(name)} characters long; use at most {MAX_LABEL_LENGTH}")
+        raise EdgecnnError(f"{what} is {len(name)} characters long; use at most {MAX_LABEL_LENGTH}")
     return name
 
 

@@ -153,9 +153,10 @@ class LiveServer:
     """The web page of one camera run; a `Sink` for `run_camera`."""
 
     def __init__(self, address: ServeAddress, source: str, token: str | None = None,
-                 say: Say = print, recorder: Any = None) -> None:
+                 say: Say = print, recorder: Any = None, routes: tuple[Any, ...] = ()) -> None:
         self.address, self.token, self.say = address, token, say
         self.recorder = recorder  # runtime.recorder.Recorder: the page's record button, when given
+        self.routes = routes  # more Starlette routes behind the same gate (web_review.py's)
         self.source = mask_text(source, source)  # the one masking rule (runtime/core/redact.py)
         self.viewers = 0  # open /stream.mjpg connections; read by the camera thread
         self.jpeg_frames = 0
@@ -359,7 +360,8 @@ class LiveServer:
 
         routes = [Route("/", index), Route("/stream.mjpg", stream), Route("/events", events),
                   Route("/api/state", api_state), Route("/healthz", healthz),
-                  Route("/api/record", record, methods=["POST"]), Route("/metrics", self._metrics_page)]
+                  Route("/api/record", record, methods=["POST"]), Route("/metrics", self._metrics_page),
+                  *self.routes]
         app = Starlette(routes=routes)
         return _Gate(app, self.token, loopback_only=self.address.loopback)
 
