@@ -1,0 +1,56 @@
+"""The review grid as a person uses it: headless Chromium at desktop and phone size labels queued frames
+by click and by keyboard; the files must land in DATA/CLASS/. Screenshots go to docs/ to be looked at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edgecnn.runtime.live.review_desk import ReviewDesk
+from edgecnn.runtime.live.web import LiveServer, ServeAddress
+
+from tests.runtime.cameras import wait_for
+from tests.runtime.test_page import browser  # noqa: F401 - a fixture
+from tests.runtime.test_review_api import make_queue
+
+pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install '.[web]'")
+DOCS = Path(__file__).parents[2] / "docs"
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+def cards(driver: Any) -> list[str]:
+    return driver.execute_script("return [...document.querySelectorAll('.frame')].map(f => f.dataset.id)")
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_review_grid_labels_by_click_and_keyboard(browser: Any, tmp_path: Path, size: str) -> None:  # noqa: F811
+    from edgecnn.runtime.live.web_review import review_routes
+    from selenium.webdriver.common.by import By
+
+    review, data = tmp_path / "review", tmp_path / "data"
+    jpegs = make_queue(review, 5)  # frames 0..4; the grid shows 4 first
+    desk = ReviewDesk(review, data)
+    desk.classes = ("cup", "mug")
+    server = LiveServer(ServeAddress("127.0.0.1", 0), source="cup", token="t0k", say=lambda m: None,
+                        routes=tuple(review_routes(desk)))
+    browser.set_window_size(*SIZES[size])
+    with server:
+        browser.get(f"http://127.0.0.1:{server.port}/review?token=t0k")
+        wait_for(lambda: len(cards(browser)) == 5 and browser.execute_script(
+            "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"), timeout=20)
+        browser.save_screenshot(str(DOCS / f"review-{size}.png"))
+        first = cards(browser)
+        browser.find_element(By.CSS_SELECTOR, "#classes button[data-label='mug']").click()  # selected: 1st
+        wait_for(lambda: len(cards(browser)) == 4)
+        browser.find_elements(By.CSS_SELECTOR, ".frame")[1].click()  # pick the (new) second card
+        browser.find_element(By.ID, "new-name").send_keys("teapot")
+        browser.find_element(By.CSS_SELECTOR, "#new-class button").click()
+        wait_for(lambda: len(cards(browser)) == 3)
+        browser.find_element(By.TAG_NAME, "body").send_keys("1")  # keyboard: class 1, "cup"
+        wait_for(lambda: len(cards(browser)) == 2)
+        assert "labelled cup" in browser.find_element(By.ID, "message").text
+        assert cards(browser) == [first[1], first[4]]  # mug: 1st, teapot: 3rd, cup: 4th (newest first)
+    labelled = sorted(str(p.relative_to(data)) for p in data.rglob("*.jpg"))
+    assert labelled == [f"cup/{jpegs[1].name}", f"mug/{jpegs[4].name}", f"teapot/{jpegs[2].name}"]
+    assert len(list(review.rglob("*.jpg"))) == 2 and len(list(data.rglob("*.json"))) == 3
