@@ -1,11 +1,14 @@
 """The review grid as a person uses it: headless Chromium at desktop and phone size labels queued frames
-by click and by keyboard; the files must land in DATA/CLASS/. Screenshots go to docs/ to be looked at."""
+by click and by keyboard; the files must land in DATA/CLASS/. Screenshots go to the test's folder, or to
+docs/review-{desktop,phone}.png with EDGECNN_SCREENSHOTS=docs (then look at them)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pytest
 from edgecnn.runtime.live.review_desk import ReviewDesk
 from edgecnn.runtime.live.web import LiveServer, ServeAddress
@@ -39,7 +42,9 @@ def test_review_grid_labels_by_click_and_keyboard(browser: Any, tmp_path: Path, 
         browser.get(f"http://127.0.0.1:{server.port}/review?token=t0k")
         wait_for(lambda: len(cards(browser)) == 5 and browser.execute_script(
             "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"), timeout=20)
-        browser.save_screenshot(str(DOCS / f"review-{size}.png"))
+        shot = (DOCS if os.environ.get("EDGECNN_SCREENSHOTS") == "docs" else tmp_path) / f"review-{size}.png"
+        browser.save_screenshot(str(shot))
+        assert cv2.imread(str(shot)).shape[1] >= SIZES[size][0] - 20
         first = cards(browser)
         browser.find_element(By.CSS_SELECTOR, "#classes button[data-label='mug']").click()  # selected: 1st
         wait_for(lambda: len(cards(browser)) == 4)
