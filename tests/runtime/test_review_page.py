@@ -59,3 +59,35 @@ def test_review_grid_labels_by_click_and_keyboard(browser: Any, tmp_path: Path, 
     labelled = sorted(str(p.relative_to(data)) for p in data.rglob("*.jpg"))
     assert labelled == [f"cup/{jpegs[1].name}", f"mug/{jpegs[4].name}", f"teapot/{jpegs[2].name}"]
     assert len(list(review.rglob("*.jpg"))) == 2 and len(list(data.rglob("*.json"))) == 3
+
+
+@pytest.mark.parametrize("review", [True, False])
+def test_the_live_page_links_to_the_review_only_with_review(browser: Any, tmp_path: Path,  # noqa: F811
+                                                            review: bool) -> None:
+    from edgecnn.runtime.live.web_review import review_routes
+    from selenium.common.exceptions import TimeoutException
+
+    make_queue(tmp_path / "review", 1)
+    routes = tuple(review_routes(ReviewDesk(tmp_path / "review"))) if review else ()
+    browser.set_window_size(*SIZES["desktop"])
+    with LiveServer(ServeAddress("127.0.0.1", 0), source="cup", token="t0k", say=lambda m: None,
+                    routes=routes) as server:
+        # no camera: the MJPEG picture never ends loading, so the page's load is not waited for
+        browser.set_page_load_timeout(3)
+        try:
+            browser.get(f"http://127.0.0.1:{server.port}/?token=t0k")
+        except TimeoutException:
+            pass
+        finally:
+            browser.set_page_load_timeout(20)
+        wait_for(lambda: browser.execute_script("return Boolean(document.getElementById('review-link'))"))
+        link = browser.find_element("id", "review-link")
+        if review:
+            wait_for(lambda: link.is_displayed())
+            assert link.get_attribute("href").endswith("/review?token=t0k")
+            link.click()
+            wait_for(lambda: len(cards(browser)) == 1)
+        else:
+            wait_for(lambda: browser.execute_script("return performance.getEntriesByType('resource')"
+                                                    ".some(e => e.name.includes('api/review'))"))
+            assert not link.is_displayed()
