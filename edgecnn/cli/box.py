@@ -59,7 +59,7 @@ def run_box(
     if not err_console.is_terminal:  # journald, a log file: one line per event, never wrapped into two
         err_console.soft_wrap = True
     say(f"box {config}: {len(box.cameras)} camera(s), model {box.model}")
-    with _reload_on_sighup(config, keys, box):
+    with _reload_on_sighup(config, keys, box, partial(_load_model, arguments)):
         camera(**arguments)
 
 
@@ -148,15 +148,17 @@ def _from_envvars() -> dict[str, Any]:
 
 
 @contextmanager
-def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any) -> Iterator[None]:
+def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any,
+                      load_model: Callable[[str], Any]) -> Iterator[None]:
     """SIGHUP (systemctl reload): the file re-read and validated; cameras added, removed or changed in the
-    running loop without restarting the others (runtime/box/reload.py); changed options need a restart."""
+    running loop without restarting the others, a changed model swapped in (runtime/box/reload.py); changed
+    options need a restart."""
     import signal
 
     from edgecnn.runtime.box.reload import Reloader
     from edgecnn.runtime.live.camera import CALLER_SINKS
 
-    reloader = Reloader(box, say)
+    reloader = Reloader(box, say, load_model)
     token = CALLER_SINKS.set((reloader,))
     def hangup(signum: int, frame: Any) -> None:
         reloader.request(lambda: _reload(config, keys, reloader, say))
@@ -170,13 +172,21 @@ def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any) -> Iterator[
             signal.signal(signal.SIGHUP, previous)
 
 
-def _reload(config: Path, keys: dict[str, Any], reloader: Any, say: Callable[[str], None]) -> None:
-    """What a SIGHUP asks for, run on the loop's thread between two batches.
+def _load_model(arguments: dict[str, Any], model: str) -> Any:
+    """A new model for a reload, loaded as `camera` loads its model at start (the box's device, backend,
+    precision, threads, cache) and self-tested; the caller owns it."""
+    from edgecnn.cli.common import load_engine
+    from edgecnn.runtime.live.camera import camera_engine
 
-    The place for issue 28 item 4 (hot model swap, built in the selftest branch): once the file is valid,
-    a changed `model` (or the same bundle path re-exported) goes to its model-reload function here, which
-    loads and self-tests the new model beside the old and swaps it between two frames.
-    """
+    threads = arguments.get("threads")
+    settings = camera_engine() if threads is None else {"threads": threads}
+    return load_engine(Path(model), arguments["device"], arguments["backend"], arguments["precision"],
+                       **settings, cache_dir=arguments.get("cache_dir"), selftest=True)
+
+
+def _reload(config: Path, keys: dict[str, Any], reloader: Any, say: Callable[[str], None]) -> None:
+    """What a SIGHUP asks for, run on the loop's thread between two batches: once the file is valid, its
+    camera changes applied and a changed model loaded beside the running one (runtime/box/reload.py)."""
     from edgecnn.runtime.box.config import read_box
 
     try:

@@ -250,8 +250,8 @@ def _value(key: str, value: Any, line: int, keys: Mapping[str, Key], where: _Whe
         converted = keys[key].convert(value)
     except EdgecnnError as exc:
         raise where.error(line, key, str(exc)) from None
-    if isinstance(converted, Path) and not converted.is_absolute():
-        converted = folder / converted  # paths in the file are relative to it, wherever run starts
+    if isinstance(converted, Path) and not converted.is_absolute() and str(converted) != "-":
+        converted = folder / converted  # paths in the file are relative to it ("-": standard output)
     return converted
 
 

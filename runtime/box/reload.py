@@ -1,7 +1,9 @@
 """SIGHUP for `edgecnn run`: the box file read again and, when valid, its cameras changed in the running
 loop without restarting the others: a camera added is started beside them, one removed is stopped, one
-whose source or region changed is stopped and started again. Changed options (model, top_k, sinks...)
-are said and not applied: they need a restart. A file that is not valid changes nothing.
+whose source or region changed is stopped and started again. A changed `model` (bundle path or triton://
+URL) is loaded beside the running one, self-tested and swapped in between two frames (ModelSwapper); one
+that fails is refused in one line and the old one goes on. Other changed options (top_k, sinks...) are
+said and not applied: they need a restart. A file that is not valid changes nothing.
 
 A `Sink` of the run (the loop hands it itself through `attach`); the SIGHUP handler only queues the
 work (`request`), which runs on the loop's thread between two batches (`CameraLoop.request`).
@@ -17,13 +19,23 @@ from edgecnn.runtime.core.errors import EdgecnnError
 
 
 class Reloader:
-    def __init__(self, box: BoxConfig, say: Callable[[str], None]) -> None:
+    def __init__(self, box: BoxConfig, say: Callable[[str], None],
+                 load_model: Callable[[str], Any] | None = None) -> None:
         self.box, self.say = box, say
+        self.load_model = load_model  # a model name -> its engine, self-tested (or EdgecnnError)
+        self.model = box.model  # the live model (a swap's model once it loaded and passed)
+        self.wanted = box.model  # the model the last reload asked for
         self.loop: Any = None
+        self.swapper: Any = None
         self.pending: list[Callable[[], None]] = []
 
     def attach(self, loop: Any) -> None:
+        from edgecnn.runtime.live.model_swap import ModelSwapper
+
         self.loop = loop
+        if self.load_model is not None:
+            self.swapper = ModelSwapper(self._load_wanted, loop.config.top_k, self.say)
+            self.swapper.attach(loop)
         for work in self.pending:  # a SIGHUP while the model was loading
             loop.request(lambda running, work=work: work())
         self.pending.clear()
@@ -41,6 +53,8 @@ class Reloader:
 
     def finish(self, stopped_by: str) -> None:
         self.loop = None
+        if self.swapper is not None:
+            self.swapper.finish(stopped_by)  # a model still loading is waited for, then closed
 
     def apply(self, new: BoxConfig) -> str:
         """Queue the camera changes from the running file to `new`; what changed, in words."""
@@ -52,14 +66,30 @@ class Reloader:
         added = [c for c in new.cameras if c.name not in before]
         options = sorted(k for k in set(old.options) | set(new.options)
                          if old.options.get(k) != new.options.get(k))
-        options = (["model"] if old.model != new.model else []) + options
+        swapping = new.model != self.model and self.swapper is not None
+        options = (["model"] if new.model != self.model and not swapping else []) + options
         self.box = BoxConfig(new.path, old.model, old.options, new.cameras)  # options: still the old ones
         if loop is not None and (changed or removed or added):  # on the loop's thread (`request`)
             self._change(loop, removed + changed, [after[n] for n in changed] + added)
+        if swapping:
+            self.wanted = new.model
+            self.swapper.reload()  # loads on its own thread; the cameras go on meanwhile
         return "; ".join(part for part in (
             _listed("cameras added", [c.name for c in added]), _listed("removed", removed),
             _listed("restarted (source or region changed)", changed),
+            f"model {new.model}: loading beside the running one" if swapping else "",
             _listed("not applied until a restart: options changed", options)) if part)
+
+    def _load_wanted(self) -> Any:
+        """On the swapper's thread: the model the file names now, loaded and self-tested; `model` is it
+        once it passed, so a refused one is tried again on the next SIGHUP."""
+        wanted, top_k = self.wanted, self.swapper.top_k
+        engine = self.load_model(wanted)
+        if not 1 <= top_k <= len(engine.labels):
+            engine.close()
+            raise EdgecnnError(f"{wanted} has {len(engine.labels)} classes, fewer than top_k {top_k}")
+        self.model = wanted
+        return engine
 
     def _change(self, loop: Any, stop: list[str], start: list[BoxCamera]) -> None:
         from edgecnn.runtime.live.regions import Region
