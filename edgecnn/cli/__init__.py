@@ -8,7 +8,7 @@ commands start fast.
 
 from __future__ import annotations
 
-from edgecnn.cli import box, export, files, live, serving, train  # noqa: F401 - each adds its commands to app
+from edgecnn.cli import box, export, files, live, review, serving, train  # noqa: F401 - each adds its commands to app
 from edgecnn.cli.process import run
 from edgecnn.cli.program import app, finish
 from edgecnn.cli.render import console, err_console

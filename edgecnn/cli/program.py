@@ -16,8 +16,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 # the order `edgecnn --help` lists the commands in: the pipeline's, whichever module adds them
-ORDER = ("finetune", "export", "models", "predict", "eval", "bench", "camera", "run", "capture", "info",
-         "serve", "triton")
+ORDER = ("finetune", "export", "models", "predict", "eval", "bench", "camera", "run", "capture", "review",
+         "info", "serve", "triton")
 
 
 class _FlagsWithoutType(typer.core.TyperCommand):

@@ -436,3 +436,21 @@ def models_table(found: Sequence[Any]) -> Table:
                       f"{info.input_size[0]}x{info.input_size[1]}", f"{info.params_m:.1f} M",
                       "-" if info.latency_ms is None else f"{info.latency_ms:.1f}")
     return table
+
+
+def review_table(frames: Sequence[Any], folder: object) -> Table:
+    """`edgecnn review DIR`: queued frames per camera and answer."""
+    counts: dict[tuple[str, str], int] = {}
+    for frame in frames:
+        counts[frame.camera, frame.answer] = counts.get((frame.camera, frame.answer), 0) + 1
+    table = Table(title=f"review queue {visible(folder)}: {len(frames)} frames")
+    for column in ("camera", "answer", "frames"):
+        table.add_column(column, justify="right" if column == "frames" else "left")
+    for (camera, answer), count in sorted(counts.items()):
+        table.add_row(visible(camera), visible(answer), str(count))
+    return table
+
+
+def review_line(frame: Any) -> str:
+    """`edgecnn review DIR --list`: one frame, `id answer score why`."""
+    return printable(f"{frame.id}  {frame.answer}  {frame.score:.3f}  {frame.why}")
