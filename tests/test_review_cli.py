@@ -54,7 +54,7 @@ def ids(folder: Path) -> list[str]:
 
 def test_review_counts_frames_per_camera_and_answer_and_lists_them(queue: Path) -> None:
     code, out = invoke("review", queue)
-    assert code == 0 and "6 frames" in out
+    assert code == 0 and "6 frames" in " ".join(out.split())  # the title wraps with a long tmp path
     rows = [line.replace("│", " ").split() for line in out.splitlines()]
     rows = [row for row in rows if row[:1] in (["desk"], ["door"])]
     assert [row[:3] for row in rows] == [["desk", "bowl", "3"], ["desk", "mug", "1"], ["door", "bowl", "2"]]
