@@ -89,7 +89,8 @@ class MqttSink:
         self._queue: queue.Queue[tuple[str, str, str, bool] | None] = queue.Queue(QUEUE)
         self._connected = {camera: threading.Event() for camera in cameras}
         where = f"broker {self.target.host}:{self.target.port}"
-        self.failing = {camera: Failing(f"{where} (camera {camera})", failing_after_s) for camera in cameras}
+        self.failing = {camera: Failing(f"{where} (camera {camera})", failing_after_s, sink="mqtt",
+                                        camera=camera) for camera in cameras}
         for failing in self.failing.values():
             failing.failed("not connected yet")  # a broker down at the start counts from the start
         self._clients = {camera: self._client(mqtt, camera, states) for camera in cameras}
@@ -119,7 +120,8 @@ class MqttSink:
 
         def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
             self._connected[camera].clear()
-            self.failing[camera].failed(f"disconnected: {reason}")
+            if reason.is_failure:  # not our own disconnect at the end
+                self.failing[camera].failed(f"disconnected: {reason}")
 
         def on_connect_fail(client: Any, userdata: Any) -> None:
             self.failing[camera].failed("cannot connect")

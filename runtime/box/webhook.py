@@ -41,9 +41,10 @@ class WebhookSink:
 
     def __init__(self, urls: Sequence[str], failing_after_s: float = FAILING_AFTER_S) -> None:
         self.urls = tuple(check_webhook(url) for url in urls)
-        self.failing = {url: Failing(f"webhook {mask_url(url)}", failing_after_s) for url in self.urls}
+        self.failing = {url: Failing(f"webhook {mask_url(url)}", failing_after_s, sink="webhook")
+                        for url in self.urls}
         self.sent = self.dropped = self.failed = 0
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(QUEUE)
+        self._queue: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue(QUEUE)
         self._deadline = float("inf")
         self._closing = threading.Event()  # wakes a worker waiting out its backoff
         self._thread = threading.Thread(target=self._run, name="edgecnn-webhook", daemon=True)
@@ -58,7 +59,7 @@ class WebhookSink:
         for url in self.urls:
             while True:
                 try:
-                    self._queue.put_nowait((url, body))
+                    self._queue.put_nowait((url, event.camera, body))
                     break
                 except queue.Full:
                     self._drop_oldest()
@@ -90,7 +91,7 @@ class WebhookSink:
             else:
                 self.failed += 1
 
-    def _deliver(self, url: str, body: bytes) -> bool:
+    def _deliver(self, url: str, camera: str, body: bytes) -> bool:
         """True once delivered; False when refused (4xx) or the run ends first. Down: retried meanwhile."""
         wait, failing = BACKOFF_S[0], self.failing[url]
         while True:
@@ -101,13 +102,13 @@ class WebhookSink:
                     if response.status < 300:
                         failing.ok()
                         return True
-                    failing.failed(f"answered HTTP {response.status}")
+                    failing.failed(f"answered HTTP {response.status}", camera)
             except urllib.error.HTTPError as error:
-                failing.failed(f"answered HTTP {error.code}")
+                failing.failed(f"answered HTTP {error.code}", camera)
                 if 400 <= error.code < 500 and error.code not in RETRIED_HTTP:
                     return False
             except (OSError, ValueError) as error:  # refused, timed out, reset
-                failing.failed(f"unreachable: {getattr(error, 'reason', error)}")
+                failing.failed(f"unreachable: {getattr(error, 'reason', error)}", camera)
             if time.monotonic() + wait > self._deadline:
                 return False
             self._closing.wait(wait)

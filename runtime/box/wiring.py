@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.runtime.box.failing import watch_sinks
+from edgecnn.runtime.box.failing import listen_failures, watch_sinks
 from edgecnn.runtime.box.states import Consensus, StateTracker
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import check_output_path, check_writable
@@ -97,7 +97,9 @@ class EventWiring:
 
 
 def with_metrics(wiring: EventWiring, metrics: Any) -> EventWiring:
-    """Prometheus metrics (runtime/box/metrics.py) as a loop sink beside the tracker and as an event sink."""
+    """Prometheus metrics (runtime/box/metrics.py) as a loop sink beside the tracker and as an event sink,
+    counting each failed try of MQTT and the webhooks by camera."""
+    listen_failures(wiring.owned, metrics.failed)
     wiring.tracker.sinks = (*wiring.tracker.sinks, metrics)
     wiring.loop_sinks = (*wiring.loop_sinks, metrics)
     return wiring

@@ -151,3 +151,44 @@ def test_the_wiring_hands_every_failing_sink_to_the_page(page: Any) -> None:
         assert healthz(page)["status"] == "ok"  # down for less than FAILING_AFTER_S (10 s): not yet
     finally:
         wiring.close()
+
+
+def scrape(server: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The page's /metrics, read with prometheus_client's own parser, by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def failures(server: Any, camera: str, sink: str) -> float:
+    return scrape(server).get(("edgecnn_sink_failures_total", (("camera", camera), ("sink", sink))), 0)
+
+
+def test_metrics_count_each_cameras_sink_failures(page: Any) -> None:
+    """A webhook on a closed loopback port and a broker nobody runs: /metrics counts their failed tries,
+    the webhook's by the camera whose event failed, MQTT's on each camera's own client."""
+    pytest.importorskip("prometheus_client")
+    from edgecnn.runtime.box.metrics import CameraMetrics
+    from edgecnn.runtime.box.wiring import EventOptions, event_sinks, with_metrics
+
+    options = EventOptions(mqtt=f"mqtt://127.0.0.1:{free_port()}",
+                           webhooks=(f"http://127.0.0.1:{free_port()}/hook",))
+    metrics = CameraMetrics()
+    page.metrics = metrics.render
+    wiring = with_metrics(event_sinks(options, ["shelf", "door"], ["red"], extra=[page]), metrics)
+    try:
+        for sink in wiring.tracker.sinks:
+            sink.event(EVENT)  # the shelf's event, to every event sink (metrics included)
+        deadline = time.monotonic() + 20  # webhook retries at 0.2, 0.4, 0.8 s; paho reconnects at 1, 2 s
+        while time.monotonic() < deadline and not (failures(page, "shelf", "webhook") >= 2 and all(
+                failures(page, camera, "mqtt") >= 1 for camera in ("shelf", "door"))):
+            time.sleep(0.2)
+        assert failures(page, "shelf", "webhook") >= 2, scrape(page)
+        assert failures(page, "shelf", "mqtt") >= 1 and failures(page, "door", "mqtt") >= 1, scrape(page)
+        assert failures(page, "door", "webhook") == 0  # the door sent nothing to the webhook
+    finally:
+        wiring.close()
+    assert wiring.counts()["webhook_sent"] == 0
