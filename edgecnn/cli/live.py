@@ -264,7 +264,7 @@ def _check_metrics(address: str | None) -> None:
             raise EdgecnnError(f"--metrics needs prometheus-client: {install_hint('box')}")
 
 
-def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int],
+def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, Any],
             outputs: tuple[Path | None, ...], queue: Any = None) -> None:
     """The run's summary (table or JSON) and what --collect kept; exit 130 after Ctrl-C or SIGTERM, the
     outputs kept. With `--jsonl -` or `--events -` the records own stdout, so the summary goes to stderr."""
@@ -285,7 +285,8 @@ def _report(summary: Any, collector: Any, json_out: bool, events: dict[str, int]
         if keeper is not None and not json_out:
             line(keeper.describe())
     if events and not json_out:
-        line(", ".join(f"{key.replace('_', ' ')} {value}" for key, value in events.items()))
+        line(", ".join(f"{key.replace('_', ' ')} {' '.join(value) if isinstance(value, list) else value}"
+                       for key, value in events.items()))
     if summary.stopped_by == "interrupt":
         raise typer.Exit(130)
 

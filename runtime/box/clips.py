@@ -9,6 +9,11 @@ PyAV (libx264, ultrafast, zerolatency, yuv420p, +faststart) into a temporary fil
 clip is complete. A clip ends --post-roll seconds after its change, at the camera's next event, or at the
 end of the run. A full disk or any write error drops that clip (counted) and the camera goes on.
 
+An event names its clip when it is sent, at the change, seconds before the clip is complete: `clip` is
+the name the file will have once written. A clip dropped (write error, full disk) or never made (no frame
+of its camera reached the worker) is counted in `clips_dropped` and its name listed in `clips_missing`
+(the summary), so clips_written + clips_dropped is the number of events that named a clip.
+
 Bound: a camera's buffer holds the frames of the last pre-roll + CONSENSUS_LAG seconds as JPEG (quality
 85), at most BUFFER_BYTES (64 MiB; a 640x480 JPEG is ~40-60 KB, so 5 s at 30 fps is ~9 MB), oldest
 dropped first. JPEG rather than raw frames: raw 640x480 BGR is 0.9 MB a frame, 138 MB for 5 s at 30 fps.
@@ -45,6 +50,10 @@ class _Frame:
     jpeg: bytes
 
 
+class NoFrame(Exception):
+    """A clip ended before any frame of its camera reached it: it is dropped like a failed write."""
+
+
 class _Clip:
     """One open MP4: frames go in with their media time; `close` renames it into place."""
 
@@ -56,11 +65,11 @@ class _Clip:
     def add(self, image: np.ndarray, timestamp: float) -> None:
         self.video.add(image, int(round((timestamp - self.start) * 1000)))
 
-    def close(self) -> bool:
-        """Flush and rename into place; False (and nothing left behind) when no frame was written."""
+    def close(self) -> None:
+        """Flush and rename into place; NoFrame (and nothing left behind) when no frame was written."""
         if not self.video.close():
             self.target.discard()
-            return False
+            raise NoFrame("no frame of the camera reached the clip")
         self.target.commit_new([self.path])
         self.target.discard()
         return True
@@ -78,6 +87,7 @@ class ClipSink:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written = self.dropped = self.frames_dropped = 0
         self.errors: list[str] = []  # why clips were dropped, for the summary (said once)
+        self.missing: list[str] = []  # names of clips an event named that were never written
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=FRAME_QUEUE)
         self._begins: queue.Queue[tuple[Event, Path]] = queue.Queue()
         self._waiting: list[tuple[Event, Path]] = []  # begun, the worker not yet at their change frame
@@ -164,7 +174,8 @@ class ClipSink:
                           buffer[-1].timestamp if buffer else 0.0)
             kept = [f for f in buffer if f.timestamp >= change - self.pre_roll]
             start = kept[0].timestamp if kept else change
-            self._write(event.camera, self._open_clip, event.camera, path, start, change, kept)
+            self._write(event.camera, self._open_clip, event.camera, path, start, change, kept,
+                        name=path.name)
 
     def _open_clip(self, camera: str, path: Path, start: float, change: float, kept: list[_Frame]) -> None:
         import cv2
@@ -179,8 +190,9 @@ class ClipSink:
             self.written += 1
         self._open.pop(camera, None)
 
-    def _write(self, camera: str, step: Any, *args: Any) -> bool:
-        """Run one write step; a full disk or other write error drops the camera's open clip (counted)."""
+    def _write(self, camera: str, step: Any, *args: Any, name: str | None = None) -> bool:
+        """Run one write step; a full disk or other write error drops the camera's open clip (counted).
+        `name`: the clip's, where the step opens it (no open clip to name it yet)."""
         try:
             step(*args)
             return True
@@ -188,11 +200,17 @@ class ClipSink:
             clip = self._open.pop(camera, None)
             if clip is not None:
                 clip.abandon()
-            self.dropped += 1
-            if not self.errors:
-                self.errors.append(f"{exc}")
+            self._drop(clip.path.name if clip is not None else str(name), f"{exc}")
             return False
 
-    def counts(self) -> dict[str, int]:
+    def _drop(self, name: str, why: str) -> None:
+        self.dropped += 1
+        self.missing.append(name)
+        if not self.errors:
+            self.errors.append(why)
+
+    def counts(self) -> dict[str, Any]:
+        """The summary's clip figures; `clips_missing`: names events gave that were never written."""
         return {"clips_written": self.written, "clips_dropped": self.dropped,
-                "clip_frames_dropped": self.frames_dropped}
+                "clip_frames_dropped": self.frames_dropped} | (
+                    {"clips_missing": list(self.missing)} if self.missing else {})

@@ -82,7 +82,7 @@ class EventWiring:
         for sink in (*(() if self.clips is None else (self.clips,)), *self.owned):
             sink.close()
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         counts = {"events": self.tracker.events} | ({} if self.clips is None else self.clips.counts())
         for sink in self.owned:
             kind = type(sink).__name__

@@ -41,6 +41,7 @@ def test_each_event_has_an_h264_clip_that_covers_the_pre_roll(tmp_path: Path) ->
     codec, seconds, frames = decoded(clips / lines[1]["clip"])  # green began at frame 12 (1.2 s)
     assert codec == "h264" and seconds >= PRE_ROLL and frames >= 6
     assert wiring.counts()["clips_written"] == 3 and wiring.counts()["clips_dropped"] == 0
+    assert "clips_missing" not in wiring.counts()
 
 
 CHILD = """
@@ -67,6 +68,8 @@ def test_a_full_disk_drops_the_clips_and_the_camera_finishes(tmp_path: Path) -> 
     assert child.returncode == 0, child.stderr[-2000:]
     counts = eval(child.stdout.strip().splitlines()[-1])  # noqa: S307 - our own child's dict
     assert counts["events"] == 3 and counts["clips_dropped"] == 3 and counts["clips_written"] == 0
+    missing = counts["clips_missing"]  # the names the events gave, none of which exists
+    assert len(set(missing)) == 3 and all(name.startswith("shelf-") for name in missing), missing
     assert list((tmp_path / "clips").iterdir()) == []  # no temporary or half file left behind
 
 
@@ -99,3 +102,17 @@ def test_a_clip_waits_for_a_lagging_worker_to_reach_its_change(tmp_path: Path, m
     codec, seconds, frames = decoded(tmp_path / "clips" / str(name))
     assert codec == "h264" and seconds >= PRE_ROLL + 0.3 - 1e-6 and frames == 9  # frames 15..23
     assert sink.counts() == {"clips_written": 1, "clips_dropped": 0, "clip_frames_dropped": 0}
+
+
+def test_a_clip_no_frame_reached_is_dropped_and_named_in_the_summary(tmp_path: Path) -> None:
+    """An event of a camera whose frames never reached the worker: its clip is counted dropped and its
+    name listed, not silently missing (written + dropped = events that named a clip)."""
+    from edgecnn.runtime.box.clips import ClipSink
+    from edgecnn.runtime.live.events import Event
+
+    sink = ClipSink(tmp_path / "clips", pre_roll=PRE_ROLL, post_roll=0.3)
+    name = sink.begin(Event("door", "green", None, 0.9, None, "2026-12-07T13:00:00+00:00", 20))
+    sink.close()
+    assert list((tmp_path / "clips").iterdir()) == []
+    assert sink.counts() == {"clips_written": 0, "clips_dropped": 1, "clip_frames_dropped": 0,
+                             "clips_missing": [name]}
