@@ -110,6 +110,9 @@ def camera(
     mqtt: Annotated[str | None, typer.Option(
         metavar="URL", help="Publish states and events to mqtt://USER:PASS@HOST:PORT/PREFIX (all but HOST "
         "optional; mqtts:// for TLS), with Home Assistant discovery.")] = None,
+    mqtt_ca: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="With mqtts://: trust the broker's certificate by this private CA (PEM file).")
+    ] = None,
     webhook: Annotated[list[str] | None, typer.Option(help="POST each event as JSON here (repeatable).")
                        ] = None,
     consensus: Annotated[str, typer.Option(
@@ -143,8 +146,8 @@ def camera(
                           snapshot_dir=snapshot_dir)
     config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
-    rolls = (clips, pre_roll, post_roll)
-    wanted = _event_options(events, mqtt, webhook, consensus, min_duration, force, rolls, jsonl, metrics)
+    rolls, broker = (clips, pre_roll, post_roll), (mqtt, mqtt_ca)
+    wanted = _event_options(events, broker, webhook, consensus, min_duration, force, rolls, jsonl, metrics)
     with ExitStack() as stack:
         sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names, desk)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
@@ -192,8 +195,8 @@ def _offer_classes(desk: Any, labels: Any) -> None:
         desk.classes = tuple(labels)
 
 
-def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | None, consensus: str,
-                   min_duration: float, force: bool, clips: tuple[Path | None, float, float],
+def _event_options(events: Path | None, mqtt: tuple[str | None, Path | None], webhook: list[str] | None,
+                   consensus: str, min_duration: float, force: bool, clips: tuple[Path | None, float, float],
                    jsonl: Path | None, metrics: str | None = None) -> Any:
     """The state/event options and --metrics, checked before the page or the model start."""
     from edgecnn.runtime.box.states import Consensus
@@ -203,8 +206,8 @@ def _event_options(events: Path | None, mqtt: str | None, webhook: list[str] | N
     if is_stdout(events) and is_stdout(jsonl):
         raise EdgecnnError("--jsonl and --events cannot both go to standard output; send one to a file")
 
-    options = EventOptions(events, mqtt, tuple(webhook or ()), Consensus.parse(consensus, min_duration),
-                           force, *clips)
+    options = EventOptions(events, mqtt[0], tuple(webhook or ()), Consensus.parse(consensus, min_duration),
+                           force, *clips, mqtt_ca=mqtt[1])
     options.check()
     _check_metrics(metrics)  # a bad address or a port in use fails here, not after the model loaded
     return options

@@ -3,7 +3,8 @@ Home Assistant discovery, through paho-mqtt 2.x on its own network thread.
 
 Topics per camera: PREFIX/CAMERA/state (retained JSON of the last event), PREFIX/CAMERA/event and
 PREFIX/CAMERA/availability (online/offline, retained; the last will says offline when the process dies).
-mqtts:// checks the broker against the system CA store; a private CA: SSL_CERT_FILE=ca.pem (OpenSSL).
+mqtts:// checks the broker against the system CA store, or against a private CA's PEM file given as
+--mqtt-ca FILE (config key `mqtt_ca`; checked at the start by `check_ca`; SSL_CERT_FILE works too).
 Discovery: homeassistant/sensor/edgecnn_CAMERA/config (retained), sent on every (re)connect. One client
 per camera, since a client has one last will. Messages wait in one bounded queue while the broker is
 down (paho reconnects with backoff); what does not fit is dropped and counted. A camera's client not
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import json
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -61,6 +64,22 @@ class MqttTarget:
                    unquote(parts.password) if parts.password else None)
 
 
+def check_ca(ca: Path, url: str) -> Path:
+    """--mqtt-ca: a readable PEM file of CA certificates (loaded as OpenSSL will), for an mqtts:// URL."""
+    if not url.startswith("mqtts://"):
+        raise EdgecnnError(f"--mqtt-ca {ca} goes with an mqtts:// broker (TLS), not {mask_url(url)}; "
+                           "give --mqtt mqtts://HOST[:PORT] or drop --mqtt-ca")
+    try:
+        ssl.create_default_context(cafile=str(ca))
+    except ssl.SSLError as exc:
+        raise EdgecnnError(f"--mqtt-ca {ca} holds no PEM CA certificate ({exc.reason}); give the CA's "
+                           "certificate file, -----BEGIN CERTIFICATE----- ...") from None
+    except OSError as exc:
+        raise EdgecnnError(f"--mqtt-ca {ca}: cannot read it ({exc.strerror or exc}); give the CA's PEM "
+                           "certificate file") from None
+    return ca
+
+
 def discovery(camera: str, prefix: str, states: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Home Assistant's MQTT discovery topic and payload of one camera's sensor (an enum sensor)."""
     base = f"{prefix}/{camera}"
@@ -78,12 +97,13 @@ class MqttSink:
     """An `EventSink`: one paho client per camera, one bounded queue, never blocking the loop."""
 
     def __init__(self, url: str, cameras: Sequence[str], labels: Sequence[str],
-                 failing_after_s: float = FAILING_AFTER_S) -> None:
+                 failing_after_s: float = FAILING_AFTER_S, ca: Path | None = None) -> None:
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
             raise EdgecnnError("--mqtt needs paho-mqtt: pip install 'edgecnn[box]'") from None
         self.target, self.shown = MqttTarget.parse(url), mask_url(url)
+        self.ca = None if ca is None else check_ca(ca, url)
         states = [*dict.fromkeys([*labels, NONE_STATE, UNKNOWN_STATE])]
         self.sent = self.dropped = 0
         self._queue: queue.Queue[tuple[str, str, str, bool] | None] = queue.Queue(QUEUE)
@@ -104,7 +124,7 @@ class MqttSink:
         if target.username is not None:
             client.username_pw_set(target.username, target.password)
         if target.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=None if self.ca is None else str(self.ca))
         client.will_set(f"{base}/availability", "offline", qos=1, retain=True)
         client.reconnect_delay_set(*RECONNECT_S)
         topic, payload = discovery(camera, target.prefix, states)

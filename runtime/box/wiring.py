@@ -32,6 +32,7 @@ class EventOptions:
     clips: Path | None = None  # --clips DIR: one H.264 MP4 per event (clips.py)
     pre_roll: float = 3.0  # --pre-roll S: seconds of a clip before its change
     post_roll: float = 3.0  # --post-roll S: seconds after it (or to the next event, or the end)
+    mqtt_ca: Path | None = None  # --mqtt-ca FILE: a private CA (PEM) for an mqtts:// broker
 
     @property
     def wanted(self) -> bool:
@@ -46,6 +47,12 @@ class EventOptions:
         self.consensus.checked()
         if self.mqtt is not None:
             MqttTarget.parse(self.mqtt)
+        if self.mqtt_ca is not None:
+            from edgecnn.runtime.box.mqtt import check_ca
+
+            if self.mqtt is None:
+                raise EdgecnnError(f"--mqtt-ca {self.mqtt_ca} goes with --mqtt mqtts://HOST[:PORT]")
+            check_ca(self.mqtt_ca, self.mqtt)
         for url in self.webhooks:
             check_webhook(url)
         if self.clips is not None:
@@ -114,7 +121,7 @@ def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[
     if options.mqtt is not None:
         from edgecnn.runtime.box.mqtt import MqttSink
 
-        owned.append(MqttSink(options.mqtt, cameras, labels))
+        owned.append(MqttSink(options.mqtt, cameras, labels, ca=options.mqtt_ca))
     if options.webhooks:
         from edgecnn.runtime.box.webhook import WebhookSink
 
