@@ -14,7 +14,14 @@ the name the file will have once written. A clip dropped (write error, full disk
 of its camera reached the worker) is counted in `clips_dropped` and its name listed in `clips_missing`
 (the summary), so clips_written + clips_dropped is the number of events that named a clip.
 
-Bound: a camera's buffer holds the frames of the last pre-roll + CONSENSUS_LAG seconds as JPEG (quality
+Length: a clip holds the frames from `change - pre_roll` to `change + post_roll` (media time, both ends
+inclusive within SLACK_S), whatever the worker's lag when the event arrived, so the same rolls give the
+same frame count at a steady frame rate. It is shorter only when the next event or the end of the run comes
+first, when the source started less than pre-roll before the change, or when the loop outran the worker
+and FRAME_QUEUE was full (`clip_frames_dropped` counts those frames).
+
+Bound: a camera's buffer holds the frames of the last pre-roll + `lag` seconds (CONSENSUS_LAG plus the
+consensus' --min-duration: an event is known that long after its change) as JPEG (quality
 85), at most BUFFER_BYTES (64 MiB; a 640x480 JPEG is ~40-60 KB, so 5 s at 30 fps is ~9 MB), oldest
 dropped first. JPEG rather than raw frames: raw 640x480 BGR is 0.9 MB a frame, 138 MB for 5 s at 30 fps.
 """
@@ -36,7 +43,11 @@ from edgecnn.runtime.live.frames import LiveUpdate
 from edgecnn.runtime.live.h264 import H264File
 
 BUFFER_BYTES = 64 * 2**20  # per camera: the issue's bound for 5 s of 640x480
-CONSENSUS_LAG = 2.0  # seconds kept beyond the pre-roll: an event is known K frames after its change
+CONSENSUS_LAG = 2.0  # seconds kept beyond the pre-roll (+ --min-duration): an event is known K frames after
+# its change
+# media times are sums of frame durations: at 30 fps, frame c-15 read as 0.5 s + 1e-16 before frame c, so an
+# exact comparison dropped a boundary frame of ~1 clip in 5 (one cause of 8-11 frames for the same rolls)
+SLACK_S = 1e-3
 FRAME_QUEUE = 64  # frames waiting for the worker; more are dropped (counted), the loop never waits
 JPEG_QUALITY = 85
 _STOP = object()
@@ -82,8 +93,9 @@ class _Clip:
 class ClipSink:
     """A loop `Sink` (frames into the pre-roll buffers) and the tracker's `ClipMaker` (`begin`)."""
 
-    def __init__(self, folder: Path, pre_roll: float = 3.0, post_roll: float = 3.0) -> None:
-        self.folder, self.pre_roll, self.post_roll = Path(folder), pre_roll, post_roll
+    def __init__(self, folder: Path, pre_roll: float = 3.0, post_roll: float = 3.0,
+                 lag: float = CONSENSUS_LAG) -> None:
+        self.folder, self.pre_roll, self.post_roll, self.lag = Path(folder), pre_roll, post_roll, lag
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written = self.dropped = self.frames_dropped = 0
         self.errors: list[str] = []  # why clips were dropped, for the summary (said once)
@@ -146,11 +158,11 @@ class ClipSink:
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
         buffer = self._buffers.setdefault(camera, deque())
         buffer.append(_Frame(camera, frame, timestamp, jpeg))
-        while buffer and (timestamp - buffer[0].timestamp > self.pre_roll + CONSENSUS_LAG
+        while buffer and (timestamp - buffer[0].timestamp > self.pre_roll + self.lag
                           or sum(len(f.jpeg) for f in buffer) > BUFFER_BYTES):
             buffer.popleft()
         clip = self._open.get(camera)
-        if clip is not None and timestamp > clip.until:
+        if clip is not None and timestamp > clip.until + SLACK_S:
             self._end(camera)
         elif clip is not None:
             self._write(camera, clip.add, image, timestamp)
@@ -172,15 +184,19 @@ class ClipSink:
                 self._end(event.camera)
             change = next((f.timestamp for f in buffer if f.frame >= event.frame),
                           buffer[-1].timestamp if buffer else 0.0)
-            kept = [f for f in buffer if f.timestamp >= change - self.pre_roll]
+            until = change + self.post_roll
+            # the worker may already hold frames past `until` (a post-roll shorter than the event's lag)
+            kept = [f for f in buffer if change - self.pre_roll - SLACK_S <= f.timestamp <= until + SLACK_S]
             start = kept[0].timestamp if kept else change
-            self._write(event.camera, self._open_clip, event.camera, path, start, change, kept,
+            self._write(event.camera, self._open_clip, event.camera, path, start, until, kept,
                         name=path.name)
+            if buffer and buffer[-1].timestamp > until + SLACK_S:
+                self._end(event.camera)
 
-    def _open_clip(self, camera: str, path: Path, start: float, change: float, kept: list[_Frame]) -> None:
+    def _open_clip(self, camera: str, path: Path, start: float, until: float, kept: list[_Frame]) -> None:
         import cv2
 
-        clip = self._open[camera] = _Clip(path, start, change + self.post_roll)
+        clip = self._open[camera] = _Clip(path, start, until)
         for frame in kept:
             clip.add(cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR), frame.timestamp)
 

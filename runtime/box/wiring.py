@@ -128,9 +128,10 @@ def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[
         owned.append(WebhookSink(options.webhooks))
     clips = None
     if options.clips is not None:
-        from edgecnn.runtime.box.clips import ClipSink
+        from edgecnn.runtime.box.clips import CONSENSUS_LAG, ClipSink
 
-        clips = ClipSink(options.clips, options.pre_roll, options.post_roll)
+        clips = ClipSink(options.clips, options.pre_roll, options.post_roll,
+                         lag=CONSENSUS_LAG + options.consensus.min_duration)  # the change stays buffered
     watch_sinks(extra, owned)  # a failing MQTT broker or webhook makes the page's /healthz degraded
     return EventWiring(StateTracker(options.consensus, [*owned, *extra], clips=clips), owned, clips)
 

@@ -116,3 +116,80 @@ def test_a_clip_no_frame_reached_is_dropped_and_named_in_the_summary(tmp_path: P
     assert list((tmp_path / "clips").iterdir()) == []
     assert sink.counts() == {"clips_written": 0, "clips_dropped": 1, "clip_frames_dropped": 0,
                              "clips_missing": [name]}
+
+
+
+FPS, PRE, POST, LAG = 30, 0.5, 0.2, 9  # 15 frames before the change, 6 after; the event comes 9 frames late
+
+
+def caught_up(sink: Any, frame: int) -> bool:
+    buffer = sink._buffers.get("shelf")
+    return bool(buffer) and buffer[-1].frame >= frame
+
+
+def clip_of_change(sink: Any, change: int, lag: int, gate: Any) -> Path:
+    """Frames from 20 before `change` to 15 after it into `sink`, its event begun `lag` frames after the
+    change; with `gate` set the worker has caught up with them first, else it waits until the begin."""
+    import time
+    from types import SimpleNamespace
+
+    import numpy as np
+    from edgecnn.runtime.live.events import Event
+
+    image = np.zeros((48, 64, 3), np.uint8)
+
+    def publish(frame: int) -> None:
+        image[:] = frame % 256
+        sink.publish(SimpleNamespace(image=image.copy(), record=SimpleNamespace(
+            camera="shelf", frame=frame, timestamp=frame / FPS)))
+        if gate.is_set():  # caught up: the worker takes each frame before the next (the queue never fills)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not caught_up(sink, frame):
+                time.sleep(0.002)
+
+    for frame in range(change - 20, change + lag + 1):  # the tracker knows the change at change + lag
+        publish(frame)
+    name = sink.begin(Event("shelf", "green", "red", 0.9, None, "2026-12-07T13:00:00+00:00", change))
+    gate.set()
+    for frame in range(change + lag + 1, change + max(lag, 15) + 1):
+        publish(frame)
+    sink.close()
+    return sink.folder / str(name)
+
+
+@pytest.mark.parametrize("worker", ["caught up", "lagging"])
+@pytest.mark.parametrize("change", [40, 70, 118])  # at 1/30 s a frame, each lands a roll's end on a float tie
+def test_the_same_rolls_give_the_same_clip_length(tmp_path: Path, monkeypatch: Any, worker: str,
+                                                  change: int) -> None:
+    """A clip holds change - pre-roll to change + post-roll, whether the worker had caught up with the loop
+    when the event came (it already held frames past the post-roll) or lagged behind it; media times at
+    30 fps put boundary frames at float ties (they were in or out by 1e-16 s: 8-11 frames, issue 27)."""
+    import threading
+
+    from edgecnn.runtime.box.clips import ClipSink
+
+    gate, taken = threading.Event(), ClipSink._take
+    monkeypatch.setattr(ClipSink, "_take", lambda self, *args: (gate.wait(30), taken(self, *args)))
+    if worker == "caught up":
+        gate.set()
+    sink = ClipSink(tmp_path / "clips", pre_roll=PRE, post_roll=POST)
+    _, seconds, frames = decoded(clip_of_change(sink, change, LAG, gate))
+    assert frames == 15 + 1 + 6 and seconds == pytest.approx(PRE + POST, abs=0.002)
+    assert sink.counts()["clip_frames_dropped"] == 0
+
+
+def test_a_long_min_duration_keeps_the_change_buffered(tmp_path: Path) -> None:
+    """--min-duration 3: the event comes 3 s (90 frames) after its change, beyond the 2 s CONSENSUS_LAG;
+    the wiring's buffer keeps the change and its pre-roll all the same."""
+    import threading
+
+    from edgecnn.runtime.box.states import Consensus
+    from edgecnn.runtime.box.wiring import EventOptions, event_sinks
+
+    options = EventOptions(clips=tmp_path / "clips", pre_roll=PRE, post_roll=POST,
+                           consensus=Consensus(3, 5, 3.0))
+    wiring = event_sinks(options, ["shelf"], ["red", "green"])
+    gate = threading.Event()
+    gate.set()
+    _, seconds, frames = decoded(clip_of_change(wiring.clips, 40, 3 * FPS + 2, gate))
+    assert frames == 15 + 1 + 6 and seconds == pytest.approx(PRE + POST, abs=0.002)
