@@ -3,6 +3,7 @@ subscriber, a loopback HTTP server for webhooks and the --events file, all seein
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -409,14 +410,12 @@ def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "ca.pem", folder / "server.pem", folder / "server.key"
 
 
-def test_mqtts_reaches_a_tls_broker_trusting_the_ca_from_ssl_cert_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.contextmanager
+def tls_broker(tmp_path: Path) -> Iterator[tuple[Path, int, list[str]]]:
+    """A mosquitto TLS listener with its own CA (openssl CLI) and a subscriber to edgecnn/shelf/state:
+    (the CA file, the port, the payloads received)."""
     import paho.mqtt.client as mqtt
-    from edgecnn.runtime.box.mqtt import MqttSink
-    from edgecnn.runtime.live.events import Event
 
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is not installed")
     ca, cert, key = make_tls_files(tmp_path)
     port = free_port()
     (tmp_path / "conf").mkdir()
@@ -428,16 +427,27 @@ def test_mqtts_reaches_a_tls_broker_trusting_the_ca_from_ssl_cert_file(
     watcher.connect("127.0.0.1", port)
     watcher.subscribe("edgecnn/shelf/state", qos=1)
     watcher.loop_start()
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # how a box trusts its own CA: OpenSSL's default store
     try:
-        sink = MqttSink(f"mqtts://127.0.0.1:{port}", ["shelf"], ["red"])
-        event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
-        sink.event(event)
-        wait_for(received, 1, seconds=15)
-        sink.close()
+        yield ca, port, received
     finally:
         watcher.disconnect()
         watcher.loop_stop()
         broker.terminate()
         broker.wait(10)
+
+
+def test_mqtts_reaches_a_tls_broker_trusting_the_ca_from_ssl_cert_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecnn.runtime.box.mqtt import MqttSink
+    from edgecnn.runtime.live.events import Event
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is not installed")
+    with tls_broker(tmp_path) as (ca, port, received):
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # how a box trusts its own CA: OpenSSL's default store
+        sink = MqttSink(f"mqtts://127.0.0.1:{port}", ["shelf"], ["red"])
+        event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
+        sink.event(event)
+        wait_for(received, 1, seconds=15)
+        sink.close()
     assert [json.loads(p) for p in received] == [event.to_json()]

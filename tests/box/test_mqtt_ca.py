@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from tests.box.test_events import free_port, make_tls_files, start_broker, wait_for
+from tests.box.test_events import tls_broker, wait_for
 from tests.runtime.box_files import colour_onnx
 
 CUP = Path(__file__).resolve().parents[2] / "samples" / "videos" / "cup.mp4"
@@ -20,35 +20,18 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the 
 
 @needs_openssl
 def test_mqtts_trusts_the_broker_by_the_ca_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import paho.mqtt.client as mqtt
     from edgecnn.runtime.box.wiring import EventOptions, event_sinks
     from edgecnn.runtime.live.events import Event
 
-    ca, cert, key = make_tls_files(tmp_path)
-    port = free_port()
-    (tmp_path / "conf").mkdir()
-    broker = start_broker(tmp_path / "conf", port, extra=f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n")
-    received: list[str] = []
-    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    watcher.tls_set(ca_certs=str(ca))
-    watcher.on_message = lambda c, u, m: received.append(m.payload.decode())
-    watcher.connect("127.0.0.1", port)
-    watcher.subscribe("edgecnn/shelf/state", qos=1)
-    watcher.loop_start()
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # the system store does not know this CA
-    options = EventOptions(mqtt=f"mqtts://127.0.0.1:{port}", mqtt_ca=ca)
-    options.check()
-    event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
-    try:
+    with tls_broker(tmp_path) as (ca, port, received):
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # the system store does not know this CA
+        options = EventOptions(mqtt=f"mqtts://127.0.0.1:{port}", mqtt_ca=ca)
+        options.check()
+        event = Event("shelf", "red", None, 0.9, None, "2026-12-07T05:00:00.000+00:00", 3)
         wiring = event_sinks(options, ["shelf"], ["red"])
         wiring.tracker.sinks[0].event(event)
         wait_for(received, 1, seconds=15)
         wiring.close()
-    finally:
-        watcher.disconnect()
-        watcher.loop_stop()
-        broker.terminate()
-        broker.wait(10)
     assert [json.loads(p) for p in received] == [event.to_json()]
     assert wiring.counts()["mqtt_sent"] == 2  # the event and the state
 
