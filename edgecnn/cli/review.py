@@ -14,9 +14,7 @@ from edgecnn.cli.program import app
 from edgecnn.cli.render import console, review_line, review_table, tell
 from edgecnn.runtime.core.errors import EdgecnnError
 
-EXAMPLE = ("Example: edgecnn review runs/review --labels labels.csv --data runs/demo-data  (labels.csv: one "
-           "`id,label` a line, the ids `edgecnn review runs/review --list` shows; or JSON lines "
-           '{"id": ..., "label": ...})')
+EXAMPLE = "Example: edgecnn review runs/review --labels labels.csv --data runs/demo-data"
 
 
 @app.command(epilog=EXAMPLE)
