@@ -125,7 +125,7 @@ class ReviewDesk:
             if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
                 raise Refused(f"{name!r} is a file in the data folder, not a class folder; pick another "
                               "label", 400)
-            target = _move(jpeg, folder)
+            target = move_frame(jpeg, folder)
             self._remember(key, f"labelled {name!r}")
         return {"id": key, "label": name, "file": f"{name}/{target.name}"}
 
@@ -173,8 +173,9 @@ def _summary(key: str, jpeg: Path) -> dict[str, Any]:
             "top": [{"label": shown.label, "probability": shown.probability} for shown in record.frame.top]}
 
 
-def _move(jpeg: Path, folder: Path) -> Path:
-    """JPEG and sidecar into `folder` under one free stem (NAME, NAME-1, ...), then out of the queue."""
+def move_frame(jpeg: Path, folder: Path) -> Path:
+    """JPEG and sidecar into `folder` under one free stem (NAME, NAME-1, ...), then out of the queue (the
+    page's labels and `edgecnn review --labels` alike)."""
     folder.mkdir(parents=True, exist_ok=True)
     sidecar = jpeg.with_suffix(".json")
     for n in range(100_000):

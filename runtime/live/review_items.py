@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import read_bounded
 from edgecnn.runtime.core.records import Origin, read_record
 from edgecnn.runtime.live.review import ReviewRecord
+from edgecnn.runtime.live.review_desk import move_frame
 
 SIDECAR_LIMIT = 1 << 20  # bytes: a sidecar is about 1 KB
 LABELS_LIMIT = 16 << 20  # bytes of a labels file
@@ -144,46 +143,6 @@ def _check_class_folder(data: Path, label: str) -> None:
 
 
 def _move(item: QueuedFrame, label: str, data: Path) -> Moved:
-    """Link the JPEG (then its sidecar) to a free name in DATA/LABEL/, then unlink the queue's names."""
-    target = data / label
-    target.mkdir(parents=True, exist_ok=True)
-    image = _link_new(item.image, target, item.id, ".jpg")
-    sidecar = item.image.with_suffix(".json")
-    try:
-        _link_new(sidecar, target, image.stem, ".json", exact=True)
-        sidecar.unlink()
-    except (FileExistsError, FileNotFoundError):
-        pass  # the frame is what training needs; a sidecar in the way stays in the queue
-    item.image.unlink(missing_ok=True)
-    return Moved(item.id, label, image)
+    """The frame and its sidecar into DATA/LABEL/ under a free name, as the page's labels move them."""
+    return Moved(item.id, label, move_frame(item.image, data / label))
 
-
-def _link_new(source: Path, folder: Path, stem: str, suffix: str, exact: bool = False) -> Path:
-    """`source` under the first free name STEM.SUFFIX, STEM-1.SUFFIX, ... in `folder`, never replacing one."""
-    for number in range(1 if exact else 10_000):
-        path = folder / (f"{stem}{suffix}" if number == 0 else f"{stem}-{number}{suffix}")
-        try:
-            _link_or_copy(source, path)
-            return path
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
-            if source.suffix == ".json":
-                raise
-            raise EdgecnnError(f"frame {stem!r} left the queue while it was being labelled (labelled "
-                               "elsewhere?)") from None
-    raise FileExistsError(f"no free name for {stem}{suffix} in {folder}")
-
-
-def _link_or_copy(source: Path, path: Path) -> None:
-    try:
-        os.link(source, path)
-    except OSError as exc:
-        if isinstance(exc, (FileExistsError, FileNotFoundError)) or exc.errno != 18:  # EXDEV: another disk
-            raise
-        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.copyfile(source, temp)
-        try:
-            os.link(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
