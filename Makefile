@@ -8,13 +8,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-serve readme dist check-wheel check-aarch64 lint clean
 
-# pip install with three tries: one cut-off download (a CI run: opencv-python stopped at 70.5 of 72.9 MB,
-# and pip's six resumes got no more bytes) otherwise fails the whole set-up; a new try downloads afresh.
+# pip install with five tries, 30 s more wait before each: one cut-off download (a CI run: opencv-python
+# stopped at 70.5 of 72.9 MB, and pip's six resumes got no more bytes) otherwise fails the whole set-up; a
+# new try downloads afresh. Three tries 20 s apart were not enough once (stop 35: nvidia-pytriton stopped
+# at 52.2 of 55.4 MB on every try, a minute of outage; the same URL downloaded whole minutes later).
 # $(call pip,PYTHON,ARGUMENTS)
 # PYTHONWARNINGS: setuptools' editable build warns that a folder named like the package is in the working
 # directory; that is this repository's layout, and the 10-line box would be the demo's only noise.
-pip = for try in 1 2 3; do PYTHONWARNINGS=ignore::UserWarning $(1) -m pip install --quiet $(2) && exit 0; \
-	echo "pip install failed (try $$try of 3; a network hiccup?)" >&2; [ $$try = 3 ] || sleep 20; done; exit 1
+pip = for try in 1 2 3 4 5; do PYTHONWARNINGS=ignore::UserWarning $(1) -m pip install --quiet $(2) && exit 0; \
+	echo "pip install failed (try $$try of 5; a network hiccup?)" >&2; [ $$try = 5 ] || sleep $$((30 * try)); \
+	done; exit 1
 TRAIN_EXTRAS := '.[train,web,box,dev]'
 SERVE_EXTRAS := '.[train,serve,dev]'
 
