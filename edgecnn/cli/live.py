@@ -18,9 +18,9 @@ from edgecnn.cli.common import (
     ModelPath,
     PrecisionOpt,
     ThreadsOpt,
-    load_engine,
     ranged,
 )
+from edgecnn.cli.model_reload import camera_loader, model_reloads
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
 from edgecnn.cli.render import capture_line, err_console, say, show, summary_table, tell, warn
@@ -132,7 +132,7 @@ def camera(
     """
     from dataclasses import replace
 
-    from edgecnn.runtime.live.camera import CameraConfig, camera_engine, check_outputs, run_camera
+    from edgecnn.runtime.live.camera import CameraConfig, check_outputs, run_camera
     from edgecnn.runtime.live.video import VideoOptions
 
     names, shown = _camera_sources(source, sources)
@@ -155,13 +155,12 @@ def camera(
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
         collector, queue = _keepers(stack, collect, collect_max, review, wanted.consensus.n)
         sinks += [keeper for keeper in (collector, queue) if keeper is not None]
-        settings = camera_engine() if threads is None else {"threads": threads}
-        engine = stack.enter_context(load_engine(model, device, backend, precision, **settings,
-                                                  cache_dir=cache_dir, selftest=True))
+        load = camera_loader(model, device, backend, precision, threads, cache_dir)  # again on SIGHUP
+        engine = stack.enter_context(load())
         config = replace(config, top_k=min(3, len(engine.labels)) if top_k is None else top_k)
         _offer_classes(desk, engine.labels)
         wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
-        sinks += list(wiring.loop_sinks) if wiring else []
+        sinks += (list(wiring.loop_sinks) if wiring else []) + model_reloads(stack, load, config.top_k, model)
         summary = run_camera(engine, config, say=say, sinks=sinks)
     _report(summary, collector, json_out, wiring.counts() if wiring else {}, (jsonl, events), queue)
 

@@ -20,9 +20,28 @@ class ModelSwapper:
         self.loop: Any = None
         self.busy = threading.Lock()  # one reload at a time; another asked meanwhile is said and skipped
         self.threads: list[threading.Thread] = []
+        self.pending: str | None = None  # asked (request_reload) before the run started: done once it does
 
     def attach(self, loop: Any) -> None:
         self.loop = loop
+        if self.pending is not None:
+            self._announced(self.pending)
+            self.pending = None
+
+    def request_reload(self, announce: str = "") -> None:
+        """From a signal handler (SIGHUP): `announce` said and the reload started on the loop's thread between
+        two batches, as `edgecnn run`'s reload is (a deque append: no lock or stream a handler could find
+        taken; the loop looks at least every 0.1 s). Before the run has started, once it does."""
+        loop = self.loop
+        if loop is None:
+            self.pending = announce
+        else:
+            loop.request(lambda _loop: self._announced(announce))
+
+    def _announced(self, announce: str) -> None:
+        if announce:
+            self.say(announce)
+        self.reload()
 
     def reload(self) -> bool:
         """Start loading the model again in the background; False when a reload is already under way."""

@@ -1,0 +1,50 @@
+"""`camera`'s hot model swap triggers (issue 28 item 4): SIGHUP (`systemctl reload`, `kill -HUP`) loads the
+model again from its path beside the running one, self-tests it and swaps it in between two frames
+(runtime/live/model_swap.py); a broken new model is said in one line and the old one goes on answering.
+
+Every other command keeps SIGHUP = Ctrl-C (edgecnn/cli/process.py). Under `edgecnn run` the box's own SIGHUP
+handler (re-read the file, edgecnn/cli/box.py) stays; where SIGHUP is ignored (nohup) it stays ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from edgecnn.cli.common import load_engine
+from edgecnn.cli.render import warn
+
+
+def camera_loader(model: Path, device: str, backend: str, precision: str, threads: int | None,
+                  cache_dir: str | None) -> Callable[[], Any]:
+    """`camera`'s model, self-tested, each time it is called: at start and again for a reload."""
+    from edgecnn.runtime.live.camera import camera_engine
+
+    settings = camera_engine() if threads is None else {"threads": threads}
+    return partial(load_engine, model, device, backend, precision, **settings, cache_dir=cache_dir,
+                   selftest=True)
+
+
+def model_reloads(stack: ExitStack, load: Callable[[], Any], top_k: int, model: object) -> list[Any]:
+    """The run's ModelSwapper (a sink: the loop attaches itself) with SIGHUP reloading through it while the
+    run lasts; the handler SIGHUP had is put back when `stack` closes."""
+    import signal
+    import threading
+
+    from edgecnn.runtime.live.camera import CALLER_SINKS
+    from edgecnn.runtime.live.model_swap import ModelSwapper
+
+    swapper = ModelSwapper(load, top_k, warn)  # one line each, however long
+    hangup = getattr(signal, "SIGHUP", None)
+    if (hangup is None or CALLER_SINKS.get() or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(hangup) is signal.SIG_IGN):
+        return [swapper]
+
+    def reload(signum: int, frame: Any) -> None:
+        swapper.request_reload(f"SIGHUP: loading model {model} again, beside the running one")
+
+    stack.callback(signal.signal, hangup, signal.signal(hangup, reload))
+    return [swapper]
