@@ -160,7 +160,8 @@ def camera(
         config = replace(config, top_k=min(3, len(engine.labels)) if top_k is None else top_k)
         _offer_classes(desk, engine.labels)
         wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
-        sinks += (list(wiring.loop_sinks) if wiring else []) + model_reloads(stack, load, config.top_k, model)
+        sinks += (list(wiring.loop_sinks) if wiring else []) + model_reloads(
+            stack, load, config.top_k, model, sinks)
         summary = run_camera(engine, config, say=say, sinks=sinks)
     _report(summary, collector, json_out, wiring.counts() if wiring else {}, (jsonl, events), queue)
 

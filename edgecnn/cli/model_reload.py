@@ -1,6 +1,7 @@
-"""`camera`'s hot model swap triggers (issue 28 item 4): SIGHUP (`systemctl reload`, `kill -HUP`) loads the
-model again from its path beside the running one, self-tests it and swaps it in between two frames
-(runtime/live/model_swap.py); a broken new model is said in one line and the old one goes on answering.
+"""`camera`'s hot model swap triggers (issue 28 item 4): SIGHUP (`systemctl reload`, `kill -HUP`) and the
+page's POST /api/model/reload load the model again from its path beside the running one, self-test it and
+swap it in between two frames (runtime/live/model_swap.py); a broken new model is said in one line and the
+old one goes on answering.
 
 Every other command keeps SIGHUP = Ctrl-C (edgecnn/cli/process.py). Under `edgecnn run` the box's own SIGHUP
 handler (re-read the file, edgecnn/cli/box.py) stays; where SIGHUP is ignored (nohup) it stays ignored.
@@ -28,9 +29,11 @@ def camera_loader(model: Path, device: str, backend: str, precision: str, thread
                    selftest=True)
 
 
-def model_reloads(stack: ExitStack, load: Callable[[], Any], top_k: int, model: object) -> list[Any]:
-    """The run's ModelSwapper (a sink: the loop attaches itself) with SIGHUP reloading through it while the
-    run lasts; the handler SIGHUP had is put back when `stack` closes."""
+def model_reloads(stack: ExitStack, load: Callable[[], Any], top_k: int, model: object,
+                  sinks: list[Any]) -> list[Any]:
+    """The run's ModelSwapper (a sink: the loop attaches itself), reloading on the --serve page's POST
+    /api/model/reload (runtime/live/web_model.py; the page is among `sinks`) and on SIGHUP while the run
+    lasts; the handler SIGHUP had is put back when `stack` closes."""
     import signal
     import threading
 
@@ -38,6 +41,9 @@ def model_reloads(stack: ExitStack, load: Callable[[], Any], top_k: int, model: 
     from edgecnn.runtime.live.model_swap import ModelSwapper
 
     swapper = ModelSwapper(load, top_k, warn)  # one line each, however long
+    for page in sinks:
+        if hasattr(page, "reload_model"):
+            page.reload_model = swapper.reload
     hangup = getattr(signal, "SIGHUP", None)
     if (hangup is None or CALLER_SINKS.get() or threading.current_thread() is not threading.main_thread()
             or signal.getsignal(hangup) is signal.SIG_IGN):

@@ -178,6 +178,7 @@ class LiveServer:
         self.health = CameraHealth()  # /healthz: degraded with reasons; /api/state's cameras
         self.timeline = Timeline()  # web_events.py: the events of each camera, as the page lists them
         self.metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics: (body, content type)
+        self.reload_model: Callable[[], bool] | None = None  # POST /api/model/reload (web_model.py)
 
     @property
     def url(self) -> str:
@@ -326,6 +327,7 @@ class LiveServer:
         return Response(body, media_type=kind, headers=HEADERS)
 
     def _app(self) -> Any:
+        from edgecnn.runtime.live.web_model import model_routes
         from starlette.applications import Starlette
         from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
         from starlette.routing import Route
@@ -361,7 +363,7 @@ class LiveServer:
         routes = [Route("/", index), Route("/stream.mjpg", stream), Route("/events", events),
                   Route("/api/state", api_state), Route("/healthz", healthz),
                   Route("/api/record", record, methods=["POST"]), Route("/metrics", self._metrics_page),
-                  *self.routes]
+                  *self.routes, *model_routes(self, HEADERS)]
         app = Starlette(routes=routes)
         return _Gate(app, self.token, loopback_only=self.address.loopback)
 
