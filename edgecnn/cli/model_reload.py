@@ -33,19 +33,22 @@ def model_reloads(stack: ExitStack, load: Callable[[], Any], top_k: int, model: 
                   sinks: list[Any]) -> list[Any]:
     """The run's ModelSwapper (a sink: the loop attaches itself), reloading on the --serve page's POST
     /api/model/reload (runtime/live/web_model.py; the page is among `sinks`) and on SIGHUP while the run
-    lasts; the handler SIGHUP had is put back when `stack` closes."""
+    lasts; the handler SIGHUP had is put back when `stack` closes. None under `edgecnn run`: its SIGHUP
+    reload (runtime/box/reload.py) owns the model, which may since be another path than `model`."""
     import signal
     import threading
 
     from edgecnn.runtime.live.camera import CALLER_SINKS
     from edgecnn.runtime.live.model_swap import ModelSwapper
 
+    if CALLER_SINKS.get():
+        return []
     swapper = ModelSwapper(load, top_k, warn)  # one line each, however long
     for page in sinks:
         if hasattr(page, "reload_model"):
             page.reload_model = swapper.reload
     hangup = getattr(signal, "SIGHUP", None)
-    if (hangup is None or CALLER_SINKS.get() or threading.current_thread() is not threading.main_thread()
+    if (hangup is None or threading.current_thread() is not threading.main_thread()
             or signal.getsignal(hangup) is signal.SIG_IGN):
         return [swapper]
 

@@ -3,7 +3,7 @@ swapped in hot, as SIGHUP does (edgecnn/cli/model_reload.py, runtime/live/model_
 
     202 {"reloading": true}    the reload started; the page's `model` changes once the new one is live
     409 {"reloading": false}   one is already under way
-    404                        this run has no model to reload
+    404                        this run has no model to reload (`edgecnn run`: SIGHUP reloads its box file)
     415                        not sent as JSON (`Content-Type: application/json`; the body may be empty)
 
 Behind the page's gate (web.py `_Gate`: the token, the Host check), as every other route. JSON only, as
