@@ -102,3 +102,27 @@ def test_sighup_still_interrupts_other_commands(tmp_path: Path) -> None:
             process.kill()
     text = "".join(err.lines)
     assert "interrupted" in text and "Traceback" not in text, text
+
+
+def test_a_reload_asked_before_the_run_started_happens_once_it_does(tmp_path: Path) -> None:
+    # a SIGHUP between the model's load and the loop's start: queued, not lost
+    import numpy as np
+    from edgecnn.runtime.live.camera import CameraConfig, run_camera
+    from edgecnn.runtime.live.frames import read_jsonl
+    from edgecnn.runtime.live.model_swap import ModelSwapper
+
+    from tests.runtime.conftest import mean_colour_onnx
+    from tests.runtime.test_model_swap import FRAMES, NEW_LABELS, OLD_LABELS, watched
+
+    old = watched(mean_colour_onnx(tmp_path / "old.onnx", np.eye(3)), OLD_LABELS, 0.03)
+    good = mean_colour_onnx(tmp_path / "new.onnx", np.ones((3, 4)))
+    messages: list[str] = []
+    swapper = ModelSwapper(lambda: watched(good, NEW_LABELS, 0.0), 3, messages.append)
+    swapper.request_reload("asked early")
+    jsonl = tmp_path / "cup.jsonl"
+    run_camera(old, CameraConfig(source=CUP, headless=True, max_frames=FRAMES, jsonl=jsonl, top_k=3),
+               say=messages.append, sinks=[swapper])
+    models = [r.model for r in read_jsonl(jsonl)]
+    new = models[-1]  # the swap may come before the first frame: the reload starts as the loop does
+    assert new != old.meta.version and set(models) == {new} | set(models[:1]), models
+    assert messages.count("asked early") == 1, messages
