@@ -41,6 +41,14 @@ def interrupted(process: subprocess.Popen, out: Lines, err: Lines) -> int:
     return code
 
 
+def swap_index(out: Lines, old: str, new: str) -> int:
+    """Where the run's models went from `old` to `new`; asserts it went once and never back."""
+    models = models_in(out)
+    swapped = models.index(new)
+    assert models == [old] * swapped + [new] * (len(models) - swapped), models
+    return swapped
+
+
 def test_sighup_reloads_the_camera_model_and_a_broken_one_is_refused(tmp_path: Path) -> None:
     live = tmp_path / "bundle"
     colour_onnx(live / "model.onnx")
@@ -72,9 +80,7 @@ def test_sighup_reloads_the_camera_model_and_a_broken_one_is_refused(tmp_path: P
     assert str(live) in refused, refused
     assert text.count(f"SIGHUP: loading model {live} again, beside the running one") == 2, text
     assert f"model {new_version} is live" in text
-    models = models_in(out)
-    swapped = models.index(new_version)
-    assert swapped >= seen + 5 and models == [old_version] * swapped + [new_version] * (len(models) - swapped)
+    assert swap_index(out, old_version, new_version) >= seen + 5
 
 
 def catches_sighup(pid: int) -> bool:

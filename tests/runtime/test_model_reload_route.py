@@ -20,7 +20,7 @@ from edgecnn.runtime.live.web import LiveServer, ServeAddress
 from tests.reliability.conftest import LABELS, colour_onnx
 from tests.runtime.test_box_model_reload import Lines, models_in, wait_until
 from tests.runtime.test_box_run import CUP, edgecnn
-from tests.runtime.test_camera_sighup import interrupted
+from tests.runtime.test_camera_sighup import interrupted, replace_folder, swap_index
 
 pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install '.[web]'")
 TOKEN = "t0k-reload"
@@ -77,8 +77,7 @@ def test_the_page_reloads_a_replaced_bundle_in_a_running_camera(tmp_path: Path) 
         page = err.wait_for(lambda line: line.startswith("camera page: "))
         port = re.search(r"127\.0\.0\.1:(\d+)/", page)[1]
         wait_until(lambda: len(models_in(out)) >= 5)
-        live.rename(tmp_path / "aside")
-        new.rename(live)
+        replace_folder(live, new, tmp_path / "aside")
         assert post(f"http://127.0.0.1:{port}/api/model/reload") == (202, {"reloading": True})
         wait_until(lambda: models_in(out)[-5:] == [new_version] * 5)
         assert process.poll() is None  # the run goes on
@@ -88,6 +87,4 @@ def test_the_page_reloads_a_replaced_bundle_in_a_running_camera(tmp_path: Path) 
             process.kill()
     text = "".join(err.lines)
     assert "Traceback" not in text and f"model {new_version} is live" in text, text
-    models = models_in(out)
-    swapped = models.index(new_version)
-    assert swapped >= 5 and models == [old_version] * swapped + [new_version] * (len(models) - swapped)
+    assert swap_index(out, old_version, new_version) >= 5
