@@ -123,6 +123,8 @@ def camera(
         help="Write one H.264 MP4 per event into this folder (needs PyAV: the box extra).")] = None,
     pre_roll: Annotated[float, typer.Option(help="Seconds of each clip before its change (0-60).")] = 3.0,
     post_roll: Annotated[float, typer.Option(help="Seconds of each clip after its change (0-60).")] = 3.0,
+    clips_buffer_mb: Annotated[float, typer.Option(min=1, max=4096, help="Each camera's pre-roll buffer cap "
+                               "in MiB (a 640x480 frame takes 0.45: 64 MiB is 4.8 s at 30 fps).")] = 64.0,
     json_out: JsonOpt = False, cache_dir: CacheOpt = None,
 ) -> None:
     """Recognise what webcams, video files, streams or image folders show, live (several at once).
@@ -146,7 +148,7 @@ def camera(
                           snapshot_dir=snapshot_dir)
     config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
-    rolls, broker = (clips, pre_roll, post_roll), (mqtt, mqtt_ca)
+    rolls, broker = (clips, pre_roll, post_roll, clips_buffer_mb), (mqtt, mqtt_ca)
     wanted = _event_options(events, broker, webhook, consensus, min_duration, force, rolls, jsonl, metrics)
     with ExitStack() as stack:
         sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names, desk)
@@ -196,7 +198,8 @@ def _offer_classes(desk: Any, labels: Any) -> None:
 
 
 def _event_options(events: Path | None, mqtt: tuple[str | None, Path | None], webhook: list[str] | None,
-                   consensus: str, min_duration: float, force: bool, clips: tuple[Path | None, float, float],
+                   consensus: str, min_duration: float, force: bool,
+                   clips: tuple[Path | None, float, float, float],
                    jsonl: Path | None, metrics: str | None = None) -> Any:
     """The state/event options and --metrics, checked before the page or the model start."""
     from edgecnn.runtime.box.states import Consensus
@@ -207,7 +210,7 @@ def _event_options(events: Path | None, mqtt: tuple[str | None, Path | None], we
         raise EdgecnnError("--jsonl and --events cannot both go to standard output; send one to a file")
 
     options = EventOptions(events, mqtt[0], tuple(webhook or ()), Consensus.parse(consensus, min_duration),
-                           force, *clips, mqtt_ca=mqtt[1])
+                           force, *clips[:3], mqtt_ca=mqtt[1], clips_buffer_mb=clips[3])
     options.check()
     _check_metrics(metrics)  # a bad address or a port in use fails here, not after the model loaded
     return options

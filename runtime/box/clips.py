@@ -3,11 +3,12 @@
     clips = ClipSink(Path("clips"), pre_roll=3.0, post_roll=3.0)   # a loop `Sink` and the tracker's
     StateTracker(consensus, sinks, clips=clips)                    # `ClipMaker`
 
-The loop only queues each captured frame (bounded; a full queue drops the frame, counted). One worker
-thread JPEG-encodes frames into each camera's pre-roll buffer and, while a clip is open, encodes them with
-PyAV (libx264, ultrafast, zerolatency, yuv420p, +faststart) into a temporary file that is renamed when the
-clip is complete. A clip ends --post-roll seconds after its change, at the camera's next event, or at the
-end of the run. A full disk or any write error drops that clip (counted) and the camera goes on.
+The loop only queues a reference to each captured frame (bounded; a full queue drops the frame, counted).
+One worker thread converts each frame to I420 (yuv420p, the encoder's own input) into its camera's pre-roll
+buffer and, while a clip is open, hands the same I420 frame to PyAV (libx264, ultrafast, zerolatency,
++faststart), writing a temporary file that is renamed when the clip is complete. A clip ends --post-roll
+seconds after its change, at the camera's next event, or at the end of the run. A full disk or any write
+error drops that clip (counted) and the camera goes on.
 
 An event names its clip when it is sent, at the change, seconds before the clip is complete: `clip` is
 the name the file will have once written. A clip dropped (write error, full disk) or never made (no frame
@@ -21,9 +22,15 @@ first, when the source started less than pre-roll before the change, or when the
 and FRAME_QUEUE was full (`clip_frames_dropped` counts those frames).
 
 Bound: a camera's buffer holds the frames of the last pre-roll + `lag` seconds (CONSENSUS_LAG plus the
-consensus' --min-duration: an event is known that long after its change) as JPEG (quality
-85), at most BUFFER_BYTES (64 MiB; a 640x480 JPEG is ~40-60 KB, so 5 s at 30 fps is ~9 MB), oldest
-dropped first. JPEG rather than raw frames: raw 640x480 BGR is 0.9 MB a frame, 138 MB for 5 s at 30 fps.
+consensus' --min-duration: an event is known that long after its change) as I420, and at most `buffer_mb`
+(--clips-buffer-mb, default BUFFER_MB = 64 MiB), oldest dropped first. A 640x480 I420 frame is 450 KiB:
+64 MiB holds 145 of them, 4.8 s at 30 fps, so the default 3 s pre-roll is whole when its event comes
+within 1.8 s of its change (the default consensus 3/5 and 0.3 s: ~0.4 s); a longer pre-roll, a later
+event (a long --min-duration) or a bigger frame needs a bigger cap (pre-roll + lag seconds x fps x
+width x height x 1.5 bytes). I420 rather than JPEG (issue 27): the conversion costs 0.25 core-ms a
+640x480 frame against 1.3 for JPEG at quality 85, CPU the worker took from the model's threads (--clips
+ran at 0.87x the FPS without on 2 cores), the clip needs no decode and no second conversion, and nothing
+is lost to a JPEG before the H.264 encode; raw BGR would be 900 KiB a frame.
 """
 
 from __future__ import annotations
@@ -40,16 +47,15 @@ import numpy as np
 from edgecnn.runtime.core.outputs import AtomicPath
 from edgecnn.runtime.live.events import Event
 from edgecnn.runtime.live.frames import LiveUpdate
-from edgecnn.runtime.live.h264 import H264File
+from edgecnn.runtime.live.h264 import H264File, to_i420
 
-BUFFER_BYTES = 64 * 2**20  # per camera: the issue's bound for 5 s of 640x480
+BUFFER_MB = 64.0  # MiB per camera (--clips-buffer-mb): the issue's bound for ~5 s of 640x480
 CONSENSUS_LAG = 2.0  # seconds kept beyond the pre-roll (+ --min-duration): an event is known K frames after
 # its change
 # media times are sums of frame durations: at 30 fps, frame c-15 read as 0.5 s + 1e-16 before frame c, so an
 # exact comparison dropped a boundary frame of ~1 clip in 5 (one cause of 8-11 frames for the same rolls)
 SLACK_S = 1e-3
 FRAME_QUEUE = 64  # frames waiting for the worker; more are dropped (counted), the loop never waits
-JPEG_QUALITY = 85
 _STOP = object()
 
 
@@ -58,7 +64,7 @@ class _Frame:
     camera: str
     frame: int
     timestamp: float  # seconds into the source (media time for files, wall clock for live sources)
-    jpeg: bytes
+    yuv: np.ndarray  # I420 (h264.to_i420): height * 3/2 rows
 
 
 class NoFrame(Exception):
@@ -73,8 +79,8 @@ class _Clip:
         self.target = AtomicPath(path)
         self.video = H264File(self.target.temp)  # milliseconds of media time
 
-    def add(self, image: np.ndarray, timestamp: float) -> None:
-        self.video.add(image, int(round((timestamp - self.start) * 1000)))
+    def add(self, yuv: np.ndarray, timestamp: float) -> None:
+        self.video.add_i420(yuv, int(round((timestamp - self.start) * 1000)))
 
     def close(self) -> None:
         """Flush and rename into place; NoFrame (and nothing left behind) when no frame was written."""
@@ -94,8 +100,9 @@ class ClipSink:
     """A loop `Sink` (frames into the pre-roll buffers) and the tracker's `ClipMaker` (`begin`)."""
 
     def __init__(self, folder: Path, pre_roll: float = 3.0, post_roll: float = 3.0,
-                 lag: float = CONSENSUS_LAG) -> None:
+                 lag: float = CONSENSUS_LAG, buffer_mb: float = BUFFER_MB) -> None:
         self.folder, self.pre_roll, self.post_roll, self.lag = Path(folder), pre_roll, post_roll, lag
+        self.buffer_bytes = int(buffer_mb * 2**20)  # per camera
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written = self.dropped = self.frames_dropped = 0
         self.errors: list[str] = []  # why clips were dropped, for the summary (said once)
@@ -104,6 +111,7 @@ class ClipSink:
         self._begins: queue.Queue[tuple[Event, Path]] = queue.Queue()
         self._waiting: list[tuple[Event, Path]] = []  # begun, the worker not yet at their change frame
         self._buffers: dict[str, deque[_Frame]] = {}
+        self._buffered: dict[str, int] = {}  # bytes in each camera's buffer
         self._open: dict[str, _Clip] = {}
         self._counter = 0
         self._closed = False
@@ -153,19 +161,18 @@ class ClipSink:
             self._end(camera)
 
     def _take(self, camera: str, frame: int, timestamp: float, image: np.ndarray) -> None:
-        import cv2
-
-        jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
+        yuv = to_i420(image)
         buffer = self._buffers.setdefault(camera, deque())
-        buffer.append(_Frame(camera, frame, timestamp, jpeg))
-        while buffer and (timestamp - buffer[0].timestamp > self.pre_roll + self.lag
-                          or sum(len(f.jpeg) for f in buffer) > BUFFER_BYTES):
-            buffer.popleft()
+        buffer.append(_Frame(camera, frame, timestamp, yuv))
+        self._buffered[camera] = self._buffered.get(camera, 0) + yuv.nbytes
+        while len(buffer) > 1 and (timestamp - buffer[0].timestamp > self.pre_roll + self.lag
+                                   or self._buffered[camera] > self.buffer_bytes):
+            self._buffered[camera] -= buffer.popleft().yuv.nbytes
         clip = self._open.get(camera)
         if clip is not None and timestamp > clip.until + SLACK_S:
             self._end(camera)
         elif clip is not None:
-            self._write(camera, clip.add, image, timestamp)
+            self._write(camera, clip.add, yuv, timestamp)
 
     def _start_clips(self, final: bool = False) -> None:
         """Open the clips whose change frame the worker has reached (it may lag the loop by FRAME_QUEUE
@@ -194,11 +201,9 @@ class ClipSink:
                 self._end(event.camera)
 
     def _open_clip(self, camera: str, path: Path, start: float, until: float, kept: list[_Frame]) -> None:
-        import cv2
-
         clip = self._open[camera] = _Clip(path, start, until)
         for frame in kept:
-            clip.add(cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR), frame.timestamp)
+            clip.add(frame.yuv, frame.timestamp)
 
     def _end(self, camera: str) -> None:
         clip = self._open.get(camera)

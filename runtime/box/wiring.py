@@ -33,6 +33,7 @@ class EventOptions:
     pre_roll: float = 3.0  # --pre-roll S: seconds of a clip before its change
     post_roll: float = 3.0  # --post-roll S: seconds after it (or to the next event, or the end)
     mqtt_ca: Path | None = None  # --mqtt-ca FILE: a private CA (PEM) for an mqtts:// broker
+    clips_buffer_mb: float = 64.0  # --clips-buffer-mb: each camera's pre-roll buffer cap (clips.BUFFER_MB)
 
     @property
     def wanted(self) -> bool:
@@ -56,7 +57,7 @@ class EventOptions:
         for url in self.webhooks:
             check_webhook(url)
         if self.clips is not None:
-            check_clips(self.clips, self.pre_roll, self.post_roll)
+            check_clips(self.clips, self.pre_roll, self.post_roll, self.clips_buffer_mb)
         if self.events is not None and not is_stdout(self.events):  # `--events -`: on standard output
             check_output_path(self.events, "--events", suffix=".jsonl")
             check_writable(self.events, "--events")
@@ -131,13 +132,14 @@ def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[
         from edgecnn.runtime.box.clips import CONSENSUS_LAG, ClipSink
 
         clips = ClipSink(options.clips, options.pre_roll, options.post_roll,
-                         lag=CONSENSUS_LAG + options.consensus.min_duration)  # the change stays buffered
+                         lag=CONSENSUS_LAG + options.consensus.min_duration,  # the change stays buffered
+                         buffer_mb=options.clips_buffer_mb)
     watch_sinks(extra, owned)  # a failing MQTT broker or webhook makes the page's /healthz degraded
     return EventWiring(StateTracker(options.consensus, [*owned, *extra], clips=clips), owned, clips)
 
 
-def check_clips(folder: Path, pre_roll: float, post_roll: float) -> None:
-    """--clips needs PyAV (its FFmpeg has libx264), a folder it can write, and sane roll lengths."""
+def check_clips(folder: Path, pre_roll: float, post_roll: float, buffer_mb: float = 64.0) -> None:
+    """--clips needs PyAV (its FFmpeg has libx264), a folder it can write, sane roll lengths and buffer."""
     import importlib.util
 
     from edgecnn.runtime.core.errors import install_hint
@@ -149,3 +151,5 @@ def check_clips(folder: Path, pre_roll: float, post_roll: float) -> None:
     for option, seconds in (("--pre-roll", pre_roll), ("--post-roll", post_roll)):
         if not 0.0 <= seconds <= 60.0:
             raise EdgecnnError(f"{option} {seconds} is out of range; give 0 to 60 seconds (e.g. 3)")
+    if not 1.0 <= buffer_mb <= 4096.0:
+        raise EdgecnnError(f"--clips-buffer-mb {buffer_mb} is out of range; give 1 to 4096 MiB (e.g. 64)")

@@ -104,6 +104,44 @@ def test_a_clip_waits_for_a_lagging_worker_to_reach_its_change(tmp_path: Path, m
     assert sink.counts() == {"clips_written": 1, "clips_dropped": 0, "clip_frames_dropped": 0}
 
 
+def test_the_buffer_cap_keeps_the_newest_frames_and_the_clip_plays_them(tmp_path: Path, monkeypatch: Any
+                                                                        ) -> None:
+    """--clips-buffer-mb: a cap of 6 I420 frames (64x48: 4608 bytes each) keeps frames 15..20 of a 1 s
+    pre-roll before the change at frame 20 (10 fps); the clip starts there, at full colour (I420 kept)."""
+    import threading
+    from types import SimpleNamespace
+
+    import numpy as np
+    from edgecnn.runtime.box.clips import ClipSink
+    from edgecnn.runtime.live.events import Event
+
+    gate, taken = threading.Event(), ClipSink._take
+    monkeypatch.setattr(ClipSink, "_take", lambda self, *args: (gate.wait(30), taken(self, *args)))
+    sink = ClipSink(tmp_path / "clips", pre_roll=1.0, post_roll=0.3, buffer_mb=6 * 4608 / 2**20)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for frame in range(30):
+        image[:] = (0, frame * 8, 255 - frame * 8)  # BGR: red fading to green
+        record = SimpleNamespace(camera="shelf", frame=frame, timestamp=frame / 10)
+        sink.publish(SimpleNamespace(image=image.copy(), record=record))
+    name = sink.begin(Event("shelf", "green", "red", 0.9, None, "2026-12-07T13:00:00+00:00", 20))
+    gate.set()
+    sink.close()
+    with av.open(str(tmp_path / "clips" / str(name))) as container:
+        pictures = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert len(pictures) == 9  # frames 15..23: the cap dropped 10..14
+    first = pictures[0].reshape(-1, 3).mean(axis=0)
+    assert np.abs(first - (0, 15 * 8, 255 - 15 * 8)).max() < 6, first  # frame 15's colour, not 10's
+    assert len(sink._buffers["shelf"]) <= 6 and sink.counts()["clips_written"] == 1
+
+
+def test_a_clips_buffer_out_of_range_is_one_line(tmp_path: Path) -> None:
+    from edgecnn.runtime.box.wiring import EventOptions
+    from edgecnn.runtime.core.errors import EdgecnnError
+
+    with pytest.raises(EdgecnnError, match=r"--clips-buffer-mb 0.5 is out of range; give 1 to 4096"):
+        EventOptions(clips=tmp_path / "clips", clips_buffer_mb=0.5).check()
+
+
 def test_a_clip_no_frame_reached_is_dropped_and_named_in_the_summary(tmp_path: Path) -> None:
     """An event of a camera whose frames never reached the worker: its clip is counted dropped and its
     name listed, not silently missing (written + dropped = events that named a clip)."""
