@@ -134,6 +134,20 @@ def test_the_buffer_cap_keeps_the_newest_frames_and_the_clip_plays_them(tmp_path
     assert len(sink._buffers["shelf"]) <= 6 and sink.counts()["clips_written"] == 1
 
 
+@pytest.mark.parametrize("height, width", [(480, 640), (482, 640), (481, 641), (1080, 1920), (2, 2),
+                                           (50, 3000)])
+def test_the_pre_roll_i420_in_strips_is_opencvs_whole_frame_conversion(height: int, width: int) -> None:
+    """to_i420 converts in strips (each under OpenCV's thread-pool size): byte for byte OpenCV's one call on
+    the frame, an odd row or column cropped; strip ends at rows not a multiple of 4 included."""
+    import cv2
+    import numpy as np
+    from edgecnn.runtime.live.h264 import to_i420
+
+    image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), np.uint8)
+    even = np.ascontiguousarray(image[:height // 2 * 2, :width // 2 * 2])
+    assert np.array_equal(to_i420(image), cv2.cvtColor(even, cv2.COLOR_BGR2YUV_I420))
+
+
 def test_a_clips_buffer_out_of_range_is_one_line(tmp_path: Path) -> None:
     from edgecnn.runtime.box.wiring import EventOptions
     from edgecnn.runtime.core.errors import EdgecnnError
