@@ -96,10 +96,14 @@ SAYS = {int: "a whole number", float: "a number", bool: "true or false", str: "a
 def _convert(param: Any, kind: type, value: Any) -> Any:
     """A TOML value as the option's value, strictly typed (5 is not "5") and range-checked like the option:
     its own min/max, then the options table (`check_range`)."""
+    if param.multiple:  # a repeatable option (webhook): one value or a list of them
+        return [_convert_one(param, kind, item) for item in (value if isinstance(value, list) else [value])]
+    return _convert_one(param, kind, value)
+
+
+def _convert_one(param: Any, kind: type, value: Any) -> Any:
     from edgecnn.runtime.core.options import check_range
 
-    if param.multiple:
-        return [_convert(param, kind, item) for item in (value if isinstance(value, list) else [value])]
     if not isinstance(value, WANTED.get(kind, (str,))) or (kind is not bool and isinstance(value, bool)):
         wanted = SAYS.get(kind, "a string")
         raise EdgecnnError(f"{_toml(value)} is a TOML {type(value).__name__}; give {wanted}")

@@ -151,7 +151,7 @@ def camera(
     rolls, broker = (clips, pre_roll, post_roll, clips_buffer_mb), (mqtt, mqtt_ca)
     wanted = _event_options(events, broker, webhook, consensus, min_duration, force, rolls, jsonl, metrics)
     with ExitStack() as stack:
-        sinks = _page(stack, serve, shown, token, no_auth, record_to, config.camera_names, desk)
+        sinks = _page(stack, serve, shown, token, no_auth, record_to, config, desk)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
         if paced:
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
@@ -169,12 +169,13 @@ def camera(
 
 
 def _page(stack: Any, serve: str | None, shown: str, token: str | None, no_auth: bool,
-          record_to: Path | None, cameras: tuple[str, ...], desk: Any = None) -> list[Any]:
+          record_to: Path | None, config: Any, desk: Any = None) -> list[Any]:
     """The --serve page as the run's first sink (none without --serve)."""
     if not serve:
         return []
     server = stack.enter_context(_live_server(serve, shown, token, no_auth, say, record_to, desk))
-    server.health.expect(cameras)  # /healthz notices a camera that never gives a frame
+    regions = dict(zip(config.camera_names, config.regions, strict=False)) if config.regions else None
+    server.health.expect(config.camera_names, regions)  # /healthz notices a camera that never gives a frame
     return [server]
 
 

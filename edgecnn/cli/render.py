@@ -4,6 +4,7 @@ the one-line messages (the library returns records; this draws them)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+if os.environ.get("JOURNAL_STREAM"):  # systemd: each line with its syslog priority (runtime/box/journal.py)
+    from edgecnn.runtime.box.journal import JournalStream
+
+    err_console.file = JournalStream()  # type: ignore[assignment]
 
 
 def say(message: object) -> None:

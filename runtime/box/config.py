@@ -27,6 +27,9 @@ the table's header and then `key =`). Rules, in the order they are applied:
    `[[camera]]` must agree with the other cameras (one loop runs them: per-camera values of loop-wide
    options are not supported yet), and is refused when it differs.
 6. Camera names are unique (given or derived from the source), regions valid, sources there.
+7. What the start would refuse is refused now (runtime/box/preflight.py: the start's own checks): the
+   page's address and who may watch it, the MQTT and webhook URLs' forms, `mqtt_ca` a readable PEM file,
+   each file or folder the run writes in a writable place (a file where a folder is needed refused).
 """
 
 from __future__ import annotations
@@ -121,15 +124,28 @@ def read_box(path: Path, keys: Mapping[str, Key]) -> BoxConfig:
     data = _parse(path, text)
     folder = path.absolute().parent
     options: dict[str, Any] = {}
+    lines: dict[str, int] = {}  # each option's line, for rule 7
     model = _model(data, where, folder)
     for table, values in (("", data), ("page", data.get("page", {})), ("sinks", data.get("sinks", {}))):
         _tables_are_tables(table, values, where)
         for key, (value, line) in _known(table or None, 0, values, keys, where).items():
             if key in options:
                 raise where.error(line, key, "is set twice (at the top and in [sinks]); set it once")
-            options[key] = _value(key, value, line, keys, where, folder)
-    cameras = _cameras(data, keys, where, folder, options)
+            options[key], lines[key] = _value(key, value, line, keys, where, folder), line
+    cameras = _cameras(data, keys, where, folder, options, lines)
+    _startable(options, lines, where)
     return BoxConfig(path=path, model=model, options=options, cameras=cameras)
+
+
+def _startable(options: dict[str, Any], lines: dict[str, int], where: _Where) -> None:
+    """Rule 7: each option the start would refuse, said at its line (the checks start nothing)."""
+    from edgecnn.runtime.box.preflight import check_start
+
+    for key, value in options.items():
+        try:
+            check_start(key, value, options)
+        except EdgecnnError as exc:
+            raise where.error(lines[key], key, str(exc)) from None
 
 
 def _text(path: Path) -> str:
@@ -256,7 +272,7 @@ def _value(key: str, value: Any, line: int, keys: Mapping[str, Key], where: _Whe
 
 
 def _cameras(data: dict[str, Any], keys: Mapping[str, Key], where: _Where, folder: Path,
-             options: dict[str, Any]) -> tuple[BoxCamera, ...]:
+             options: dict[str, Any], lines: dict[str, int]) -> tuple[BoxCamera, ...]:
     tables = data.get("camera")
     if not tables:
         raise where.error(len(where.lines) or 1, "camera", 'no camera; add a [[camera]] table with source = '
@@ -276,6 +292,7 @@ def _cameras(data: dict[str, Any], keys: Mapping[str, Key], where: _Where, folde
         for key, value in values.items():
             if key not in PER_SOURCE:
                 _agrees(key, value, known[key][1], index, shared, options, where)
+                lines.setdefault(key, known[key][1])
     options.update({key: value for key, (value, _) in shared.items()})
     return _named(cameras, where)
 

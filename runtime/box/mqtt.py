@@ -52,9 +52,9 @@ class MqttTarget:
             port = parts.port
         except ValueError:
             parts, port = None, None
-        if parts is None or parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise EdgecnnError(f"--mqtt {shown} is not mqtt://[USER:PASS@]HOST[:PORT][/PREFIX]; give e.g. "
-                               "mqtt://127.0.0.1:1883/edgecnn (mqtts:// for TLS)")
+        if parts is None or parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port == 0:
+            raise EdgecnnError(f"--mqtt {shown} is not mqtt://[USER:PASS@]HOST[:PORT][/PREFIX] (port 1-65535)"
+                               "; give e.g. mqtt://127.0.0.1:1883/edgecnn (mqtts:// for TLS)")
         tls = parts.scheme == "mqtts"
         prefix = parts.path.strip("/") or "edgecnn"
         if any(c in prefix for c in "+#"):

@@ -107,7 +107,7 @@ class Reloader:
             health = getattr(sink, "health", None)
             if health is not None:
                 health.forget(stop)
-                health.expect([camera.name for camera in start])
+                health.expect([c.name for c in start], {c.name: Region.parse(c.region) for c in start})
 
 
 def _where(camera: BoxCamera) -> tuple[str, str]:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from edgecnn.runtime.box.failing import FAILING_AFTER_S, Failing, problems
 from edgecnn.runtime.core.errors import EdgecnnError
@@ -30,9 +31,15 @@ CLOSE_S = 5.0  # what is still queued at the end gets this long
 
 
 def check_webhook(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise EdgecnnError(f"--webhook {mask_url(url)} is not an http:// or https:// URL; give e.g. "
-                           "http://127.0.0.1:8123/api/webhook/ID")
+    """The URL's form (scheme, host, port 1-65535 in ASCII digits), at the start and by `run --check`."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError: out of range, or not ASCII digits
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise EdgecnnError(f"--webhook {mask_url(url)} is not an http:// or https:// URL with a host (and a "
+                           "port 1-65535); give e.g. http://127.0.0.1:8123/api/webhook/ID")
     return url
 
 

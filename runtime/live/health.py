@@ -10,7 +10,7 @@ camera thread, read on the web thread: plain dict updates, no lock needed for th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 DEGRADED_AFTER_S = 10.0  # a camera silent this long (a stream reconnecting) makes the box degraded
@@ -25,11 +25,15 @@ class CameraHealth:
         self.probes: dict[str, Callable[[], str | None]] = {}
         self.forgotten: set[str] = set()
 
-    def expect(self, names: Iterable[str]) -> None:
-        """The run's cameras, so that one that never gives a result is noticed too."""
+    def expect(self, names: Iterable[str], regions: Mapping[str, Any] | None = None) -> None:
+        """The run's cameras, so that one that never gives a result is noticed too; `regions`: each
+        camera's `Region` (None: the whole frame), for /api/state."""
         for name in names:
             self.forgotten.discard(name)
-            self.cameras.setdefault(name, {"results": 0, "last": None, "interval": 0.0, "reconnects": 0})
+            self.cameras.setdefault(name, {"results": 0, "last": None, "interval": 0.0, "reconnects": 0,
+                                           "source": None, "region": None, "model": None})
+            if regions is not None and name in regions:
+                self.cameras[name]["region"] = _box(regions[name])
 
     def forget(self, names: Iterable[str]) -> None:
         """Cameras removed from the run (the box's reload): no longer expected."""
@@ -41,7 +45,8 @@ class CameraHealth:
         """A sink's own check: its `problem()` is a reason to be degraded while it is not None."""
         self.probes[name] = problem
 
-    def publish(self, camera: str, stats: dict[str, Any]) -> None:
+    def publish(self, camera: str, stats: dict[str, Any], record: Any = None) -> None:
+        """A result of `camera`; `record` (its FrameRecord) gives the source (masked) and model version."""
         if camera in self.forgotten:
             return
         now = self.clock()
@@ -52,6 +57,8 @@ class CameraHealth:
             state["interval"] = gap if not state["interval"] else 0.9 * state["interval"] + 0.1 * gap
         state.update(results=state["results"] + 1, last=now, reconnects=int(stats.get("reconnects", 0)),
                      fps=stats.get("fps"))
+        if record is not None:
+            state.update(source=record.source, model=record.model or None)
 
     def report(self) -> dict[str, Any]:
         """{"status": "ok" | "degraded", "reasons": [...], "degraded_after_s": ...}."""
@@ -70,8 +77,18 @@ class CameraHealth:
                 "degraded_after_s": DEGRADED_AFTER_S}
 
     def listing(self) -> list[dict[str, Any]]:
-        """Every camera for /api/state: name, results, seconds since the last one, reconnects."""
+        """Every camera for /api/state: name, source (masked), region ([x, y, w, h] in the units given; null:
+        the whole frame), the model version of its last result, results, seconds since the last, reconnects
+        (source and model are null until its first result)."""
         now = self.clock()
-        return [{"camera": name, "results": s["results"], "reconnects": s["reconnects"],
+        return [{"camera": name, "source": s["source"], "region": s["region"], "model": s["model"],
+                 "results": s["results"], "reconnects": s["reconnects"],
                  "last_result_s": None if s["last"] is None else round(now - s["last"], 3)}
                 for name, s in self.cameras.items()]
+
+
+def _box(region: Any) -> list[float] | None:
+    """A Region as [x, y, w, h] (whole numbers as such: pixels, or a fraction's 0 and 1)."""
+    if region is None:
+        return None
+    return [int(v) if float(v).is_integer() else v for v in (region.x, region.y, region.w, region.h)]

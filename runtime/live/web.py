@@ -190,7 +190,7 @@ class LiveServer:
     def publish(self, update: LiveUpdate) -> None:
         """Keep the newest result; hand its picture to the encoder only while someone watches."""
         self._latest, self._published_at = update, time.time()
-        self.health.publish(update.record.camera or update.record.source, update.stats)
+        self.health.publish(update.record.camera or update.record.source, update.stats, update.record)
         if self.recorder is not None:
             self.recorder.offer(update.image, update.record.frame)
         self._updates += 1

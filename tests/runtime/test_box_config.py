@@ -66,6 +66,74 @@ def test_a_broken_box_file_is_one_line_with_its_line_number(bundle: Path, tmp_pa
     assert words in lines[0], lines[0]
 
 
+START = [  # what the start would refuse, said by --check at the key's line (runtime/box/preflight.py)
+    ('[page]\nserve = "80800"\n', 3, "serve: --serve '80800' is not [HOST:]PORT"),
+    ('[page]\nserve = "localhost:\u0668\u0660\u0668\u0660"\n', 3, "is not [HOST:]PORT"),
+    ('[page]\nserve = "box:http"\n', 3, "is not [HOST:]PORT"),
+    ('[page]\nserve = "0.0.0.0:8080"\n', 3, "give --token TOKEN"),
+    ('[page]\nno_auth = true\n', 3, "goes with the page"),
+    ('metrics = "box:"\n', 2, "is not [HOST:]PORT"),
+    ('mqtt = "mqtt://127.0.0.1:99999"\n', 2, "is not mqtt://"),
+    ('mqtt = "http://127.0.0.1:1883"\n', 2, "is not mqtt://"),
+    ('[sinks]\nmqtt = "mqtt://:1883/box"\n', 3, "is not mqtt://"),
+    ('mqtt = "mqtt://broker:0"\n', 2, "port 1-65535"),
+    ('mqtt_env = "BOX_MQTT"\n', 2, "mqtt: --mqtt mqtts://***@broker"),  # its port in Arabic-Indic digits
+    ('webhook = ["http://127.0.0.1:8123/ok", "http://127.0.0.1:99999/hook"]\n', 2, "is not an http://"),
+    ('webhook = "ftp://127.0.0.1/hook"\n', 2, "is not an http://"),
+    ('webhook_env = "BOX_WEBHOOK"\n', 2, "webhook: --webhook https://***@/hook is not"),  # no host
+    ('mqtt = "mqtts://127.0.0.1:8883"\nmqtt_ca = "afile.txt"\n', 3, "holds no PEM CA certificate"),
+    ('mqtt = "mqtts://127.0.0.1:8883"\nmqtt_ca = "missing.pem"\n', 3, "cannot read it"),
+    ('mqtt = "mqtt://127.0.0.1:1883"\nmqtt_ca = "afile.txt"\n', 3, "goes with an mqtts:// broker"),
+    ('mqtt_ca = "afile.txt"\n', 2, "goes with mqtt ="),
+    ('events = "/proc/edgecnn/events.jsonl"\n', 2, "is not a writable folder"),
+    ('events = "afolder"\n', 2, "is a folder; give a file name"),
+    ('jsonl = "afile.txt/{camera}.jsonl"\n', 2, "afile.txt is not a writable folder"),
+    ('save = "out.avi"\n', 2, "ending in .mp4"),
+    ('clips = "afile.txt"\n', 2, "exists and is not a folder"),
+    ('[sinks]\nclips = "/proc/edgecnn-clips"\n', 3, "is not a writable folder"),
+    ('review = "afile.txt/review"\n', 2, "is not a writable folder"),
+    ('[page]\nserve = "0"\nrecord_to = "afile.txt"\n', 4, "exists and is not a folder"),
+    ('data = "labelled"\n', 2, "goes with review"),
+    ('consensus = "7/5"\n', 2, "give 1 <= K <= N"),
+    (GOOD_CAMERA + 'collect = "/proc/edgecnn-collect"\n', 4, "is not a writable folder"),
+]
+SECRET_URLS = {"BOX_MQTT": "mqtts://user:s3cret@broker:\u0668\u0668\u0668\u0663/box",
+               "BOX_WEBHOOK": "https://user:s3cret@/hook", "EDGECNN_TOKEN": None}
+
+
+@pytest.mark.parametrize(("body", "line", "words"), START, ids=[f"{n}" for n in range(len(START))])
+def test_what_the_start_would_refuse_is_one_line_with_its_line_number(bundle: Path, tmp_path: Path, body: str,
+                                                                     line: int, words: str) -> None:
+    (tmp_path / "afile.txt").write_text("not a certificate, not a folder\n")
+    (tmp_path / "afolder").mkdir()
+    text = f'model = "{bundle}"\n' + body + ("" if "[[camera]]" in body else GOOD_CAMERA)
+    code, output = check(tmp_path, text, env=SECRET_URLS)
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in output, output
+    assert lines[0].startswith(f"error: {tmp_path / 'box.toml'} line {line}: "), lines[0]
+    assert words in lines[0] and "s3cret" not in output, lines[0]
+
+
+def test_check_and_start_say_the_same(bundle: Path, tmp_path: Path) -> None:
+    """The start reads the file through the same checks: the same line, before anything starts."""
+    path = tmp_path / "box.toml"
+    path.write_text(f'model = "{bundle}"\nwebhook = "http://127.0.0.1:99999/hook"\n' + GOOD_CAMERA)
+    said = [CliRunner().invoke(app, ["run", str(path), *extra]) for extra in (["--check"], [])]
+    assert [r.exit_code for r in said] == [2, 2] and said[0].output == said[1].output, said[1].output
+    assert "line 2: webhook:" in said[0].output
+
+
+def test_good_addresses_urls_and_folders_check(bundle: Path, tmp_path: Path) -> None:
+    """A page on all addresses with a token, MQTT and webhook URLs, folders still to be made: all ok."""
+    text = (f'model = "{bundle}"\nmqtt_env = "BOX_MQTT"\nwebhook = ["https://hooks.example/a"]\n'
+            f'events = "new/deeper/events.jsonl"\nclips = "new/clips"\nreview = "new/review"\n'
+            f'[page]\nserve = "0.0.0.0:8080"\ntoken_env = "BOX_TOKEN"\n' + GOOD_CAMERA)
+    code, output = check(tmp_path, text, env={"BOX_MQTT": "mqtt://user:s3cret@broker:1883/box",
+                                              "BOX_TOKEN": "t0ken-word"})
+    assert code == 0 and "1 camera(s)" in output and "s3cret" not in output, output
+    assert not (tmp_path / "new").exists()  # checked, nothing made
+
+
 @pytest.mark.parametrize(("head", "words"), [
     ("", "model: is missing"),
     ('model = "no-such-bundle"\n', "no-such-bundle does not exist"),

@@ -1,0 +1,119 @@
+"""What `edgecnn camera` would refuse at start, checked key by key without starting anything: `read_box`
+runs it on every value of a box file, so `run --check`, the start and a SIGHUP reload all say the same
+thing, with the key's line. Each check is the one the start itself calls (the page's `parse_address` and
+`check_access`, the sinks' `MqttTarget.parse`, `check_webhook` and `check_ca`, `check_output_path` and
+`check_writable`); none listens on a port, connects or writes a file (a running box may hold the ports:
+port 0 stays "any free port", as for `camera --serve 0`).
+
+    check_start("serve", "0.0.0.0:80800", options)  # EdgecnnError: --serve '0.0.0.0:80800' is not ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.outputs import check_output_path, check_writable
+
+FILES = {"events": ".jsonl", "jsonl": ".jsonl", "save": ".mp4"}  # keys naming a file the run writes
+FOLDERS = ("review", "collect", "record_to", "snapshot_dir", "data", "cache_dir")  # ... a folder
+WITH_SERVE = ("no_auth", "record_to", "data")  # page options that mean nothing without the page
+TOKEN_VARIABLE = "EDGECNN_TOKEN"  # camera's --token reads it; the box's start does too
+
+
+def check_start(key: str, value: Any, options: Mapping[str, Any]) -> None:
+    """EdgecnnError when the start would refuse `key = value` among the box's `options`."""
+    check = CHECKS.get(key)
+    if check is not None:
+        check(value, options)
+    elif key in FILES:
+        _writes_file(key, value)
+    elif key in FOLDERS:
+        _writes_folder(key, value)
+    if key in WITH_SERVE and value not in (None, False) and options.get("serve") is None:
+        raise EdgecnnError(f"--{key.replace('_', '-')} goes with the page: set serve = \"[HOST:]PORT\" in "
+                           "[page]")
+
+
+def _serve(address: str, options: Mapping[str, Any]) -> None:
+    """The address's form (ASCII digits, port 0-65535) and who may watch: the start's own checks."""
+    from edgecnn.runtime.live.web import check_access, parse_address
+
+    token = options.get("token") or os.environ.get(TOKEN_VARIABLE) or None  # camera_arguments' order
+    check_access(parse_address(address), token, bool(options.get("no_auth")), lambda _line: None)
+
+
+def _metrics(address: str, options: Mapping[str, Any]) -> None:
+    import importlib.util
+
+    from edgecnn.runtime.core.errors import install_hint
+    from edgecnn.runtime.live.web import parse_address
+
+    parse_address(address, "--metrics")
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise EdgecnnError(f"--metrics needs prometheus-client: {install_hint('box')}")
+
+
+def _clips(folder: Path, options: Mapping[str, Any]) -> None:
+    """PyAV there, a writable folder, sane roll lengths: the start's own `check_clips`."""
+    from edgecnn.runtime.box.wiring import check_clips
+
+    check_clips(folder, options.get("pre_roll", 3.0), options.get("post_roll", 3.0))
+
+
+def _mqtt(url: str, options: Mapping[str, Any]) -> None:
+    from edgecnn.runtime.box.mqtt import MqttTarget
+
+    MqttTarget.parse(url)
+
+
+def _mqtt_ca(ca: Path, options: Mapping[str, Any]) -> None:
+    from edgecnn.runtime.box.mqtt import check_ca
+
+    if options.get("mqtt") is None:
+        raise EdgecnnError(f"--mqtt-ca {ca} goes with mqtt = \"mqtts://HOST[:PORT]\" (or mqtt_env)")
+    check_ca(ca, options["mqtt"])
+
+
+def _webhooks(urls: list[str], options: Mapping[str, Any]) -> None:
+    from edgecnn.runtime.box.webhook import check_webhook
+
+    for url in urls:
+        check_webhook(url)
+
+
+def _consensus(text: str, options: Mapping[str, Any]) -> None:
+    from edgecnn.runtime.box.states import Consensus
+
+    Consensus.parse(text, options.get("min_duration", 0.3))
+
+
+def _data(folder: Path, options: Mapping[str, Any]) -> None:
+    if options.get("review") is None:
+        raise EdgecnnError("--data goes with review = \"DIR\": it is where the page's labels move queued "
+                           "frames")
+    _writes_folder("data", folder)
+
+
+def _writes_file(key: str, path: Path) -> None:
+    if str(path) == "-":  # standard output
+        return
+    option = f"--{key.replace('_', '-')}"
+    if path.suffix.lower() != FILES[key] and key == "save":
+        raise EdgecnnError(f"{option} {path}: give a file name ending in .mp4")
+    check_output_path(path, option, suffix=FILES[key])
+    check_writable(path, option)
+
+
+def _writes_folder(key: str, path: Path) -> None:
+    option = f"--{key.replace('_', '-')}"
+    check_output_path(path, option, folder=True)
+    check_writable(path, option)
+
+
+CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], None]] = {
+    "serve": _serve, "metrics": _metrics, "mqtt": _mqtt, "mqtt_ca": _mqtt_ca, "webhook": _webhooks,
+    "consensus": _consensus, "data": _data, "clips": _clips}
