@@ -162,7 +162,7 @@ def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any,
     from edgecnn.runtime.box.reload import Reloader
     from edgecnn.runtime.live.camera import CALLER_SINKS
 
-    reloader = Reloader(box, say, load_model)
+    reloader = Reloader(box, say, load_model, watch_model=box.options.get("watch_model", True))
     token = CALLER_SINKS.set((reloader,))
     def hangup(signum: int, frame: Any) -> None:
         reloader.request(lambda: _reload(config, keys, reloader, say))

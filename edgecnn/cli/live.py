@@ -125,6 +125,9 @@ def camera(
     post_roll: Annotated[float, typer.Option(help="Seconds of each clip after its change (0-60).")] = 3.0,
     clips_buffer_mb: Annotated[float, typer.Option(min=1, max=4096, help="Each camera's pre-roll buffer cap "
                                "in MiB (a 640x480 frame takes 0.45: 64 MiB is 4.8 s at 30 fps).")] = 64.0,
+    watch_model: Annotated[bool, typer.Option(
+        help="Load the model again when its bundle folder or file is replaced on disk (an export --force "
+        "to the same path), as SIGHUP and the page's POST /api/model/reload do; swapped in hot.")] = True,
     json_out: JsonOpt = False, cache_dir: CacheOpt = None,
 ) -> None:
     """Recognise what webcams, video files, streams or image folders show, live (several at once).
@@ -157,7 +160,7 @@ def camera(
             say(f"note: --serve plays files in real time (as --realtime){'' if loop else LOOP_HINT}")
         collector, queue = _keepers(stack, collect, collect_max, review, wanted.consensus.n)
         sinks += [keeper for keeper in (collector, queue) if keeper is not None]
-        load = camera_loader(model, device, backend, precision, threads, cache_dir)  # again on SIGHUP
+        load = camera_loader(model, device, backend, precision, threads, cache_dir, watch_model)  # reloads
         engine = stack.enter_context(load())
         config = replace(config, top_k=min(3, len(engine.labels)) if top_k is None else top_k)
         _offer_classes(desk, engine.labels)

@@ -2,8 +2,10 @@
 loop without restarting the others: a camera added is started beside them, one removed is stopped, one
 whose source or region changed is stopped and started again. A changed `model` (bundle path or triton://
 URL) is loaded beside the running one, self-tested and swapped in between two frames (ModelSwapper); one
-that fails is refused in one line and the old one goes on. Other changed options (top_k, sinks...) are
-said and not applied: they need a restart. A file that is not valid changes nothing.
+that fails is refused in one line and the old one goes on. So is the folder (or file) the file names when
+it is replaced on disk (runtime/live/model_watch.py; `watch_model = false` turns it off; a box started on
+a triton:// URL has no watch). Other changed options (top_k, sinks...) are said and not applied: they need
+a restart. A file that is not valid changes nothing.
 
 A `Sink` of the run (the loop hands it itself through `attach`); the SIGHUP handler only queues the
 work (`request`), which runs on the loop's thread between two batches (`CameraLoop.request`).
@@ -20,13 +22,14 @@ from edgecnn.runtime.core.errors import EdgecnnError
 
 class Reloader:
     def __init__(self, box: BoxConfig, say: Callable[[str], None],
-                 load_model: Callable[[str], Any] | None = None) -> None:
-        self.box, self.say = box, say
+                 load_model: Callable[[str], Any] | None = None, watch_model: bool = False) -> None:
+        self.box, self.say, self.watch_model = box, say, watch_model
         self.load_model = load_model  # a model name -> its engine, self-tested (or EdgecnnError)
         self.model = box.model  # the live model (a swap's model once it loaded and passed)
         self.wanted = box.model  # the model the last reload asked for
         self.loop: Any = None
         self.swapper: Any = None
+        self.watch: Any = None  # the folder watch (ModelWatch) on the model the file names
         self.pending: list[Callable[[], None]] = []
 
     def attach(self, loop: Any) -> None:
@@ -36,6 +39,7 @@ class Reloader:
         if self.load_model is not None:
             self.swapper = ModelSwapper(self._load_wanted, loop.config.top_k, self.say)
             self.swapper.attach(loop)
+            self._watch(loop)
         for work in self.pending:  # a SIGHUP while the model was loading
             loop.request(lambda running, work=work: work())
         self.pending.clear()
@@ -53,6 +57,8 @@ class Reloader:
 
     def finish(self, stopped_by: str) -> None:
         self.loop = None
+        if self.watch is not None:
+            self.watch.finish(stopped_by)
         if self.swapper is not None:
             self.swapper.finish(stopped_by)  # a model still loading is waited for, then closed
 
@@ -84,12 +90,23 @@ class Reloader:
         """On the swapper's thread: the model the file names now, loaded and self-tested; `model` is it
         once it passed, so a refused one is tried again on the next SIGHUP."""
         wanted, top_k = self.wanted, self.swapper.top_k
+        if self.watch is not None:
+            self.watch.loading(wanted)
         engine = self.load_model(wanted)
         if not 1 <= top_k <= len(engine.labels):
             engine.close()
             raise EdgecnnError(f"{wanted} has {len(engine.labels)} classes, fewer than top_k {top_k}")
         self.model = wanted
         return engine
+
+    def _watch(self, loop: Any) -> None:
+        from functools import partial
+
+        from edgecnn.runtime.live.model_watch import ModelWatch, on_disk
+
+        if self.watch_model and on_disk(self.wanted):  # after a SIGHUP to a triton:// URL it looks at none
+            self.watch = ModelWatch(lambda: self.wanted, partial(self.swapper.reload, quiet=True))
+            self.watch.attach(loop)
 
     def _change(self, loop: Any, stop: list[str], start: list[BoxCamera]) -> None:
         from edgecnn.runtime.live.regions import Region

@@ -43,11 +43,15 @@ class ModelSwapper:
             self.say(announce)
         self.reload()
 
-    def reload(self) -> bool:
-        """Start loading the model again in the background; False when a reload is already under way."""
+    def reload(self, announce: str = "", quiet: bool = False) -> bool:
+        """Start loading the model again in the background (`announce` said first); False when a reload is
+        already under way (said, unless `quiet`: the folder watch asks again on its next look)."""
         if not self.busy.acquire(blocking=False):
-            self.say("model reload already under way; this one is skipped")
+            if not quiet:
+                self.say("model reload already under way; this one is skipped")
             return False
+        if announce:
+            self.say(announce)
         thread = threading.Thread(target=self._reload, name="edgecnn-model-swap", daemon=True)
         self.threads.append(thread)
         thread.start()
