@@ -105,7 +105,7 @@ class CameraState:
                      probability=round(sum(v.probability for v in agreeing) / len(agreeing), 5),
                      unknown_score=record.unknown_score,
                      started_at=started.isoformat(timespec="milliseconds"),
-                     frame=first.frame)
+                     frame=first.frame, model=record.model)
 
 
     def _votes_for(self, state: str | None) -> int:

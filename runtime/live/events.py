@@ -30,6 +30,7 @@ class Event:
     started_at: str = spec()  # ISO 8601 with the zone: when the first frame of the new state was captured
     frame: int = spec(low=0)  # the source's frame index where the new state began
     clip: str | None = spec(None)  # the clip's file name under --clips, when one is being made
+    model: str = spec("")  # the live model's version (ModelMeta.version) then: a hot swap changes it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

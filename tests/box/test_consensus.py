@@ -35,3 +35,16 @@ def test_a_challenger_that_loses_its_majority_starts_its_time_again() -> None:
     assert [e[1] for e in events] == ["cup", "box"], events
     assert events[1][2] == 32  # the second run of "box", not the first, which never lasted 0.3 s
     assert events[1][0] >= 32 + 9
+
+
+def test_an_event_says_which_model_was_live() -> None:
+    # issue 28 item 4: after a hot swap, the events name the new model's version, as the JSONL records do
+    from dataclasses import replace
+
+    state = CameraState("cam", Consensus())
+    versions = ["v1"] * 30 + ["v2"] * 30
+    labels = ["cup"] * 30 + ["box"] * 30
+    events = [state.add(replace(record(i, 30.0, label), model=model), i / 30.0)
+              for i, (label, model) in enumerate(zip(labels, versions, strict=True))]
+    assert [(e.state, e.model) for e in events if e is not None] == [("cup", "v1"), ("box", "v2")]
+    assert [e.to_json()["model"] for e in events if e is not None] == ["v1", "v2"]
