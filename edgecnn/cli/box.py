@@ -39,7 +39,8 @@ def run_box(
     """Run the cameras a box file names (one model, one page, each camera its own name, region, outputs).
 
     SIGHUP (systemctl reload) re-reads the file: cameras added, removed or changed without restarting the
-    others. Keys are `edgecnn camera`'s options, underscored; --check says what is wrong, with its line.
+    others; a changed model, or its bundle exported over, is swapped in hot. Keys are `edgecnn camera`'s
+    options, underscored; --check says what is wrong, with its line.
     """
     from edgecnn.runtime.box.config import read_box
     from edgecnn.runtime.box.service import unit as service_unit

@@ -133,7 +133,8 @@ def camera(
     """Recognise what webcams, video files, streams or image folders show, live (several at once).
 
     With --serve, a browser shows it too: http://127.0.0.1:PORT/ (also /stream.mjpg, /events,
-    /api/state and /healthz).
+    /api/state and /healthz). A new model without a restart: export over the bundle (watched), SIGHUP or
+    POST /api/model/reload.
     """
     from dataclasses import replace
 
