@@ -117,8 +117,9 @@ def report(records: list[tuple[float, dict]], marks: list[float], err: Stream) -
         firsts.append(first_new)
     inside = {i for window in windows for i in window}
     typical = statistics.median(g for i, g in enumerate(gaps) if i not in inside and g > 0)
+    away = [g for i, g in enumerate(gaps) if i not in inside and i > AFTER]  # the start's own gaps left out
     print(f"{len(items)} frames, median inference {inference:.1f} ms, median gap away from swaps "
-          f"{typical:.1f} ms")
+          f"{typical:.1f} ms, largest gap away from them {max(away):.1f} ms (the control: no swap)")
     for number, (window, first_new) in enumerate(zip(windows, firsts, strict=True), 1):
         worst = max(gaps[i] for i in window)
         where = max(window, key=lambda i: gaps[i]) - first_new  # < 0: while loading; >= 0: on the new one
