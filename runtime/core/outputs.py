@@ -137,6 +137,12 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def swap_folder(work: Path, path: Path) -> None:
+    """Put the finished folder `work` in the place of `path` (a retrained bundle over the live one): the old
+    folder moved aside, the new one renamed in, the old one deleted."""
+    _swap_folder(Path(work), Path(path))
+
+
 def _swap_folder(work: Path, path: Path) -> None:
     old = None
     if path.exists():

@@ -1,0 +1,277 @@
+"""The retrain job: frames just labelled plus the training data make a new bundle, gated against the live
+one and moved into its place only when it is at least as good (a camera watching the folder swaps it).
+
+Torch-free: the fine-tune and the export run as child processes (`python -m edgecnn finetune`, `export`)
+at the lowest priority, so a camera on the same cores keeps them: `nice` 19 and the SCHED_IDLE policy
+(Linux: the child runs only on a core nothing else wants), and the idle I/O class (`ionice -c 3`) when
+ionice is installed. The recipe, checked first, minutes last:
+
+1. Read the live bundle: its architecture, its precisions and formats, its run's validation images
+   (report.json `split`: the old validation set). A bundle that records none is refused.
+2. Hold out `holdout` of the frames just labelled, per label (at least one of a label with two or more),
+   seeded: they are the "frames just labelled" the gate scores, and never trained on.
+3. A training tree of hard links (a copy across disks): `train/CLASS/` every image of DATA except the
+   held-out frames and the old validation images, `val/CLASS/` the old validation images. The feature
+   cache is keyed by file content, so the links reuse every feature computed before.
+4. Fine-tune head-only with the live run's seed; export with the live bundle's formats, `--int8` (and so
+   export's INT8 gate) when the live bundle has INT8. A failed export gate refuses the model.
+5. The gate (`judge`), both bundles at the precision the runtime would pick (`auto`): accepted only if
+   (a) on the old validation set the new model is right at least as often as the live one, less one
+   image, (b) on the held-out frames it is right more often than the live one, and (c) on at least
+   MIN_LABELLED of them (labels given at random are learnt no better than chance).
+6. Accepted: the new bundle replaces the live folder in one rename (`outputs.swap_folder`); refused: the
+   live bundle is untouched and the reason is one line.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecnn.runtime.core import outputs
+from edgecnn.runtime.core.bundle import LAYOUT, Bundle
+from edgecnn.runtime.core.errors import EdgecnnError
+from edgecnn.runtime.core.images import IMAGE_SUFFIXES, read_image
+
+NICE = 19  # the lowest CPU priority: the camera loop comes first
+OLD_SLACK = 1  # images the new model may lose on the old validation set ("within one image")
+# share of the held-out frames just labelled the new model must get right: frames labelled at random
+# (a slip, a joke) are learnt as well as chance allows, about 1 / classes, so "better than the live model"
+# alone would pass them whenever the live model did not know the class
+MIN_LABELLED = 0.8
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    data: Path  # the training data folder, one subfolder per class, the labelled frames in it
+    bundle: Path  # the live bundle, replaced when the new model is accepted
+    labelled: tuple[Path, ...]  # the frames just labelled (inside `data`)
+    holdout: float = 0.25  # share of each label's new frames the gate scores, never trained on
+    head_epochs: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Score:
+    """Right answers (top-1) of one model on one image set."""
+
+    right: int
+    images: int
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    accepted: bool
+    reason: str  # why, in one line
+    old_classes: tuple[Score, Score]  # (live, new) on the old validation set
+    labelled: tuple[Score, Score]  # (live, new) on the held-out frames just labelled
+    trained_frames: int  # frames just labelled that went into training
+    seconds: dict[str, float] = field(default_factory=dict)  # features, training, export, gate, total
+    bundle: str = ""
+
+
+def retrain(config: RetrainConfig, say: Callable[[str], None]) -> RetrainResult:
+    """Run the recipe above; `say` gets the progress lines (stage and seconds)."""
+    began = time.perf_counter()
+    live = Bundle(config.bundle)
+    old_val = old_validation(live, Path(config.data))
+    held, trained = hold_out(config)
+    parent = Path(config.bundle).resolve().parent
+    work = Path(tempfile.mkdtemp(dir=parent, prefix=f".{live.root.name}.retrain-"))
+    try:
+        seconds = _build(config, live, work, old_val, held, say)
+        clock = time.perf_counter()
+        old_scores, new_scores = (score(path, old_val, held) for path in (live.root, work / "bundle"))
+        seconds["gate"] = time.perf_counter() - clock
+        accepted, reason = judge(old_scores, new_scores)
+        say(f"retrain: gate {seconds['gate']:.1f} s: {reason}")
+        if accepted:
+            outputs.swap_folder(work / "bundle", Path(config.bundle))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds["total"] = time.perf_counter() - began
+    return RetrainResult(accepted, reason, (old_scores[0], new_scores[0]), (old_scores[1], new_scores[1]),
+                         len(trained), seconds, str(config.bundle))
+
+
+def old_validation(live: Bundle, data: Path) -> list[tuple[Path, str]]:
+    """The live run's validation images with their classes, found where they were trained, else in DATA
+    under the same CLASS/NAME."""
+    report = live.report
+    if report is None or report.split is None or not report.split.val:
+        raise EdgecnnError(f"{live.root} records no validation images (report.json split); export it from a "
+                           "`finetune` checkpoint to retrain it")
+    found = []
+    for rel in report.split.val:
+        parts = Path(rel).parts
+        for path in (Path(report.split.data_root) / rel, data.joinpath(*parts[-2:])):
+            if path.is_file():
+                found.append((path, parts[-2]))
+                break
+    if not found:
+        raise EdgecnnError(f"none of the {len(report.split.val)} validation images of {live.root} are in "
+                           f"{report.split.data_root} or {data}; retrain on the data it was trained on")
+    return found
+
+
+def hold_out(config: RetrainConfig) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """(held-out frames with their labels, frames to train on), per label, seeded."""
+    data = Path(config.data).resolve()
+    by_label: dict[str, list[Path]] = {}
+    for path in config.labelled:
+        resolved = Path(path).resolve()
+        if resolved.parent.parent != data:
+            raise EdgecnnError(f"labelled frame {path} is not in a class folder of {config.data}")
+        by_label.setdefault(resolved.parent.name, []).append(resolved)
+    held, trained, rng = [], [], random.Random(config.seed)
+    for label, frames in sorted(by_label.items()):
+        frames = sorted(frames)
+        rng.shuffle(frames)
+        count = min(len(frames) - 1, max(1, round(len(frames) * config.holdout))) if len(frames) > 1 else 0
+        held += [(frame, label) for frame in frames[:count]]
+        trained += frames[count:]
+    if not held:
+        raise EdgecnnError("the gate needs frames to score: label at least two frames of a class")
+    return held, trained
+
+
+def _build(config: RetrainConfig, live: Bundle, work: Path, old_val: list[tuple[Path, str]],
+           held: list[tuple[Path, str]], say: Callable[[str], None]) -> dict[str, float]:
+    """The training tree, the fine-tune and the export in `work`: the seconds of each stage."""
+    skip = {path.resolve() for path, _ in held} | {path.resolve() for path, _ in old_val}
+    skip |= {(Path(config.data) / label / path.name).resolve() for path, label in old_val}
+    tree = work / "data"
+    for path, label in _images(Path(config.data)):
+        if path.resolve() not in skip:
+            _link(path, tree / "train" / label)
+    for path, label in old_val:
+        _link(path, tree / "val" / label)
+    report = live.report
+    arch = report.arch if report and report.arch else "efficientnet_lite0"
+    clock = time.perf_counter()
+    _child(["finetune", str(tree), "--out", str(work / "run"), "--arch", arch, "--seed", str(config.seed),
+            "--head-epochs", str(config.head_epochs), "--epochs", "0", "--force"], work / "finetune.log",
+           "fine-tune")
+    wall = time.perf_counter() - clock
+    training = _head_seconds(work / "run" / "metrics.csv")
+    seconds = {"features": wall - training, "training": training}
+    say(f"retrain: fine-tune {wall:.1f} s (features and start-up {wall - training:.1f} s, head epochs "
+        f"{training:.1f} s)")
+    clock = time.perf_counter()
+    _child(["export", str(work / "run" / "best.pt"), "--out", str(work / "bundle"), "--force",
+            *export_options(live)], work / "export.log", "export")
+    seconds["export"] = time.perf_counter() - clock
+    say(f"retrain: export {seconds['export']:.1f} s")
+    return seconds
+
+
+def export_options(live: Bundle) -> list[str]:
+    """The live bundle's formats, and --int8 when it has INT8 models."""
+    present = [f for f in LAYOUT if live.file(f.path, external_data=False) is not None]
+    backends = {f.backend for f in present}
+    options = ["--int8"] if any(f.precision == "int8" for f in present) else []
+    if backends == {"onnxruntime"}:
+        options += ["--format", "onnx"]
+    elif backends == {"openvino"}:
+        options += ["--format", "openvino"]
+    return options
+
+
+def _images(data: Path) -> list[tuple[Path, str]]:
+    if not data.is_dir():
+        raise EdgecnnError(f"data folder {data} is not a folder; give one subfolder per class")
+    return [(path, folder.name) for folder in sorted(data.iterdir())
+            if folder.is_dir() and not folder.name.startswith(".")
+            for path in sorted(folder.iterdir())
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")]
+
+
+def _link(path: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    try:
+        os.link(path, target)
+    except FileExistsError:
+        pass  # the same CLASS/NAME found twice (its training place and DATA): one is enough
+    except OSError:
+        shutil.copyfile(path, target)  # another disk
+
+
+def _head_seconds(metrics: Path) -> float:
+    import csv
+
+    with open(metrics, newline="") as file:
+        return sum(float(row["seconds"]) for row in csv.DictReader(file) if row["phase"] == "head")
+
+
+def _lowest_priority() -> None:
+    """In the child before it runs: nice 19 and SCHED_IDLE (Linux), so the camera's threads come first."""
+    os.nice(NICE)
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass  # a container may refuse the policy; nice alone still applies
+
+
+def child_command(args: Sequence[str]) -> list[str]:
+    """`python -m edgecnn ARGS`, under `ionice -c 3` (idle I/O) when ionice is there."""
+    ionice = shutil.which("ionice")
+    return [*([ionice, "-c", "3"] if ionice else []), sys.executable, "-m", "edgecnn", *args]
+
+
+def _child(args: Sequence[str], log: Path, stage: str) -> None:
+    """Run one edgecnn command at the lowest priority, its output in `log`; its last line on failure."""
+    with open(log, "wb") as out:
+        done = subprocess.run(child_command(args), stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, preexec_fn=_lowest_priority, check=False)
+    if done.returncode != 0:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        last = next((line for line in reversed(lines) if "error" in line or "failed" in line),
+                    lines[-1] if lines else "no output")
+        raise EdgecnnError(f"the retrain's {stage} failed (exit {done.returncode}): {last.strip()}; the live "
+                           "bundle is untouched")
+
+
+def score(bundle: Path, old_val: list[tuple[Path, str]], held: list[tuple[Path, str]]) -> tuple[Score, Score]:
+    """Top-1 right answers of `bundle` on the old validation set and on the held-out frames."""
+    from edgecnn.runtime.core.engine import load
+
+    engine = load.__wrapped__(bundle, device="cpu")  # not load's cache: the folder is replaced or removed
+    try:
+        return tuple(_right(engine, images) for images in (old_val, held))  # type: ignore[return-value]
+    finally:
+        engine.close()
+
+
+def _right(engine: object, images: list[tuple[Path, str]]) -> Score:
+    right = 0
+    for start in range(0, len(images), 16):
+        chunk = images[start:start + 16]
+        answers = engine.classify([read_image(path) for path, _ in chunk], top_k=1)  # type: ignore[attr-defined]
+        right += sum(answer[0].label == label for answer, (_, label) in zip(answers, chunk, strict=True))
+    return Score(right, len(images))
+
+
+def judge(old: tuple[Score, Score], new: tuple[Score, Score]) -> tuple[bool, str]:
+    """Rule 5: (a) old classes within OLD_SLACK images, (b) more right on the frames just labelled than the
+    live model, (c) right on MIN_LABELLED of them."""
+    (old_val, old_held), (new_val, new_held) = old, new
+    figures = (f"old classes {new_val.right}/{new_val.images} (live {old_val.right}), frames just labelled "
+               f"{new_held.right}/{new_held.images} (live {old_held.right})")
+    if new_val.right < old_val.right - OLD_SLACK:
+        return False, f"refused: worse on the old classes by more than {OLD_SLACK} image: {figures}"
+    if new_held.right <= old_held.right:
+        return False, f"refused: no better on the frames just labelled: {figures}"
+    if new_held.right < MIN_LABELLED * new_held.images:
+        return False, (f"refused: right on fewer than {MIN_LABELLED:.0%} of the frames just labelled (are "
+                       f"the labels right?): {figures}")
+    return True, f"accepted: {figures}"
