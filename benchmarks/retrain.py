@@ -51,7 +51,7 @@ def base(work: Path, formats: str) -> Path:
 
 def queue_frames(bundle: Path, review: Path, first: int, last: int, step: int, camera: str) -> list[str]:
     """Frames first..last (every `step`) of box.mp4 answered by `bundle`, through a real ReviewQueue."""
-    engine = load.__wrapped__(bundle, device="cpu")
+    engine = load(bundle, device="cpu")
     video = cv2.VideoCapture(str(BOX))
     config = ReviewConfig(review, interval=0.0, sample=0.0, margin=1.01)  # every frame is worth a look
     with ReviewQueue(config) as queue:

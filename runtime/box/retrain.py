@@ -245,7 +245,7 @@ def score(bundle: Path, old_val: list[tuple[Path, str]], held: list[tuple[Path, 
     """Top-1 right answers of `bundle` on the old validation set and on the held-out frames."""
     from edgecnn.runtime.core.engine import load
 
-    engine = load.__wrapped__(bundle, device="cpu")  # not load's cache: the folder is replaced or removed
+    engine = load(bundle, device="cpu")
     try:
         return tuple(_right(engine, images) for images in (old_val, held))  # type: ignore[return-value]
     finally:
