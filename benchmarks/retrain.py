@@ -28,12 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-from edgecnn.runtime.core.engine import load
-from edgecnn.runtime.live.frames import FrameRecord, LiveUpdate, Shown
-from edgecnn.runtime.live.review import ReviewConfig, ReviewQueue
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from the source tree as `python benchmarks/retrain.py`
 BOX = ROOT / "samples" / "videos" / "box.mp4"
 EDGECNN = [sys.executable, "-m", "edgecnn"]
 
@@ -51,6 +47,11 @@ def base(work: Path, formats: str) -> Path:
 
 def queue_frames(bundle: Path, review: Path, first: int, last: int, step: int, camera: str) -> list[str]:
     """Frames first..last (every `step`) of box.mp4 answered by `bundle`, through a real ReviewQueue."""
+    import cv2
+    from edgecnn.runtime.core.engine import load
+    from edgecnn.runtime.live.frames import FrameRecord, LiveUpdate, Shown
+    from edgecnn.runtime.live.review import ReviewConfig, ReviewQueue
+
     engine = load(bundle, device="cpu")
     video = cv2.VideoCapture(str(BOX))
     config = ReviewConfig(review, interval=0.0, sample=0.0, margin=1.01)  # every frame is worth a look

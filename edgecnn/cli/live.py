@@ -164,7 +164,7 @@ def camera(
         load = camera_loader(model, device, backend, precision, threads, cache_dir, watch_model)  # reloads
         engine = stack.enter_context(load())
         config = replace(config, top_k=min(3, len(engine.labels)) if top_k is None else top_k)
-        _offer_classes(desk, engine.labels)
+        _offer_classes(desk, engine.labels, model, sinks[:1] if serve else [])
         wiring = _wiring(stack, wanted, config, engine.labels, sinks[:1] if serve else [], metrics)
         sinks += (list(wiring.loop_sinks) if wiring else []) + model_reloads(
             stack, load, config.top_k, model, sinks)
@@ -196,10 +196,16 @@ def _review_desk(serve: str | None, no_auth: bool, record_to: Path | None, revie
     return ReviewDesk(review, data) if review is not None and serve is not None else None
 
 
-def _offer_classes(desk: Any, labels: Any) -> None:
-    """The model's classes become the review page's first buttons, once the model has loaded."""
+def _offer_classes(desk: Any, labels: Any, model: str = "", page: Any = ()) -> None:
+    """The model's classes become the review page's first buttons, once the model has loaded; a bundle
+    folder gets the page's Retrain button (web_retrain.py: the job of `review --retrain`)."""
     if desk is not None:
         desk.classes = tuple(labels)
+        if page and model and Path(model).is_dir():
+            from edgecnn.runtime.box.retrain import page_job
+            from edgecnn.runtime.live.web_retrain import RetrainJob
+
+            desk.retrain_job = RetrainJob(page_job(desk, Path(model), page[0]))
 
 
 def _event_options(events: Path | None, mqtt: tuple[str | None, Path | None], webhook: list[str] | None,
@@ -410,13 +416,14 @@ def _live_server(serve: str, source: str, token: str | None, no_auth: bool,
                  desk: Any = None) -> Iterator[Any]:
     """The --serve page, listening before the model loads (a port in use fails at once)."""
     from edgecnn.runtime.live.recorder import Recorder
-    from edgecnn.runtime.live.web import LiveServer, check_access, parse_address
+    from edgecnn.runtime.live.web import HEADERS, LiveServer, check_access, parse_address
+    from edgecnn.runtime.live.web_retrain import retrain_routes
     from edgecnn.runtime.live.web_review import review_routes
 
     address = parse_address(serve)
     access = check_access(address, token, no_auth, say)
     recorder = Recorder(record_to) if record_to is not None else None
-    routes = tuple(review_routes(desk)) if desk is not None else ()
+    routes = (*review_routes(desk), *retrain_routes(desk, HEADERS)) if desk is not None else ()
     try:
         with LiveServer(address, source, access, say, recorder=recorder, routes=routes) as server:
             say(f"camera page: {server.url}" + ("?token=TOKEN" if server.token else ""))

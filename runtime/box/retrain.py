@@ -33,8 +33,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgecnn.runtime.core import outputs
 from edgecnn.runtime.core.bundle import LAYOUT, Bundle
@@ -100,6 +101,28 @@ def retrain(config: RetrainConfig, say: Callable[[str], None]) -> RetrainResult:
     seconds["total"] = time.perf_counter() - began
     return RetrainResult(accepted, reason, (old_scores[0], new_scores[0]), (old_scores[1], new_scores[1]),
                          len(trained), seconds, str(config.bundle))
+
+
+def page_job(desk: Any, bundle: Path, server: Any) -> Callable[[Callable[[str], None]], dict[str, Any]]:
+    """The review page's Retrain button (web_retrain.py): `retrain` on the frames the page labelled since
+    the last accepted retrain; accepted, the camera is asked to load the bundle again (`server.reload_model`,
+    the hot swap of POST /api/model/reload); otherwise those frames count again in the next retrain."""
+
+    def run(say: Callable[[str], None]) -> dict[str, Any]:
+        labelled = desk.take_labelled()
+        try:
+            result = retrain(RetrainConfig(Path(desk.data), Path(bundle), tuple(labelled)), say)
+        except BaseException:
+            desk.give_back(labelled)
+            raise
+        if not result.accepted:
+            desk.give_back(labelled)
+        elif getattr(server, "reload_model", None) is not None:
+            say("retrain: the camera loads the new model" if server.reload_model() else
+                "retrain: a model reload was under way; the camera loads the new bundle with it or next")
+        return asdict(result)
+
+    return run
 
 
 def old_validation(live: Bundle, data: Path) -> list[tuple[Path, str]]:
@@ -222,6 +245,16 @@ def _lowest_priority() -> None:
             pass  # a container may refuse the policy; nice alone still applies
 
 
+def child_environment() -> dict[str, str]:
+    """This process's environment, with the folder this edgecnn was imported from first on the path: the
+    child runs the same edgecnn (a source tree beside an installed copy, whatever the working folder)."""
+    import edgecnn
+
+    root = str(Path(edgecnn.__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, path] if path else [root])}
+
+
 def child_command(args: Sequence[str]) -> list[str]:
     """`python -m edgecnn ARGS`, under `ionice -c 3` (idle I/O) when ionice is there."""
     ionice = shutil.which("ionice")
@@ -232,7 +265,8 @@ def _child(args: Sequence[str], log: Path, stage: str) -> None:
     """Run one edgecnn command at the lowest priority, its output in `log`; its last line on failure."""
     with open(log, "wb") as out:
         done = subprocess.run(child_command(args), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, preexec_fn=_lowest_priority, check=False)
+                              stdin=subprocess.DEVNULL, preexec_fn=_lowest_priority, env=child_environment(),
+                              check=False)
     if done.returncode != 0:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
         last = next((line for line in reversed(lines) if "error" in line or "failed" in line),

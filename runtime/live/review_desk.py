@@ -77,6 +77,8 @@ class ReviewDesk:
         self.classes: tuple[str, ...] = ()  # the model's classes, the page's first buttons (set once loaded)
         self._lock = threading.Lock()
         self._answered: OrderedDict[str, str] = OrderedDict()  # id -> what was done ("labelled 'cup'")
+        self._labelled: list[Path] = []  # frames labelled since the last accepted retrain, in DATA
+        self.retrain_job: Any = None  # the page's Retrain button (web_retrain.py), set once the model loaded
 
     # -- reading ---------------------------------------------------------------------------------------
     def _queued(self) -> list[tuple[int, str, Path]]:
@@ -127,7 +129,19 @@ class ReviewDesk:
                               "label", 400)
             target = move_frame(jpeg, folder)
             self._remember(key, f"labelled {name!r}")
+            self._labelled.append(target)
         return {"id": key, "label": name, "file": f"{name}/{target.name}"}
+
+    def take_labelled(self) -> list[Path]:
+        """The frames labelled since the last call (a retrain's "frames just labelled"), still in DATA."""
+        with self._lock:
+            taken, self._labelled = [path for path in self._labelled if path.is_file()], []
+        return taken
+
+    def give_back(self, frames: list[Path]) -> None:
+        """A retrain that did not go live: its frames count as just labelled for the next one too."""
+        with self._lock:
+            self._labelled[:0] = frames
 
     def discard(self, key: str) -> dict[str, Any]:
         """Delete the frame and its sidecar (sidecar first: the listing drops it at once)."""
