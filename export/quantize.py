@@ -47,7 +47,14 @@ class OnnxRecipe:
     method: str = "minmax"  # minmax | entropy | percentile
     float_first_conv: bool = True
     float_nodes: tuple[str, ...] = ()  # more node names kept in float (the fallback's, or a caller's)
+    activations: str = "uint8"  # uint8 (asymmetric, U8S8) | int8 (symmetric, S8S8: ORT's advice without VNNI)
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: ORT's advice against U8S8 saturation on AVX2 without VNNI
+    float_head: bool = False  # every node after the global pooling (classifier, softmax, unknown score) float
 
+
+# uint8: asymmetric activations (U8S8); int8: symmetric (S8S8), ORT's advice for CPUs without VNNI
+ACTIVATION_TYPES = {"uint8": lambda types: types.QUInt8, "int8": lambda types: types.QInt8}
 
 RECIPES = (OnnxRecipe("minmax, first conv float"),
            OnnxRecipe("percentile 99.99, first conv float", "percentile"))
@@ -126,11 +133,11 @@ def ranged_reader(images: ImageSet, preprocess: Preprocess, batch: int, stride: 
     return Reader()
 
 
-def float_nodes(model: onnx.ModelProto, first_conv: bool = False) -> list[str]:
+def float_nodes(model: onnx.ModelProto, first_conv: bool = False, head: bool = False) -> list[str]:
     """Names of the nodes to keep in FP32: everything before the first Conv (the folded
     Transpose/Cast/Sub/Mul/Div preprocessing), optionally that Conv, the final Softmax and the unknown
-    detector's nodes."""
-    names: list[str] = []
+    detector's nodes, and with `head` every node after the last global pooling."""
+    names: list[str] = head_nodes(model) if head else []
     for index, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"edgecnn_pre_{index}"
@@ -138,9 +145,17 @@ def float_nodes(model: onnx.ModelProto, first_conv: bool = False) -> list[str]:
             names += [node.name] if first_conv else []
             break
         names.append(node.name)
-    names += [node.name for node in model.graph.node
-              if node.name and (node.op_type in FLOAT_OPS or node.name.startswith(FLOAT_SCOPE))]
+    names += [node.name for node in model.graph.node if node.name not in names
+              and node.name and (node.op_type in FLOAT_OPS or node.name.startswith(FLOAT_SCOPE))]
     return names
+
+
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes after the last GlobalAveragePool (Flatten, the classifier Gemm, ...), in graph order: the
+    float unknown head, whose pooled input is the one tensor INT8 still rounds."""
+    nodes = list(model.graph.node)
+    pools = [i for i, node in enumerate(nodes) if node.op_type == "GlobalAveragePool"]
+    return [node.name for node in nodes[pools[-1] + 1:] if node.name] if pools else []
 
 
 def prepare_onnx(fp32: Path, work: Path) -> Path:
@@ -167,7 +182,7 @@ def quantize_onnx(prepared: Path, out: Path, images: ImageSet, preprocess: Prepr
                  "percentile": CalibrationMethod.Percentile}[recipe.method]
     model = onnx.load(str(prepared))
     always = set(float_nodes(model))
-    excluded = float_nodes(model, recipe.float_first_conv)
+    excluded = float_nodes(model, recipe.float_first_conv, recipe.float_head)
     excluded += [name for name in recipe.float_nodes if name not in excluded]
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as work:
         quantized = Path(work) / "int8.onnx"
@@ -181,9 +196,9 @@ def quantize_onnx(prepared: Path, out: Path, images: ImageSet, preprocess: Prepr
         with contextlib.redirect_stdout(io.StringIO()), _histograms_checked(recipe):
             quantize_static(  # (ORT prints its histogram chatter)
                 str(prepared), str(quantized), reader,
-                quant_format=QuantFormat.QDQ, per_channel=True,
-                # Asymmetric uint8 activations: symmetric int8 activations doubled ORT's latency here.
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
+                reduce_range=recipe.reduce_range,
+                activation_type=ACTIVATION_TYPES[recipe.activations](QuantType), weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded, calibrate_method=calibrate,
                 calibration_providers=["CPUExecutionProvider"],
                 # Float logits: uint8 logits would make the probabilities coarse for a tiny saving;
