@@ -154,7 +154,8 @@ def _build_models(config: ExportConfig, source: Source, work: Path,
                        source.preprocess, work / layout_path("onnxruntime", "fp32"), opset=config.opset,
                        batch=config.batch)
     job = Int8Job(source.calibration, source.validation, source.preprocess, source.labelled, config.max_drop,
-                  config.batch or 1, config.float_nodes, steps.say)
+                  config.batch or 1, config.float_nodes, steps.say,
+                  source.detector.threshold if source.detector is not None else None)
     found, tried = [], {}
     if "onnx" in config.formats:
         found.append(Candidate("onnx fp32", "onnxruntime", "fp32", fp32, onnx_predictor(fp32), (fp32,)))
@@ -163,7 +164,7 @@ def _build_models(config: ExportConfig, source: Source, work: Path,
         int8 = work / layout_path("onnxruntime", "int8")
         tried["onnxruntime"] = quantize_onnx_searched(fp32, int8, job, config.calibration_method)
         found.append(Candidate("onnx int8", "onnxruntime", "int8", int8, onnx_predictor(int8), (int8,),
-                               parent="onnx fp32"))
+                               parent="onnx fp32", unknown_threshold=own_threshold(tried["onnxruntime"])))
     if "openvino" in config.formats:
         steps.say("converting to OpenVINO")
         xml = convert_openvino(fp32, work / layout_path("openvino", "fp32"))
@@ -174,8 +175,15 @@ def _build_models(config: ExportConfig, source: Source, work: Path,
             xml8 = work / layout_path("openvino", "int8")
             tried["openvino"] = quantize_openvino_searched(fp32, xml8, job, parent=xml)
             found.append(Candidate("openvino int8", "openvino", "int8", xml8, openvino_predictor(xml8),
-                                   (xml8, xml8.with_suffix(".bin")), parent="openvino fp32"))
+                                   (xml8, xml8.with_suffix(".bin")), parent="openvino fp32",
+                                   unknown_threshold=own_threshold(tried["openvino"])))
     return found, tried
+
+
+def own_threshold(tries: list[Any]) -> float | None:
+    """The unknown threshold fitted on the kept INT8 model's own scores, or None: it keeps FP32's."""
+    kept = next((t for t in tries if t.kept), None)
+    return kept.agreement.unknown_threshold if kept is not None and kept.agreement.unknown_refitted else None
 
 
 def measure_models(config: ExportConfig, source: Source, candidates: list[Candidate], work: Path,
@@ -208,6 +216,8 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
     latency["pytorch"] = median_latency_ms(reference, frames)
     measured = measure(candidates, tallies, reference_top1, targets, len(source.labels), source.labelled,
                        latency, root=work)
+    if source.detector is not None:
+        measured = unknown_gates(source, candidates, measured, batch)
     extra = {"openvino_fp32_graph_max_abs_diff": tallies[graph[0].name].max_abs_diff} if graph else {}
     extra["pytorch_latency_ms"] = latency["pytorch"]
     if source.detector is not None:
@@ -227,6 +237,29 @@ def check_unknown(source: Source, candidates: list[Candidate], batch: int) -> An
     return UnknownCheck(meta.rule, meta.threshold, meta.accept_rate, meta.calibration,
                         meta.calibration_images, checked_images=len(seen),
                         models=unknown_agreement(candidates, seen, source.preprocess, batch, meta.threshold))
+
+
+def unknown_gates(source: Source, candidates: list[Candidate], measured: list[ModelReport],
+                  batch: int) -> list[ModelReport]:
+    """Each INT8 model's gate figures plus its known/unknown decisions against its parent's, on the
+    validation images, at the threshold its search kept (export/unknown_gate.py)."""
+    from dataclasses import replace
+
+    from edgecnn.export.checks import scorer, unknown_scores
+    from edgecnn.export.unknown_gate import at_threshold
+
+    by_name, threshold = {c.name: c for c in candidates}, source.detector.threshold
+    scores = {c.name: unknown_scores(scorer(c.backend, c.path), source.validation, source.preprocess, batch)
+              for c in candidates}
+    result = []
+    for model in measured:
+        c = by_name[model.name]
+        if model.gate is not None and c.parent in scores:
+            own = threshold if c.unknown_threshold is None else c.unknown_threshold
+            model = replace(model, gate=at_threshold(model.gate, scores[c.parent], scores[c.name], threshold,
+                                                     own, c.unknown_threshold is not None))
+        result.append(model)
+    return result
 
 
 def unknown_module(source: Source) -> Any:
@@ -249,7 +282,7 @@ def _write_metadata(source: Source, measured: list[ModelReport], work: Path,
     from edgecnn.runtime.core.metadata import ModelMeta, none_class_of
 
     for model in measured:
-        unknown = source.detector.meta() if source.detector is not None else None
+        unknown = model_unknown(source, model)
         meta = ModelMeta(labels=source.labels, preprocess=source.preprocess, arch=source.arch,
                          unknown=unknown, none_class=none_class_of(source.labels)
                          ).stamped(precision=model.precision, accuracy=model.accuracy(),
@@ -263,6 +296,21 @@ def _write_metadata(source: Source, measured: list[ModelReport], work: Path,
             ir = read_model(path)
             meta.write_openvino(ir)
             save_ir(ir, path)
+
+
+def model_unknown(source: Source, model: ModelReport) -> Any:
+    """The UnknownMeta one model carries: the detector's, with an INT8 model's own threshold if it has one."""
+    if source.detector is None:
+        return None
+    from dataclasses import replace
+
+    meta = source.detector.meta()
+    gate = model.gate
+    if gate is None or not gate.unknown_refitted or gate.unknown_threshold is None:
+        return meta
+    return replace(meta, threshold=gate.unknown_threshold,
+                   calibration=f"{meta.calibration}; refitted on this INT8 model's own scores to accept the "
+                               "share FP32's threshold accepts of the calibration and validation images")
 
 
 def _drop_unrequested(config: ExportConfig, work: Path) -> None:

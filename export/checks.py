@@ -35,6 +35,7 @@ class Candidate:
     predict: Predict
     files: tuple[Path, ...]  # everything on disk that the model needs (.xml + .bin)
     parent: str | None = None  # the FP32 model an INT8 model was quantised from
+    unknown_threshold: float | None = None  # INT8: the unknown threshold its gate kept (None: FP32's)
 
 
 @dataclass
@@ -199,13 +200,15 @@ def unknown_scores(score: Predict, images: ImageSet, preprocess: Preprocess, bat
 
 def unknown_agreement(candidates: list[Candidate], images: ImageSet, preprocess: Preprocess, batch: int,
                       threshold: float) -> dict[str, dict[str, float]]:
-    """Per model: share of `images` called unknown at `threshold` and, for INT8, the share whose unknown
-    decision equals its FP32 parent's (the INT8 gate of the detector)."""
-    decisions = {c.name: unknown_scores(scorer(c.backend, c.path), images, preprocess, batch) > threshold
-                 for c in candidates}
+    """Per model: its threshold (`threshold`, or an INT8 model's own), the share of `images` it calls
+    unknown and, for INT8, the share whose unknown decision equals its FP32 parent's."""
+    thresholds = {c.name: threshold if c.unknown_threshold is None else c.unknown_threshold
+                  for c in candidates}
+    decisions = {c.name: unknown_scores(scorer(c.backend, c.path), images, preprocess, batch)
+                 > thresholds[c.name] for c in candidates}
     result: dict[str, dict[str, float]] = {}
     for c in candidates:
-        entry = {"unknown_percent": _percent(decisions[c.name])}
+        entry = {"threshold": thresholds[c.name], "unknown_percent": _percent(decisions[c.name])}
         if c.parent in decisions:
             entry["decision_agreement_fp32"] = _percent(decisions[c.name] == decisions[c.parent])
         result[c.name] = entry

@@ -8,6 +8,9 @@ images where FP32 is confident (top-1 probability >= CONFIDENT). Rules, in order
    what the set can resolve (one image of 38 is 2.6 points) and must not fail the export alone.
 3. No labels: rule 1 decides, provided at least MIN_CONFIDENT images are confident; with fewer, the
    overall disagreement is judged like a drop (rule 2), and the report says why.
+4. With an unknown detector, the known/unknown decisions may differ from FP32's on at most 2 % of the
+   images (export/unknown_gate.py: no one-image floor; a threshold refitted on INT8's own scores may
+   fix it), judged after rules 1-3 pass: the same verdict, the same report.
 The drop comes with a 95 % Newcombe interval (paired difference of proportions, from Wilson
 intervals) and the flip rate with a 95 % Wilson interval, so a reader sees what a small set can tell.
 """
@@ -18,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from edgecnn.export.unknown_gate import MAX_DISAGREEMENT, unknown_problem
 from edgecnn.runtime.core.bundle import Int8Agreement as Agreement  # the record the report carries
 
 CONFIDENT = 0.5  # FP32 top-1 probability from which an answer counts as a decision (more than all others)
@@ -76,6 +80,17 @@ class AgreementTally:
 
 def judge(name: str, parent: str, agreement: Agreement, labelled: bool, max_drop: float) -> Verdict:
     """Apply the gate (module docstring) to one INT8 model."""
+    verdict = _judge_top1(name, parent, agreement, labelled, max_drop)
+    problem = unknown_problem(name, parent, agreement) if verdict.passed else ""
+    if problem:
+        return Verdict(False, f"{verdict.rule}; unknown decisions within {MAX_DISAGREEMENT:g} %", problem)
+    if verdict.passed and agreement.unknown_disagreements is not None:
+        return Verdict(True, f"{verdict.rule}; unknown decisions within {MAX_DISAGREEMENT:g} %", "")
+    return verdict
+
+
+def _judge_top1(name: str, parent: str, agreement: Agreement, labelled: bool, max_drop: float) -> Verdict:
+    """Rules 1-3: the top-1 answers."""
     n = agreement.images
     allowed_images = max(max_drop * n / 100.0, 1.0)  # never finer than one image
     allowed = 100.0 * allowed_images / n if n else 100.0

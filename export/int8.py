@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgecnn.export.checks import Predict, compare_with, median_latency_ms, reference_outputs
+from edgecnn.export.checks import Predict, compare_with, median_latency_ms, reference_outputs, unknown_scores
 from edgecnn.export.gate import CONFIDENT, Agreement, Verdict, judge
 from edgecnn.export.images import batches
 from edgecnn.export.search import SKIPPED, Check, Tried, search
+from edgecnn.export.unknown_gate import UnknownReference, with_unknown
 from edgecnn.runtime.core.errors import EdgecnnError
 
 CANNOT_RUN = "fails to run"
@@ -37,24 +38,59 @@ class Int8Job:
     batch: int
     float_nodes: tuple[str, ...] = ()  # ONNX node names every recipe keeps in float
     say: Callable[[str], None] = lambda _: None
+    unknown_threshold: float | None = None  # the FP32 detector's; None: no unknown_score output to gate
 
 
 def gate_check(job: Int8Job, name: str, parent: str, parent_predict: Predict,
-               predictor: Callable[[Any], Predict]) -> Check:
-    """model file -> (agreement with the parent, gate verdict, its predict function); the parent runs once."""
+               predictor: Callable[[Any], Predict], scorer: Callable[[Any], Predict] | None = None,
+               parent_model: Any = None) -> Check:
+    """model file -> (agreement with the parent, gate verdict, its predict function); the parent runs once.
+    With `scorer` (model -> its unknown_score function) and the job's threshold, the unknown decisions
+    are judged too (export/unknown_gate.py)."""
     reference = reference_outputs(parent_predict, job.validation, job.preprocess, job.batch)
+    unknown = _unknown_reference(job, scorer, parent_model)
 
-    def check(model: Any, predict: Predict | None = None) -> tuple[Any, Any, Predict | None]:
+    def check(model: Any, predict: Predict | None = None,
+              score: Predict | None = None) -> tuple[Any, Any, Predict | None]:
         predict = predict or predictor(model)
         try:
             agreement = compare_with(reference, predict, job.validation, job.preprocess, job.batch,
                                      job.labelled)
+            if unknown is not None:
+                score = score or scorer(model)
+                agreement = with_unknown(agreement, unknown, _scores(job, score, job.validation)(),
+                                         _scores(job, score, *_fit_images(job)))
         except Exception as exc:  # noqa: BLE001 - the runtimes' own errors: this INT8 model cannot run
             verdict = Verdict(False, "runs", f"{name} {CANNOT_RUN}: {exc}")
             return crashed(reference, job.labelled), verdict, None
         return agreement, judge(name, parent, agreement, job.labelled, job.max_drop), predict
 
     return check
+
+
+def _unknown_reference(job: Int8Job, scorer: Callable[[Any], Predict] | None,
+                       parent_model: Any) -> UnknownReference | None:
+    if scorer is None or job.unknown_threshold is None:
+        return None
+    score = scorer(parent_model)
+    return UnknownReference(job.unknown_threshold, _scores(job, score, job.validation)(),
+                            _scores(job, score, *_fit_images(job)))
+
+
+def _fit_images(job: Int8Job) -> tuple[Any, ...]:
+    """Where a per-model threshold is fitted: the calibration images, then the check images."""
+    return job.calibration, job.validation
+
+
+def _scores(job: Int8Job, score: Predict, *image_sets: Any) -> Callable[[], Any]:
+    """The unknown scores of `score` on the image sets, one after the other, when called."""
+    import numpy as np
+
+    def run() -> Any:
+        return np.concatenate([unknown_scores(score, images, job.preprocess, job.batch)
+                               for images in image_sets])
+
+    return run
 
 
 def crashed(reference: tuple[Any, Any], labelled: bool) -> Agreement:
@@ -89,10 +125,11 @@ def quantize_onnx_searched(fp32: Path, out: Path, job: Int8Job, method: str) -> 
     """Search ONNX Runtime recipes for `fp32` (see module docstring); the kept model ends at `out`."""
     import tempfile
 
-    from edgecnn.export.checks import onnx_predictor
+    from edgecnn.export.checks import onnx_predictor, scorer
     from edgecnn.export.quantize import fallback_recipes, harmful_nodes, prepare_onnx, quantize_onnx, recipes
 
-    check = gate_check(job, "onnx int8", "onnx fp32", onnx_predictor(fp32), onnx_predictor)
+    check = gate_check(job, "onnx int8", "onnx fp32", onnx_predictor(fp32), onnx_predictor,
+                       lambda model: scorer("onnxruntime", model), fp32)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".prepare-") as work:
         prepared = prepare_onnx(fp32, Path(work))
 
@@ -119,11 +156,12 @@ def quantize_onnx_searched(fp32: Path, out: Path, job: Int8Job, method: str) -> 
 
 def quantize_openvino_searched(fp32: Path, out: Path, job: Int8Job, parent: Path) -> list[Tried]:
     """Search NNCF recipes for `fp32` (see module docstring); the kept IR ends at `out`."""
-    from edgecnn.export.checks import openvino_predictor
+    from edgecnn.export.checks import openvino_predictor, scorer
     from edgecnn.export.openvino import RECIPES, quantize_openvino, quantize_openvino_controlled
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    check = gate_check(job, "openvino int8", "openvino fp32", openvino_predictor(parent), openvino_predictor)
+    check = gate_check(job, "openvino int8", "openvino fp32", openvino_predictor(parent), openvino_predictor,
+                       lambda model: scorer("openvino", model), parent)
 
     def quantize(recipe: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
         recipe = replace(recipe, float_nodes=(*job.float_nodes, *recipe.float_nodes))
@@ -138,7 +176,9 @@ def quantize_openvino_searched(fp32: Path, out: Path, job: Int8Job, parent: Path
 
     def controlled(_: Any, path: Path) -> tuple[Path, tuple[str, ...]]:
         def passes(compiled: Any) -> bool:
-            return check(None, lambda frames: compiled(frames)[0])[1].passed
+            outputs = len(compiled.outputs)
+            return check(None, lambda frames: compiled(frames)[0],
+                         lambda frames: compiled(frames)[outputs - 1])[1].passed
 
         full = replace(recipe, float_nodes=(*job.float_nodes, *recipe.float_nodes))
         return quantize_openvino_controlled(fp32, path, job.calibration, job.validation, job.preprocess, full,

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgecnn.export.gate import CONFIDENT, MIN_CONFIDENT, judge
 from edgecnn.export.search import SKIPPED
+from edgecnn.export.unknown_gate import MAX_DISAGREEMENT
 from edgecnn.runtime.core.bundle import (
     REPORT_JSON,
     REPORT_MD,
@@ -34,7 +35,10 @@ GATE = Int8GateRules(
     rules=(f"fails when an answer FP32 gives with top-1 probability >= {CONFIDENT:g} changes",
            "labelled: fails when the top-1 drop exceeds --max-drop points, never judged finer than one image",
            f"unlabelled: with fewer than {MIN_CONFIDENT} confident images, overall disagreement is judged "
-           "like a drop instead"))
+           "like a drop instead",
+           f"with an unknown detector: fails when more than {MAX_DISAGREEMENT:g} % of the known/unknown "
+           "decisions differ from FP32's (no one-image floor), at FP32's threshold or at one refitted on the "
+           "INT8 model's own scores, which the model then carries"))
 
 
 def build_report(config: Any, source: Any, measured: list[ModelReport],
@@ -132,7 +136,10 @@ def recipe_line(tried: RecipeTry) -> str:
         return f"{tried.recipe}: skipped, {tried.problem}"
     a = tried.agreement
     floats = f", float: {', '.join(tried.float_nodes)}" if tried.float_nodes else ""
-    return (f"{tried.recipe}{' (kept)' if tried.kept else ''}: {a.flips} flips of {a.images}, "
+    refitted = " (own threshold)" if a.unknown_refitted else ""
+    unknown = ("" if a.unknown_disagreements is None else
+               f", {a.unknown_disagreements} unknown decisions changed{refitted}")
+    return (f"{tried.recipe}{' (kept)' if tried.kept else ''}: {a.flips} flips of {a.images}{unknown}, "
             f"top-5 overlap {a.top5_overlap:.1f} %, KL {a.mean_kl:.4f}, {tried.latency_ms:.1f} ms, "
             f"{tried.seconds:.0f} s{floats}")
 
@@ -149,7 +156,19 @@ def gate_line(model: ModelReport) -> str:
         low, high = g.drop_interval
         line += (f"; top-1 drop {g.drop:g} points ({g.lost} lost, {g.gained} gained; "
                  f"95 % interval {low:.1f} to {high:.1f})")
-    return f"{line}. Gate: {model.gate_rule}."
+    return f"{line}{unknown_gate_line(g)}. Gate: {model.gate_rule}."
+
+
+def unknown_gate_line(g: Any) -> str:
+    """The known/unknown decisions the gate compared, in words ("" without a detector)."""
+    if g.unknown_disagreements is None:
+        return ""
+    line = (f"; unknown decisions agree on {g.images - g.unknown_disagreements} of {g.images} images "
+            f"({g.unknown_agreement:.1f} %) at threshold {g.unknown_threshold:.4g}")
+    if g.unknown_refitted:
+        line += (f", refitted on its own scores (at FP32's threshold: "
+                 f"{g.unknown_agreement_at_parent_threshold:.1f} %)")
+    return line
 
 
 def unknown_note(unknown: UnknownCheck | None) -> str:
@@ -157,6 +176,8 @@ def unknown_note(unknown: UnknownCheck | None) -> str:
         return ("Unknown detection is off: this checkpoint has no detector (re-run `edgecnn finetune` "
                 "for one).")
     agreements = ", ".join(f"{name} {entry['decision_agreement_fp32']:.1f} %"
+                           + (f" (own threshold {entry['threshold']:.4g})"
+                              if entry.get("threshold", unknown.threshold) != unknown.threshold else "")
                            for name, entry in unknown.models.items() if "decision_agreement_fp32" in entry)
     said = (f"Unknown detector: {unknown.rule}; output unknown_score > {unknown.threshold:.4g} means unknown "
             f"(accepts {unknown.accept_rate:.0%} of {unknown.calibration_images} {unknown.calibration})")

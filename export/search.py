@@ -1,6 +1,7 @@
 """Pick an INT8 recipe by measurement: quantise with each, check it against FP32, keep the best.
 
-The ranking: passing the gate first, then fewest flipped answers, then the smallest KL divergence from
+The ranking: passing the gate first, then fewest changed confident answers, known/unknown decisions and
+flipped answers, then the smallest KL divergence from
 FP32; a recipe that keeps more nodes in float and runs more than LATENCY_SLACK times slower than the
 fastest one tried ranks after every passing one that is not. The search stops early at a recipe that
 flips nothing (nothing left to gain), so a well-behaved fine-tuned model pays for one recipe only.
@@ -43,7 +44,7 @@ NOTHING = Agreement(images=0, flips=0, flip_rate_interval=(0.0, 0.0), top1_agree
 
 
 def flips_nothing(tried: Tried) -> bool:
-    return tried.passed and tried.agreement.flips == 0
+    return tried.passed and tried.agreement.flips == 0 and not tried.agreement.unknown_disagreements
 
 
 def search(recipes: Sequence[Any], quantize: Callable[[Any, Path], tuple[Path, tuple[str, ...]]],
@@ -111,8 +112,8 @@ def rank(one: Tried, everyone: list[Tried]) -> tuple:
     # Only a recipe that keeps more in float can be slower; with the same graph a gap is timing noise.
     slow = (one.latency_ms > LATENCY_SLACK * fastest.latency_ms
             and len(one.float_nodes) > len(fastest.float_nodes))
-    return (not one.passed, slow, one.agreement.confident_flips, one.agreement.flips,
-            one.agreement.mean_kl)
+    return (not one.passed, slow, one.agreement.confident_flips, one.agreement.unknown_disagreements or 0,
+            one.agreement.flips, one.agreement.mean_kl)
 
 
 def _move(path: Path, out: Path) -> None:

@@ -79,6 +79,12 @@ class Int8Agreement:
     gained: int | None = None  # labelled: FP32 wrong, INT8 right
     drop: float | None = None  # labelled: top-1 points lost, (lost - gained) / images
     drop_interval: tuple[float, float] | None = None  # Newcombe interval of the drop, points
+    # the unknown decision (export/unknown_gate.py), on the same images; None: the model has no detector
+    unknown_disagreements: int | None = None  # images whose known/unknown decision differs from FP32's
+    unknown_agreement: float | None = None  # percent of images with FP32's known/unknown decision
+    unknown_threshold: float | None = None  # the threshold this INT8 model applies (its ModelMeta's)
+    unknown_refitted: bool = False  # True: fitted on this model's own scores, not FP32's threshold
+    unknown_agreement_at_parent_threshold: float | None = None  # percent, before any refit
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,16 @@ def test_report_gives_int8_decision_agreement(tiny_bundle: Path) -> None:
 
     unknown = Bundle(tiny_bundle).report.unknown
     assert unknown is not None and unknown.rule == ModelMeta.read(tiny_bundle / "model.onnx").unknown.rule
+    report = Bundle(tiny_bundle).report
     for name in ("onnx int8", "openvino int8"):
         assert 0.0 <= unknown.models[name]["decision_agreement_fp32"] <= 100.0
-    assert "Unknown detector" in (tiny_bundle / "report.md").read_text()
+        gate = next(m for m in report.models if m.name == name).gate  # the gate judged the decisions too
+        assert gate.unknown_disagreements is not None and gate.unknown_agreement >= 98.0, gate
+        path = next(m.path for m in report.models if m.name == name)
+        assert ModelMeta.read(tiny_bundle / path).unknown.threshold == pytest.approx(gate.unknown_threshold)
+        assert unknown.models[name]["threshold"] == pytest.approx(gate.unknown_threshold)
+    text = (tiny_bundle / "report.md").read_text()
+    assert "Unknown detector" in text and "unknown decisions agree on" in text
 
 
 def test_checkpoint_without_detector_exports_with_detection_off(tiny_run: Path, tmp_path: Path) -> None:
