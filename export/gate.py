@@ -10,7 +10,10 @@ images where FP32 is confident (top-1 probability >= CONFIDENT). Rules, in order
    overall disagreement is judged like a drop (rule 2), and the report says why.
 4. With an unknown detector, the known/unknown decisions may differ from FP32's on at most 2 % of the
    images (export/unknown_gate.py: no one-image floor; a threshold refitted on INT8's own scores may
-   fix it), judged after rules 1-3 pass: the same verdict, the same report.
+   fix it), judged after rules 1-3 pass: the same verdict, the same report, the same search for a
+   recipe that passes. A model failing on this rule alone is *held back*, not failed: it ships, `auto`
+   never runs it (the runtime takes its FP32 parent), the report says so loudly, and the export does
+   not fail for it (its answers are FP32's; only its confidence floor moved).
 The drop comes with a 95 % Newcombe interval (paired difference of proportions, from Wilson
 intervals) and the flip rate with a 95 % Wilson interval, so a reader sees what a small set can tell.
 """
@@ -34,6 +37,7 @@ class Verdict:
     passed: bool
     rule: str  # which rule decided, in words
     problem: str  # why it failed ("" when passed)
+    unknown_only: bool = False  # failed on rule 4 alone: top-1 answers kept, known/unknown decisions moved
 
 
 class AgreementTally:
@@ -83,7 +87,8 @@ def judge(name: str, parent: str, agreement: Agreement, labelled: bool, max_drop
     verdict = _judge_top1(name, parent, agreement, labelled, max_drop)
     problem = unknown_problem(name, parent, agreement) if verdict.passed else ""
     if problem:
-        return Verdict(False, f"{verdict.rule}; unknown decisions within {MAX_DISAGREEMENT:g} %", problem)
+        return Verdict(False, f"{verdict.rule}; unknown decisions within {MAX_DISAGREEMENT:g} %", problem,
+                       unknown_only=True)
     if verdict.passed and agreement.unknown_disagreements is not None:
         return Verdict(True, f"{verdict.rule}; unknown decisions within {MAX_DISAGREEMENT:g} %", "")
     return verdict

@@ -38,7 +38,8 @@ GATE = Int8GateRules(
            "like a drop instead",
            f"with an unknown detector: fails when more than {MAX_DISAGREEMENT:g} % of the known/unknown "
            "decisions differ from FP32's (no one-image floor), at FP32's threshold or at one refitted on the "
-           "INT8 model's own scores, which the model then carries"))
+           "INT8 model's own scores, which the model then carries; a model failing on this alone is held "
+           "back: it ships, but `auto` runs its FP32 parent, and the export does not fail for it"))
 
 
 def build_report(config: Any, source: Any, measured: list[ModelReport],
@@ -81,6 +82,7 @@ def _judge(model: ModelReport, by_name: dict[str, ModelReport], labelled: bool, 
         verdict = judge(model.name, model.parent, model.gate, labelled, max_drop)
         changes["drop"] = model.gate.drop if labelled else round(100.0 - model.gate.top1_agreement, 3)
         changes["gate_rule"] = verdict.rule
+        changes["held_back"] = verdict.unknown_only
         problem = verdict.problem
     return replace(model, status="failed" if problem else "ok", problem=problem, **changes)
 
@@ -123,6 +125,7 @@ def notes(report: BundleReport) -> list[str]:
     for backend, tries in (report.calibration.recipes if report.calibration else {}).items():
         said.append(f"INT8 recipes tried for {backend}: " + "; ".join(recipe_line(t) for t in tries) + ".")
     said += [gate_line(m) for m in report.models if m.gate is not None]
+    said += [f"HELD BACK: {held_back_line(m)}" for m in report.held_back()]
     said.append(unknown_note(report.unknown))
     if any(m.backend == "openvino" and m.precision == "fp32" for m in report.models):
         said.append("openvino fp32 stores FP16-compressed weights (half the file); its PyTorch parity gate "
@@ -157,6 +160,12 @@ def gate_line(model: ModelReport) -> str:
         line += (f"; top-1 drop {g.drop:g} points ({g.lost} lost, {g.gained} gained; "
                  f"95 % interval {low:.1f} to {high:.1f})")
     return f"{line}{unknown_gate_line(g)}. Gate: {model.gate_rule}."
+
+
+def held_back_line(model: ModelReport) -> str:
+    """Why an INT8 model ships but never runs by default (export/gate.py rule 4), and how to run it."""
+    return (f"{model.problem}. {model.name} is in the bundle but `--precision auto` runs {model.parent} "
+            f"instead; `--precision int8` runs it anyway.")
 
 
 def unknown_gate_line(g: Any) -> str:
@@ -213,6 +222,8 @@ def rows(report: BundleReport) -> list[tuple[str, ...]]:
 def _status(model: ModelReport) -> str:
     if model.gate is None:
         return model.status
+    if model.held_back:
+        return f"held back ({model.gate.unknown_disagreements}/{model.gate.images} unknown moved)"
     if model.gate.drop is not None:
         return f"{model.status} (drop {model.gate.drop:g})"
     return f"{model.status} ({model.gate.flips}/{model.gate.images} flipped)"

@@ -110,6 +110,9 @@ class ModelReport:
     gate_rule: str = ""  # INT8: the gate rule that decided, in words
     status: str = spec("ok", choices=("ok", "failed"))
     problem: str = ""  # why it failed, one sentence
+    # INT8 failing its gate on the unknown decisions alone (export/gate.py rule 4): status "failed", so
+    # `auto` runs its FP32 parent, but it ships and the export does not fail for it
+    held_back: bool = False
 
     @property
     def passed(self) -> bool:
@@ -210,7 +213,11 @@ class BundleReport:
         return next((m for m in self.models if m.path == path), None)
 
     def failures(self) -> list[str]:
-        return [m.problem for m in self.models if not m.passed]
+        """Why the export failed: every failed model's problem except the held-back ones'."""
+        return [m.problem for m in self.models if not m.passed and not m.held_back]
+
+    def held_back(self) -> list[ModelReport]:
+        return [m for m in self.models if m.held_back]
 
     def to_json(self) -> str:
         """Strict JSON (other tools read it): a NaN or infinite figure is written as null."""

@@ -144,3 +144,41 @@ def test_with_unknown_without_a_detector_adds_nothing() -> None:
     assert with_unknown(figures, None, None, None) is figures
     reference = UnknownReference(0.5, np.zeros(5), lambda: np.zeros(5))
     assert with_unknown(figures, reference, np.zeros(5), None).unknown_disagreements == 0
+
+
+# -- held back: rule 4 alone failed -------------------------------------------------------------------
+def unknown_moved(images: int = 100, changed: int = 5) -> object:
+    return replace(passing_top1(images), unknown_disagreements=changed,
+                   unknown_agreement=round(100.0 * (images - changed) / images, 3), unknown_threshold=1.0)
+
+
+def test_a_model_failing_only_on_unknown_decisions_is_held_back_not_failed() -> None:
+    from edgecnn.export.report import _judge, notes
+    from edgecnn.runtime.core.bundle import BundleModel, BundleReport, ModelReport
+    from edgecnn.runtime.core.selection import rank
+
+    fp32 = ModelReport("onnx fp32", "onnxruntime", "fp32", "model.onnx", latency_ms=10.0)
+    int8 = ModelReport("onnx int8", "onnxruntime", "int8", "onnxruntime/int8/model.onnx", latency_ms=5.0,
+                       parent="onnx fp32", gate=unknown_moved())
+    judged = _judge(int8, {"onnx fp32": fp32, "onnx int8": int8}, labelled=False, max_drop=1.0,
+                    graph_diff=None)
+    assert judged.status == "failed" and judged.held_back, judged
+    report = BundleReport(models=(fp32, judged))
+    assert report.failures() == [] and report.held_back() == [judged]  # the export does not fail for it
+    said = " ".join(notes(report))
+    assert "HELD BACK: onnx int8 calls 5 of 100 images known/unknown differently" in said
+    assert "`--precision auto` runs onnx fp32 instead" in said
+    models = [BundleModel("onnxruntime", m.precision, m.path, Path(m.path), m) for m in report.models]
+    assert [m.precision for m in rank(models, ["onnxruntime"], "auto")] == ["fp32"]  # auto: FP32
+    assert [m.precision for m in rank(models, ["onnxruntime"], "int8")] == ["int8"]  # asked for: it runs
+
+
+def test_a_top1_failure_is_never_held_back() -> None:
+    tally = AgreementTally()
+    tally.add(np.tile([[0.9, 0.1]], (30, 1)), np.tile([[0.1, 0.9]], (30, 1)))  # confident answers flipped
+    figures = replace(tally.result(labelled=False), unknown_disagreements=5, unknown_agreement=83.3,
+                      unknown_threshold=1.0)
+    verdict = judge("onnx int8", "onnx fp32", figures, labelled=False, max_drop=1.0)
+    assert not verdict.passed and not verdict.unknown_only and "confident" in verdict.problem
+    moved = judge("onnx int8", "onnx fp32", unknown_moved(), labelled=False, max_drop=1.0)
+    assert not moved.passed and moved.unknown_only
