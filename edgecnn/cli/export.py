@@ -54,7 +54,8 @@ def export(
     """Export a checkpoint to a self-describing ONNX + OpenVINO bundle, optionally INT8.
 
     Exit 0 when every gate passed, 1 when a gate failed (bundle written, failed models marked in
-    report.md; `auto` never picks them), 2 for bad input.
+    report.md; `auto` never picks them), 2 for bad input. An INT8 model that fails only on its
+    known/unknown decisions is held back (shipped, never picked by `auto`) and does not fail the export.
     """
     require_train("export")
     from edgecnn.export.bundle import FORMATS, ExportConfig, ExportFailed, export_bundle
