@@ -184,3 +184,53 @@ def test_an_asked_for_method_that_cannot_calibrate_falls_back_to_minmax(tmp_path
         ("percentile", False, False)]
     assert (tmp_path / "c.onnx").is_file() and sum("INT8: falling back to minmax" in s for s in said) == 1
     assert quantize.fallback_recipes("auto") == () == quantize.fallback_recipes("minmax")
+
+
+def pooled_model(path: Path) -> Path:
+    """uint8 [N,16,16,3] -> Conv -> Relu -> Conv -> GlobalAveragePool -> Flatten -> Gemm -> Softmax: the shape
+    of an exported classifier's tail."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "w"], ["features"], name="conv1"),
+             helper.make_node("Relu", ["features"], ["relu"], name="relu"),
+             helper.make_node("Conv", ["relu", "w2"], ["mixed"], name="conv2"),
+             helper.make_node("GlobalAveragePool", ["mixed"], ["pooled"], name="pool"),
+             helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "head", "bias"], ["logits"], name="classifier", transB=1),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=1)]
+    weights = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32) / 255, name) for name, shape
+               in (("w", (8, 3, 3, 3)), ("w2", (8, 8, 1, 1)), ("head", (4, 8)), ("bias", (4,)))]
+    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("images", TensorProto.UINT8,
+                                                                             ["N", 16, 16, 3])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
+                              initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize(("changes", "head_float", "zero_point"), [
+    ({}, False, np.uint8), ({"float_head": True}, True, np.uint8), ({"activations": "int8"}, False, np.int8)])
+def test_recipe_float_head_and_s8s8(sample_photos: Path, tmp_path: Path, changes: dict, head_float: bool,
+                                    zero_point: type) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    prepared = quantize.prepare_onnx(pooled_model(tmp_path / "fp32.onnx"), tmp_path)
+    assert quantize.head_nodes(onnx.load(str(prepared)))[:2] == ["flatten", "classifier"]
+    recipe = quantize.OnnxRecipe("r", **changes)
+    made, floats = quantize.quantize_onnx(prepared, tmp_path / "int8.onnx", images(sample_photos, 8),
+                                          Preprocess(input_size=(16, 16)), recipe, 4)
+    model = onnx.load(str(made))
+    makers = {out: node.op_type for node in model.graph.node for out in node.output}
+    gemm = next(node for node in model.graph.node if node.op_type == "Gemm")
+    assert (makers.get(gemm.input[0]) == "DequantizeLinear") is not head_float  # the pooled input rounded?
+    assert ("classifier" in floats) is head_float
+    points = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    activation = next(node for node in model.graph.node if node.op_type == "QuantizeLinear"
+                      and node.input[0] == "relu")
+    assert points[activation.input[2]].dtype == zero_point
