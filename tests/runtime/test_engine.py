@@ -120,7 +120,11 @@ def test_auto_picks_int8_openvino_when_its_check_passed(imagenet_bundle: Path) -
     best = min(tied, key=lambda m: (m["precision"] != "int8", m["backend"] != "openvino", m["latency_ms"]))
     assert (engine.backend, engine.meta.precision) == (best["backend"], best["precision"])
     assert engine.model_path == imagenet_bundle / best["path"]
-    assert len(accurate) == 4  # the default INT8 gate held for both INT8 models
+    # the default INT8 gate held for both INT8 models, or held one back on its unknown decisions alone
+    # (export/gate.py rule 4: the ImageNet ONNX Runtime INT8 on a CPU without VNNI), never failed outright
+    held_back = [m for m in report["models"] if m.get("held_back")]
+    assert len(accurate) + len(held_back) == 4 and all(m["precision"] == "int8" for m in held_back)
+    assert not any(m["path"] == engine.model_path.relative_to(imagenet_bundle).as_posix() for m in held_back)
 
 
 def test_runtime_never_imports_torch(imagenet_bundle: Path) -> None:
