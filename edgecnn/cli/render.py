@@ -205,6 +205,8 @@ def unknown_summary(unknown: dict[str, Any]) -> str:
     said = (f"unknown detector ({unknown['rule']}, threshold {unknown['threshold']:.4g}): accepts "
             f"{unknown['known_accepted']:.1%} of the known images, top-1 on those "
             f"{unknown['top1_accepted']:.3f}")
+    if unknown.get("calibration"):  # whether these images were held out when the threshold was set
+        said += f"\nthreshold set on {unknown['calibration']}"
     if unknown.get("auroc") is not None:
         said += (f"\n{unknown['unknown_images']} unknown images: AUROC {unknown['auroc']:.3f}, "
                  f"{unknown['unknown_accepted']:.1%} accepted as known")
