@@ -424,6 +424,8 @@ def result_table(result: FinetuneResult) -> Table:
     if result.skipped:
         count, names = len(result.skipped), ", ".join(result.skipped[:3])
         table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {printable(names)}")
+    if result.groups:
+        table.add_row("split groups", f"{result.groups} (near-duplicates kept together: in train or in val)")
     if result.unknown:
         table.add_row("unknown detector", result.unknown)
     for name, path in result.paths.items():
