@@ -50,6 +50,10 @@ PAIR_FEATURE_K, PAIR_IMAGENET_K = 3, 1
 IMAGENET_RANK = 256
 BANK_CAP = 1024  # training images kept for k-NN: 1024 x 1280 floats = 5 MB in the graph
 COVARIANCE_RANK = 256  # leading covariance directions kept; the rest count as the shrinkage identity
+# a known image is scored with its near-duplicates left out of the bank too (frames of one clip would
+# otherwise vouch for each other): pooled-feature cosine >= this; the sample photos' closest distinct
+# pair is 0.81, consecutive frames `edgecnn capture` keeps from cup.mp4 0.92-0.96
+NEAR_DUPLICATE = 0.9
 MIN_CALIBRATION = 10  # validation images needed to calibrate the threshold on them
 MODULE_NAME = "unknown_detector"  # ONNX node names of the score start with /unknown_detector/
 
@@ -108,23 +112,22 @@ def fit_detector(rule: str, train: tuple[torch.Tensor, torch.Tensor], val: tuple
     known = torch.cat([train_features, val_features]) if banked else train_features
     labels = torch.cat([train_labels, val[1].long()]) if banked else train_labels
     tensors = _fit_tensors(rule, known, labels, num_classes, pretrained_head)
-    rows = _bank_rows(len(known)) if banked else torch.full((len(known),), -1)
-    train_rows, val_rows = rows[: len(train_features)], rows[len(train_features):]
     with torch.inference_mode():
         val_logits = classifier(val_features).float() if len(val_features) else val_features[:, :num_classes]
         train_logits = classifier(train_features).float()
     if rule in ("knn+msp", "knn+imagenet"):
-        source = val_features, val_logits, val_rows
+        source = val_features, val_logits
         if len(val_features) < MIN_CALIBRATION:  # standardise on the training images, each left out
-            source = train_features, train_logits, train_rows
+            source = train_features, train_logits
         tensors.update(_standardisers(rule, tensors, *source))
     module = score_module(rule, tensors)
     with torch.inference_mode():
-        val_scores = _left_out_scores(module, rule, tensors, val_features, val_logits, val_rows)
-        train_scores = _left_out_scores(module, rule, tensors, train_features, train_logits, train_rows)
+        val_scores = _left_out_scores(module, rule, tensors, val_features, val_logits)
+        train_scores = _left_out_scores(module, rule, tensors, train_features, train_logits)
     threshold, calibration, count = calibrate(val_scores, train_scores, accept_rate, left_out=banked)
     if banked and len(val_features):
-        calibration += f"; k-NN bank of {len(tensors['bank'])} known images, each left out of it when scored"
+        calibration += (f"; k-NN bank of {len(tensors['bank'])} known images, each scored without itself "
+                        "and its near-duplicates")
     if len(val_scores) >= MIN_CALIBRATION:
         calibration += (f"; held out, each judged by the others' threshold: "
                         f"{held_out_acceptance(val_scores, accept_rate):.0%} accepted")
@@ -139,17 +142,6 @@ def held_out_acceptance(scores: torch.Tensor, accept_rate: float) -> float:
     accepted = [float(score) <= float(torch.quantile(torch.cat([scores[:i], scores[i + 1:]]), accept_rate))
                 for i, score in enumerate(scores)]
     return sum(accepted) / max(1, len(accepted))
-
-
-def _bank_rows(count: int) -> torch.Tensor:
-    """Which of `count` known images the k-NN bank keeps: [count] row in the bank, or -1 (over BANK_CAP)."""
-    torch = _torch()
-    if count <= BANK_CAP:
-        return torch.arange(count)
-    chosen = torch.randperm(count, generator=torch.Generator().manual_seed(0))[:BANK_CAP]
-    rows = torch.full((count,), -1)
-    rows[chosen] = torch.arange(BANK_CAP)
-    return rows
 
 
 _BANK_RULES = ("knn", "knn+msp", "knn+imagenet")  # rules that keep training images in a k-NN bank
@@ -230,9 +222,8 @@ def _fit_tensors(rule: str, features: torch.Tensor, labels: torch.Tensor, num_cl
     torch = _torch()
     unit = _unit(features)
     if rule in _BANK_RULES:
-        rows = _bank_rows(len(unit))
-        chosen = torch.zeros(int((rows >= 0).sum()), dtype=torch.long)
-        chosen[rows[rows >= 0]] = torch.nonzero(rows >= 0).flatten()  # bank row -> image
+        chosen = (torch.arange(len(unit)) if len(unit) <= BANK_CAP else
+                  torch.randperm(len(unit), generator=torch.Generator().manual_seed(0))[:BANK_CAP])
         k = KNN_K if rule != "knn+imagenet" else PAIR_FEATURE_K
         tensors = {"bank": unit[chosen].contiguous(), "knn_k": torch.tensor(min(k, max(1, len(chosen) - 1)))}
         if rule == "knn+imagenet":
@@ -253,13 +244,14 @@ def _fit_tensors(rule: str, features: torch.Tensor, labels: torch.Tensor, num_cl
     return {}
 
 
-def _standardisers(rule: str, tensors: dict[str, torch.Tensor], features: torch.Tensor, logits: torch.Tensor,
-                   rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mean and spread of each part of a summed rule on known images, each left out of the bank (`rows`)."""
+def _standardisers(rule: str, tensors: dict[str, torch.Tensor], features: torch.Tensor, logits: torch.Tensor
+                   ) -> dict[str, torch.Tensor]:
+    """Mean and spread of each part of a summed rule on known images, each left out of the bank."""
     torch = _torch()
-    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), rows=rows)
+    hidden = _near_duplicates(features, tensors["bank"])
+    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), hidden)
     if rule == "knn+imagenet":
-        name, other = "imagenet", _imagenet_knn(tensors, features, rows)
+        name, other = "imagenet", _imagenet_knn(tensors, features, hidden)
     else:
         name, other = "msp", _msp(logits)
 
@@ -282,25 +274,31 @@ def _leading_logits(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Ten
     return (left @ weight).float().contiguous(), (left @ bias).float().contiguous()
 
 
-def _imagenet_knn(tensors: dict[str, torch.Tensor], features: torch.Tensor, rows: torch.Tensor | None
+def _imagenet_knn(tensors: dict[str, torch.Tensor], features: torch.Tensor, hidden: torch.Tensor | None
                   ) -> torch.Tensor:
     logits = features @ tensors["imagenet_projection"].t() + tensors["imagenet_offset"]
-    return _knn(logits, tensors["imagenet_bank"], int(tensors["imagenet_k"]), rows=rows)
+    return _knn(logits, tensors["imagenet_bank"], int(tensors["imagenet_k"]), hidden)
+
+
+def _near_duplicates(features: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """[N, bank] True where a bank image is the image itself or a near-duplicate of it (NEAR_DUPLICATE)."""
+    return _unit(features) @ bank.t() >= NEAR_DUPLICATE
 
 
 def _left_out_scores(module: torch.nn.Module, rule: str, tensors: dict[str, torch.Tensor],
-                     features: torch.Tensor, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Scores of known images, for k-NN with each image left out of the bank (`rows`: its bank row)."""
+                     features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Scores of known images, for k-NN with each image and its near-duplicates left out of the bank."""
     torch = _torch()
     if not len(features):
         return torch.zeros(0)
     if rule not in _BANK_RULES:
         return module(features, logits)
-    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), rows=rows)
+    hidden = _near_duplicates(features, tensors["bank"])
+    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), hidden)
     if rule == "knn":
         return knn
     if rule == "knn+imagenet":
-        imagenet = _imagenet_knn(tensors, features, rows)
+        imagenet = _imagenet_knn(tensors, features, hidden)
         other = (imagenet - tensors["imagenet_mean"]) / tensors["imagenet_std"]
     else:
         other = (_msp(logits) - tensors["msp_mean"]) / tensors["msp_std"]
@@ -313,14 +311,12 @@ def _msp(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _knn(features: torch.Tensor, bank: torch.Tensor, k: int,
-         rows: torch.Tensor | None = None) -> torch.Tensor:
-    """1 - cosine similarity to the k-th most similar bank image; `rows`: each image's own row in the
-    bank (-1: not in it), left out."""
+         hidden: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - cosine similarity to the k-th most similar bank image; `hidden` [N, bank]: left out."""
     torch = _torch()
     similarity = _unit(features) @ bank.t()
-    if rows is not None and bool((rows >= 0).any()):
-        own = torch.nonzero(rows >= 0).flatten()
-        similarity[own, rows[own]] -= 3.0
+    if hidden is not None:
+        similarity = torch.where(hidden, similarity - 3.0, similarity)
     return 1.0 - torch.topk(similarity, k, dim=1).values[:, -1]
 
 

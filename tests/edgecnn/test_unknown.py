@@ -77,7 +77,7 @@ def test_no_known_photo_is_called_unknown_and_acceptance_is_stated_held_out(pool
     assert len(detector.tensors["bank"]) == len(detector.tensors["imagenet_bank"]) == 3 * (TRAIN + VAL)
     for name in ("train", "val"):
         assert (scores(detector, pooled, name) <= detector.threshold).all(), name
-    assert "; k-NN bank of 36 known images, each left out of it when scored" in detector.calibration
+    assert "; k-NN bank of 36 known images, each scored without itself and its near-" in detector.calibration
     assert "held out, each judged by the others' threshold: " in detector.calibration
     # every threshold quantile-fitted on 20 distinct scores rejects its own top one; held out, the top two
     torch = pytest.importorskip("torch")
