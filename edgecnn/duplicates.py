@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 THUMBNAIL = 16
-# frames 1 s apart in samples/videos/cup.mp4 score 0.97-1.00; the closest two of the 121 distinct
-# sample photos 0.85 (tests/edgecnn/test_duplicates.py holds both)
+# the closest two of the 121 distinct sample photos score 0.88; frames 4 apart in samples/videos/cup.mp4
+# 0.98-1.00 while the camera is still, 0.74-0.96 while it moves (those only the capture session groups)
 DUPLICATE_COSINE = 0.95
 MOSTLY = 0.5  # warn when more than this share of a folder's images lies in groups of MANY or more
 MANY = 3
