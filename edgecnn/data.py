@@ -42,6 +42,7 @@ class DataSplit:
     train: tuple[tuple[str, int], ...]
     val: tuple[tuple[str, int], ...]
     skipped: tuple[str, ...] = ()  # unreadable files left out
+    groups: int = 0  # near-duplicate groups the split kept whole (edgecnn/duplicates.py); 0: not grouped
 
     def record(self) -> CheckpointSplit:
         """The checkpoint's `split`: export calibrates on train and validates on val."""
@@ -92,11 +93,31 @@ def _scan(root: Path, val_split: float, seed: int) -> DataSplit:
         return DataSplit(root, labels, train, val_samples)
     train_root = root / "train" if (root / "train").is_dir() else root
     labels, samples = _class_images(train_root, root)
-    train, val = stratified_split(samples, val_split, seed)
+    groups = _duplicate_groups(root, samples, labels)
+    train, val = stratified_split(samples, val_split, seed, groups)
     if not val:
         raise EdgecnnError(f"{visible(train_root)} has one image per class, none left to validate on; add a "
                            "second image to a class, or give train/ and val/ folders")
-    return DataSplit(root, labels, train, val)
+    return DataSplit(root, labels, train, val, groups=len(set(groups)))
+
+
+def _duplicate_groups(root: Path, samples: Sequence[tuple[str, int]], labels: Sequence[str]) -> list[int]:
+    """Near-duplicate groups of `samples`, with a one-line warning when most images are near-duplicates
+    or a class is one group (nothing of it can be held out honestly)."""
+    from edgecnn.duplicates import MANY, MOSTLY, group_ids, mostly_duplicates
+
+    groups = group_ids([root / path for path, _ in samples], [label for _, label in samples])
+    share = mostly_duplicates(groups)
+    if share > MOSTLY:
+        log.warning("%.0f%% of the images of %s are near-duplicates (groups of %d or more: frames of one "
+                    "clip or copies); validation holds each group whole, so it has few independent images: "
+                    "add photos from other sittings", 100 * share, visible(root), MANY)
+    for label in sorted({c for _, c in samples}):
+        own = {g for g, (_, c) in zip(groups, samples, strict=True) if c == label}
+        if len(own) == 1 and sum(c == label for _, c in samples) > 1:
+            log.warning("class %s of %s is one group of near-duplicates: none of it is held out to validate "
+                        "on; add images from another clip or sitting", visible(labels[label]), visible(root))
+    return groups
 
 
 def _class_images(folder: Path, root: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
@@ -154,20 +175,36 @@ def _check_class_folder(class_dir: Path, root: Path) -> None:
                            "folder; copy the images in or remove the link")
 
 
-def stratified_split(samples: Sequence[tuple[str, int]], val_split: float, seed: int
+def stratified_split(samples: Sequence[tuple[str, int]], val_split: float, seed: int,
+                     groups: Sequence[int] | None = None
                      ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
-    """Hold out `val_split` of each class (at least one image when a class has two or more), seeded."""
+    """Hold out `val_split` of each class (at least one image when a class has two or more), seeded;
+    `groups` (one id per sample: near-duplicates) are never split between train and val."""
     if not 0.0 < val_split < 1.0:
         raise EdgecnnError(f"val split {val_split} is out of range; give a fraction between 0 and 1, "
                            "e.g. 0.2")
     rng = random.Random(seed)
+    group_of = dict(zip(samples, groups, strict=True)) if groups is not None else {}
     train, val = [], []
     for label in sorted({c for _, c in samples}):
         members = [s for s in samples if s[1] == label]
-        rng.shuffle(members)
+        bunches: dict[object, list[tuple[str, int]]] = {}
+        for sample in members:
+            bunches.setdefault(group_of.get(sample, sample), []).append(sample)
+        ordered = list(bunches.values())
+        rng.shuffle(ordered)  # singletons only: the very shuffle of the images, so the split is as before
         count = min(len(members) - 1, max(1, round(len(members) * val_split)))
-        val += members[:count]
-        train += members[count:]
+        taken = 0
+        for bunch in ordered:
+            # a group over the share may still go when it is the first, at most twice the share and
+            # half the class: else a class of a few clips could never be validated on
+            first_fits = not taken and len(bunch) <= min(2 * count, len(members) / 2)
+            fits = taken + len(bunch) <= count or first_fits
+            if fits and taken + len(bunch) < len(members):
+                val += bunch
+                taken += len(bunch)
+            else:
+                train += bunch
     return tuple(sorted(train)), tuple(sorted(val))
 
 

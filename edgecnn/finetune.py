@@ -166,6 +166,7 @@ class FinetuneResult:
     paths: dict[str, Path] = field(default_factory=dict)  # best, last, metrics, curves, confusion_matrix
     unknown: str = ""  # the unknown detector stored in best.pt, in words
     phases: tuple[tuple[str, int], ...] = ()  # epochs per phase, in order: (("head", 10), ("full", 3))
+    groups: int = 0  # near-duplicate groups the split kept whole (0: not grouped, e.g. train/ + val/)
 
 
 def finetune(config: FinetuneConfig) -> FinetuneResult:
@@ -408,7 +409,7 @@ class Run:
         return FinetuneResult(self.out, self.best["val_top1"], self.best["val_loss"], int(self.best["epoch"]),
                               len(self.history), self.split.labels, len(self.split.train),
                               len(self.split.val), self.split.skipped, time.perf_counter() - began,
-                              paths, describe(detector), _phase_counts(self.history))
+                              paths, describe(detector), _phase_counts(self.history), self.split.groups)
 
     def _fit_unknown(self, progress: Progress) -> Detector:
         """Fit the unknown detector on best.pt's pooled features (training images' plain view) and

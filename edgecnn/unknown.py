@@ -1,6 +1,8 @@
 """The unknown detector: a score saying how unlike the training images a photo is (higher = more likely
 none of the classes), fitted on the final model's pooled features and logits, with a threshold
-calibrated so that `accept_rate` of the known validation images are accepted.
+calibrated so that `accept_rate` of the known validation images are accepted. A k-NN bank holds the
+training and validation images alike, so no photo the user gave is called unknown; each known image
+is scored with itself left out of it, so the threshold is that of images the bank has not seen.
 
 Rules (compared by benchmarks/openset.py; see benchmarks/README.md for the figures behind the default):
   msp          1 - max softmax probability
@@ -48,6 +50,10 @@ PAIR_FEATURE_K, PAIR_IMAGENET_K = 3, 1
 IMAGENET_RANK = 256
 BANK_CAP = 1024  # training images kept for k-NN: 1024 x 1280 floats = 5 MB in the graph
 COVARIANCE_RANK = 256  # leading covariance directions kept; the rest count as the shrinkage identity
+# a known image is scored with its near-duplicates left out of the bank too (frames of one clip would
+# otherwise vouch for each other): pooled-feature cosine >= this; the sample photos' closest distinct
+# pair is 0.81, consecutive frames `edgecnn capture` keeps from cup.mp4 0.92-0.96
+NEAR_DUPLICATE = 0.9
 MIN_CALIBRATION = 10  # validation images needed to calibrate the threshold on them
 MODULE_NAME = "unknown_detector"  # ONNX node names of the score start with /unknown_detector/
 
@@ -92,14 +98,20 @@ def fit_detector(rule: str, train: tuple[torch.Tensor, torch.Tensor], val: tuple
                  pretrained_head: tuple[torch.Tensor, torch.Tensor] | None = None) -> Detector:
     """Fit `rule` on training (features, labels), calibrate on validation features; never fails on
     tiny data (see `calibrate`). Features are the pooled ones right before `classifier`;
-    `pretrained_head` (weight, bias) is the backbone's own classifier, for PRETRAINED_HEAD_RULES."""
+    `pretrained_head` (weight, bias) is the backbone's own classifier, for PRETRAINED_HEAD_RULES.
+    A k-NN bank holds the validation images too (no photo the user gave is then called unknown: it
+    is its own nearest neighbour); each known image is scored with itself left out of the bank, so the
+    threshold and the acceptance it states are those of images the bank has not seen."""
     torch = _torch()
     check_rule(rule)
     check_accept_rate(accept_rate)
     train_features, train_labels = train[0].float(), train[1].long()
-    rule = _usable_rule(rule, pretrained_head, train_features.shape[1])
-    tensors = _fit_tensors(rule, train_features, train_labels, num_classes, pretrained_head)
     val_features = val[0].float()
+    rule = _usable_rule(rule, pretrained_head, train_features.shape[1])
+    banked = rule in _BANK_RULES
+    known = torch.cat([train_features, val_features]) if banked else train_features
+    labels = torch.cat([train_labels, val[1].long()]) if banked else train_labels
+    tensors = _fit_tensors(rule, known, labels, num_classes, pretrained_head)
     with torch.inference_mode():
         val_logits = classifier(val_features).float() if len(val_features) else val_features[:, :num_classes]
         train_logits = classifier(train_features).float()
@@ -107,14 +119,29 @@ def fit_detector(rule: str, train: tuple[torch.Tensor, torch.Tensor], val: tuple
         source = val_features, val_logits
         if len(val_features) < MIN_CALIBRATION:  # standardise on the training images, each left out
             source = train_features, train_logits
-        tensors.update(_standardisers(rule, tensors, *source, leave_out=source[0] is train_features))
+        tensors.update(_standardisers(rule, tensors, *source))
     module = score_module(rule, tensors)
     with torch.inference_mode():
-        val_scores = module(val_features, val_logits) if len(val_features) else torch.zeros(0)
-        train_scores = _leave_one_out(module, rule, tensors, train_features, train_logits)
-    threshold, calibration, count = calibrate(val_scores, train_scores, accept_rate,
-                                              left_out=rule in _BANK_RULES)
+        val_scores = _left_out_scores(module, rule, tensors, val_features, val_logits)
+        train_scores = _left_out_scores(module, rule, tensors, train_features, train_logits)
+    threshold, calibration, count = calibrate(val_scores, train_scores, accept_rate, left_out=banked)
+    if banked and len(val_features):
+        calibration += (f"; k-NN bank of {len(tensors['bank'])} known images, each scored without itself "
+                        "and its near-duplicates")
+    if len(val_scores) >= MIN_CALIBRATION:
+        calibration += (f"; held out, each judged by the others' threshold: "
+                        f"{held_out_acceptance(val_scores, accept_rate):.0%} accepted")
     return Detector(rule, threshold, accept_rate, calibration, count, tensors)
+
+
+def held_out_acceptance(scores: torch.Tensor, accept_rate: float) -> float:
+    """Share of known images accepted by a threshold they did not set: each image judged by the
+    `accept_rate` quantile of the others' scores (leave one out), so stated on held-out images."""
+    torch = _torch()
+    scores = scores.double()
+    accepted = [float(score) <= float(torch.quantile(torch.cat([scores[:i], scores[i + 1:]]), accept_rate))
+                for i, score in enumerate(scores)]
+    return sum(accepted) / max(1, len(accepted))
 
 
 _BANK_RULES = ("knn", "knn+msp", "knn+imagenet")  # rules that keep training images in a k-NN bank
@@ -134,8 +161,8 @@ def _usable_rule(rule: str, head: tuple[torch.Tensor, torch.Tensor] | None, dim:
 def describe(detector: Detector | None) -> str:
     if detector is None:
         return "off (no detector in this checkpoint)"
-    return (f"{detector.rule}, threshold {detector.threshold:.4g} accepts {detector.accept_rate:.0%} of "
-            f"{detector.calibration_images} {detector.calibration}")
+    return (f"{detector.rule}, threshold {detector.threshold:.4g} set to accept {detector.accept_rate:.0%} "
+            f"of {detector.calibration_images} {detector.calibration}")
 
 
 def calibrate(val_scores: torch.Tensor, train_scores: torch.Tensor, accept_rate: float,
@@ -217,13 +244,14 @@ def _fit_tensors(rule: str, features: torch.Tensor, labels: torch.Tensor, num_cl
     return {}
 
 
-def _standardisers(rule: str, tensors: dict[str, torch.Tensor], features: torch.Tensor, logits: torch.Tensor,
-                   leave_out: bool) -> dict[str, torch.Tensor]:
-    """Mean and spread of each part of a summed rule on known images (`leave_out`: the bank's own)."""
+def _standardisers(rule: str, tensors: dict[str, torch.Tensor], features: torch.Tensor, logits: torch.Tensor
+                   ) -> dict[str, torch.Tensor]:
+    """Mean and spread of each part of a summed rule on known images, each left out of the bank."""
     torch = _torch()
-    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), leave_out=leave_out)
+    hidden = _near_duplicates(features, tensors["bank"])
+    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), hidden)
     if rule == "knn+imagenet":
-        name, other = "imagenet", _imagenet_knn(tensors, features, leave_out)
+        name, other = "imagenet", _imagenet_knn(tensors, features, hidden)
     else:
         name, other = "msp", _msp(logits)
 
@@ -246,21 +274,31 @@ def _leading_logits(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Ten
     return (left @ weight).float().contiguous(), (left @ bias).float().contiguous()
 
 
-def _imagenet_knn(tensors: dict[str, torch.Tensor], features: torch.Tensor, leave_out: bool) -> torch.Tensor:
+def _imagenet_knn(tensors: dict[str, torch.Tensor], features: torch.Tensor, hidden: torch.Tensor | None
+                  ) -> torch.Tensor:
     logits = features @ tensors["imagenet_projection"].t() + tensors["imagenet_offset"]
-    return _knn(logits, tensors["imagenet_bank"], int(tensors["imagenet_k"]), leave_out=leave_out)
+    return _knn(logits, tensors["imagenet_bank"], int(tensors["imagenet_k"]), hidden)
 
 
-def _leave_one_out(module: torch.nn.Module, rule: str, tensors: dict[str, torch.Tensor],
-                   features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Scores of the training images with each image left out of the k-NN bank (the fallback basis)."""
-    if rule not in _BANK_RULES or len(features) > BANK_CAP:
+def _near_duplicates(features: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """[N, bank] True where a bank image is the image itself or a near-duplicate of it (NEAR_DUPLICATE)."""
+    return _unit(features) @ bank.t() >= NEAR_DUPLICATE
+
+
+def _left_out_scores(module: torch.nn.Module, rule: str, tensors: dict[str, torch.Tensor],
+                     features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Scores of known images, for k-NN with each image and its near-duplicates left out of the bank."""
+    torch = _torch()
+    if not len(features):
+        return torch.zeros(0)
+    if rule not in _BANK_RULES:
         return module(features, logits)
-    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), leave_out=True)
+    hidden = _near_duplicates(features, tensors["bank"])
+    knn = _knn(features, tensors["bank"], int(tensors["knn_k"]), hidden)
     if rule == "knn":
         return knn
     if rule == "knn+imagenet":
-        imagenet = _imagenet_knn(tensors, features, leave_out=True)
+        imagenet = _imagenet_knn(tensors, features, hidden)
         other = (imagenet - tensors["imagenet_mean"]) / tensors["imagenet_std"]
     else:
         other = (_msp(logits) - tensors["msp_mean"]) / tensors["msp_std"]
@@ -272,12 +310,13 @@ def _msp(logits: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.softmax(logits, dim=1).max(dim=1).values
 
 
-def _knn(features: torch.Tensor, bank: torch.Tensor, k: int, leave_out: bool = False) -> torch.Tensor:
-    """1 - cosine similarity to the k-th most similar bank image (`leave_out`: features ARE the bank)."""
+def _knn(features: torch.Tensor, bank: torch.Tensor, k: int,
+         hidden: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - cosine similarity to the k-th most similar bank image; `hidden` [N, bank]: left out."""
     torch = _torch()
     similarity = _unit(features) @ bank.t()
-    if leave_out:
-        similarity = similarity - 3.0 * torch.eye(len(bank), dtype=similarity.dtype)
+    if hidden is not None:
+        similarity = torch.where(hidden, similarity - 3.0, similarity)
     return 1.0 - torch.topk(similarity, k, dim=1).values[:, -1]
 
 

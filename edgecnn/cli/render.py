@@ -205,6 +205,8 @@ def unknown_summary(unknown: dict[str, Any]) -> str:
     said = (f"unknown detector ({unknown['rule']}, threshold {unknown['threshold']:.4g}): accepts "
             f"{unknown['known_accepted']:.1%} of the known images, top-1 on those "
             f"{unknown['top1_accepted']:.3f}")
+    if unknown.get("calibration"):  # whether these images were held out when the threshold was set
+        said += f"\nthreshold set on {unknown['calibration']}"
     if unknown.get("auroc") is not None:
         said += (f"\n{unknown['unknown_images']} unknown images: AUROC {unknown['auroc']:.3f}, "
                  f"{unknown['unknown_accepted']:.1%} accepted as known")
@@ -422,6 +424,8 @@ def result_table(result: FinetuneResult) -> Table:
     if result.skipped:
         count, names = len(result.skipped), ", ".join(result.skipped[:3])
         table.add_row("skipped", f"{count} unreadable image{'s' * (count > 1)}: {printable(names)}")
+    if result.groups:
+        table.add_row("split groups", f"{result.groups} (near-duplicates kept together: in train or in val)")
     if result.unknown:
         table.add_row("unknown detector", result.unknown)
     for name, path in result.paths.items():

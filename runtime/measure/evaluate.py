@@ -127,7 +127,8 @@ def _with_unknown(report: EvalReport, engine: Engine, known: np.ndarray, correct
     if unknown_dir is None:
         got.update(auroc=None, unknown_accepted=None)
     meta = engine.meta.unknown
-    got.update(rule=meta.rule, accept_rate=meta.accept_rate, unknown_dir=str(unknown_dir or ""))
+    got.update(rule=meta.rule, accept_rate=meta.accept_rate, unknown_dir=str(unknown_dir or ""),
+               calibration=f"{meta.calibration_images} {meta.calibration}" if meta.calibration else "")
     return replace(report, unknown=got)
 
 

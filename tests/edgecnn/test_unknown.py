@@ -62,10 +62,41 @@ def test_left_out_class_scores_above_known_photos(pooled: dict, rule: str, least
     from edgecnn.runtime.measure.openset import auroc
 
     detector = fitted(rule, pooled)
-    assert detector.rule == rule and detector.calibration == "validation images"
+    assert detector.rule == rule and detector.calibration.startswith("validation images")
     known, unknown = scores(detector, pooled, "test"), scores(detector, pooled, "unknown")
     assert auroc(known, unknown) >= least_auroc, (known, unknown)
     assert np.mean(unknown > detector.threshold) >= least_caught  # tools called unknown
+
+
+def test_no_known_photo_is_called_unknown_and_acceptance_is_stated_held_out(pooled: dict) -> None:
+    """Issue 26 item 3: the k-NN bank holds the validation images too, each left out of it while it sets
+    the threshold; no training or validation photo scores above it, and the stated acceptance is held out."""
+    from edgecnn.unknown import held_out_acceptance
+
+    detector = fitted("knn+imagenet", pooled)
+    assert len(detector.tensors["bank"]) == len(detector.tensors["imagenet_bank"]) == 3 * (TRAIN + VAL)
+    for name in ("train", "val"):
+        assert (scores(detector, pooled, name) <= detector.threshold).all(), name
+    assert "; k-NN bank of 36 known images, each scored without itself and its near-" in detector.calibration
+    assert "held out, each judged by the others' threshold: " in detector.calibration
+    # every threshold quantile-fitted on 20 distinct scores rejects its own top one; held out, the top two
+    torch = pytest.importorskip("torch")
+    assert held_out_acceptance(torch.arange(20.0), 0.95) == 0.9
+
+
+def test_fine_tuned_model_calls_none_of_its_own_photos_unknown(tiny_run: Path, tiny_data: Path) -> None:
+    """Training and validation photos alike, through the checkpoint's own deployable graph."""
+    from edgecnn.export.reference import checkpoint_engine
+    from edgecnn.runtime.core.images import iter_image_files, read_image
+    from edgecnn.runtime.core.preprocess import fit_frame
+
+    engine, run = checkpoint_engine(tiny_run / "best.pt")
+    files = sorted(iter_image_files(tiny_data))
+    with engine:
+        batch = np.stack([fit_frame(read_image(f), engine.preprocess) for f in files])
+        unknown = engine.unknown_verdicts(engine.infer_scored(batch).unknown_score)
+    assert len(files) == len(run.train) + len(run.val) == 32
+    assert not unknown.any(), [f.name for f, flagged in zip(files, unknown, strict=True) if flagged]
 
 
 def test_knn_imagenet_keeps_the_leading_logit_directions(pooled: dict) -> None:
@@ -73,7 +104,7 @@ def test_knn_imagenet_keeps_the_leading_logit_directions(pooled: dict) -> None:
 
     tensors = fitted("knn+imagenet", pooled).tensors
     assert tensors["imagenet_projection"].shape == (IMAGENET_RANK, 1280)
-    assert tensors["imagenet_bank"].shape == (len(KNOWN) * TRAIN, IMAGENET_RANK)
+    assert tensors["imagenet_bank"].shape == (len(KNOWN) * (TRAIN + VAL), IMAGENET_RANK)
     assert (int(tensors["knn_k"]), int(tensors["imagenet_k"])) == (PAIR_FEATURE_K, PAIR_IMAGENET_K)
     assert float(tensors["knn_std"]) > 0 and float(tensors["imagenet_std"]) > 0
 
