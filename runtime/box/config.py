@@ -29,7 +29,8 @@ the table's header and then `key =`). Rules, in the order they are applied:
 6. Camera names are unique (given or derived from the source), regions valid, sources there.
 7. What the start would refuse is refused now (runtime/box/preflight.py: the start's own checks): the
    page's address and who may watch it, the MQTT and webhook URLs' forms, `mqtt_ca` a readable PEM file,
-   each file or folder the run writes in a writable place (a file where a folder is needed refused).
+   each file or folder the run writes in a writable place (a file where a folder is needed refused), and
+   none of the files it writes (save, jsonl, events) there already unless `force = true`, nor an input.
 """
 
 from __future__ import annotations
@@ -133,17 +134,21 @@ def read_box(path: Path, keys: Mapping[str, Key]) -> BoxConfig:
                 raise where.error(line, key, "is set twice (at the top and in [sinks]); set it once")
             options[key], lines[key] = _value(key, value, line, keys, where, folder), line
     cameras = _cameras(data, keys, where, folder, options, lines)
-    _startable(options, lines, where)
+    _startable(options, lines, where, cameras)
     return BoxConfig(path=path, model=model, options=options, cameras=cameras)
 
 
-def _startable(options: dict[str, Any], lines: dict[str, int], where: _Where) -> None:
+def _startable(options: dict[str, Any], lines: dict[str, int], where: _Where,
+               cameras: tuple[BoxCamera, ...]) -> None:
     """Rule 7: each option the start would refuse, said at its line (the checks start nothing)."""
-    from edgecnn.runtime.box.preflight import check_start
+    from edgecnn.runtime.box.preflight import REPLACED, check_replaced, check_start
 
+    sources, names = [c.source for c in cameras], [c.name for c in cameras]
     for key, value in options.items():
         try:
             check_start(key, value, options)
+            if key in REPLACED and str(value) != "-":
+                check_replaced(key, options, sources, names)
         except EdgecnnError as exc:
             raise where.error(lines[key], key, str(exc)) from None
 

@@ -2,8 +2,10 @@
 runs it on every value of a box file, so `run --check`, the start and a SIGHUP reload all say the same
 thing, with the key's line. Each check is the one the start itself calls (the page's `parse_address` and
 `check_access`, the sinks' `MqttTarget.parse`, `check_webhook` and `check_ca`, `check_output_path` and
-`check_writable`); none listens on a port, connects or writes a file (a running box may hold the ports:
-port 0 stays "any free port", as for `camera --serve 0`).
+`check_writable`; `check_replaced`: the files the start will not replace without `force = true`, through
+the start's own `check_outputs`, `camera_paths` and `EventOptions.check`); none listens on a port, connects
+or writes a file (a running box may hold the ports: port 0 stays "any free port", as for `camera --serve 0`;
+its own outputs lie under temporary names until it ends, so a reload is not refused for them).
 
     check_start("serve", "0.0.0.0:80800", options)  # EdgecnnError: --serve '0.0.0.0:80800' is not ...
 """
@@ -11,13 +13,14 @@ port 0 stays "any free port", as for `camera --serve 0`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import check_output_path, check_writable
 
+REPLACED = ("save", "jsonl", "events")  # files the start refuses to replace unless forced
 FILES = {"events": ".jsonl", "jsonl": ".jsonl", "save": ".mp4"}  # keys naming a file the run writes
 FOLDERS = ("review", "collect", "record_to", "snapshot_dir", "data", "cache_dir")  # ... a folder
 WITH_SERVE = ("no_auth", "record_to", "data")  # page options that mean nothing without the page
@@ -36,6 +39,27 @@ def check_start(key: str, value: Any, options: Mapping[str, Any]) -> None:
     if key in WITH_SERVE and value not in (None, False) and options.get("serve") is None:
         raise EdgecnnError(f"--{key.replace('_', '-')} goes with the page: set serve = \"[HOST:]PORT\" in "
                            "[page]")
+
+
+def check_replaced(key: str, options: Mapping[str, Any], sources: Sequence[str], names: Sequence[str]
+                   ) -> None:
+    """EdgecnnError when the start would refuse `key`'s file for the cameras (`sources`, `names`): one that
+    exists without `force = true` (each camera's for `{camera}`, each source's NAME-1.mp4...), or an input."""
+    from edgecnn.runtime.box.wiring import EventOptions
+    from edgecnn.runtime.live.camera import CameraConfig, check_outputs
+    from edgecnn.runtime.live.camera_jsonl import camera_paths, per_camera
+
+    force, path = bool(options.get("force", False)), options[key]
+    try:
+        if key == "events":
+            EventOptions(events=path, force=force).check()
+        elif key == "jsonl" and per_camera(path):
+            camera_paths(path, tuple(names), force)
+        else:
+            config = CameraConfig(sources=tuple(sources), names=tuple(names), force=force, **{key: path})
+            check_outputs(config)  # each source's NAME-N.mp4 too, and never over an input
+    except EdgecnnError as exc:  # the start's words, with the box file's way to force
+        raise EdgecnnError(str(exc).replace("pass --force", "set force = true")) from None
 
 
 def _serve(address: str, options: Mapping[str, Any]) -> None:

@@ -172,3 +172,56 @@ def test_a_source_url_comes_from_the_environment(bundle: Path, tmp_path: Path) -
     code, output = check(tmp_path, text.replace('name = "door"\n', 'name = "door"\nsource = "x.mp4"\n'),
                          env={**os.environ, "BOX_CAMERA_URL": "rtsp://cam1/live"})
     assert code == 2 and "source: is given with source_env too" in output, output
+
+
+TWO_CAMERAS = GOOD_CAMERA + 'name = "left"\n' + GOOD_CAMERA + 'name = "right"\n'
+REPLACED = [  # (file that exists, box file after `model = ...`, its line, words): the start's refusals
+    ("events.jsonl", 'events = "events.jsonl"\n' + GOOD_CAMERA, 2, "--events {} already exists"),
+    ("out.jsonl", '[sinks]\njsonl = "out.jsonl"\n' + GOOD_CAMERA, 3, "--jsonl {} already exists"),
+    ("right.jsonl", 'jsonl = "{camera}.jsonl"\n' + TWO_CAMERAS, 2, "--jsonl {} (camera right) already"),
+    ("out.mp4", 'save = "out.mp4"\n' + GOOD_CAMERA, 2, "--save {} already exists"),
+    ("out-2.mp4", 'save = "out.mp4"\n' + TWO_CAMERAS, 2, "--save (source 2) {} already exists"),
+]
+
+
+@pytest.mark.parametrize(("existing", "body", "line", "words"), REPLACED, ids=[r[0] for r in REPLACED])
+def test_an_output_the_start_would_not_replace_is_refused_unless_forced(
+        bundle: Path, tmp_path: Path, existing: str, body: str, line: int, words: str) -> None:
+    """An earlier run's file: --check says what the start says (exit 2, the key's line); force = true lets
+    both go on."""
+    (tmp_path / existing).write_text("an earlier run's output\n")
+    code, output = check(tmp_path, f'model = "{bundle}"\n' + body)
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in output, output
+    key = body.split("\n")[line - 2].split(" =")[0]
+    assert lines[0].startswith(f"error: {tmp_path / 'box.toml'} line {line}: {key}: "), lines[0]
+    assert words.format(tmp_path / existing) in lines[0] and "set force = true" in lines[0], lines[0]
+    code, output = check(tmp_path, f'model = "{bundle}"\nforce = true\n' + body)
+    assert code == 0 and "camera(s)" in output, output
+    assert (tmp_path / existing).read_text() == "an earlier run's output\n"  # checked, nothing written
+
+
+def test_the_start_refuses_an_earlier_runs_events_as_check_does(bundle: Path, tmp_path: Path) -> None:
+    """A real run writes its events and JSONL; a second start of the same box is refused, at the key's
+    line, by --check and by the start alike, until force = true (then it runs and replaces them)."""
+    path = tmp_path / "box.toml"
+    body = 'headless = true\nevents = "events.jsonl"\njsonl = "{camera}.jsonl"\n' + GOOD_CAMERA
+    path.write_text(f'model = "{bundle}"\nmax_frames = 3\n' + body)
+    first = CliRunner().invoke(app, ["run", str(path)])
+    assert first.exit_code == 0 and (tmp_path / "events.jsonl").exists(), first.output
+    assert len((tmp_path / "cup.jsonl").read_text().splitlines()) == 3
+    said = [CliRunner().invoke(app, ["run", str(path), *extra]) for extra in (["--check"], [])]
+    assert [r.exit_code for r in said] == [2, 2] and said[0].output == said[1].output, said[1].output
+    assert said[0].output.startswith(f"error: {path} line 4: events: --events {tmp_path / 'events.jsonl'} "
+                                     "already exists; set force = true"), said[0].output
+    (tmp_path / "events.jsonl").unlink()
+    code, output = check(tmp_path, f'model = "{bundle}"\nmax_frames = 3\n' + body)
+    assert code == 2 and "line 5: jsonl: --jsonl" in output and "(camera cup) already exists" in output
+    path.write_text(f'model = "{bundle}"\nforce = true\nmax_frames = 2\n' + body)
+    again = CliRunner().invoke(app, ["run", str(path)])
+    assert again.exit_code == 0 and len((tmp_path / "cup.jsonl").read_text().splitlines()) == 2, again.output
+
+
+def test_even_force_never_writes_over_an_input(bundle: Path, tmp_path: Path) -> None:
+    code, output = check(tmp_path, f'model = "{bundle}"\nforce = true\nsave = "{CUP}"\n' + GOOD_CAMERA)
+    assert code == 2 and f"line 3: save: --save {CUP} is the --source itself" in output, output
