@@ -87,6 +87,8 @@ def retrain(config: RetrainConfig, say: Callable[[str], None]) -> RetrainResult:
     live = Bundle(config.bundle)
     old_val = old_validation(live, Path(config.data))
     held, trained = hold_out(config)
+    say(f"retrain: {len(trained)} frames just labelled to train on, {len(held)} held out for the gate; "
+        "fine-tune started")
     parent = Path(config.bundle).resolve().parent
     work = Path(tempfile.mkdtemp(dir=parent, prefix=f".{live.root.name}.retrain-"))
     try:

@@ -86,7 +86,7 @@ def retrain_routes(desk: Any, headers: dict[str, str]) -> list[Any]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send JSON (Content-Type: application/json)"}, 415, headers=headers)
         if not job.start():
-            return JSONResponse({"retraining": False, "error": "a retrain is already under way"}, 409,
+            return JSONResponse({"retraining": False, "error": "a retrain is already running"}, 409,
                                 headers=headers)
         return JSONResponse({"retraining": True}, 202, headers=headers)
 

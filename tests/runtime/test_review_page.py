@@ -28,6 +28,8 @@ def cards(driver: Any) -> list[str]:
 
 @pytest.mark.parametrize("size", sorted(SIZES))
 def test_review_grid_labels_by_click_and_keyboard(browser: Any, tmp_path: Path, size: str) -> None:  # noqa: F811
+    from edgecnn.runtime.live.web import HEADERS
+    from edgecnn.runtime.live.web_retrain import retrain_routes
     from edgecnn.runtime.live.web_review import review_routes
     from selenium.webdriver.common.by import By
 
@@ -36,7 +38,7 @@ def test_review_grid_labels_by_click_and_keyboard(browser: Any, tmp_path: Path, 
     desk = ReviewDesk(review, data)
     desk.classes = ("cup", "mug")
     server = LiveServer(ServeAddress("127.0.0.1", 0), source="cup", token="t0k", say=lambda m: None,
-                        routes=tuple(review_routes(desk)))
+                        routes=(*review_routes(desk), *retrain_routes(desk, HEADERS)))
     browser.set_window_size(*SIZES[size])
     with server:
         browser.get(f"http://127.0.0.1:{server.port}/review?token=t0k")
@@ -56,9 +58,25 @@ def test_review_grid_labels_by_click_and_keyboard(browser: Any, tmp_path: Path, 
         wait_for(lambda: len(cards(browser)) == 2)
         assert "labelled cup" in browser.find_element(By.ID, "message").text
         assert cards(browser) == [first[1], first[4]]  # mug: 1st, teapot: 3rd, cup: 4th (newest first)
+        retrain_says_404(browser, shot.with_name(f"review-retrain-404-{size}.png"))
     labelled = sorted(str(p.relative_to(data)) for p in data.rglob("*.jpg"))
     assert labelled == [f"cup/{jpegs[1].name}", f"mug/{jpegs[4].name}", f"teapot/{jpegs[2].name}"]
     assert len(list(review.rglob("*.jpg"))) == 2 and len(list(data.rglob("*.json"))) == 3
+
+
+def panel(driver: Any) -> str:
+    return driver.find_element("id", "retrain-panel").text
+
+
+def retrain_says_404(driver: Any, shot: Path) -> None:
+    """The model is one file, not a bundle folder (desk.retrain_job None): a click says why, from the 404."""
+    assert not driver.find_element("id", "retrain-panel").is_displayed()
+    driver.find_element("id", "retrain").click()  # raises if the fixed answer bar covers it on a phone
+    wait_for(lambda: "cannot retrain" in panel(driver))
+    assert "not a bundle folder" in panel(driver)
+    assert "error" in driver.find_element("id", "retrain-panel").get_attribute("class")
+    assert driver.find_element("id", "retrain").is_enabled()
+    driver.save_screenshot(str(shot))
 
 
 @pytest.mark.parametrize("review", [True, False])
