@@ -24,7 +24,7 @@ NOT_KEYS = ("model", "sources", "help")  # the model is its own key; the box fil
 
 
 @app.command("run", epilog="Example: edgecnn run box.toml --check\n\nAs a service: edgecnn run box.toml "
-                           "--unit > /etc/systemd/system/edgecnn.service")
+                           "--unit | sudo tee /etc/systemd/system/edgecnn.service")
 @user_errors
 def run_box(
     config: Annotated[Path, typer.Argument(help="The box file (TOML): model, [page], [sinks] and [[camera]] "
