@@ -4,8 +4,8 @@ one and moved into its place only when it is at least as good (a camera watching
 Torch-free: the fine-tune and the export run as child processes (`python -m edgecnn finetune`, `export`)
 at a lower priority, so a camera on the same cores keeps most of them: `nice` 5 (on a CPU the camera
 keeps busy, the child gets about a quarter of it by the scheduler's weights, 335 against 1024: not
-measured; nice 19 with SCHED_IDLE starved it: no progress line in 900 s beside a busy test run) and the
-lowest best-effort I/O priority (`ionice -c 2 -n 7`) when ionice is installed.
+measured; nice 19 + SCHED_IDLE was dropped so a retrain beside a busy camera still ends) and the lowest
+best-effort I/O priority (`ionice -c 2 -n 7`) when ionice is installed.
 The recipe, checked first, minutes last:
 
 1. Read the live bundle: its architecture, its precisions and formats, its run's validation images
@@ -239,11 +239,6 @@ def _head_seconds(metrics: Path) -> float:
         return sum(float(row["seconds"]) for row in csv.DictReader(file) if row["phase"] == "head")
 
 
-def _lowest_priority() -> None:
-    """In the child before it runs: NICE added, so the camera's threads come first without starving it."""
-    os.nice(NICE)
-
-
 def child_environment() -> dict[str, str]:
     """This process's environment, with the folder this edgecnn was imported from first on the path: the
     child runs the same edgecnn (a source tree beside an installed copy, whatever the working folder)."""
@@ -255,16 +250,20 @@ def child_environment() -> dict[str, str]:
 
 
 def child_command(args: Sequence[str]) -> list[str]:
-    """`python -m edgecnn ARGS`, under `ionice -c 2 -n 7` (lowest best-effort I/O) when ionice is there."""
-    ionice = shutil.which("ionice")
-    return [*([ionice, "-c", "2", "-n", "7"] if ionice else []), sys.executable, "-m", "edgecnn", *args]
+    """`python -m edgecnn ARGS` under `nice -n NICE` and `ionice -c 2 -n 7` (lowest best-effort I/O) where
+    they are installed. Programs, not a preexec_fn: Python code between fork and exec can deadlock in a
+    process with threads (the page's job runs on one beside the server's): twice in local CI the page
+    retrain's fine-tune child never started (no line in 900 s), while the same test alone passed."""
+    nice, ionice = shutil.which("nice"), shutil.which("ionice")
+    return [*([nice, "-n", str(NICE)] if nice else []), *([ionice, "-c", "2", "-n", "7"] if ionice else []),
+            sys.executable, "-m", "edgecnn", *args]
 
 
 def _child(args: Sequence[str], log: Path, stage: str) -> None:
     """Run one edgecnn command at the lowest priority, its output in `log`; its last line on failure."""
     with open(log, "wb") as out:
         done = subprocess.run(child_command(args), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, preexec_fn=_lowest_priority, env=child_environment(),
+                              stdin=subprocess.DEVNULL, env=child_environment(),
                               check=False)
     if done.returncode != 0:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
