@@ -252,15 +252,15 @@ def child_environment() -> dict[str, str]:
 def child_command(args: Sequence[str]) -> list[str]:
     """`python -m edgecnn ARGS` under `nice -n NICE` and `ionice -c 2 -n 7` (lowest best-effort I/O) where
     they are installed. Programs, not a preexec_fn: Python code between fork and exec can deadlock in a
-    process with threads (the page's job runs on one beside the server's): twice in local CI the page
-    retrain's fine-tune child never started (no line in 900 s), while the same test alone passed."""
+    process with threads (the page's job runs on one beside the server's); twice in local CI the page
+    retrain's fine-tune child gave no line in 900 s (whether this was the cause is not proven)."""
     nice, ionice = shutil.which("nice"), shutil.which("ionice")
     return [*([nice, "-n", str(NICE)] if nice else []), *([ionice, "-c", "2", "-n", "7"] if ionice else []),
             sys.executable, "-m", "edgecnn", *args]
 
 
 def _child(args: Sequence[str], log: Path, stage: str) -> None:
-    """Run one edgecnn command at the lowest priority, its output in `log`; its last line on failure."""
+    """Run one edgecnn command at a lower priority, its output in `log`; its last line on failure."""
     with open(log, "wb") as out:
         done = subprocess.run(child_command(args), stdout=out, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, env=child_environment(),
