@@ -75,6 +75,19 @@ def test_percentile_calibration_holds_one_stride_of_activations(imagenet_bundle:
 
 
 # -- a calibration batch whose activation range is degenerate ----------------------------------------
+def save_uint8_model(path: Path, nodes: list[Any], weights: list[Any], size: int) -> None:
+    """A graph of `nodes` from uint8 images [N, size, size, 3] to probabilities [N, 4], written to `path`."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info("images", TensorProto.UINT8,
+                                                                              ["N", size, size, 3])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
+                              initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+
+
 def flat_model(folder: Path) -> tuple[Path, ImageSet]:
     """uint8 [N,8,8,3] -> 1 + 1e-6 * pixels -> Conv -> ... : with pixels of 128 or 129 the first Conv's
     input spans 8 float32 steps, too few for ORT's 2048 histogram bins (what near-identical captured frames
@@ -95,13 +108,7 @@ def flat_model(folder: Path) -> tuple[Path, ImageSet]:
                numpy_helper.from_array(np.array(1.0, np.float32), "one"),
                numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w"),
                numpy_helper.from_array(np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1), "w2")]
-    graph = helper.make_graph(nodes, "flat", [helper.make_tensor_value_info("images", TensorProto.UINT8,
-                                                                           ["N", 8, 8, 3])],
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
-                              initializer=weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    (folder / "fp32.onnx").write_bytes(model.SerializeToString())
+    save_uint8_model(folder / "fp32.onnx", nodes, weights, 8)
     rng = np.random.default_rng(0)
     paths = []
     for index in range(20):
@@ -203,13 +210,7 @@ def pooled_model(path: Path) -> Path:
              helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=1)]
     weights = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32) / 255, name) for name, shape
                in (("w", (8, 3, 3, 3)), ("w2", (8, 8, 1, 1)), ("head", (4, 8)), ("bias", (4,)))]
-    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("images", TensorProto.UINT8,
-                                                                             ["N", 16, 16, 3])],
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
-                              initializer=weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path.write_bytes(model.SerializeToString())
+    save_uint8_model(path, nodes, weights, 16)
     return path
 
 
