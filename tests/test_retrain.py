@@ -132,15 +132,17 @@ def call(port: int, path: str, body: object = None, token: str | None = TOKEN,
 # slow: in two full-suite local CI runs (at 97 %) its fine-tune child gave no line in 900 s, while it passes
 # alone or after a fine-tune test (60 s); the cause is not found (see the closing note of 2026-12-07)
 @pytest.mark.slow
-def test_the_page_retrain_button_runs_the_job_on_the_frames_the_page_labelled(live: tuple[Path, Path],
-                                                                              tmp_path: Path) -> None:
+def test_the_page_retrain_button_runs_the_job_on_the_frames_the_page_labelled(
+        live: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install '.[web]'")
+    from edgecnn.runtime.box import retrain
     from edgecnn.runtime.box.retrain import page_job
     from edgecnn.runtime.live.review_desk import ReviewDesk
     from edgecnn.runtime.live.web import HEADERS, LiveServer, ServeAddress
     from edgecnn.runtime.live.web_retrain import RetrainJob, retrain_routes
     from edgecnn.runtime.live.web_review import review_routes
 
+    monkeypatch.setattr(retrain, "CHILD_TIMEOUT_S", 400.0)  # a hung child ends the job, its stacks kept
     data, bundle = work_copy(live, tmp_path)
     queue(tmp_path / "review", sorted((SAMPLE_PHOTOS / NEW).iterdir())[:12])
     desk = ReviewDesk(tmp_path / "review", data)
@@ -160,7 +162,8 @@ def test_the_page_retrain_button_runs_the_job_on_the_frames_the_page_labelled(li
         assert status == 409 and not busy["retraining"]
         desk.retrain_job.wait(900)
         status, state = call(port, "/api/retrain")
-    assert status == 200 and not state["running"] and state["error"] is None, state
+    kept = {log.name: log.read_text(errors="replace")[-4000:] for log in tmp_path.glob(".*.retrain-*.log")}
+    assert status == 200 and not state["running"] and state["error"] is None, (state, kept)
     assert state["result"]["accepted"] and state["result"]["trained_frames"] == len(ids) - held(ids), state
     assert any(line.startswith("retrain: gate") for line in state["progress"])
     assert Bundle(bundle).labels_file().read_text().split() == [OLD[0], NEW, OLD[1]]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,8 @@ OLD_SLACK = 1  # images the new model may lose on the old validation set ("withi
 # (a slip, a joke) are learnt as well as chance allows, about 1 / classes, so "better than the live model"
 # alone would pass them whenever the live model did not know the class
 MIN_LABELLED = 0.8
+# a child (fine-tune, export) that runs longer is hung: 290 s was the slowest whole retrain seen (load 7)
+CHILD_TIMEOUT_S = 1200.0
 
 
 @dataclass(frozen=True)
@@ -260,17 +263,45 @@ def child_command(args: Sequence[str]) -> list[str]:
 
 
 def _child(args: Sequence[str], log: Path, stage: str) -> None:
-    """Run one edgecnn command at a lower priority, its output in `log`; its last line on failure."""
+    """Run one edgecnn command at a lower priority, its output in `log`; its last line on failure. A child
+    still running after CHILD_TIMEOUT_S is hung, not slow: SIGABRT makes it print every thread's stack
+    (PYTHONFAULTHANDLER) into its log, which is kept beside the bundle and named in the error."""
+    env = child_environment() | {"PYTHONFAULTHANDLER": "1"}
     with open(log, "wb") as out:
-        done = subprocess.run(child_command(args), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=child_environment(),
-                              check=False)
-    if done.returncode != 0:
+        child = subprocess.Popen(child_command(args), stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env)
+        try:
+            code = child.wait(CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            code = _reap(child)
+            raise EdgecnnError(f"the retrain's {stage} gave no result in {CHILD_TIMEOUT_S:.0f} s and was "
+                               f"stopped; its output and stacks: {_keep(log)}; the live bundle is "
+                               "untouched") from None
+    if code != 0:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
         last = next((line for line in reversed(lines) if "error" in line or "failed" in line),
                     lines[-1] if lines else "no output")
-        raise EdgecnnError(f"the retrain's {stage} failed (exit {done.returncode}): {last.strip()}; the live "
-                           "bundle is untouched")
+        raise EdgecnnError(f"the retrain's {stage} failed (exit {code}): {last.strip()}; its output: "
+                           f"{_keep(log)}; the live bundle is untouched")
+
+
+def _reap(child: subprocess.Popen[bytes]) -> int:
+    """Wait for a child told to stop; kill it when it does not."""
+    try:
+        return child.wait(30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        return child.wait()
+
+
+def _keep(log: Path) -> Path:
+    """The failed child's log, moved out of the work folder (deleted after the job) to its parent, the
+    live bundle's folder's parent: .BUNDLE.retrain-STAGE.log, the newest failure of each stage."""
+    work = log.parent
+    kept = work.parent / f"{work.name.split('.retrain-')[0]}.retrain-{log.name}"
+    os.replace(log, kept)
+    return kept
 
 
 def score(bundle: Path, old_val: list[tuple[Path, str]], held: list[tuple[Path, str]]) -> tuple[Score, Score]:
