@@ -23,8 +23,13 @@ from edgecnn.runtime.core.outputs import check_output_path, check_writable
 REPLACED = ("save", "jsonl", "events")  # files the start refuses to replace unless forced
 FILES = {"events": ".jsonl", "jsonl": ".jsonl", "save": ".mp4"}  # keys naming a file the run writes
 FOLDERS = ("review", "collect", "record_to", "snapshot_dir", "data", "cache_dir")  # ... a folder
+WRITES = (*FILES, *FOLDERS, "clips")  # keys naming a place the run writes in
 WITH_SERVE = ("no_auth", "record_to", "data")  # page options that mean nothing without the page
 TOKEN_VARIABLE = "EDGECNN_TOKEN"  # camera's --token reads it; the box's start does too
+
+
+class Unresolved(str):
+    """A secret's value left to the service's environment (`--unit`): "$VARIABLE", checked by no rule."""
 
 
 def check_start(key: str, value: Any, options: Mapping[str, Any]) -> None:
@@ -50,16 +55,43 @@ def check_replaced(key: str, options: Mapping[str, Any], sources: Sequence[str],
     from edgecnn.runtime.live.camera_jsonl import camera_paths, per_camera
 
     force, path = bool(options.get("force", False)), options[key]
+    append = bool(options.get("append", False))
     try:
         if key == "events":
-            EventOptions(events=path, force=force).check()
+            EventOptions(events=path, force=force, append=append).check()
         elif key == "jsonl" and per_camera(path):
-            camera_paths(path, tuple(names), force)
+            camera_paths(path, tuple(names), force, append)
         else:
-            config = CameraConfig(sources=tuple(sources), names=tuple(names), force=force, **{key: path})
+            config = CameraConfig(sources=tuple(sources), names=tuple(names), force=force, append=append,
+                                  **{key: path})
             check_outputs(config)  # each source's NAME-N.mp4 too, and never over an input
-    except EdgecnnError as exc:  # the start's words, with the box file's way to force
-        raise EdgecnnError(str(exc).replace("pass --force", "set force = true")) from None
+    except EdgecnnError as exc:  # the start's words, with the box file's ways to force or append
+        raise EdgecnnError(str(exc).replace("pass --force", "set force = true").replace(
+            "--append to", "append = true to")) from None
+
+
+def check_place(key: str, path: Path) -> None:
+    """The form of a place `key` writes in (a file's or a folder's), without probing it: for `--unit`,
+    whose service user, not the installer, writes there."""
+    if str(path) != "-":
+        check_output_path(Path(path), f"--{key.replace('_', '-')}", folder=key not in FILES,
+                          suffix=FILES.get(key, ""))
+
+
+def written_folders(options: Mapping[str, Any], names: Sequence[str]) -> list[Path]:
+    """The folders the run writes in (each file's folder, each folder named), for the service's user."""
+    from edgecnn.runtime.live.camera_jsonl import per_camera
+
+    folders: list[Path] = []
+    for key in WRITES:
+        path = options.get(key)
+        if path is None or str(path) == "-":
+            continue
+        if key == "jsonl" and per_camera(path):
+            folders += [Path(str(path).replace("{camera}", name)).parent for name in names]
+        else:
+            folders.append(Path(path).parent if key in FILES else Path(path))
+    return list(dict.fromkeys(folders))
 
 
 def _serve(address: str, options: Mapping[str, Any]) -> None:
@@ -99,7 +131,7 @@ def _mqtt_ca(ca: Path, options: Mapping[str, Any]) -> None:
 
     if options.get("mqtt") is None:
         raise EdgecnnError(f"--mqtt-ca {ca} goes with mqtt = \"mqtts://HOST[:PORT]\" (or mqtt_env)")
-    check_ca(ca, options["mqtt"])
+    check_ca(ca, "mqtts://" if isinstance(options["mqtt"], Unresolved) else options["mqtt"])
 
 
 def _webhooks(urls: list[str], options: Mapping[str, Any]) -> None:

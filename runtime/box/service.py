@@ -105,6 +105,11 @@ def watchdog_for(reconnect_timeout: float) -> int:
     return max(WATCHDOG_SEC, int(2 * (reconnect_timeout + SOURCE_WAITS_S)) + 10)
 
 
+def environment_file(config: Path) -> Path:
+    """Where the unit reads the box's secrets from (`token_env` and the other `_env` keys' variables)."""
+    return Path("/etc/edgecnn") / f"{Path(config).stem}.env"
+
+
 def unit(config: Path, user: str = SERVICE_USER, watchdog_s: int = WATCHDOG_SEC) -> str:
     """The systemd unit running `edgecnn run CONFIG` from this venv (absolute paths, not resolved: a
     venv's python is a link to the system one, and the venv's site-packages are what it must see)."""
@@ -112,7 +117,9 @@ def unit(config: Path, user: str = SERVICE_USER, watchdog_s: int = WATCHDOG_SEC)
     prefix = Path(sys.prefix).absolute()
     program = prefix / "bin" / "edgecnn"
     python = prefix / "bin" / "python"
-    start = f"{program} run {config}" if program.exists() else f"{python} -m edgecnn run {config}"
+    # --append: a restart adds to the jsonl and events files the last start wrote (force would empty them)
+    start = f"{program} run {config} --append" if program.exists() else \
+        f"{python} -m edgecnn run {config} --append"
     if any(char.isspace() or char in "\"'\\%$" for char in str(config) + str(prefix)):
         raise EdgecnnError(f"{config} or {prefix} has spaces, quotes, % or $ in its path; a systemd unit "
                            "needs plain paths: move the config or the venv")
@@ -128,7 +135,7 @@ def unit(config: Path, user: str = SERVICE_USER, watchdog_s: int = WATCHDOG_SEC)
         f"User={user}",
         f"Group={user}",
         f"WorkingDirectory={config.parent}",
-        f"EnvironmentFile=-/etc/edgecnn/{config.stem}.env",
+        f"EnvironmentFile=-{environment_file(config)}",
         f"ExecStart={start}",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=always",
