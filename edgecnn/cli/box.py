@@ -46,6 +46,7 @@ def run_box(
     options, underscored; --check says what is wrong, with its line.
     """
     from edgecnn.runtime.box.config import read_box
+    from edgecnn.runtime.box.preflight import unreachable
     from edgecnn.runtime.box.service import unit as service_unit
     from edgecnn.runtime.box.service import watchdog_for
 
@@ -62,6 +63,8 @@ def run_box(
         names = ", ".join(c.name + ("" if c.region == "full" else f" [{c.region}]") for c in box.cameras)
         tell(f"{config}: ok: {len(box.cameras)} camera(s): {names}; model {box.model}")
         _tell_installer(box, None)
+        for line in unreachable(box.options):
+            warn(f"warning: {line}")
         return
     if not err_console.is_terminal:  # journald, a log file: one line per event, never wrapped into two
         err_console.soft_wrap = True
@@ -85,6 +88,9 @@ def _tell_installer(box: Any, user: str | None) -> None:
     if box.variables and user is not None:
         warn(f"{environment_file(box.path)} must set {', '.join(box.variables)} (VARIABLE=value lines, "
              "mode 600): the service reads its secrets from there")
+    if user is not None and box.options.get("save") is not None and not box.options.get("force"):
+        warn(f"warning: save = {box.options['save']}: a restart refuses the file the last start wrote (an "
+             "MP4 cannot be appended to); set force = true to replace it at each start, or drop save")
 
 
 def camera_keys() -> dict[str, Any]:

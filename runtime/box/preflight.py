@@ -2,10 +2,11 @@
 runs it on every value of a box file, so `run --check`, the start and a SIGHUP reload all say the same
 thing, with the key's line. Each check is the one the start itself calls (the page's `parse_address` and
 `check_access`, the sinks' `MqttTarget.parse`, `check_webhook` and `check_ca`, `check_output_path` and
-`check_writable`; `check_replaced`: the files the start will not replace without `force = true`, through
-the start's own `check_outputs`, `camera_paths` and `EventOptions.check`); none listens on a port, connects
-or writes a file (a running box may hold the ports: port 0 stays "any free port", as for `camera --serve 0`;
-its own outputs lie under temporary names until it ends, so a reload is not refused for them).
+`check_writable`; `check_replaced`: the files the start will not replace without `force = true` or
+`append = true`, through the start's own `check_outputs`, `camera_paths` and `EventOptions.check`); none
+listens on a port, connects (but `unreachable`, which `run --check` alone calls, to warn) or writes a
+file (a running box may hold the ports: port 0 stays "any free port", as for `camera --serve 0`; its own
+outputs lie under temporary names until it ends, or are appended to, so a reload is not refused for them).
 
     check_start("serve", "0.0.0.0:80800", options)  # EdgecnnError: --serve '0.0.0.0:80800' is not ...
 """
@@ -25,7 +26,36 @@ FILES = {"events": ".jsonl", "jsonl": ".jsonl", "save": ".mp4"}  # keys naming a
 FOLDERS = ("review", "collect", "record_to", "snapshot_dir", "data", "cache_dir")  # ... a folder
 WRITES = (*FILES, *FOLDERS, "clips")  # keys naming a place the run writes in
 WITH_SERVE = ("no_auth", "record_to", "data")  # page options that mean nothing without the page
+REACH_S = 2.0  # run --check's wait for a broker's or webhook's TCP connection
 TOKEN_VARIABLE = "EDGECNN_TOKEN"  # camera's --token reads it; the box's start does too
+
+
+def unreachable(options: Mapping[str, Any], timeout: float = REACH_S) -> list[str]:
+    """`run --check` only (the one check here that connects): a line for the MQTT broker and each webhook
+    that takes no TCP connection within `timeout` s; the run itself would retry them, so a warning."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from edgecnn.runtime.box.mqtt import MqttTarget
+    from edgecnn.runtime.core.redact import mask_url
+
+    targets = []
+    if options.get("mqtt") and not isinstance(options["mqtt"], Unresolved):
+        broker = MqttTarget.parse(options["mqtt"])
+        targets.append(("mqtt broker", mask_url(options["mqtt"]), broker.host, broker.port))
+    for url in options.get("webhook") or ():
+        parts = urlsplit(url)
+        targets.append(("webhook", mask_url(url), parts.hostname, parts.port or
+                        (443 if parts.scheme == "https" else 80)))
+    lines = []
+    for kind, shown, host, port in targets:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            why = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__
+            lines.append(f"{kind} {shown}: cannot connect to {host}:{port} within {timeout:g} s ({why}); the "
+                         "run will keep trying: check the address and that it is up")
+    return lines
 
 
 class Unresolved(str):

@@ -81,11 +81,14 @@ def test_unit_needs_no_secret_in_the_shell_but_run_and_check_still_do(bundle: Pa
 
 
 def test_unit_and_check_say_which_folders_the_service_writes(bundle: Path, tmp_path: Path) -> None:
-    box = box_file(tmp_path, bundle, 'review = "queue"\nclips = "clips"\n')
+    box = box_file(tmp_path, bundle, 'review = "queue"\nclips = "clips"\nsave = "videos/box.mp4"\n')
     done = edgecnn("run", str(box), "--unit", "--user", "cams")
     assert done.returncode == 0, done.stderr
-    folders = " ".join(str(tmp_path / name) for name in ("events", "out", "queue", "clips"))
-    assert f"sudo install -d -o cams -g cams {folders}" in done.stderr.splitlines()[0]
+    folders = " ".join(str(tmp_path / name) for name in ("events", "out", "videos", "queue", "clips"))
+    said = done.stderr.splitlines()
+    assert said[0] == f"the service writes in {folders}: make them cams's: sudo install -d -o cams -g cams " \
+        f"{folders}"
+    assert said[1].startswith(f"warning: save = {tmp_path / 'videos' / 'box.mp4'}: a restart refuses")
     assert "writes in" not in done.stdout and done.stdout.startswith("[Unit]")
     checked = edgecnn("run", str(box), "--check")
     assert checked.returncode == 0 and f"writes in: {folders}" in checked.stdout.splitlines()
@@ -155,3 +158,49 @@ def test_a_restarted_run_appends_to_its_jsonl_and_events(bundle: Path, tmp_path:
     kept = [json.loads(line) for n, line in enumerate(lines) if n != len(once[events])]
     assert kept[:len(once[events])] == once[events] and len(kept) == 2 * len(once[events])
     assert [e["state"] for e in kept[len(once[events]):]] == [e["state"] for e in once[events]]
+
+
+def test_camera_append_adds_to_one_jsonl_file(bundle: Path, tmp_path: Path) -> None:
+    """`edgecnn camera --jsonl FILE --append`, twice: the one-camera shortcut keeps both runs too."""
+    jsonl = tmp_path / "frames.jsonl"
+    args = ("camera", str(bundle), "--source", str(TOOLS), "--headless", "--device", "cpu", "--jsonl",
+            str(jsonl))
+    assert edgecnn(*args, "--append").returncode == 0 and edgecnn(*args, "--append").returncode == 0
+    photos = len(list(TOOLS.iterdir()))
+    assert [r["frame"] for r in records(jsonl)] == 2 * list(range(photos))
+    refused = edgecnn(*args)
+    assert refused.returncode == 2 and "pass --force to overwrite it, --append to add to it" in refused.stderr
+
+
+def test_check_warns_for_a_broker_or_webhook_it_cannot_reach(bundle: Path, tmp_path: Path) -> None:
+    """Exit 0 (the run would retry them), one warning line for each that takes no connection in 2 s: a
+    broker whose listen queue is full (it never answers) and a webhook port that refuses; the webhook that
+    listens gets no line."""
+    import socket
+    import time
+
+    listening, stalled, closed = socket.socket(), socket.socket(), socket.socket()
+    for sock in (listening, stalled, closed):
+        sock.bind(("127.0.0.1", 0))
+    listening.listen()
+    stalled.listen(0)  # its queue filled below: a new connection's SYN goes unanswered
+    up, silent, down = (sock.getsockname()[1] for sock in (listening, stalled, closed))  # closed: refuses
+    fillers = [socket.socket() for _ in range(3)]
+    for filler in fillers:
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", silent))
+    time.sleep(0.2)
+    try:
+        box = box_file(tmp_path, bundle, f'[sinks]\nmqtt = "mqtt://127.0.0.1:{silent}/cams"\nwebhook = '
+                                         f'["http://127.0.0.1:{up}/hook", "http://127.0.0.1:{down}/hook"]\n')
+        done = edgecnn("run", str(box), "--check")
+    finally:
+        for sock in (listening, stalled, closed, *fillers):
+            sock.close()
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert warned == [
+        f"warning: mqtt broker mqtt://127.0.0.1:{silent}/cams: cannot connect to 127.0.0.1:{silent} within "
+        "2 s (no answer); the run will keep trying: check the address and that it is up",
+        f"warning: webhook http://127.0.0.1:{down}/hook: cannot connect to 127.0.0.1:{down} within 2 s "
+        "(Connection refused); the run will keep trying: check the address and that it is up"]
