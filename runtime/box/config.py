@@ -23,7 +23,8 @@ the table's header and then `key =`). Rules, in the order they are applied:
    is refused: `KEY_env = "VARIABLE"` names the environment variable holding it (any text key takes a
    `_env` twin); a variable that is not set is an error, except for `--unit` (`service=True`): the
    service gets its secrets from its EnvironmentFile, not the installer's shell, so none is read and
-   `BoxConfig.variables` says which the file must set.
+   `BoxConfig.variables` says which the file must set (EDGECNN_TOKEN too, for a page other machines reach
+   that names no token).
 4. Each value is converted and range-checked by its option's own type (the CLI's click type and ranges).
 5. Per-source keys (`source`, `name`, `region`) belong to a `[[camera]]`; any other camera option set in a
    `[[camera]]` must agree with the other cameras (one loop runs them: per-camera values of loop-wide
@@ -146,6 +147,7 @@ def read_box(path: Path, keys: Mapping[str, Key], append: bool = False, service:
     if append:
         options["append"], lines["append"] = True, lines.get("append", 1)
     cameras = _cameras(data, keys, where, folder, options, lines)
+    _service_token(options, where)
     _startable(options, lines, where, cameras)
     return BoxConfig(path=path, model=model, options=options, cameras=cameras,
                      variables=tuple(dict.fromkeys(where.variables)))
@@ -169,6 +171,23 @@ def _startable(options: dict[str, Any], lines: dict[str, int], where: _Where,
                 check_replaced(key, options, sources, names)
         except EdgecnnError as exc:
             raise where.error(lines[key], key, str(exc)) from None
+
+
+def _service_token(options: dict[str, Any], where: _Where) -> None:
+    """--unit: a page other machines reach, with no token in the file, takes camera's EDGECNN_TOKEN from
+    the service's EnvironmentFile, not from the installer's shell."""
+    from edgecnn.runtime.box.preflight import TOKEN_VARIABLE
+    from edgecnn.runtime.live.web import parse_address
+
+    if not where.service or options.get("serve") is None or "token" in options or options.get("no_auth"):
+        return
+    try:
+        loopback = parse_address(options["serve"]).loopback
+    except EdgecnnError:
+        return  # rule 7 says so, at its line
+    if not loopback:
+        options["token"] = Unresolved(f"${TOKEN_VARIABLE}")
+        where.variables.append(TOKEN_VARIABLE)
 
 
 def _text(path: Path) -> str:

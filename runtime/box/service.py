@@ -9,7 +9,9 @@ The keep-alive is sent by a thread, but only while the loop has delivered a resu
 WatchdogSec: a loop stalled in a driver call stops the keep-alives and systemd kills and restarts the
 service (Restart=always) instead of leaving it hanging. A box whose every camera gives no frame for that
 long is restarted the same way; the unit's WatchdogSec is twice a lone camera's longest reconnect
-(`watchdog_for`), so a camera that comes back in time is not killed for being away.
+(`watchdog_for`), so a camera that comes back in time is not killed for being away. The unit starts
+`edgecnn run CONFIG --append`: a restart adds to the jsonl and events files the last start wrote, where it
+would refuse them (and Restart= would loop) or, with force, empty them.
 """
 
 from __future__ import annotations

@@ -80,6 +80,20 @@ def test_unit_needs_no_secret_in_the_shell_but_run_and_check_still_do(bundle: Pa
     assert "mqtt_env: give the name of an environment variable" in done.stderr
 
 
+@pytest.mark.parametrize(("serve", "needs"), [("0.0.0.0:0", True), ("127.0.0.1:0", False)])
+def test_unit_leaves_camera_s_token_variable_to_the_environment_file(bundle: Path, tmp_path: Path,
+                                                                    serve: str, needs: bool) -> None:
+    """A page other machines reach, with no token_env: `edgecnn camera` reads EDGECNN_TOKEN, so the
+    service's EnvironmentFile must set it; a loopback page needs none."""
+    box = box_file(tmp_path, bundle, f'[page]\nserve = "{serve}"\n')
+    done = edgecnn("run", str(box), "--unit")
+    assert done.returncode == 0, done.stderr
+    said = "/etc/edgecnn/box.env must set EDGECNN_TOKEN (VARIABLE=value lines"
+    assert (said in done.stderr) is needs
+    refused = edgecnn("run", str(box), "--check")
+    assert (refused.returncode == 2 and "give --token TOKEN" in refused.stderr) is needs
+
+
 def test_unit_and_check_say_which_folders_the_service_writes(bundle: Path, tmp_path: Path) -> None:
     box = box_file(tmp_path, bundle, 'review = "queue"\nclips = "clips"\nsave = "videos/box.mp4"\n')
     done = edgecnn("run", str(box), "--unit", "--user", "cams")
