@@ -17,14 +17,15 @@ import typer
 from edgecnn.cli.live import camera
 from edgecnn.cli.process import user_errors
 from edgecnn.cli.program import app
-from edgecnn.cli.render import err_console, say, tell
+from edgecnn.cli.render import err_console, say, tell, warn
 from edgecnn.runtime.core.errors import EdgecnnError
 
 NOT_KEYS = ("model", "sources", "help")  # the model is its own key; the box file itself lists the sources
 
 
 @app.command("run", epilog="Example: edgecnn run box.toml --check\n\nAs a service: edgecnn run box.toml "
-                           "--unit | sudo tee /etc/systemd/system/edgecnn.service")
+                           "--unit > edgecnn.service && sudo install -m 644 edgecnn.service "
+                           "/etc/systemd/system/")
 @user_errors
 def run_box(
     config: Annotated[Path, typer.Argument(help="The box file (TOML): model, [page], [sinks] and [[camera]] "
@@ -35,6 +36,8 @@ def run_box(
                     ] = False,
     user: Annotated[str, typer.Option(help="With --unit: the dedicated user the service runs as.")
                     ] = "edgecnn",
+    append: Annotated[bool, typer.Option("--append", help="Add to existing jsonl and events files (as "
+                                         "append = true; the unit's ExecStart passes it).")] = False,
 ) -> None:
     """Run the cameras a box file names (one model, one page, each camera its own name, region, outputs).
 
@@ -43,25 +46,51 @@ def run_box(
     options, underscored; --check says what is wrong, with its line.
     """
     from edgecnn.runtime.box.config import read_box
+    from edgecnn.runtime.box.preflight import unreachable
     from edgecnn.runtime.box.service import unit as service_unit
     from edgecnn.runtime.box.service import watchdog_for
 
     keys = camera_keys()
-    box = read_box(config, keys)
+    box = read_box(config, keys, append=append or unit, service=unit)  # the unit's start appends
     if unit:
         watchdog = watchdog_for(box.options.get("reconnect_timeout", keys["reconnect_timeout"].default))
-        typer.echo(service_unit(config, user=user, watchdog_s=watchdog), nl=False)
+        text = service_unit(config, user=user, watchdog_s=watchdog)
+        _tell_installer(box, user)
+        typer.echo(text, nl=False)
         return
     arguments = camera_arguments(box)
     if check:
         names = ", ".join(c.name + ("" if c.region == "full" else f" [{c.region}]") for c in box.cameras)
         tell(f"{config}: ok: {len(box.cameras)} camera(s): {names}; model {box.model}")
+        _tell_installer(box, None)
+        for line in unreachable(box.options):
+            warn(f"warning: {line}")
         return
     if not err_console.is_terminal:  # journald, a log file: one line per event, never wrapped into two
         err_console.soft_wrap = True
     say(f"box {config}: {len(box.cameras)} camera(s), model {box.model}")
-    with _reload_on_sighup(config, keys, box, partial(_load_model, arguments)):
+    with _reload_on_sighup(config, keys, box, partial(_load_model, arguments), append):
         camera(**arguments)
+
+
+def _tell_installer(box: Any, user: str | None) -> None:
+    """A line each (on stderr for the unit): the folders the run writes in (the service's user must own
+    them) and, for the unit, the variables its EnvironmentFile must set."""
+    from edgecnn.runtime.box.preflight import written_folders
+    from edgecnn.runtime.box.service import environment_file
+
+    folders = " ".join(str(f) for f in written_folders(box.options, [c.name for c in box.cameras]))
+    if folders and user is not None:  # stderr: the unit alone goes to stdout
+        warn(f"the service writes in {folders}: make them {user}'s: sudo install -d -o {user} -g {user} "
+             f"{folders}")
+    elif folders:
+        tell(f"writes in: {folders}")
+    if box.variables and user is not None:
+        warn(f"{environment_file(box.path)} must set {', '.join(box.variables)} (VARIABLE=value lines, "
+             "mode 600): the service reads its secrets from there")
+    if user is not None and box.options.get("save") is not None and not box.options.get("force"):
+        warn(f"warning: save = {box.options['save']}: a restart refuses the file the last start wrote (an "
+             "MP4 cannot be appended to); set force = true to replace it at each start, or drop save")
 
 
 def camera_keys() -> dict[str, Any]:
@@ -154,7 +183,7 @@ def _from_envvars() -> dict[str, Any]:
 
 @contextmanager
 def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any,
-                      load_model: Callable[[str], Any]) -> Iterator[None]:
+                      load_model: Callable[[str], Any], append: bool = False) -> Iterator[None]:
     """SIGHUP (systemctl reload): the file re-read and validated; cameras added, removed or changed in the
     running loop without restarting the others, a changed model swapped in (runtime/box/reload.py); changed
     options need a restart."""
@@ -166,7 +195,7 @@ def _reload_on_sighup(config: Path, keys: dict[str, Any], box: Any,
     reloader = Reloader(box, say, load_model, watch_model=box.options.get("watch_model", True))
     token = CALLER_SINKS.set((reloader,))
     def hangup(signum: int, frame: Any) -> None:
-        reloader.request(lambda: _reload(config, keys, reloader, say))
+        reloader.request(lambda: _reload(config, keys, reloader, say, append))
 
     previous = signal.signal(signal.SIGHUP, hangup) if hasattr(signal, "SIGHUP") else None
     try:
@@ -189,13 +218,14 @@ def _load_model(arguments: dict[str, Any], model: str) -> Any:
                        **settings, cache_dir=arguments.get("cache_dir"), selftest=True)
 
 
-def _reload(config: Path, keys: dict[str, Any], reloader: Any, say: Callable[[str], None]) -> None:
+def _reload(config: Path, keys: dict[str, Any], reloader: Any, say: Callable[[str], None],
+            append: bool = False) -> None:
     """What a SIGHUP asks for, run on the loop's thread between two batches: once the file is valid, its
     camera changes applied and a changed model loaded beside the running one (runtime/box/reload.py)."""
     from edgecnn.runtime.box.config import read_box
 
     try:
-        new = read_box(config, keys)
+        new = read_box(config, keys, append=append)
     except EdgecnnError as exc:
         say(f"reload refused: {exc}; the running cameras go on unchanged")
         return

@@ -63,6 +63,9 @@ def camera(
                                                     "{camera} in it writes one file per camera.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing --save and --jsonl files.")
                      ] = False,
+    append: Annotated[bool, typer.Option("--append", help="Add to existing --jsonl and --events files, a "
+                                         "line at a time (a service that restarts keeps every record).")
+                      ] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
     realtime: Annotated[bool, typer.Option(help="Play files at their FPS and drop frames like a camera "
                                                "(on with --serve).")] = False,
@@ -148,12 +151,12 @@ def camera(
                            reconnect_timeout=reconnect_timeout, start=start, vid_stride=vid_stride, loop=loop)
     config = CameraConfig(sources=names, top_k=3 if top_k is None else top_k, min_prob=min_prob,
                           smooth=smooth, headless=headless, save=save, jsonl=jsonl, max_frames=max_frames,
-                          video=options, force=force, names=tuple(name or ()), regions=_regions(region),
-                          snapshot_dir=snapshot_dir)
+                          video=options, force=force, append=append, names=tuple(name or ()),
+                          regions=_regions(region), snapshot_dir=snapshot_dir)
     config, box_sinks = _box_outputs(config)  # --jsonl {camera}, the systemd watchdog
     check_outputs(config)  # an existing --save or --jsonl is refused before the page or the model start
-    rolls, broker = (clips, pre_roll, post_roll, clips_buffer_mb), (mqtt, mqtt_ca)
-    wanted = _event_options(events, broker, webhook, consensus, min_duration, force, rolls, jsonl, metrics)
+    wanted = _event_options(events, (mqtt, mqtt_ca), webhook, consensus, min_duration, (force, append),
+                            (clips, pre_roll, post_roll, clips_buffer_mb), jsonl, metrics)
     with ExitStack() as stack:
         sinks = _page(stack, serve, shown, token, no_auth, record_to, config, desk)
         sinks += [stack.enter_context(sink) if hasattr(sink, "__enter__") else sink for sink in box_sinks]
@@ -209,10 +212,11 @@ def _offer_classes(desk: Any, labels: Any, model: str = "", page: Any = ()) -> N
 
 
 def _event_options(events: Path | None, mqtt: tuple[str | None, Path | None], webhook: list[str] | None,
-                   consensus: str, min_duration: float, force: bool,
+                   consensus: str, min_duration: float, keep: tuple[bool, bool],
                    clips: tuple[Path | None, float, float, float],
                    jsonl: Path | None, metrics: str | None = None) -> Any:
-    """The state/event options and --metrics, checked before the page or the model start."""
+    """The state/event options and --metrics, checked before the page or the model start; `keep`: an
+    existing --events file is (replaced, appended to) with (--force, --append)."""
     from edgecnn.runtime.box.states import Consensus
     from edgecnn.runtime.box.wiring import EventOptions
     from edgecnn.runtime.live.recording import is_stdout
@@ -221,7 +225,7 @@ def _event_options(events: Path | None, mqtt: tuple[str | None, Path | None], we
         raise EdgecnnError("--jsonl and --events cannot both go to standard output; send one to a file")
 
     options = EventOptions(events, mqtt[0], tuple(webhook or ()), Consensus.parse(consensus, min_duration),
-                           force, *clips[:3], mqtt_ca=mqtt[1], clips_buffer_mb=clips[3])
+                           *keep, *clips[:3], mqtt_ca=mqtt[1], clips_buffer_mb=clips[3])
     options.check()
     _check_metrics(metrics)  # a bad address or a port in use fails here, not after the model loaded
     return options
@@ -328,10 +332,11 @@ def _box_outputs(config: Any) -> tuple[Any, list[Any]]:
 
     sinks: list[Any] = []
     if per_camera(config.jsonl):
-        paths = camera_paths(config.jsonl, config.camera_names, config.force)
+        paths = camera_paths(config.jsonl, config.camera_names, config.force, config.append)
         # files: every record; live sources: never stall the loop
         live = config.video.realtime or any(parse_source(s).live for s in config.source_list)
-        sinks.append(CameraJsonl(paths, wait=not live, template=config.jsonl, force=config.force, say=say))
+        sinks.append(CameraJsonl(paths, wait=not live, template=config.jsonl, force=config.force, say=say,
+                                 append=config.append))
         config = replace(config, jsonl=None)
     watchdog = Watchdog.from_environment()
     return config, sinks + ([watchdog] if watchdog is not None else [])

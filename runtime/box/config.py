@@ -21,7 +21,10 @@ the table's header and then `key =`). Rules, in the order they are applied:
 2. Unknown keys and tables are refused, the nearest known key suggested.
 3. A secret (a key named token, password or secret, or a URL with a password in it) written in the file
    is refused: `KEY_env = "VARIABLE"` names the environment variable holding it (any text key takes a
-   `_env` twin); a variable that is not set is an error.
+   `_env` twin); a variable that is not set is an error, except for `--unit` (`service=True`): the
+   service gets its secrets from its EnvironmentFile, not the installer's shell, so none is read and
+   `BoxConfig.variables` says which the file must set (EDGECNN_TOKEN too, for a page other machines reach
+   that names no token).
 4. Each value is converted and range-checked by its option's own type (the CLI's click type and ranges).
 5. Per-source keys (`source`, `name`, `region`) belong to a `[[camera]]`; any other camera option set in a
    `[[camera]]` must agree with the other cameras (one loop runs them: per-camera values of loop-wide
@@ -30,7 +33,9 @@ the table's header and then `key =`). Rules, in the order they are applied:
 7. What the start would refuse is refused now (runtime/box/preflight.py: the start's own checks): the
    page's address and who may watch it, the MQTT and webhook URLs' forms, `mqtt_ca` a readable PEM file,
    each file or folder the run writes in a writable place (a file where a folder is needed refused), and
-   none of the files it writes (save, jsonl, events) there already unless `force = true`, nor an input.
+   none of the files it writes (save, jsonl, events) there already unless `force = true` (or, for jsonl
+   and events, `append = true`), nor an input. For `--unit` only the paths' form is checked: the service
+   user, not the installer, writes there (`written_folders` says where).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime.box.preflight import Unresolved
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.files import read_bounded
 from edgecnn.runtime.core.redact import mask_url
@@ -81,6 +87,7 @@ class BoxConfig:
     model: str
     options: dict[str, Any] = field(default_factory=dict)  # camera options, converted
     cameras: tuple[BoxCamera, ...] = ()
+    variables: tuple[str, ...] = ()  # the environment variables its `_env` keys name
 
 
 class _Where:
@@ -88,8 +95,10 @@ class _Where:
 
     HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?")
 
-    def __init__(self, path: Path, text: str) -> None:
+    def __init__(self, path: Path, text: str, service: bool = False) -> None:
         self.path, self.lines = path, text.splitlines()
+        self.service = service  # --unit: secrets unread, files' places not probed (module docstring)
+        self.variables: list[str] = []  # named by `_env` keys, in order
 
     def line(self, table: str | None, index: int = 0, key: str | None = None) -> int:
         start, end = self._span(table, index)
@@ -117,11 +126,13 @@ class _Where:
         return EdgecnnError(f"{self.path} line {line}: {key}: {message}")
 
 
-def read_box(path: Path, keys: Mapping[str, Key]) -> BoxConfig:
-    """The box file at `path`, every value checked (module docstring: the rules in order)."""
+def read_box(path: Path, keys: Mapping[str, Key], append: bool = False, service: bool = False
+             ) -> BoxConfig:
+    """The box file at `path`, every value checked (module docstring: the rules in order); `append`:
+    `run --append` over the file's key; `service`: checked for the unit `--unit` prints (rules 3 and 7)."""
     path = Path(path)
     text = _text(path)
-    where = _Where(path, text)
+    where = _Where(path, text, service)
     data = _parse(path, text)
     folder = path.absolute().parent
     options: dict[str, Any] = {}
@@ -133,24 +144,50 @@ def read_box(path: Path, keys: Mapping[str, Key]) -> BoxConfig:
             if key in options:
                 raise where.error(line, key, "is set twice (at the top and in [sinks]); set it once")
             options[key], lines[key] = _value(key, value, line, keys, where, folder), line
+    if append:
+        options["append"], lines["append"] = True, lines.get("append", 1)
     cameras = _cameras(data, keys, where, folder, options, lines)
+    _service_token(options, where)
     _startable(options, lines, where, cameras)
-    return BoxConfig(path=path, model=model, options=options, cameras=cameras)
+    return BoxConfig(path=path, model=model, options=options, cameras=cameras,
+                     variables=tuple(dict.fromkeys(where.variables)))
 
 
 def _startable(options: dict[str, Any], lines: dict[str, int], where: _Where,
                cameras: tuple[BoxCamera, ...]) -> None:
     """Rule 7: each option the start would refuse, said at its line (the checks start nothing)."""
-    from edgecnn.runtime.box.preflight import REPLACED, check_replaced, check_start
+    from edgecnn.runtime.box.preflight import REPLACED, WRITES, check_place, check_replaced, check_start
 
     sources, names = [c.source for c in cameras], [c.name for c in cameras]
     for key, value in options.items():
+        if isinstance(value, Unresolved):
+            continue
         try:
+            if where.service and key in WRITES:
+                check_place(key, value)
+                continue
             check_start(key, value, options)
             if key in REPLACED and str(value) != "-":
                 check_replaced(key, options, sources, names)
         except EdgecnnError as exc:
             raise where.error(lines[key], key, str(exc)) from None
+
+
+def _service_token(options: dict[str, Any], where: _Where) -> None:
+    """--unit: a page other machines reach, with no token in the file, takes camera's EDGECNN_TOKEN from
+    the service's EnvironmentFile, not from the installer's shell."""
+    from edgecnn.runtime.box.preflight import TOKEN_VARIABLE
+    from edgecnn.runtime.live.web import parse_address
+
+    if not where.service or options.get("serve") is None or "token" in options or options.get("no_auth"):
+        return
+    try:
+        loopback = parse_address(options["serve"]).loopback
+    except EdgecnnError:
+        return  # rule 7 says so, at its line
+    if not loopback:
+        options["token"] = Unresolved(f"${TOKEN_VARIABLE}")
+        where.variables.append(TOKEN_VARIABLE)
 
 
 def _text(path: Path) -> str:
@@ -249,6 +286,9 @@ def _from_environment(key: str, variable: Any, line: int, where: _Where) -> str:
     if not isinstance(variable, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
         raise where.error(line, key, "give the name of an environment variable, e.g. "
                           f'{key} = "{key[:-4].upper()}"')
+    where.variables.append(variable)
+    if where.service:
+        return Unresolved(f"${variable}")
     value = os.environ.get(variable)
     if value is None:
         raise where.error(line, key, f"the environment variable {variable} is not set; export it (a service "
@@ -267,6 +307,8 @@ def _no_inline_secret(key: str, value: Any, line: int, where: _Where) -> None:
 
 
 def _value(key: str, value: Any, line: int, keys: Mapping[str, Key], where: _Where, folder: Path) -> Any:
+    if isinstance(value, Unresolved):
+        return value
     try:
         converted = keys[key].convert(value)
     except EdgecnnError as exc:
@@ -315,10 +357,13 @@ def _camera(index: int, values: dict[str, Any], where: _Where, folder: Path) -> 
     if isinstance(source, bool) or not isinstance(source, str | int):
         raise where.error(source_line, "source", "give one source as a string (or a webcam index)")
     text = str(source)
-    if "://" not in text and not text.strip().isdigit() and not Path(text).expanduser().is_absolute():
+    if isinstance(source, Unresolved):
+        text = source
+    elif "://" not in text and not text.strip().isdigit() and not Path(text).expanduser().is_absolute():
         text = str(folder / text)
     try:
-        check_source(text)
+        if not isinstance(text, Unresolved):
+            check_source(text)
     except EdgecnnError as exc:
         raise where.error(source_line, "source", str(exc)) from None
     region_line = where.line("camera", index, "region")

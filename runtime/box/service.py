@@ -9,7 +9,9 @@ The keep-alive is sent by a thread, but only while the loop has delivered a resu
 WatchdogSec: a loop stalled in a driver call stops the keep-alives and systemd kills and restarts the
 service (Restart=always) instead of leaving it hanging. A box whose every camera gives no frame for that
 long is restarted the same way; the unit's WatchdogSec is twice a lone camera's longest reconnect
-(`watchdog_for`), so a camera that comes back in time is not killed for being away.
+(`watchdog_for`), so a camera that comes back in time is not killed for being away. The unit starts
+`edgecnn run CONFIG --append`: a restart adds to the jsonl and events files the last start wrote, where it
+would refuse them (and Restart= would loop) or, with force, empty them.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ def watchdog_for(reconnect_timeout: float) -> int:
     return max(WATCHDOG_SEC, int(2 * (reconnect_timeout + SOURCE_WAITS_S)) + 10)
 
 
+def environment_file(config: Path) -> Path:
+    """Where the unit reads the box's secrets from (`token_env` and the other `_env` keys' variables)."""
+    return Path("/etc/edgecnn") / f"{Path(config).stem}.env"
+
+
 def unit(config: Path, user: str = SERVICE_USER, watchdog_s: int = WATCHDOG_SEC) -> str:
     """The systemd unit running `edgecnn run CONFIG` from this venv (absolute paths, not resolved: a
     venv's python is a link to the system one, and the venv's site-packages are what it must see)."""
@@ -112,7 +119,9 @@ def unit(config: Path, user: str = SERVICE_USER, watchdog_s: int = WATCHDOG_SEC)
     prefix = Path(sys.prefix).absolute()
     program = prefix / "bin" / "edgecnn"
     python = prefix / "bin" / "python"
-    start = f"{program} run {config}" if program.exists() else f"{python} -m edgecnn run {config}"
+    # --append: a restart adds to the jsonl and events files the last start wrote (force would empty them)
+    start = f"{program} run {config} --append" if program.exists() else \
+        f"{python} -m edgecnn run {config} --append"
     if any(char.isspace() or char in "\"'\\%$" for char in str(config) + str(prefix)):
         raise EdgecnnError(f"{config} or {prefix} has spaces, quotes, % or $ in its path; a systemd unit "
                            "needs plain paths: move the config or the venv")
@@ -128,7 +137,7 @@ def unit(config: Path, user: str = SERVICE_USER, watchdog_s: int = WATCHDOG_SEC)
         f"User={user}",
         f"Group={user}",
         f"WorkingDirectory={config.parent}",
-        f"EnvironmentFile=-/etc/edgecnn/{config.stem}.env",
+        f"EnvironmentFile=-{environment_file(config)}",
         f"ExecStart={start}",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=always",

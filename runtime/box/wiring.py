@@ -29,6 +29,7 @@ class EventOptions:
     webhooks: tuple[str, ...] = ()
     consensus: Consensus = field(default_factory=Consensus)
     force: bool = False
+    append: bool = False  # --append: add to an existing --events file (a restarted service keeps them)
     clips: Path | None = None  # --clips DIR: one H.264 MP4 per event (clips.py)
     pre_roll: float = 3.0  # --pre-roll S: seconds of a clip before its change
     post_roll: float = 3.0  # --post-roll S: seconds after it (or to the next event, or the end)
@@ -61,16 +62,17 @@ class EventOptions:
         if self.events is not None and not is_stdout(self.events):  # `--events -`: on standard output
             check_output_path(self.events, "--events", suffix=".jsonl")
             check_writable(self.events, "--events")
-            if self.events.exists() and not self.force:
-                raise EdgecnnError(f"--events {self.events} already exists; pass --force to overwrite it "
-                                   "or choose another --events")
+            if self.events.exists() and not self.force and not self.append:
+                raise EdgecnnError(f"--events {self.events} already exists; pass --force to overwrite it, "
+                                   "--append to add to it or choose another --events")
 
 
 class EventsFile:
-    """--events: one JSON line per event, written off the loop, renamed into place on close."""
+    """--events: one JSON line per event, written off the loop, renamed into place on close (appended to
+    the file, a line at a time, with --append)."""
 
-    def __init__(self, path: Path) -> None:
-        self.writer = BackgroundWriter("--events", JsonlWriter(path), EVENTS_QUEUE)
+    def __init__(self, path: Path, append: bool = False) -> None:
+        self.writer = BackgroundWriter("--events", JsonlWriter(path, append), EVENTS_QUEUE)
 
     def event(self, event: Event) -> None:
         self.writer.put(event.to_json())
@@ -118,7 +120,7 @@ def event_sinks(options: EventOptions, cameras: Sequence[str], labels: Sequence[
     """The tracker handing events to --events, --mqtt, --webhook and `extra` (the page)."""
     owned: list[Any] = []
     if options.events is not None:
-        owned.append(EventsFile(options.events))
+        owned.append(EventsFile(options.events, options.append))
     if options.mqtt is not None:
         from edgecnn.runtime.box.mqtt import MqttSink
 

@@ -58,6 +58,7 @@ class CameraConfig:
     max_frames: int | None = None  # processed frames, all sources together
     video: VideoOptions = field(default_factory=VideoOptions)  # vid_stride: every Nth frame of a file
     force: bool = False  # replace existing --save / --jsonl files
+    append: bool = False  # add to existing --jsonl files (a restarted service keeps its records)
     snapshot_dir: Path = Path(".")
     window_title: str = "edgecnn camera"
 
@@ -167,6 +168,8 @@ def check_outputs(config: CameraConfig) -> None:
     for option, path in written.items():
         if path is None:
             continue
-        if path.exists() and not config.force:
-            raise EdgecnnError(f"{option} {path} already exists; pass --force to overwrite it or choose "
-                               f"another {option.split()[0]}")
+        jsonl = option == "--jsonl"
+        if path.exists() and not config.force and not (config.append and jsonl):
+            raise EdgecnnError(f"{option} {path} already exists; pass --force to overwrite it"
+                               f"{', --append to add to it' if jsonl else ''} or choose another "
+                               f"{option.split()[0]}")

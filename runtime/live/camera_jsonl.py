@@ -19,15 +19,16 @@ def per_camera(path: Path | None) -> bool:
     return path is not None and PLACEHOLDER in str(path)
 
 
-def camera_paths(template: Path, cameras: tuple[str, ...], force: bool) -> dict[str, Path]:
-    """Each camera's file, checked like --jsonl (writable, .jsonl, new unless `force`)."""
+def camera_paths(template: Path, cameras: tuple[str, ...], force: bool, append: bool = False
+                 ) -> dict[str, Path]:
+    """Each camera's file, checked like --jsonl (writable, .jsonl, new unless `force` or `append`)."""
     paths = {name: Path(str(template).replace(PLACEHOLDER, name)) for name in cameras}
     for name, path in paths.items():
         check_output_path(path, "--jsonl", suffix=".jsonl")
         check_writable(path, "--jsonl")
-        if path.exists() and not force:
-            raise EdgecnnError(f"--jsonl {path} (camera {name}) already exists; pass --force to overwrite it "
-                               "or choose another --jsonl")
+        if path.exists() and not force and not append:
+            raise EdgecnnError(f"--jsonl {path} (camera {name}) already exists; pass --force to overwrite "
+                               "it, --append to add to it or choose another --jsonl")
     return paths
 
 
@@ -35,8 +36,9 @@ class CameraJsonl:
     """A `Sink` writing each camera's records to its own file; a file is made only once it has a record."""
 
     def __init__(self, paths: dict[str, Path], wait: bool = True, template: Path | None = None,
-                 force: bool = False, say: Callable[[str], None] = print) -> None:
+                 force: bool = False, say: Callable[[str], None] = print, append: bool = False) -> None:
         self.paths, self.wait, self.template, self.force, self.say = paths, wait, template, force, say
+        self.append = append
         self.writers: dict[str, BackgroundWriter] = {}
         self.refused: set[str] = set()  # cameras added to the run whose file could not be written
 
@@ -46,7 +48,8 @@ class CameraJsonl:
         if writer is None:
             if camera not in self.paths and not self._add(camera):
                 return
-            writer = BackgroundWriter("--jsonl", JsonlWriter(self.paths[camera]), QUEUE, wait=self.wait)
+            output = JsonlWriter(self.paths[camera], self.append)
+            writer = BackgroundWriter("--jsonl", output, QUEUE, wait=self.wait)
             self.writers[camera] = writer
         writer.put(update.record.to_json())
 
@@ -55,7 +58,7 @@ class CameraJsonl:
         if camera in self.refused or self.template is None:
             return False
         try:
-            self.paths.update(camera_paths(self.template, (camera,), self.force))
+            self.paths.update(camera_paths(self.template, (camera,), self.force, self.append))
             return True
         except EdgecnnError as exc:
             self.refused.add(camera)

@@ -133,7 +133,8 @@ class CameraLoop:
                 h264_fourcc()  # probed before the capture threads start: it silences stderr for a moment
             self._open_sources()  # a bad source fails here, before any output file exists
             if config.jsonl:
-                self.jsonl = BackgroundWriter("--jsonl", JsonlWriter(config.jsonl), JSONL_QUEUE,
+                self.jsonl = BackgroundWriter("--jsonl", JsonlWriter(config.jsonl, config.append),
+                                              JSONL_QUEUE,
                                               wait=not any(stream.source.drops for stream in self.streams))
             self.display = Display(config.window_title, config.headless, config.snapshot_dir, self.say)
             for sink in self.sinks:  # a sink that changes the run (the box's SIGHUP reload) gets the loop

@@ -56,15 +56,26 @@ def is_stdout(path: Path | str | None) -> bool:
 
 
 class JsonlWriter:
-    """One JSON line per record, under a temporary name until `close` (or on stdout, a line at a time)."""
+    """One JSON line per record, under a temporary name until `close` (or on stdout, a line at a time).
 
-    def __init__(self, path: Path) -> None:
+    `append=True` (--append: a service that restarts): added to the end of `path` itself, each line
+    flushed as it is written, so a run killed by the watchdog keeps every line it wrote and the next one
+    keeps them all; a last line cut short by an earlier crash is ended first, so no record is glued to it.
+    """
+
+    def __init__(self, path: Path, append: bool = False) -> None:
         self.path = Path(path)
+        self._target: AtomicPath | None = None
         if is_stdout(path):
-            self._target, self.file = None, None
-            return
-        self._target = AtomicPath(self.path)
-        self.file = self._target.temp.open("w", encoding="utf-8")
+            self.file = None
+        elif append:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = self.path.open("a", encoding="utf-8", buffering=1)  # line-buffered: a write a line
+            if self.file.tell() > 0 and not _ends_a_line(self.path):
+                self.file.write("\n")
+        else:
+            self._target = AtomicPath(self.path)
+            self.file = self._target.temp.open("w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
         if self.file is None:  # sys.stdout at write time: the CLI's guarded stream (cli/streams.py)
@@ -82,17 +93,28 @@ class JsonlWriter:
                 self.file.close()  # flushes the last lines: a full disk may show only here
             except OSError as error:
                 self._fail(error)
-            self._target.commit()
+            if self._target is not None:
+                self._target.commit()
 
     def _fail(self, error: OSError) -> None:
-        """A full disk (or a file-size limit): remove the half file, say so in one line."""
+        """A full disk (or a file-size limit): remove the half file (appending: keep the earlier lines),
+        say so in one line."""
         try:
             self.file.close()
         except OSError:
             pass  # the same full disk again; the file is removed next
+        if self._target is None:
+            raise EdgecnnError(f"cannot append to --jsonl {self.path}: {error.strerror}; free some space or "
+                               "give another path (the lines written before are kept)") from None
         self._target.discard()
         raise EdgecnnError(f"cannot write --jsonl {self.path}: {error.strerror}; free some space or give "
                            "another path (nothing was kept)") from None
+
+
+def _ends_a_line(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
 
 
 class BackgroundWriter:
