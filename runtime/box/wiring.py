@@ -16,7 +16,7 @@ from edgecnn.runtime.box.failing import listen_failures, watch_sinks
 from edgecnn.runtime.box.states import Consensus, StateTracker
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import check_output_path, check_writable
-from edgecnn.runtime.live.events import Event, EventSink
+from edgecnn.runtime.live.events import ClipDropped, Event, EventSink
 from edgecnn.runtime.live.recording import BackgroundWriter, JsonlWriter, is_stdout
 
 EVENTS_QUEUE = 4096
@@ -67,13 +67,17 @@ class EventOptions:
 
 
 class EventsFile:
-    """--events: one JSON line per event, written off the loop, renamed into place on close."""
+    """--events: one JSON line per event (and per `ClipDropped` notice), written off the loop, renamed into
+    place on close."""
 
     def __init__(self, path: Path) -> None:
         self.writer = BackgroundWriter("--events", JsonlWriter(path), EVENTS_QUEUE)
 
     def event(self, event: Event) -> None:
         self.writer.put(event.to_json())
+
+    def clip_dropped(self, notice: ClipDropped) -> None:
+        self.writer.put(notice.to_json())
 
     def close(self) -> None:
         self.writer.close()
