@@ -276,7 +276,10 @@ class ClipSink:
             self.errors.append(why)
         event, dropped = self._named.pop(name, (None, None))
         if event is not None and dropped is not None:
-            dropped(ClipDropped.of(event, name, why))
+            try:
+                dropped(ClipDropped.of(event, name, why))
+            except Exception:  # noqa: BLE001 - a sink's own error (a full --events disk) reaches the loop
+                pass  # at its next event or close; the clip worker goes on
 
     def counts(self) -> dict[str, Any]:
         """The summary's clip figures; `clips_missing`: names events gave that were never written."""
