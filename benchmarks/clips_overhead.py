@@ -1,18 +1,20 @@
 """Camera FPS with --clips (no event active) and with --save, against the plain loop, in one run.
 
     python benchmarks/clips_overhead.py BUNDLE [--clip samples/videos/box.mp4] [--rounds 3] [--jpeg-baseline]
-        [--nice 10 ...] [--no-save]
+        [--nice 10 ...] [--against OTHER_clips.py] [--diagnose] [--plain-last] [--no-save]
 
-Per round the runs are interleaved (plain, --clips, --save) on one loaded engine, the clip read frame by
-frame (the model sets the pace); each figure is the median over rounds, and the ratio is median FPS /
+Per round the runs are interleaved (plain, --clips, ..., --save) on one loaded engine, the clip read frame
+by frame (the model sets the pace); each figure is the median over rounds, and the ratio is median FPS /
 median plain FPS (target >= 0.9, issue 27). Beside FPS, the process CPU time per processed frame (every
 thread: the model's, the clip worker's), which other processes' load moves far less than FPS. The load
-average is printed: others share the cores. `--jpeg-baseline` adds a fourth run: --clips with a JPEG
-(quality 85) encode of every frame on the worker as well, the cost the pre-roll had before it kept I420
-frames, so old and new are compared under the same load. `--nice N` adds a --clips run whose clip worker
-thread runs at niceness N; `--diagnose` adds --clips keeping every other frame (a half-rate pre-roll) and
---clips whose worker takes each frame and keeps nothing (the hand-off alone). Each clips run also prints the
-frames its worker's queue dropped (all rounds).
+average is printed: others share the cores. More runs in the same rounds:
+  --jpeg-baseline  --clips plus a JPEG q85 encode of every frame (the pre-roll's cost before I420 frames)
+  --nice N         --clips with the clip worker's thread at niceness N
+  --against FILE   --clips with the ClipSink of another clips.py (A/B of two versions)
+  --diagnose       --clips keeping every other frame (a half-rate pre-roll), and --clips whose worker
+                   takes each frame and keeps nothing (the hand-off alone)
+  --plain-last     a second plain run, last in each round: the noise and order floor (A/A)
+Each clips run also prints the frames its worker's queue dropped (all rounds together).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -36,6 +39,18 @@ NICE = "--clips nice "
 HALF = "--clips half"
 QUEUE_ONLY = "--clips queue"
 PLAIN_LAST = "plain (last)"
+AGAINST = "--clips (B)"
+KINDS: dict[str, Any] = {}  # --against's ClipSink
+
+
+def clip_sink_of(path: Path) -> Any:
+    """The ClipSink class of another version of runtime/box/clips.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("clips_against", path)
+    module = sys.modules["clips_against"] = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.ClipSink
 
 
 class JpegClipSink(ClipSink):
@@ -77,7 +92,8 @@ def camera_run(engine: object, clip: Path, folder: Path, mode: str) -> tuple[flo
     """(FPS, process CPU ms per processed frame, frames the clip worker's queue dropped) of one run."""
     config = CameraConfig(source=clip, headless=True, force=True,
                           save=folder / "camera.mp4" if mode == "--save" else None)
-    kinds = {"--clips": ClipSink, JPEG: JpegClipSink, HALF: HalfClipSink, QUEUE_ONLY: QueueOnlyClipSink}
+    kinds = {"--clips": ClipSink, JPEG: JpegClipSink, HALF: HalfClipSink, QUEUE_ONLY: QueueOnlyClipSink,
+             **KINDS}
     if mode.startswith(NICE):
         kind = type("Nice", (NiceClipSink,), {"nice": int(mode.removeprefix(NICE))})
         sinks = [kind(folder / "clips")]
@@ -102,10 +118,15 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="leave the --save run out")
     parser.add_argument("--diagnose", action="store_true",
                         help="also --clips keeping every other frame, and with nothing converted or kept")
+    parser.add_argument("--against", type=Path, help="also --clips with the ClipSink of this clips.py (e.g. "
+                        "git show main:runtime/box/clips.py > /tmp/main_clips.py): A/B in the same rounds")
     parser.add_argument("--plain-last", action="store_true",
                         help="a second plain run last in each round: the noise and order floor (A/A)")
     args = parser.parse_args()
-    modes = ("plain", "--clips", *((JPEG,) if args.jpeg_baseline else ()),
+    if args.against is not None:
+        KINDS[AGAINST] = clip_sink_of(args.against)
+    modes = ("plain", "--clips", *((AGAINST,) if args.against is not None else ()),
+             *((JPEG,) if args.jpeg_baseline else ()),
              *(f"{NICE}{n}" for n in args.nice), *((HALF, QUEUE_ONLY) if args.diagnose else ()),
              *(() if args.no_save else ("--save",)), *((PLAIN_LAST,) if args.plain_last else ()))
     fps: dict[str, list[float]] = {mode: [] for mode in modes}
