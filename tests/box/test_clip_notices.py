@@ -5,7 +5,6 @@ never collide across processes sharing one --clips folder."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -192,7 +191,7 @@ def test_begin_after_close_names_no_clip(tmp_path: Path) -> None:
 
 
 TWO_SINKS = """
-import json, sys, time
+import json, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from edgecnn.runtime.box.clips import ClipSink
@@ -200,7 +199,8 @@ from tests.box.test_clip_notices import frames_into, green_at
 sinks = [ClipSink(Path({folder!r}), pre_roll=0.5, post_roll=0.3) for _ in range(2)]
 for sink in sinks:
     frames_into(sink, 0, 10)
-time.sleep(max(0.0, {at!r} - time.time()))
+print("ready", flush=True)
+sys.stdin.readline()  # go: both processes begin their clips at once
 names = [sink.begin(green_at(8)) for sink in sinks]
 for sink in sinks:
     frames_into(sink, 11, 15)
@@ -213,13 +213,17 @@ def test_two_processes_with_two_sinks_each_on_one_folder_in_one_second_never_col
                                                                                      ) -> None:
     """Two edgecnn processes, each with two ClipSinks on the same folder and camera name, begin their
     clips in the same UTC second: four names, four complete clips, each under the name its event gave."""
-    folder, at = tmp_path / "clips", math.floor(time.time()) + 6.2  # both children are ready by then
-    script = TWO_SINKS.format(root=ROOT, folder=str(folder), at=at)
-    children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
+    folder = tmp_path / "clips"
+    script = TWO_SINKS.format(root=ROOT, folder=str(folder))
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    children = [subprocess.Popen([sys.executable, "-c", script], text=True, cwd=ROOT, **pipes)
+                for _ in range(2)]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    time.sleep(1.05 - time.time() % 1)  # just after a second begins: both begin well within it
     results = []
     for child in children:
-        out, err = child.communicate(timeout=120)
+        out, err = child.communicate("go\n", timeout=120)
         assert child.returncode == 0, err[-2000:]
         results.append(json.loads(out.strip().splitlines()[-1]))
     names = [name for names, _ in results for name in names]
