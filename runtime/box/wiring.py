@@ -67,8 +67,7 @@ class EventOptions:
 
 
 class EventsFile:
-    """--events: one JSON line per event (and per `ClipDropped` notice), written off the loop, renamed into
-    place on close."""
+    """--events: one JSON line per event, written off the loop, renamed into place on close."""
 
     def __init__(self, path: Path) -> None:
         self.writer = BackgroundWriter("--events", JsonlWriter(path), EVENTS_QUEUE)
@@ -77,6 +76,7 @@ class EventsFile:
         self.writer.put(event.to_json())
 
     def clip_dropped(self, notice: ClipDropped) -> None:
+        """A line too: the clip the event named will never exist."""
         self.writer.put(notice.to_json())
 
     def close(self) -> None:
