@@ -11,9 +11,15 @@ seconds after its change, at the camera's next event, or at the end of the run. 
 error drops that clip (counted) and the camera goes on.
 
 An event names its clip when it is sent, at the change, seconds before the clip is complete: `clip` is
-the name the file will have once written. A clip dropped (write error, full disk) or never made (no frame
-of its camera reached the worker) is counted in `clips_dropped` and its name listed in `clips_missing`
-(the summary), so clips_written + clips_dropped is the number of events that named a clip.
+the name the file will have once written. A clip dropped (write error, full disk, its name taken by
+another process, the worker failing) or never made (no frame of its camera reached the worker) is told to
+the event's sinks (`begin`'s `dropped`: a `ClipDropped` notice after the event), counted in
+`clips_dropped` and its name listed in `clips_missing` (the summary): clips_written + clips_dropped is the
+number of events that named a clip. After `close` (or the worker's failure) `begin` names no clip.
+
+Names: camera, UTC second, process id and a counter shared by the process's ClipSinks, so two processes
+(or two sinks) on one folder in the same second never pick the same name; the finished file is linked to
+it (never replacing a file: `AtomicPath.commit_new`), and a name taken all the same drops that clip, told.
 
 Length: a clip holds the frames from `change - pre_roll` to `change + post_roll` (media time, both ends
 inclusive within SLACK_S), whatever the worker's lag when the event arrived, so the same rolls give the
@@ -36,9 +42,12 @@ decode and no second conversion, and nothing is lost to a JPEG before the H.264 
 
 from __future__ import annotations
 
+import itertools
+import os
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +55,7 @@ from typing import Any
 
 import numpy as np
 from edgecnn.runtime.core.outputs import AtomicPath
-from edgecnn.runtime.live.events import Event
+from edgecnn.runtime.live.events import ClipDropped, Event
 from edgecnn.runtime.live.frames import LiveUpdate
 from edgecnn.runtime.live.h264 import H264File, to_i420
 
@@ -58,6 +67,7 @@ CONSENSUS_LAG = 2.0  # seconds kept beyond the pre-roll (+ --min-duration): an e
 SLACK_S = 1e-3
 FRAME_QUEUE = 64  # frames waiting for the worker; more are dropped (counted), the loop never waits
 _STOP = object()
+_NUMBERS = itertools.count(1)  # clip numbers, one sequence for the process's ClipSinks (thread-safe)
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,9 @@ class ClipSink:
         self._buffers: dict[str, deque[_Frame]] = {}
         self._buffered: dict[str, int] = {}  # bytes in each camera's buffer
         self._open: dict[str, _Clip] = {}
-        self._counter = 0
-        self._closed = False
+        self._named: dict[str, tuple[Event, Callable[[ClipDropped], None]]] = {}  # begun, not yet written
+        self._lock = threading.Lock()  # `begin` against `close` and the worker's failure
+        self._closed = self._closing = False  # no more clips; close() called
         self._thread = threading.Thread(target=self._run, name="edgecnn-clips", daemon=True)
         self._thread.start()
 
@@ -128,15 +139,20 @@ class ClipSink:
         except queue.Full:
             self.frames_dropped += 1
 
-    def begin(self, event: Event) -> str | None:
-        """The clip's file name (camera, UTC time, a counter: never an existing name)."""
+    def begin(self, event: Event, dropped: Callable[[ClipDropped], None] = lambda notice: None
+              ) -> str | None:
+        """The clip's file name (camera, UTC second, pid, a counter), or None once closed; `dropped` hears
+        of it if the clip is dropped later (on the worker's thread, never from here)."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         while True:
-            self._counter += 1
-            path = self.folder / f"{event.camera}-{stamp}-{self._counter:04d}.mp4"
+            path = self.folder / f"{event.camera}-{stamp}-{os.getpid()}-{next(_NUMBERS):04d}.mp4"
             if not path.exists():
                 break
-        self._begins.put((event, path))
+        with self._lock:
+            if self._closed:
+                return None
+            self._named[path.name] = (event, dropped)
+            self._begins.put((event, path))
         return path.name
 
     def finish(self, stopped_by: str) -> None:
@@ -144,13 +160,39 @@ class ClipSink:
 
     def close(self) -> None:
         """Encode what is queued, close every open clip; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._frames.put(_STOP)
+        with self._lock:
+            if self._closing:
+                return
+            self._closed = self._closing = True
+        while self._thread.is_alive():  # a failed worker takes nothing off a full queue
+            try:
+                self._frames.put(_STOP, timeout=0.2)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._work()
+        except Exception as exc:  # noqa: BLE001 - a bug: the clips begun are dropped (told), the camera goes on
+            self._fail(f"the clip worker failed: {type(exc).__name__}: {exc}")
+
+    def _fail(self, why: str) -> None:
+        """The worker's end on an error: no more clips; every clip open or begun is dropped."""
+        with self._lock:
+            self._closed = True
+        for clip in list(self._open.values()):
+            clip.abandon()
+            self._drop(clip.path.name, why)
+        self._open.clear()
+        while not self._begins.empty():
+            self._waiting.append(self._begins.get_nowait())
+        for _event, path in self._waiting:
+            self._drop(path.name, why)
+        self._waiting.clear()
+
+    def _work(self) -> None:
         while True:
             item = self._frames.get()
             if item is _STOP:
@@ -210,6 +252,7 @@ class ClipSink:
         clip = self._open.get(camera)
         if clip is not None and self._write(camera, clip.close):
             self.written += 1
+            self._named.pop(clip.path.name, None)
         self._open.pop(camera, None)
 
     def _write(self, camera: str, step: Any, *args: Any, name: str | None = None) -> bool:
@@ -226,10 +269,17 @@ class ClipSink:
             return False
 
     def _drop(self, name: str, why: str) -> None:
+        """Count a dropped clip and tell its event's sinks."""
         self.dropped += 1
         self.missing.append(name)
         if not self.errors:
             self.errors.append(why)
+        event, dropped = self._named.pop(name, (None, None))
+        if event is not None and dropped is not None:
+            try:
+                dropped(ClipDropped.of(event, name, why))
+            except Exception:  # noqa: BLE001 - a sink's own error (a full --events disk) reaches the loop
+                pass  # at its next event or close; the clip worker goes on
 
     def counts(self) -> dict[str, Any]:
         """The summary's clip figures; `clips_missing`: names events gave that were never written."""

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from edgecnn.runtime.live.events import Event
+from edgecnn.runtime.live.events import ClipDropped, Event
 from edgecnn.runtime.live.frames import LiveUpdate
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -36,6 +36,8 @@ class CameraMetrics:
                                  labels, registry=reg)
         self.events = Counter("edgecnn_events", "state changes by new state", ["camera", "state"],
                               registry=reg)
+        self.clips_dropped = Counter("edgecnn_clips_dropped", "clips an event named, then dropped",
+                                     labels, registry=reg)
         self.sink_failures = Counter("edgecnn_sink_failures", "failures of a sink", ["camera", "sink"],
                                      registry=reg)
         self._lock = threading.Lock()
@@ -60,6 +62,10 @@ class CameraMetrics:
             self.state.labels(event.camera, event.state).set(1)
             self.state_since.labels(event.camera).set(time.time())
             self.events.labels(event.camera, event.state).inc()
+
+    def clip_dropped(self, notice: ClipDropped) -> None:
+        """Not a state change: the events by state and the current state stay as they are."""
+        self.clips_dropped.labels(notice.camera).inc()
 
     def failed(self, camera: str, sink: str) -> None:
         """The hook other sinks call when a send or write fails."""

@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 from edgecnn.runtime.box.failing import FAILING_AFTER_S, Failing, problems
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.redact import mask_url
-from edgecnn.runtime.live.events import NONE_STATE, UNKNOWN_STATE, Event
+from edgecnn.runtime.live.events import NONE_STATE, UNKNOWN_STATE, ClipDropped, Event
 
 QUEUE = 1000  # messages waiting for the broker, all cameras together
 CLOSE_S = 3.0  # the end: this long to send what is queued and say offline
@@ -106,6 +106,7 @@ class MqttSink:
         self.ca = None if ca is None else check_ca(ca, url)
         states = [*dict.fromkeys([*labels, NONE_STATE, UNKNOWN_STATE])]
         self.sent = self.dropped = 0
+        self._latest: dict[str, Event] = {}  # each camera's last event, as its retained state says
         self._queue: queue.Queue[tuple[str, str, str, bool] | None] = queue.Queue(QUEUE)
         self._connected = {camera: threading.Event() for camera in cameras}
         where = f"broker {self.target.host}:{self.target.port}"
@@ -157,13 +158,27 @@ class MqttSink:
         return problems(self.failing.values())
 
     def event(self, event: Event) -> None:
+        self._latest[event.camera] = event
         payload = json.dumps(event.to_json())
         base = f"{self.target.prefix}/{event.camera}"
         for topic, retain in ((f"{base}/event", False), (f"{base}/state", True)):
-            try:
-                self._queue.put_nowait((event.camera, topic, payload, retain))
-            except queue.Full:
-                self.dropped += 1
+            self._put(event.camera, topic, payload, retain)
+
+    def clip_dropped(self, notice: ClipDropped) -> None:
+        """The notice on the event topic; the retained state again, with `clip` null, only while the event
+        whose clip it was is still the camera's latest (a later state stays retained as it is)."""
+        base = f"{self.target.prefix}/{notice.camera}"
+        self._put(notice.camera, f"{base}/event", json.dumps(notice.to_json()), False)
+        latest = self._latest.get(notice.camera)
+        if latest is not None and notice.follows(latest):
+            self._latest[notice.camera] = latest = replace(latest, clip=None)
+            self._put(notice.camera, f"{base}/state", json.dumps(latest.to_json()), True)
+
+    def _put(self, camera: str, topic: str, payload: str, retain: bool) -> None:
+        try:
+            self._queue.put_nowait((camera, topic, payload, retain))
+        except queue.Full:
+            self.dropped += 1
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:

@@ -13,13 +13,21 @@ frame rates above N/T, 17 FPS with the defaults: a 27 FPS clip made no event at 
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from edgecnn.runtime.core.errors import EdgecnnError
-from edgecnn.runtime.live.events import NONE_STATE, UNKNOWN_STATE, ClipMaker, Event, EventSink
+from edgecnn.runtime.live.events import (
+    NONE_STATE,
+    UNKNOWN_STATE,
+    ClipDropped,
+    ClipMaker,
+    Event,
+    EventSink,
+)
 from edgecnn.runtime.live.frames import FrameRecord, LiveUpdate
 
 NONE_LABELS = ("none", "background")
@@ -107,7 +115,6 @@ class CameraState:
                      started_at=started.isoformat(timespec="milliseconds"),
                      frame=first.frame, model=record.model)
 
-
     def _votes_for(self, state: str | None) -> int:
         return sum(vote.state == state for vote in self.votes)
 
@@ -117,13 +124,16 @@ def vote_of_label(label: str) -> str:
 
 
 class StateTracker:
-    """A `Sink` of the camera loop: per-camera consensus; a change goes to the clip maker, then the sinks."""
+    """A `Sink` of the camera loop: per-camera consensus; a change goes to the clip maker, then the sinks.
+    A clip dropped later goes to the same sinks as a `ClipDropped` notice, never before its event."""
 
     def __init__(self, consensus: Consensus, sinks: Sequence[EventSink] = (), clips: ClipMaker | None = None
                  ) -> None:
         self.consensus, self.sinks, self.clips = consensus.checked(), tuple(sinks), clips
         self.cameras: dict[str, CameraState] = {}
         self.events = 0
+        # the loop's event and the clip worker's notice reach the sinks one at a time, event first
+        self._lock = threading.RLock()
 
     def publish(self, update: LiveUpdate) -> None:
         record = update.record
@@ -133,13 +143,18 @@ class StateTracker:
         event = camera.add(record, float(update.stats.get("captured_at") or record.timestamp))
         if event is None:
             return
-        if self.clips is not None:
-            from dataclasses import replace
+        with self._lock:
+            if self.clips is not None:
+                event = replace(event, clip=self.clips.begin(event, self.clip_dropped))
+            self.events += 1
+            for sink in self.sinks:
+                sink.event(event)
 
-            event = replace(event, clip=self.clips.begin(event))
-        self.events += 1
-        for sink in self.sinks:
-            sink.event(event)
+    def clip_dropped(self, notice: ClipDropped) -> None:
+        """The clip maker's word that an event's clip will never exist: told to every sink."""
+        with self._lock:
+            for sink in self.sinks:
+                sink.clip_dropped(notice)
 
     def finish(self, stopped_by: str) -> None:
         """Nothing to flush here: the sinks are closed by whoever made them (wiring.py)."""

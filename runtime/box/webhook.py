@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from edgecnn.runtime.box.failing import FAILING_AFTER_S, Failing, problems
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.redact import mask_url
-from edgecnn.runtime.live.events import Event
+from edgecnn.runtime.live.events import ClipDropped, Event
 
 QUEUE = 1000  # events waiting (all URLs together)
 TIMEOUT_S = 5.0  # one POST
@@ -61,7 +61,8 @@ class WebhookSink:
         """Why a receiver has failed every try for a while (None when each has answered lately)."""
         return problems(self.failing.values())
 
-    def event(self, event: Event) -> None:
+    def event(self, event: Event | ClipDropped) -> None:
+        """POST the event (or a `ClipDropped` notice: `clip_dropped`) to every URL."""
         body = json.dumps(event.to_json()).encode()
         for url in self.urls:
             while True:
@@ -70,6 +71,9 @@ class WebhookSink:
                     break
                 except queue.Full:
                     self._drop_oldest()
+
+    def clip_dropped(self, notice: ClipDropped) -> None:
+        self.event(notice)
 
     def _drop_oldest(self) -> None:
         try:

@@ -16,7 +16,7 @@ from edgecnn.runtime.box.failing import listen_failures, watch_sinks
 from edgecnn.runtime.box.states import Consensus, StateTracker
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.outputs import check_output_path, check_writable
-from edgecnn.runtime.live.events import Event, EventSink
+from edgecnn.runtime.live.events import ClipDropped, Event, EventSink
 from edgecnn.runtime.live.recording import BackgroundWriter, JsonlWriter, is_stdout
 
 EVENTS_QUEUE = 4096
@@ -76,6 +76,10 @@ class EventsFile:
 
     def event(self, event: Event) -> None:
         self.writer.put(event.to_json())
+
+    def clip_dropped(self, notice: ClipDropped) -> None:
+        """A line too: the clip the event named will never exist."""
+        self.writer.put(notice.to_json())
 
     def close(self) -> None:
         self.writer.close()

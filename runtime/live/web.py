@@ -208,6 +208,13 @@ class LiveServer:
         if self._new_state is not None:
             self._new_state.fire()
 
+    def clip_dropped(self, notice: Any) -> None:
+        """An event's clip will never exist: the timeline drops its name (web_events.py)."""
+        self.timeline.clip_dropped(notice)
+        self._updates += 1
+        if self._new_state is not None:
+            self._new_state.fire()
+
     def finish(self, stopped_by: str) -> None:
         """The run is over: the page says how, over its last picture, instead of looking live."""
         self._run = RUN_ENDED.get(stopped_by, "stopped")

@@ -1,11 +1,12 @@
-"""The page's timeline: the recent events of each camera, kept for /api/state and the /events stream."""
+"""The page's timeline: the recent events of each camera, kept for /api/state and the /events stream.
+An event whose clip was dropped (`ClipDropped`) stays listed, its `clip` null: no link to a missing file."""
 
 from __future__ import annotations
 
 from collections import deque
 from typing import Any
 
-from edgecnn.runtime.live.events import Event
+from edgecnn.runtime.live.events import ClipDropped, Event
 
 RECENT = 20  # events kept per camera
 
@@ -18,6 +19,12 @@ class Timeline:
 
     def add(self, event: Event) -> None:
         self.cameras.setdefault(event.camera, deque(maxlen=RECENT)).append(event.to_json())
+
+    def clip_dropped(self, notice: ClipDropped) -> None:
+        events = self.cameras.get(notice.camera, ())
+        for index, shown in enumerate(events):
+            if (shown["started_at"], shown["clip"]) == (notice.started_at, notice.clip_dropped):
+                events[index] = shown | {"clip": None}
 
     def state(self) -> dict[str, list[dict[str, Any]]]:
         return {name: list(events) for name, events in self.cameras.items()}

@@ -153,11 +153,13 @@ class EmittedAt:
         pass
 
 
-def run_slideshow(tmp_path: Path, options: Any, page: Any = None) -> tuple[Any, list[int]]:
+def run_slideshow(tmp_path: Path, options: Any, page: Any = None, metrics: Any = None,
+                  clip_frames: bool = True) -> tuple[Any, list[int]]:
     """The slideshow through the colour model with an unknown detector; the wiring and the frames at
-    which its events came out."""
+    which its events came out. `metrics`: a CameraMetrics wired in; `clip_frames=False`: no frame reaches
+    the clip worker (each clip is dropped: NoFrame)."""
     from edgecnn.runtime import load
-    from edgecnn.runtime.box.wiring import event_sinks
+    from edgecnn.runtime.box.wiring import event_sinks, with_metrics
     from edgecnn.runtime.live.camera import CameraConfig, run_camera
     from edgecnn.runtime.live.video import VideoOptions
 
@@ -167,9 +169,11 @@ def run_slideshow(tmp_path: Path, options: Any, page: Any = None) -> tuple[Any, 
     pages = [] if page is None else [page]
     with load(model.parent) as engine:
         wiring = event_sinks(options, config.camera_names, engine.labels, extra=pages)
+        wiring = wiring if metrics is None else with_metrics(wiring, metrics)
+        loop = [sink for sink in wiring.loop_sinks if clip_frames or sink is not wiring.clips]
         emitted = EmittedAt(wiring.tracker)
         try:
-            run_camera(engine, config, say=lambda _: None, sinks=[*pages, *wiring.loop_sinks, emitted])
+            run_camera(engine, config, say=lambda _: None, sinks=[*pages, *loop, emitted])
         finally:
             wiring.close()
     return wiring, emitted.frames
