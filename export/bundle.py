@@ -192,11 +192,13 @@ def own_threshold(tries: list[Any]) -> float | None:
 def measure_models(config: ExportConfig, source: Source, candidates: list[Candidate], work: Path,
                    steps: Any) -> tuple[list[ModelReport], dict[str, Any]]:
     """Accuracy and parity of every model against PyTorch, plus batch-1 latency."""
-    from edgecnn.export.checks import openvino_predictor, torch_predictor
+    from edgecnn.export.checks import THREADS, openvino_predictor, torch_predictor
     from edgecnn.export.images import batches
     from edgecnn.export.onnx import deployable
 
-    reference = torch_predictor(deployable(source.model, source.preprocess, unknown_module(source)))
+    # no latency to report: one thread (2 busy cores, a retrain beside a camera: 700 ms an image, 82 on one)
+    reference = torch_predictor(deployable(source.model, source.preprocess, unknown_module(source)),
+                                THREADS if config.full_report else 1)
     # The shipped IR has FP16 weights; the conversion itself is proven on the same graph in f32.
     graph = [c for c in candidates if c.name == "openvino fp32"]
     if graph:
