@@ -6,7 +6,8 @@ one Python + torch start-up, where a child per stage paid two) at a lower priori
 same cores keeps most of them: `nice` 5 (on a CPU the camera keeps busy, the child gets about a quarter
 of it by the scheduler's weights, 335 against 1024; nice 19 + SCHED_IDLE was dropped so a retrain beside
 a busy camera still ends) and the lowest best-effort I/O priority (`ionice -c 2 -n 7`) when ionice is
-installed. benchmarks/retrain.py measures the camera's frame rate during a retrain against without.
+installed. A camera running flat out kept 0.81 of its frame rate during a retrain (benchmarks/retrain.py
+--camera, one run on a loaded machine).
 The recipe, checked first, minutes last:
 
 1. Read the live bundle: its architecture, its precisions and formats, its run's validation images
