@@ -69,7 +69,7 @@ _NO_BEST = {"val_loss": math.inf, "val_top1": 0.0, "epoch": 0}
 
 PHASES = ("head", "full")
 # how to run, not what to train: kept out of checkpoint args
-_RUN_ONLY = ("resume", "progress", "force", "dist_timeout")
+_RUN_ONLY = ("resume", "progress", "plots", "force", "dist_timeout")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class FinetuneConfig:
     imgsz: int = 0  # square input size in pixels; 0: the architecture's own (224 for the listed ones)
     resume: bool = False
     progress: bool = True
+    plots: bool = True  # curves.png and confusion_matrix.png (a retrain's run folder is thrown away)
     force: bool = False
     dist_timeout: float = 120.0  # seconds a collective waits for the other processes before the job fails
 
@@ -128,8 +129,7 @@ class FinetuneConfig:
                      "lr"):
             check_range(name, getattr(self, name))
         for name, (ok, valid) in {
-            "lr": (self.lr > 0, "> 0"),
-            "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
+            "lr": (self.lr > 0, "> 0"), "backbone_lr_scale": (self.backbone_lr_scale >= 0, ">= 0"),
             "aug_views": (self.aug_views >= 0, ">= 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
             "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
             "warmup": (0 <= self.warmup < 1, "in [0, 1)"), "val_split": (0 < self.val_split < 1, "in (0, 1)"),
@@ -404,6 +404,7 @@ class Run:
         paths = {name: self.out / file for name, file in zip(RESULT_PATHS, OUTPUTS, strict=True)}
         if self.dist.main:
             write_metrics(self.history, paths["metrics"])
+        if self.dist.main and self.config.plots:
             plot_curves(self.history, paths["curves"])
             plot_confusion(self.split.labels, result.targets, result.predictions, paths["confusion_matrix"])
         return FinetuneResult(self.out, self.best["val_top1"], self.best["val_loss"], int(self.best["epoch"]),

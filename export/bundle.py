@@ -56,6 +56,9 @@ class ExportConfig:
     batch: int | None = None  # None: dynamic batch
     accept_rate: float = 0.95  # with `pretrained`: calibration images its unknown threshold accepts
     imgsz: int = 0  # square input size; 0: the architecture's own (pretrained) or the checkpoint's
+    # PyTorch's latency and the unknown detector's figures on every image: the report's alone (no gate, no
+    # model choice reads them); a retrain's export, whose report nobody reads, skips them
+    full_report: bool = True
     force: bool = False
     progress: bool = True
 
@@ -189,11 +192,13 @@ def own_threshold(tries: list[Any]) -> float | None:
 def measure_models(config: ExportConfig, source: Source, candidates: list[Candidate], work: Path,
                    steps: Any) -> tuple[list[ModelReport], dict[str, Any]]:
     """Accuracy and parity of every model against PyTorch, plus batch-1 latency."""
-    from edgecnn.export.checks import openvino_predictor, torch_predictor
+    from edgecnn.export.checks import THREADS, openvino_predictor, torch_predictor
     from edgecnn.export.images import batches
     from edgecnn.export.onnx import deployable
 
-    reference = torch_predictor(deployable(source.model, source.preprocess, unknown_module(source)))
+    # no latency to report: one thread (2 busy cores, a retrain beside a camera: 700 ms an image, 82 on one)
+    reference = torch_predictor(deployable(source.model, source.preprocess, unknown_module(source)),
+                                THREADS if config.full_report else 1)
     # The shipped IR has FP16 weights; the conversion itself is proven on the same graph in f32.
     graph = [c for c in candidates if c.name == "openvino fp32"]
     if graph:
@@ -213,14 +218,15 @@ def measure_models(config: ExportConfig, source: Source, candidates: list[Candid
     for candidate in candidates:
         steps.say(f"timing {candidate.name} (batch {batch}, 2 threads)")
         latency[candidate.name] = median_latency_ms(candidate.predict, frames)
-    latency["pytorch"] = median_latency_ms(reference, frames)
+    if config.full_report:
+        latency["pytorch"] = median_latency_ms(reference, frames)
     measured = measure(candidates, tallies, reference_top1, targets, len(source.labels), source.labelled,
                        latency, root=work)
     if source.detector is not None:
         measured = unknown_gates(source, candidates, measured, batch)
     extra = {"openvino_fp32_graph_max_abs_diff": tallies[graph[0].name].max_abs_diff} if graph else {}
-    extra["pytorch_latency_ms"] = latency["pytorch"]
-    if source.detector is not None:
+    extra["pytorch_latency_ms"] = latency.get("pytorch")
+    if source.detector is not None and config.full_report:
         steps.say("checking the unknown detector of every model")
         extra["unknown"] = check_unknown(source, candidates, batch)
     return measured, extra

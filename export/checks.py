@@ -144,11 +144,12 @@ def _check_runner(backend: str, model: Path | object) -> Callable[[np.ndarray, s
     return check(model, THREADS)
 
 
-def torch_predictor(wrapped: object) -> Predict:
-    """PyTorch probabilities of the deployable model, at THREADS threads like the others."""
+def torch_predictor(wrapped: object, threads: int = THREADS) -> Predict:
+    """PyTorch probabilities of the deployable model, at THREADS threads like the others (its latency is
+    compared with theirs) unless told otherwise."""
     import torch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
 
     def predict(frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -243,7 +243,7 @@ def ratio_lines(ratios: dict[str, Any]) -> list[str]:
 def markdown(report: BundleReport) -> str:
     lines = [f"# Export report: {report.arch}", "", f"Source: {report.source}  ",
              f"Validation images: {report.validation_images}; batch {report.batch}, "
-             f"{report.threads} threads; PyTorch latency {report.pytorch_latency_ms:.1f} ms", "",
+             f"{report.threads} threads; PyTorch latency {_ms(report.pytorch_latency_ms)}", "",
              "| " + " | ".join(LONG_COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(report)]
     lines += ["", *[f"- {line}" for line in ratio_lines(report.ratios)], ""]
@@ -252,3 +252,6 @@ def markdown(report: BundleReport) -> str:
     lines.append(f"\nResult: {'passed' if report.passed else 'FAILED'}")
     return "\n".join(lines) + "\n"
 
+
+def _ms(latency: float | None) -> str:
+    return "not measured" if latency is None else f"{latency:.1f} ms"

@@ -96,9 +96,26 @@ def test_frames_of_a_new_class_labelled_right_replace_the_live_bundle(live: tupl
     assert summary["reason"].startswith("accepted") and summary["trained_frames"] == len(ids) - held(ids)
     assert set(summary["seconds"]) == {"features", "training", "export", "gate", "total"}
     assert summary["labelled"][1]["right"] == held(ids) and summary["labelled"][0]["right"] == 0
-    # the bundle path holds the new model
+    # the bundle path holds the new model, exported without the report-only figures (full_report=False)
     assert Bundle(bundle).labels_file().read_text().split() == [OLD[0], NEW, OLD[1]]
+    assert Bundle(bundle).report.pytorch_latency_ms is None and Bundle(bundle).report.unknown is None
+    assert "PyTorch latency not measured" in (bundle / "report.md").read_text()
     assert not list(bundle.parent.glob(".live.*"))  # no work folder left beside it
+
+
+def test_the_retrain_child_says_a_user_mistake_in_one_line(tmp_path: Path) -> None:
+    """The one child of a retrain (fine-tune then export): a data folder that is not there is one
+    `error:` line and exit 2, nothing written; the job quotes that line (runtime/box/retrain.py)."""
+    import subprocess
+    import sys
+
+    spec = {"data": str(tmp_path / "missing"), "run": str(tmp_path / "run"), "bundle": str(tmp_path / "b"),
+            "arch": "efficientnet_lite0", "seed": 0, "head_epochs": 1, "int8": False, "formats": ["onnx"]}
+    done = subprocess.run([sys.executable, "-m", "edgecnn.cli.retrain_child", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith("error: ") and len(done.stdout.splitlines()) == 1, done.stdout
+    assert "missing" in done.stdout and not (tmp_path / "b").exists()
 
 
 def test_frames_labelled_wrong_are_refused_and_the_live_bundle_is_untouched(live: tuple[Path, Path],
@@ -142,7 +159,7 @@ def test_the_page_retrain_button_runs_the_job_on_the_frames_the_page_labelled(
     from edgecnn.runtime.live.web_retrain import RetrainJob, retrain_routes
     from edgecnn.runtime.live.web_review import review_routes
 
-    monkeypatch.setattr(retrain, "CHILD_TIMEOUT_S", 400.0)  # a hung child ends the job, its stacks kept
+    monkeypatch.setattr(retrain, "CHILD_TIMEOUT_S", 600.0)  # a hung child ends the job, its stacks kept
     data, bundle = work_copy(live, tmp_path)
     queue(tmp_path / "review", sorted((SAMPLE_PHOTOS / NEW).iterdir())[:12])
     desk = ReviewDesk(tmp_path / "review", data)

@@ -130,11 +130,11 @@ def run(app: typer.Typer) -> NoReturn:  # pragma: no cover - the `edgecnn` proce
     try:
         app(prog_name="edgecnn")
     except SystemExit as done:
-        _leave(done.code)
-    _leave(0)
+        leave(done.code)
+    leave(0)
 
 
-def _leave(code: int | str | None) -> NoReturn:  # pragma: no cover - ends the process
+def leave(code: int | str | None) -> NoReturn:  # pragma: no cover - ends the process
     """Exit hooks run, then the process ends without tearing the interpreter down: with torch and timm
     loaded that teardown took 1.7-2 s after every command's work was done (python -c 'import torch,
     timm', 2 cores). When a non-daemon thread is still running, Python's own exit waits for it as usual."""

@@ -1,11 +1,13 @@
 """The retrain job: frames just labelled plus the training data make a new bundle, gated against the live
 one and moved into its place only when it is at least as good (a camera watching the folder swaps it).
 
-Torch-free: the fine-tune and the export run as child processes (`python -m edgecnn finetune`, `export`)
-at a lower priority, so a camera on the same cores keeps most of them: `nice` 5 (on a CPU the camera
-keeps busy, the child gets about a quarter of it by the scheduler's weights, 335 against 1024: not
-measured; nice 19 + SCHED_IDLE was dropped so a retrain beside a busy camera still ends) and the lowest
-best-effort I/O priority (`ionice -c 2 -n 7`) when ionice is installed.
+Torch-free: the fine-tune and the export run in one child process (`python -m edgecnn.cli.retrain_child`:
+one Python + torch start-up, where a child per stage paid two) at a lower priority, so a camera on the
+same cores keeps most of them: `nice` 5 (on a CPU the camera keeps busy, the child gets about a quarter
+of it by the scheduler's weights, 335 against 1024; nice 19 + SCHED_IDLE was dropped so a retrain beside
+a busy camera still ends) and the lowest best-effort I/O priority (`ionice -c 2 -n 7`) when ionice is
+installed. A camera running flat out kept 0.81 of its frame rate during a retrain (benchmarks/retrain.py
+--camera, one run on a loaded machine).
 The recipe, checked first, minutes last:
 
 1. Read the live bundle: its architecture, its precisions and formats, its run's validation images
@@ -15,8 +17,9 @@ The recipe, checked first, minutes last:
 3. A training tree of hard links (a copy across disks): `train/CLASS/` every image of DATA except the
    held-out frames and the old validation images, `val/CLASS/` the old validation images. The feature
    cache is keyed by file content, so the links reuse every feature computed before.
-4. Fine-tune head-only with the live run's seed; export with the live bundle's formats, `--int8` (and so
-   export's INT8 gate) when the live bundle has INT8. A failed export gate refuses the model.
+4. Fine-tune head-only with the live run's seed (no plots); export with the live bundle's formats, INT8
+   (and so export's INT8 gate) when the live bundle has INT8, without the figures only the report shows
+   (`ExportConfig.full_report`). A failed export gate refuses the model.
 5. The gate (`judge`), both bundles at the precision the runtime would pick (`auto`): accepted only if
    (a) on the old validation set the new model is right at least as often as the live one, less one
    image, (b) on the held-out frames it is right more often than the live one, and (c) on at least
@@ -27,6 +30,7 @@ The recipe, checked first, minutes last:
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -45,6 +49,7 @@ from edgecnn.runtime.core.bundle import LAYOUT, Bundle
 from edgecnn.runtime.core.errors import EdgecnnError
 from edgecnn.runtime.core.images import IMAGE_SUFFIXES, read_image
 
+CHILD_STAGE = "retrain-child:"  # how edgecnn/cli/retrain_child.py starts the line of each stage it ends
 NICE = 5  # weight 335 against the camera's 1024: it yields, and is not starved
 OLD_SLACK = 1  # images the new model may lose on the old validation set ("within one image")
 # share of the held-out frames just labelled the new model must get right: frames labelled at random
@@ -185,34 +190,28 @@ def _build(config: RetrainConfig, live: Bundle, work: Path, old_val: list[tuple[
     for path, label in old_val:
         _link(path, tree / "val" / label)
     report = live.report
-    arch = report.arch if report and report.arch else "efficientnet_lite0"
+    spec = {"data": str(tree), "run": str(work / "run"), "bundle": str(work / "bundle"),
+            "arch": report.arch if report and report.arch else "efficientnet_lite0", "seed": config.seed,
+            "head_epochs": config.head_epochs, **export_options(live)}
     clock = time.perf_counter()
-    _child(["finetune", str(tree), "--out", str(work / "run"), "--arch", arch, "--seed", str(config.seed),
-            "--head-epochs", str(config.head_epochs), "--epochs", "0", "--force"], work / "finetune.log",
-           "fine-tune")
-    wall = time.perf_counter() - clock
+    stages = _child(["-m", "edgecnn.cli.retrain_child", json.dumps(spec)], work / "build.log",
+                    "fine-tune and export")
+    finetune = time.perf_counter() - clock - stages["export"]  # with the child's start-up (Python, torch)
     training = _head_seconds(work / "run" / "metrics.csv")
-    seconds = {"features": wall - training, "training": training}
-    say(f"retrain: fine-tune {wall:.1f} s (features and start-up {wall - training:.1f} s, head epochs "
-        f"{training:.1f} s)")
-    clock = time.perf_counter()
-    _child(["export", str(work / "run" / "best.pt"), "--out", str(work / "bundle"), "--force",
-            *export_options(live)], work / "export.log", "export")
-    seconds["export"] = time.perf_counter() - clock
+    seconds = {"features": finetune - training, "training": training, "export": stages["export"]}
+    say(f"retrain: fine-tune {finetune:.1f} s (features and start-up {finetune - training:.1f} s, head "
+        f"epochs {training:.1f} s)")
     say(f"retrain: export {seconds['export']:.1f} s")
     return seconds
 
 
-def export_options(live: Bundle) -> list[str]:
-    """The live bundle's formats, and --int8 when it has INT8 models."""
+def export_options(live: Bundle) -> dict[str, Any]:
+    """The live bundle's formats (both when it has both or neither), and INT8 when it has INT8 models."""
     present = [f for f in LAYOUT if live.file(f.path, external_data=False) is not None]
     backends = {f.backend for f in present}
-    options = ["--int8"] if any(f.precision == "int8" for f in present) else []
-    if backends == {"onnxruntime"}:
-        options += ["--format", "onnx"]
-    elif backends == {"openvino"}:
-        options += ["--format", "openvino"]
-    return options
+    word = {"onnxruntime": "onnx", "openvino": "openvino"}
+    formats = [word[backend] for backend in backends] if len(backends) == 1 else ["onnx", "openvino"]
+    return {"int8": any(f.precision == "int8" for f in present), "formats": formats}
 
 
 def _images(data: Path) -> list[tuple[Path, str]]:
@@ -253,18 +252,19 @@ def child_environment() -> dict[str, str]:
 
 
 def child_command(args: Sequence[str]) -> list[str]:
-    """`python -m edgecnn ARGS` under `nice -n NICE` and `ionice -c 2 -n 7` (lowest best-effort I/O) where
-    they are installed. Programs, not a preexec_fn: Python code between fork and exec can deadlock in a
-    process with threads (the page's job runs on one beside the server's); twice in local CI the page
-    retrain's fine-tune child gave no line in 900 s (whether this was the cause is not proven)."""
+    """`python ARGS` under `nice -n NICE` and `ionice -c 2 -n 7` (lowest best-effort I/O) where they are
+    installed. Programs, not a preexec_fn: Python code between fork and exec can deadlock in a process
+    with threads (the page's job runs on one beside the server's); twice in local CI the page retrain's
+    fine-tune child gave no line in 900 s (whether this was the cause is not proven)."""
     nice, ionice = shutil.which("nice"), shutil.which("ionice")
     return [*([nice, "-n", str(NICE)] if nice else []), *([ionice, "-c", "2", "-n", "7"] if ionice else []),
-            sys.executable, "-m", "edgecnn", *args]
+            sys.executable, *args]
 
 
-def _child(args: Sequence[str], log: Path, stage: str) -> None:
-    """Run one edgecnn command at a lower priority, its output in `log`; its last line on failure. A child
-    still running after CHILD_TIMEOUT_S is hung, not slow: SIGABRT makes it print every thread's stack
+def _child(args: Sequence[str], log: Path, stage: str) -> dict[str, float]:
+    """Run one Python child at a lower priority, its output in `log`; its last line on failure. Returns
+    the seconds of the stages it reported (`retrain-child: STAGE SECONDS` lines). A child still running
+    after CHILD_TIMEOUT_S is hung, not slow: SIGABRT makes it print every thread's stack
     (PYTHONFAULTHANDLER) into its log, which is kept beside the bundle and named in the error."""
     env = child_environment() | {"PYTHONFAULTHANDLER": "1"}
     with open(log, "wb") as out:
@@ -278,12 +278,14 @@ def _child(args: Sequence[str], log: Path, stage: str) -> None:
             raise EdgecnnError(f"the retrain's {stage} gave no result in {CHILD_TIMEOUT_S:.0f} s and was "
                                f"stopped; its output and stacks: {_keep(log)}; the live bundle is "
                                "untouched") from None
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     if code != 0:
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
         last = next((line for line in reversed(lines) if "error" in line or "failed" in line),
                     lines[-1] if lines else "no output")
         raise EdgecnnError(f"the retrain's {stage} failed (exit {code}): {last.strip()}; its output: "
                            f"{_keep(log)}; the live bundle is untouched")
+    return {words[1]: float(words[2]) for words in (line.split() for line in lines)
+            if len(words) == 3 and words[0] == CHILD_STAGE}
 
 
 def _reap(child: subprocess.Popen[bytes]) -> int:

@@ -8,7 +8,7 @@
 Behind the page's gate (web.py `_Gate`: the token, the Host check), as every other route; JSON only, as
 /api/record, so a form on another site cannot start a retrain. The job itself (`desk.retrain_job.run`)
 is set by the camera command once its model loaded: this module never imports torch, the job runs the
-fine-tune and the export as child processes at the lowest priority.
+fine-tune and the export in one child process at a lower priority (runtime/box/retrain.py).
 """
 
 from __future__ import annotations
