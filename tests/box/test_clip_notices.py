@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.box.test_clips import CHILD
 from tests.box.test_events import Subscriber, free_port, run_slideshow, start_broker, start_hook
 from tests.box.test_sink_health import scrape
 
@@ -89,27 +90,12 @@ def test_a_dropped_clip_is_told_to_the_file_mqtt_webhook_page_and_metrics(tmp_pa
     assert not list((tmp_path / "clips").iterdir())
 
 
-CHILD = """
-import resource, signal, sys
-from pathlib import Path
-sys.path.insert(0, {root!r})
-import tests.box.test_events as show
-tmp = Path({tmp!r})
-model, pictures = show.unknown_colour_onnx(tmp / "bundle" / "model.onnx"), show.slideshow(tmp / "show")
-show.unknown_colour_onnx, show.slideshow = (lambda path: model), (lambda path: pictures)  # inputs made first
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
-resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))
-from edgecnn.runtime.box.wiring import EventOptions
-wiring, _ = show.run_slideshow(tmp, EventOptions(clips=tmp / "clips", pre_roll=0.5, webhooks=({url!r},)))
-print(wiring.counts())
-"""
-
-
 def test_a_full_disk_drop_reaches_a_webhook_after_its_event(tmp_path: Path, hook: Any) -> None:
     """RLIMIT_FSIZE in a child: every clip fails to write; the webhook (in this process) gets each event
     and then a notice naming its clip, with the write error as `why`."""
     url, received = hook
-    child = subprocess.run([sys.executable, "-c", CHILD.format(root=ROOT, tmp=str(tmp_path), url=url)],
+    script = CHILD.format(root=ROOT, tmp=str(tmp_path), options=f", webhooks=({url!r},)")
+    child = subprocess.run([sys.executable, "-c", script],
                            capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert child.returncode == 0, child.stderr[-2000:]
     made = [body for body in received if "clip_dropped" not in body]

@@ -44,10 +44,10 @@ def test_each_event_has_an_h264_clip_that_covers_the_pre_roll(tmp_path: Path) ->
     assert "clips_missing" not in wiring.counts()
 
 
+# a child camera on a disk that takes 400 bytes a file; `options`: more EventOptions (test_clip_notices.py)
 CHILD = """
 import resource, signal, sys
 from pathlib import Path
-from typing import Any
 sys.path.insert(0, {root!r})
 import tests.box.test_events as show
 tmp = Path({tmp!r})
@@ -56,14 +56,14 @@ show.unknown_colour_onnx, show.slideshow = (lambda path: model), (lambda path: p
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))
 from edgecnn.runtime.box.wiring import EventOptions
-wiring, _ = show.run_slideshow(tmp, EventOptions(clips=tmp / "clips", pre_roll=0.5))
+wiring, _ = show.run_slideshow(tmp, EventOptions(clips=tmp / "clips", pre_roll=0.5{options}))
 print(wiring.counts())
 """
 
 
 def test_a_full_disk_drops_the_clips_and_the_camera_finishes(tmp_path: Path) -> None:
     root = str(Path(__file__).resolve().parents[2])
-    child = subprocess.run([sys.executable, "-c", CHILD.format(root=root, tmp=str(tmp_path))],
+    child = subprocess.run([sys.executable, "-c", CHILD.format(root=root, tmp=str(tmp_path), options="")],
                            capture_output=True, text=True, timeout=120, cwd=root)
     assert child.returncode == 0, child.stderr[-2000:]
     counts = eval(child.stdout.strip().splitlines()[-1])  # noqa: S307 - our own child's dict
