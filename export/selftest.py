@@ -5,7 +5,6 @@ measured here. Export then writes the file's SHA-256 into every model's metadata
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from edgecnn.runtime.core.bundle import layout_path
@@ -17,6 +16,7 @@ from edgecnn.runtime.core.selftest import (
     OWN_TOLERANCE,
     SELFTEST_JSON,
     SelfTest,
+    reference_outputs,
     top_classes,
 )
 
@@ -42,13 +42,13 @@ def write_selftest(work: Path, validation_paths: tuple[Path, ...], model_paths: 
     frames, names = reference_frames(validation_paths)
     fp32 = layout_path("onnxruntime", "fp32")
     with load(work / fp32, backend="onnxruntime", device="cpu") as engine:
-        scored = engine.infer_scored(_fitted(frames, engine))
+        scored = reference_outputs(engine, frames)
     classes = top_classes(scored.probabilities)
     tolerances, own = {fp32: FP32_TOLERANCE}, {}
     for path in model_paths:
         if path != fp32:
             with load(work / path, device="cpu") as engine:
-                runs = [engine.infer_scored(_fitted(frames, engine)).probabilities for _ in range(2)]
+                runs = [reference_outputs(engine, frames).probabilities for _ in range(2)]
             own[path] = np.take_along_axis(runs[0], classes, axis=1).astype(np.float32)
             tolerances[path] = max(OWN_TOLERANCE, DRIFT_MARGIN * float(np.abs(runs[0] - runs[1]).max()))
     unknown = None if scored.unknown_score is None else scored.unknown_score.astype(np.float32)
@@ -58,9 +58,3 @@ def write_selftest(work: Path, validation_paths: tuple[Path, ...], model_paths: 
 
     write_text_atomic(work / SELFTEST_JSON, json.dumps(test.to_dict()))
     return test
-
-
-def _fitted(frames: np.ndarray, engine: Any) -> np.ndarray:
-    from edgecnn.runtime.core.preprocess import fit_batch
-
-    return fit_batch(list(frames), engine.preprocess)

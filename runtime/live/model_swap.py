@@ -3,10 +3,24 @@ checked as `camera` checks it at start, and only then offered to the loop (`Came
 which swaps it in between two frames. A model that fails is one line through `say`; the old one goes on.
 
 A `Sink` of the run (the loop hands it itself through `attach`); `reload()` is safe from any thread.
+
+"Frames are never stopped for longer than one inference" (issue 28 item 4): the loader thread shares the
+GIL and the cores with the loop, so what it does in one piece holding the GIL stops the loop. Measured
+(benchmarks/swap_gil.py; benchmarks/README.md, "Hot model swap"): importing a backend library the run had
+not used yet (the GIL held 26-75 ms in one piece), a full cyclic collection come due mid-swap (15-34 ms),
+and for OpenVINO the self-test's batch of 4 compiling the model a second time (half the swap's CPU). So
+every installed backend library is imported when the swapper is made, before the run's first frame
+(registry.warm_local); the heap is set aside from the collector while the run lasts (`attach`); the
+self-test runs at the batch size the engine already compiled (selftest.reference_outputs). What is left
+holds the GIL in pieces of a few ms (ONNX Runtime's session build, OpenVINO's compile release it) and
+shares the cores. Not a lower priority for this thread: the threads a load starts (OpenVINO's inference
+streams, ONNX Runtime's pool) keep it for the new model's whole life (measured), and an unprivileged
+process cannot raise it back.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -16,13 +30,21 @@ from edgecnn.runtime.core.errors import EdgecnnError
 
 class ModelSwapper:
     def __init__(self, load: Callable[[], Any], top_k: int, say: Callable[[str], None]) -> None:
+        from edgecnn.runtime.core.backends.registry import warm_local
+
         self.load, self.top_k, self.say = load, top_k, say  # `load`: a new engine, self-tested (or raises)
+        warm_local()  # a backend first imported by a reload would hold the GIL for 26-75 ms mid-run
         self.loop: Any = None
         self.busy = threading.Lock()  # one reload at a time; another asked meanwhile is said and skipped
         self.threads: list[threading.Thread] = []
         self.pending: str | None = None  # asked (request_reload) before the run started: done once it does
 
     def attach(self, loop: Any) -> None:
+        """The run starts: its heap so far (libraries, models, sources) is set aside from the cyclic
+        collector until `finish`: a full collection of it held the GIL 15-34 ms, and a reload's
+        allocations made one come due mid-swap (benchmarks/README.md, "Hot model swap")."""
+        gc.collect()
+        gc.freeze()
         self.loop = loop
         if self.pending is not None:
             self._announced(self.pending)
@@ -84,3 +106,4 @@ class ModelSwapper:
         self.loop = None
         for thread in self.threads:
             thread.join()
+        gc.unfreeze()  # back to the collector: what the run left is collected as before

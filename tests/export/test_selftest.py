@@ -141,3 +141,19 @@ def test_old_bundle_without_references_says_so_and_runs(bundle: Path) -> None:
     (bundle / "selftest.json").unlink()  # exported before the self-test
     result = _fp32_check(bundle)
     assert result.exit_code == 0 and "no self-test data" in result.output
+
+
+def test_the_selftest_runs_at_the_batch_size_the_engine_already_compiled(bundle: Path) -> None:
+    """Four reference frames at once were a second OpenVINO compile (0.1-0.7 s of both cores mid-swap) and
+    a second compiled model kept for the engine's life; frame by frame they give the same outputs."""
+    from edgecnn.runtime import load
+    from edgecnn.runtime.core.preprocess import fit_batch
+    from edgecnn.runtime.core.selftest import read_selftest, reference_outputs, run_selftest
+
+    test = read_selftest(bundle)
+    with load(bundle / "openvino" / "model.int8.xml", device="cpu") as engine:
+        assert all(drift.passed for drift in run_selftest(engine))
+        assert len(engine._backend._compiled) == 1  # only the batch size it was opened with
+        at_once = engine.infer_scored(fit_batch(list(test.frames), engine.preprocess))
+        np.testing.assert_array_equal(reference_outputs(engine, test.frames).probabilities,
+                                      at_once.probabilities)

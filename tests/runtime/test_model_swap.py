@@ -132,3 +132,50 @@ def test_the_swapper_offers_a_good_new_model(tmp_path: Path) -> None:
     models = [r.model for r in read_jsonl(jsonl)]
     assert models[0] == old.meta.version and models[-1] == loaded[0].meta.version != old.meta.version
     assert old._backend.closed and loaded[0]._backend.closed
+
+
+def test_a_swapper_readies_every_installed_backend_before_the_run() -> None:
+    """A reload to a model on a backend the run had not used would import that library on the swapper's
+    thread mid-run, holding the GIL 40-75 ms in one piece (benchmarks/README.md, "Hot model swap")."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom edgecnn.runtime.live.model_swap import ModelSwapper\n"
+            "before = 'onnxruntime' in sys.modules or 'openvino' in sys.modules\n"
+            "ModelSwapper(lambda: None, 1, print)\n"
+            "print(before, 'onnxruntime' in sys.modules, 'openvino' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert done.stdout.split() == ["False", "True", "True"], done.stderr
+
+
+def test_a_backend_that_fails_to_get_ready_is_left_to_the_swap(monkeypatch) -> None:
+    from dataclasses import replace
+
+    from edgecnn.runtime.core.backends import registry
+
+    def broken() -> None:
+        raise ImportError("libopenvino.so: cannot open shared object file")
+
+    ready: list[str] = []
+    entries = [replace(entry, warm=broken if entry.name == "openvino" else lambda: ready.append("ort"))
+               for entry in registry.local()]
+    monkeypatch.setattr(registry, "local", lambda: tuple(entries))
+    registry.warm_local()  # no error: the reload that needs the library says what is wrong
+    assert ready == ["ort"]
+
+
+def test_the_swapper_sets_the_start_heap_aside_from_the_collector_while_the_run_lasts() -> None:
+    """A full cyclic collection of the start's heap held the GIL 15-34 ms, and a reload's allocations made
+    one come due mid-swap; frozen at the run's start (attach), given back at its end (finish)."""
+    import gc
+
+    from edgecnn.runtime.live.model_swap import ModelSwapper
+
+    swapper = ModelSwapper(lambda: None, 1, print)
+    try:
+        swapper.attach(None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        swapper.finish("end")
+    assert gc.get_freeze_count() == 0

@@ -193,3 +193,20 @@ def test_a_checkpoint_given_to_the_runtime_says_to_export_it(tmp_path: Path) -> 
     checkpoint.write_bytes(b"PK")
     with pytest.raises(EdgecnnError, match=r"PyTorch checkpoint.*edgecnn export .*best.pt --out bundles"):
         choose_model(checkpoint, "auto", "auto", "auto")
+
+
+def test_the_control_flow_scan_finds_an_op_across_its_windows(tmp_path: Path, monkeypatch) -> None:
+    """The ONNX file is searched a window at a time (the GIL is free between windows during a hot swap);
+    an op type that straddles two windows is still found."""
+    from edgecnn.runtime.core.backends import onnxruntime as ort_backend
+
+    needle = b"\x22\x04Loop"
+    monkeypatch.setattr(ort_backend, "SCAN_WINDOW", 64)
+    for at in (0, 60, 61, 64, 200 - len(needle)):
+        path = tmp_path / f"m{at}.onnx"
+        data = bytearray(200)
+        data[at:at + len(needle)] = needle
+        path.write_bytes(bytes(data))
+        assert ort_backend._control_flow_ops(path) == ["Loop"], at
+    path.write_bytes(bytes(200))
+    assert ort_backend._control_flow_ops(path) == []

@@ -181,3 +181,6 @@ class BackendEntry:
     device_strings: Callable[[str], tuple[str, str]] | None = None  # library device strings -> (kind, target)
     machine: Callable[[], dict[str, Any]] | None = None  # what `info` shows beyond the version
     check: Checker | None = None  # export's parity/latency check of a file it wrote (None: not exported)
+    # A process's one-time work before its first open here that holds the GIL (the library's import),
+    # done ahead by a run that may hot-swap its model (registry.warm_local); None: nothing to do ahead.
+    warm: Callable[[], None] | None = None

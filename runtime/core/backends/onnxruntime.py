@@ -149,15 +149,28 @@ class OnnxRuntimeBackend:
             self._pool = None
 
 
+SCAN_WINDOW = 1 << 20  # bytes searched per call: the GIL is free between calls (a hot swap's loop runs)
+
+
 def _control_flow_ops(path: Path) -> list[str]:
     """Control-flow op types in an .onnx file, by a byte scan of the mapped file (no onnx package in the
-    runtime): a NodeProto's op_type is field 4, a length-delimited string (tag 0x22)."""
+    runtime): a NodeProto's op_type is field 4, a length-delimited string (tag 0x22). Searched SCAN_WINDOW
+    at a time: one find over a whole 6 MB file holds the GIL throughout (another Python thread woke 7-17
+    ms late during it in a hot swap's load, longer than the camera's inference)."""
     import mmap
 
     from edgecnn.runtime.core.backends.base import CONTROL_FLOW
 
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return [op for op in CONTROL_FLOW if data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0]
+        return [op for op in CONTROL_FLOW if _contains(data, b"\x22" + bytes([len(op)]) + op.encode())]
+
+
+def _contains(data: Any, needle: bytes) -> bool:
+    """Whether `needle` is in `data`, found window by window (windows overlap by len(needle) - 1)."""
+    for start in range(0, max(1, len(data)), SCAN_WINDOW):
+        if data.find(needle, start, start + SCAN_WINDOW + len(needle) - 1) >= 0:
+            return True
+    return False
 
 
 def open_model(request: OpenRequest) -> tuple[OnnxRuntimeBackend, Any]:
@@ -292,8 +305,14 @@ def machine() -> dict[str, Any]:
             "providers_unusable": ort_unusable()}
 
 
+def warm() -> None:
+    """The import and the provider probes a first session here needs (registry.warm_local)."""
+    import_onnxruntime()
+    ort_providers()
+
+
 ENTRY = BackendEntry(
     name="onnxruntime", module="onnxruntime", distributions=("onnxruntime-gpu", "onnxruntime"),
     open=open_model, devices=ort_devices, target=ort_target, files=((".onnx", "a .onnx", "an ONNX model"),),
     layout=(("int8", "model.int8.onnx"), ("fp32", "model.onnx")), first_on=("gpu",), machine=machine,
-    check=check_runner)
+    check=check_runner, warm=warm)

@@ -421,8 +421,15 @@ def machine() -> dict[str, Any]:
     return {"devices": names}
 
 
+def warm() -> None:
+    """The import a first model here needs (registry.warm_local): Python runs it holding the GIL. Not the
+    Core and its device plugins: a swap that makes them on its own thread kept another Python thread no
+    later (measured, benchmarks/swap_gil.py), and they cost 35 MB more."""
+    import_openvino()
+
+
 ENTRY = BackendEntry(
     name="openvino", module="openvino", distributions=("openvino",), open=open_model, devices=generic_devices,
     files=((".xml", "an OpenVINO .xml", "an OpenVINO IR"), (".onnx", "a .onnx", "an ONNX model")),
     layout=(("int8", "openvino/model.int8.xml"), ("fp32", "openvino/model.xml")),
-    device_strings=device_string, machine=machine, check=check_runner)
+    device_strings=device_string, machine=machine, check=check_runner, warm=warm)

@@ -14,7 +14,7 @@ import functools
 import importlib
 from typing import Any
 
-from edgecnn.runtime.core.backends.base import BackendEntry
+from edgecnn.runtime.core.backends.base import BackendEntry, has_module
 from edgecnn.runtime.core.errors import EdgecnnError
 
 NAMES = ("openvino", "onnxruntime", "triton")  # each a module here whose ENTRY has that name
@@ -80,3 +80,20 @@ def file_kinds() -> str:
 def exported() -> tuple[BackendEntry, ...]:
     """The backends export writes files for and checks (each has a `check`)."""
     return tuple(found for found in _entries() if found.check is not None)
+
+
+def warm_local() -> None:
+    """Do every installed local backend's one-time work now (`BackendEntry.warm`), for a run that may
+    hot-swap its model: a new model that picks a backend this process has not used yet would otherwise
+    import the library on the swapper's thread while the camera runs, and Python imports an extension
+    module holding the GIL: onnxruntime's import held it 26-75 ms in one piece, openvino's 14-44 ms
+    (benchmarks/README.md, "Hot model swap"): a frame of a 27 fps camera lost. Costs the start 0.02-0.24 s
+    and RSS: onnxruntime +29 MB, openvino +23 MB (measured on 2 loaded cores). A library that fails here
+    is left alone: the swap to it says why.
+    """
+    for found in local():
+        if found.warm is not None and has_module(found.module):
+            try:
+                found.warm()
+            except Exception:  # noqa: BLE001 - only a head start: the open that needs it reports the error
+                continue
