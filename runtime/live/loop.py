@@ -206,6 +206,8 @@ class CameraLoop:
             if wait or id(engine) not in busy:
                 self.retired.remove(engine)
                 engine.close()
+                if any(offered is engine for offered in self.offered):  # let its session go: a box that
+                    self.offered.remove(engine)  # swaps for months would keep every model it ever ran
 
     def add_camera(self, source: str, camera: str, region: object = None) -> None:
         """A new camera, started beside the running ones (which go on untouched)."""

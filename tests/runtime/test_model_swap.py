@@ -179,3 +179,38 @@ def test_the_swapper_sets_the_start_heap_aside_from_the_collector_while_the_run_
     finally:
         swapper.finish("end")
     assert gc.get_freeze_count() == 0
+
+
+class OfferTwice(OfferMidway):
+    """Offers `engine` after SWAP_AT results and `second` after 2 * SWAP_AT; at the end, notes which
+    engines the loop still holds."""
+
+    def __init__(self, engine: Any, second: Any) -> None:
+        super().__init__(engine)
+        self.second, self.again, self.held = second, threading.Event(), []
+
+    def _offer(self) -> None:
+        super()._offer()
+        if self.again.wait(timeout=30):
+            self.loop.offer_engine(self.second)
+
+    def publish(self, update: LiveUpdate) -> None:
+        super().publish(update)
+        if len(self.models) == 2 * SWAP_AT:
+            self.again.set()
+
+    def finish(self, stopped_by: str) -> None:
+        self.again.set()
+        super().finish(stopped_by)
+        self.held = list(self.loop.offered)
+
+
+def test_a_swapped_out_engine_is_closed_and_let_go(tmp_path: Path) -> None:
+    old = watched(mean_colour_onnx(tmp_path / "old.onnx", np.eye(3)), OLD_LABELS, 0.03)
+    first = watched(mean_colour_onnx(tmp_path / "first.onnx", np.ones((3, 4))), NEW_LABELS, 0.03)
+    second = watched(mean_colour_onnx(tmp_path / "second.onnx", np.eye(3)), OLD_LABELS, 0.0)
+    sink = OfferTwice(first, second)
+    config = CameraConfig(source=CUP, headless=True, max_frames=FRAMES, top_k=3)
+    run_camera(old, config, say=print, sinks=[sink])
+    assert first.meta.version in sink.models and sink.models[-1] == second.meta.version
+    assert first._backend.closed and [id(engine) for engine in sink.held] == [id(second)]
